@@ -1,0 +1,282 @@
+"""The builder: walks a lowered plan and assembles a timm-compatible ``nn.Module``.
+
+Every node reads earlier states by index from one list, so the forward pass is a flat loop that
+TorchScript, torch.fx and torch.compile all follow.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from timm.models._features import feature_take_indices
+from torch import nn
+
+from .heads import HEADS
+from .ops import OPS, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN
+from .plan import NodePlan, PathPlan, SlotPlan, lower, _partial_widths
+from .spec import Cell, Genotype
+
+
+def _reduced(size: List[int], reduction: int) -> List[int]:
+    """Spatial size after ``reduction``: what a chain of padded stride-2 convs produces (ceil)."""
+    return [(size[0] + reduction - 1) // reduction, (size[1] + reduction - 1) // reduction]
+
+
+class PathInput(nn.Module):
+    """Brings one path to the node's resolution (bilinear or factorized) and, for cells, its width."""
+
+    def __init__(self, path: PathPlan, out_chs: int, target_reduction: int, project: bool):
+        super().__init__()
+        self.reduction = target_reduction if path.resample == "bilinear" else 0
+        if path.resample == "factorized":
+            self.proj: nn.Module = FactorizedReduce(path.channels, out_chs, path.stride)
+        elif project:
+            self.proj = ReLUConvBN(path.channels, out_chs)
+        else:
+            self.proj = nn.Identity()
+
+    def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
+        if self.reduction > 0:
+            x = F.interpolate(x, size=_reduced(size, self.reduction), mode="bilinear", align_corners=False)
+        return self.proj(x)
+
+
+class InputFusion(nn.Module):
+    """One input state of a node: its paths brought to a common shape and summed (attention-weighted)."""
+
+    def __init__(self, slot: SlotPlan, out_chs: int, target_reduction: int):
+        super().__init__()
+        self.states: List[int] = [p.state for p in slot.paths]
+        self.paths = nn.ModuleList([PathInput(p, out_chs, target_reduction, project=True) for p in slot.paths])
+        weighted = slot.fuse == "attention"
+        total = sum(p.weight or 0.0 for p in slot.paths) if weighted else 0.0
+        self.weights: List[float] = [(p.weight or 0.0) / total if total > 0 else 1.0 for p in slot.paths]
+        self.weighted = weighted
+
+    def forward(self, states: List[torch.Tensor], size: List[int]) -> torch.Tensor:
+        out = torch.zeros(0)
+        for i, path in enumerate(self.paths):
+            y = path(states[self.states[i]], size)
+            if self.weighted:
+                y = y * self.weights[i]
+            out = y if i == 0 else out + y
+        return out
+
+
+class CellModule(nn.Module):
+    """A DARTS cell: each step sums its edges; the output concatenates the listed states."""
+
+    def __init__(self, cell: Cell, chs: int, stride: int, dilation: int, drop_path_rate: float = 0.0):
+        super().__init__()
+        self.ops = nn.ModuleList()
+        self.sources: List[int] = []
+        self.step_ends: List[bool] = []
+        for step in cell.steps:
+            for e, edge in enumerate(step.edges):
+                edge_stride = stride if edge.input < cell.num_inputs else 1
+                op = OPS[edge.op](chs, edge_stride, dilation)
+                if drop_path_rate > 0 and not isinstance(op, nn.Identity):
+                    op = nn.Sequential(op, DropPath(drop_path_rate))
+                self.ops.append(op)
+                self.sources.append(edge.input)
+                self.step_ends.append(e == len(step.edges) - 1)
+        self.concat: List[int] = list(cell.concat)
+
+    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        states = list(inputs)
+        acc = torch.zeros(0)
+        first = True
+        for i, op in enumerate(self.ops):
+            y = op(states[self.sources[i]])
+            acc = y if first else acc + y
+            first = self.step_ends[i]
+            if self.step_ends[i]:
+                states.append(acc)
+        return torch.cat([states[s] for s in self.concat], dim=1)
+
+
+class PartialStage(nn.Module):
+    """RSP: the first ``split`` channels of every input go through ``inner``; the rest of the last
+    input bypasses it (pooled if the node strides), and a 1x1 transition merges the two."""
+
+    def __init__(self, inner: nn.Module, split: int, in_chs: int, inner_out: int, out_chs: int, stride: int):
+        super().__init__()
+        self.inner = inner
+        self.split = split
+        self.bypass = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
+        self.merge = ConvBNAct(inner_out + in_chs - split, out_chs, 1, act=None)
+
+    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        y = self.inner([x[:, : self.split] for x in inputs])
+        bypass = self.bypass(inputs[-1][:, self.split :])
+        return self.merge(torch.cat([y, bypass], dim=1))
+
+
+def _cell_body(plan: NodePlan, drop_path_rate: float) -> nn.Module:
+    """The cell at the innermost width, wrapped once per level of the recursive partial split."""
+    widths = _partial_widths(plan.channels, plan.partial)
+    multiplier = len(plan.cell.concat)
+    body: nn.Module = CellModule(plan.cell, widths[-1], plan.stride, plan.dilation, drop_path_rate)
+    for k in range(len(widths) - 1, 0, -1):
+        body = PartialStage(body, widths[k], widths[k - 1], multiplier * widths[k], multiplier * widths[k - 1], plan.stride)
+    return body
+
+
+class CellNode(nn.Module):
+    def __init__(self, plan: NodePlan, drop_path_rate: float = 0.0):
+        super().__init__()
+        self.inputs = nn.ModuleList([InputFusion(slot, plan.channels, plan.input_reduction) for slot in plan.slots])
+        self.body = _cell_body(plan, drop_path_rate)
+
+    def forward(self, states: List[torch.Tensor], size: List[int]) -> torch.Tensor:
+        xs: List[torch.Tensor] = []
+        for fusion in self.inputs:
+            xs.append(fusion(states, size))
+        return self.body(xs)
+
+
+def _make_layer(plan: NodePlan) -> nn.Module:
+    a, in_chs = plan.args, plan.slots[0].paths[0].channels
+    if plan.layer == "inverted_residual":
+        return InvertedResidual(in_chs, plan.out_channels, a.kernel, plan.stride, plan.dilation, a.expand_ratio)
+    return ConvBNAct(in_chs, plan.out_channels, a.kernel, plan.stride, plan.dilation, a.act, a.pre_act, a.bias)
+
+
+class LayerNode(nn.Module):
+    def __init__(self, plan: NodePlan):
+        super().__init__()
+        self.state = plan.slots[0].paths[0].state
+        self.layer = _make_layer(plan)
+
+    def forward(self, states: List[torch.Tensor], size: List[int]) -> torch.Tensor:
+        return self.layer(states[self.state])
+
+
+def first_conv_names(plan_nodes: list[NodePlan]) -> Tuple[str, ...]:
+    """Module paths of the convs that read the image (timm adapts them for ``in_chans``)."""
+    names = []
+    for n in plan_nodes:
+        if n.layer is not None and n.slots[0].paths[0].state == 0:
+            if n.layer == "inverted_residual":
+                names.append(f"nodes.{n.index}.layer.conv.0.0")
+            else:
+                names.append(f"nodes.{n.index}.layer.{1 if n.args.pre_act else 0}")
+        elif n.cell is not None:
+            for s, slot in enumerate(n.slots):
+                for p, path in enumerate(slot.paths):
+                    if path.state == 0:
+                        base = f"nodes.{n.index}.inputs.{s}.paths.{p}.proj"
+                        names += [f"{base}.conv_1", f"{base}.conv_2"] if path.resample == "factorized" else [f"{base}.1"]
+    return tuple(names)
+
+
+class GenotypeNet(nn.Module):
+    """A compiled genotype spec: network graph -> decoder -> dropout -> 1x1 classifier.
+
+    ``forward_features`` returns the decoder's feature map (``num_features`` channels) and
+    ``forward_head`` the logits at that resolution; ``forward`` upsamples them to the input size.
+    """
+
+    def __init__(
+        self,
+        genotype: Union[Genotype, dict],
+        num_classes: Optional[int] = None,
+        in_chans: Optional[int] = None,
+        output_stride: Optional[int] = None,
+        drop_rate: Optional[float] = None,
+        drop_path_rate: float = 0.0,
+        **kwargs: Any,
+    ):
+        super().__init__()
+        if kwargs:
+            raise TypeError(f"unexpected model arguments: {', '.join(sorted(kwargs))}")
+        if not isinstance(genotype, Genotype):
+            from .specfile import genotype_from_dict
+
+            genotype = genotype_from_dict(genotype)
+        plan = lower(genotype, in_chans, output_stride)
+        self.genotype = genotype
+        self.num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
+        self.in_chans = plan.in_chans
+        self.output_stride = plan.output_stride
+        self.nodes = nn.ModuleList(
+            [CellNode(n, drop_path_rate) if n.cell is not None else LayerNode(n) for n in plan.nodes]
+        )
+        self.decoder = HEADS[genotype.head.type](plan.head_inputs, genotype.head)
+        self.num_features = self.head_hidden_size = self.decoder.num_features
+        self.drop_rate = genotype.head.dropout if drop_rate is None else drop_rate
+        self.head_drop = nn.Dropout(self.drop_rate)
+        self.classifier = self._make_classifier(self.num_classes)
+        self.feature_info = [
+            dict(num_chs=f.channels, reduction=f.reduction, module=f"nodes.{f.state - 1}") for f in plan.features
+        ]
+        self.feature_states: List[int] = [f.state for f in plan.features]
+        self._traits = dict(first_conv=first_conv_names(plan.nodes))
+
+    def _make_classifier(self, num_classes: int) -> nn.Module:
+        return nn.Conv2d(self.num_features, num_classes, 1) if num_classes > 0 else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        self.classifier = self._make_classifier(num_classes)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r"^nodes\.0\.", blocks=r"^nodes\.(\d+)")
+
+    def _run_nodes(self, x: torch.Tensor, count: int) -> List[torch.Tensor]:
+        size = [x.shape[-2], x.shape[-1]]
+        states = [x]
+        for i, node in enumerate(self.nodes):
+            if i < count:
+                states.append(node(states, size))
+        return states
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self._run_nodes(x, len(self.nodes)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(x)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.forward_head(self.forward_features(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    @torch.jit.ignore
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ):
+        """The feature maps of ``feature_info[indices]`` and, unless ``intermediates_only``, the features."""
+        if output_fmt != "NCHW":
+            raise ValueError("only output_fmt='NCHW' is supported")
+        take, _ = feature_take_indices(len(self.feature_info), indices)
+        wanted = [self.feature_states[i] for i in take]
+        count = max(wanted) if intermediates_only or stop_early else len(self.nodes)
+        states = self._run_nodes(x, count)
+        intermediates = [states[s] for s in wanted]
+        if intermediates_only:
+            return intermediates
+        return self.decoder(states), intermediates
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False, prune_head: bool = True):
+        """Drop the nodes after the last feature taken and, with ``prune_head``, the decoder and classifier."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        self.nodes = self.nodes[: self.feature_states[max_index]]
+        if prune_head:
+            self.decoder = nn.Identity()
+            self.head_drop = nn.Identity()
+            self.reset_classifier(0)
+        return take

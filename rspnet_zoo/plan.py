@@ -1,0 +1,296 @@
+"""Lowering: a Genotype becomes a plan with every channel count, stride, dilation and input resolved.
+
+This is also where the semantic checks live, because resolving the graph is what finds its errors.
+State 0 is the image; node i of the network is state i + 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .errors import SpecError, pointer
+from .ops import OPS
+from .spec import Cell, DeepLabV3PlusHead, FusionHead, Genotype, LayerArgs, Node, Partial
+
+IMAGE = "input"
+MAX_PARAMETERS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    state: int
+    channels: int
+    resample: str  # 'none' | 'bilinear' | 'factorized'
+    stride: int  # factorized only: 2, or 1 past output_stride
+    weight: Optional[float]
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    paths: tuple[PathPlan, ...]
+    fuse: str
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    index: int
+    id: str
+    channels: int  # cell C, or a layer's output width
+    out_channels: int
+    reduction: int  # nominal output stride
+    actual_reduction: int  # after output_stride
+    input_reduction: int  # actual resolution the inputs are brought to
+    stride: int
+    dilation: int
+    slots: tuple[SlotPlan, ...]
+    cell: Optional[Cell] = None
+    cell_name: Optional[str] = None
+    partial: Optional[Partial] = None
+    layer: Optional[str] = None
+    args: Optional[LayerArgs] = None
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    state: int
+    channels: int
+    reduction: int
+
+
+@dataclass
+class NetworkPlan:
+    in_chans: int
+    output_stride: int
+    nodes: list[NodePlan]
+    head_inputs: list[FeaturePlan]
+    features: list[FeaturePlan] = field(default_factory=list)
+
+
+def _is_pow2(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def _check_cells(genotype: Genotype) -> None:
+    for name, cell in genotype.cells.items():
+        at = ("cells", name)
+        n_states = cell.num_inputs
+        for s, step in enumerate(cell.steps):
+            for e, edge in enumerate(step.edges):
+                if edge.op not in OPS:
+                    raise SpecError(pointer(*at, "steps", s, "edges", e, "op"),
+                                    f"unknown op '{edge.op}' (known: {', '.join(sorted(OPS))})")
+                if edge.input >= n_states:
+                    raise SpecError(pointer(*at, "steps", s, "edges", e, "input"),
+                                    f"step {s} reads state {edge.input}, but only states 0..{n_states - 1} exist before it")
+            n_states += 1
+        for c, state in enumerate(cell.concat):
+            if state >= n_states:
+                raise SpecError(pointer(*at, "concat", c), f"state {state} does not exist (the cell has {n_states})")
+        if len(set(cell.concat)) != len(cell.concat):
+            raise SpecError(pointer(*at, "concat"), "lists a state twice")
+
+
+def _resolve_refs(genotype: Genotype) -> dict[str, int]:
+    """Map node ids to state indices; refuse duplicates, dangling and forward references, cycles."""
+    nodes = genotype.network.nodes
+    index = {node.id: i + 1 for i, node in enumerate(nodes)}
+    if len(index) != len(nodes) or IMAGE in index:
+        seen: set[str] = {IMAGE}
+        for i, node in enumerate(nodes):
+            if node.id in seen:
+                raise SpecError(pointer("network", "nodes", i, "id"), f"duplicate or reserved node id '{node.id}'")
+            seen.add(node.id)
+    index[IMAGE] = 0
+    for i, node in enumerate(nodes):
+        for s, slot in enumerate(node.inputs):
+            for p, path in enumerate(slot.paths):
+                at = pointer("network", "nodes", i, "inputs", s, "paths", p, "node")
+                ref = index.get(path.node)
+                if ref is None:
+                    raise SpecError(at, f"dangling input: no node '{path.node}'")
+                if ref == i + 1:
+                    raise SpecError(at, f"cycle: node '{node.id}' reads its own output")
+                if ref > i + 1:
+                    kind = "cycle" if _reaches(nodes, ref - 1, node.id, index) else "forward reference"
+                    raise SpecError(at, f"{kind}: node '{node.id}' reads '{path.node}', which comes after it")
+    return index
+
+
+def _reaches(nodes: list[Node], start: int, target: str, index: dict[str, int]) -> bool:
+    """Does node ``start`` (transitively) read ``target``?"""
+    stack, seen = [start], set()
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for slot in nodes[i].inputs:
+            for path in slot.paths:
+                if path.node == target:
+                    return True
+                j = index.get(path.node)
+                if j:
+                    stack.append(j - 1)
+    return False
+
+
+def _head_refs(genotype: Genotype) -> list[tuple[str, str]]:
+    head = genotype.head
+    if isinstance(head, FusionHead):
+        return [(pointer("head", "inputs", i), ref) for i, ref in enumerate(head.inputs)]
+    assert isinstance(head, DeepLabV3PlusHead)
+    return [(pointer("head", "input"), head.input), (pointer("head", "low_level"), head.low_level)]
+
+
+def _check_reach_head(genotype: Genotype, index: dict[str, int]) -> list[int]:
+    refs = _head_refs(genotype)
+    head_states = []
+    for at, ref in refs:
+        if ref not in index or ref == IMAGE:
+            raise SpecError(at, f"dangling input: no node '{ref}'")
+        head_states.append(index[ref])
+    nodes = genotype.network.nodes
+    alive = set(head_states)
+    for i in range(len(nodes), 0, -1):
+        if i in alive:
+            alive.update(index[p.node] for slot in nodes[i - 1].inputs for p in slot.paths)
+    for i, node in enumerate(nodes):
+        if i + 1 not in alive:
+            raise SpecError(pointer("network", "nodes", i), f"node '{node.id}' never reaches the head")
+    return head_states
+
+
+def _partial_widths(channels: int, partial: Optional[Partial]) -> list[int]:
+    """Widths C_0 = C > C_1 > ... > C_depth of the recursive stage-partial split."""
+    widths = [channels]
+    if partial is not None:
+        for _ in range(partial.depth):
+            widths.append(int(round(widths[-1] * partial.ratio)))
+    return widths
+
+
+def _estimate_parameters(plan_nodes: list[NodePlan]) -> int:
+    total = 0
+    for n in plan_nodes:
+        if n.cell is not None:
+            c = _partial_widths(n.channels, n.partial)[-1]
+            total += sum(len(step.edges) for step in n.cell.steps) * 2 * c * (c + 50)
+            total += sum(p.channels * n.channels for slot in n.slots for p in slot.paths)
+            total += 2 * n.out_channels * n.out_channels
+        else:
+            total += n.out_channels * sum(p.channels for p in n.slots[0].paths) * (n.args or LayerArgs()).kernel ** 2
+    return total
+
+
+def lower(genotype: Genotype, in_chans: Optional[int] = None, output_stride: Optional[int] = None) -> NetworkPlan:
+    """Resolve the graph. ``output_stride`` caps the reduction: deeper strides become dilation."""
+    in_chans = in_chans or genotype.defaults.input_size[0]
+    _check_cells(genotype)
+    index = _resolve_refs(genotype)
+    head_states = _check_reach_head(genotype, index)
+    max_reduction = max(n.reduction for n in genotype.network.nodes)
+    os_ = output_stride or max_reduction
+    if not _is_pow2(os_):
+        raise SpecError("", f"output_stride must be a power of two, got {os_}")
+
+    def actual(r: int) -> int:
+        return min(r, os_)
+
+    widths = [in_chans]  # out channels per state
+    reductions = [1]  # nominal reduction per state
+    plan_nodes: list[NodePlan] = []
+    for i, node in enumerate(genotype.network.nodes):
+        at = ("network", "nodes", i)
+        if not _is_pow2(node.reduction):
+            raise SpecError(pointer(*at, "reduction"), f"must be a power of two, got {node.reduction}")
+        if (node.cell is None) == (node.layer is None):
+            raise SpecError(pointer(*at), "a node names exactly one of 'cell' and 'layer'")
+        if node.args is not None and node.layer is None:
+            raise SpecError(pointer(*at, "args"), "only layer nodes take 'args'")
+        if node.cell is not None:
+            plan_nodes.append(_lower_cell_node(genotype, node, i, index, widths, reductions, actual))
+        else:
+            plan_nodes.append(_lower_layer_node(node, i, index, widths, reductions, actual))
+        widths.append(plan_nodes[-1].out_channels)
+        reductions.append(node.reduction)
+
+    if _estimate_parameters(plan_nodes) > MAX_PARAMETERS:
+        raise SpecError(pointer("network"), f"the network would have over {MAX_PARAMETERS:.0e} parameters")
+
+    head_inputs = [FeaturePlan(s, widths[s], actual(reductions[s])) for s in head_states]
+    if isinstance(genotype.head, DeepLabV3PlusHead) and reductions[head_states[1]] > reductions[head_states[0]]:
+        raise SpecError(pointer("head", "low_level"), "the low-level feature must not be coarser than the ASPP input")
+    last_at: dict[int, int] = {}
+    for n in plan_nodes:
+        last_at[n.reduction] = n.index + 1
+    features = [FeaturePlan(s, widths[s], actual(r)) for r, s in sorted(last_at.items())]
+    return NetworkPlan(in_chans, os_, plan_nodes, head_inputs, features)
+
+
+def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual) -> NodePlan:
+    at = ("network", "nodes", i)
+    cell = genotype.cells.get(node.cell)
+    if cell is None:
+        raise SpecError(pointer(*at, "cell"), f"unknown cell '{node.cell}' (spec has: {', '.join(genotype.cells) or 'none'})")
+    if len(node.inputs) != cell.num_inputs:
+        raise SpecError(pointer(*at, "inputs"), f"cell '{node.cell}' takes {cell.num_inputs} input(s), node gives {len(node.inputs)}")
+    if cell.reduction and node.reduction < 2:
+        raise SpecError(pointer(*at, "reduction"), "a reduction cell's node needs reduction >= 2")
+    target = node.reduction // 2 if cell.reduction else node.reduction
+    slots = []
+    for s, slot in enumerate(node.inputs):
+        paths = []
+        for p, path in enumerate(slot.paths):
+            p_at = pointer(*at, "inputs", s, "paths", p)
+            state = index[path.node]
+            src = reductions[state]
+            if slot.fuse == "attention" and path.weight is None:
+                raise SpecError(p_at, "fuse 'attention' needs a weight on every path")
+            if src < target and node.downsample == "factorized":
+                if src * 2 != target:
+                    raise SpecError(p_at, f"factorized downsampling spans one level, not {src} -> {target}; use downsample 'bilinear'")
+                resample, stride = "factorized", actual(target) // actual(src)
+            else:
+                resample, stride = ("none" if actual(src) == actual(target) else "bilinear"), 1
+            paths.append(PathPlan(state, widths[state], resample, stride, path.weight))
+        slots.append(SlotPlan(tuple(paths), slot.fuse))
+    widths_partial = _partial_widths(node.channels, node.partial)
+    for k in range(1, len(widths_partial)):
+        if not 1 <= widths_partial[k] < widths_partial[k - 1]:
+            raise SpecError(pointer(*at, "partial"), f"ratio leaves {widths_partial[k]} of {widths_partial[k - 1]} channels at depth {k}")
+    return NodePlan(
+        index=i, id=node.id, channels=node.channels, out_channels=len(cell.concat) * node.channels,
+        reduction=node.reduction, actual_reduction=actual(node.reduction), input_reduction=actual(target),
+        stride=actual(node.reduction) // actual(target), dilation=node.reduction // actual(node.reduction),
+        slots=tuple(slots), cell=cell, cell_name=node.cell, partial=node.partial,
+    )
+
+
+def _lower_layer_node(node: Node, i, index, widths, reductions, actual) -> NodePlan:
+    at = ("network", "nodes", i)
+    if len(node.inputs) != 1 or len(node.inputs[0].paths) != 1:
+        raise SpecError(pointer(*at, "inputs"), "a layer node reads exactly one path")
+    if node.partial is not None:
+        raise SpecError(pointer(*at, "partial"), "partial channels apply to cell nodes only")
+    state = index[node.inputs[0].paths[0].node]
+    src = reductions[state]
+    if node.reduction not in (src, 2 * src):
+        raise SpecError(pointer(*at, "reduction"), f"a layer keeps or halves the resolution: input is at {src}, node says {node.reduction}")
+    path = PathPlan(state, widths[state], "none", 1, None)
+    return NodePlan(
+        index=i, id=node.id, channels=node.channels, out_channels=node.channels,
+        reduction=node.reduction, actual_reduction=actual(node.reduction), input_reduction=actual(src),
+        stride=actual(node.reduction) // actual(src), dilation=node.reduction // actual(node.reduction),
+        slots=(SlotPlan((path,), "sum"),), layer=node.layer, args=node.args or LayerArgs(),
+    )
+
+
+def check_genotype(genotype: Genotype) -> None:
+    """Every semantic check; raises the first SpecError."""
+    d = genotype.defaults
+    for key in ("mean", "std"):
+        if len(getattr(d, key)) != d.input_size[0]:
+            raise SpecError(pointer("defaults", key), f"needs {d.input_size[0]} values, one per input channel")
+    if d.class_names is not None and len(d.class_names) != d.num_classes:
+        raise SpecError(pointer("defaults", "class_names"), f"has {len(d.class_names)} names for {d.num_classes} classes")
+    lower(genotype)

@@ -1,0 +1,164 @@
+"""The genotype spec: pydantic models that are the one in-memory form of a searched architecture.
+
+Bounds here are the single source of truth: the JSON Schema in ``schemas/`` is generated from these
+models, so a hostile document is refused by the schema before anything is allocated.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_VERSION = 1
+
+MAX_CHANNELS = 4096
+MAX_NODES = 512
+MAX_CELL_STEPS = 16
+MAX_EDGES = 16
+MAX_PATHS = 16
+MAX_REDUCTION = 64
+MAX_CLASSES = 100_000
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+Reduction = Annotated[int, Field(ge=1, le=MAX_REDUCTION)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provenance(Strict):
+    """How a spec was made: enough to rerun it and to trace it to its parent."""
+
+    searcher: str = "hand-designed"
+    stage: Optional[str] = None
+    seed: Optional[int] = None
+    dataset: Optional[str] = None
+    budget: Optional[str] = None
+    epochs: Optional[int] = None
+    wall_time_s: Optional[float] = None
+    tool_version: Optional[str] = None
+    parent_sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
+    command: Optional[str] = None
+    notes: Optional[str] = None
+
+
+class Edge(Strict):
+    """One incoming edge of a cell step: an op applied to an earlier state of the cell."""
+
+    input: Annotated[int, Field(ge=0, le=MAX_CELL_STEPS + 1)]
+    op: Annotated[str, Field(max_length=64)]
+
+
+class CellStep(Strict):
+    """An intermediate node of a cell: the sum of its incoming edges."""
+
+    edges: Annotated[list[Edge], Field(min_length=1, max_length=MAX_EDGES)]
+
+
+class Cell(Strict):
+    """A DARTS-style DAG. States 0..num_inputs-1 are the inputs, then one state per step."""
+
+    num_inputs: Annotated[int, Field(ge=1, le=2)] = 2
+    reduction: bool = Field(False, description="edges that read an input state have stride 2")
+    steps: Annotated[list[CellStep], Field(min_length=1, max_length=MAX_CELL_STEPS)]
+    concat: Annotated[list[Annotated[int, Field(ge=0, le=MAX_CELL_STEPS + 1)]], Field(min_length=1, max_length=MAX_CELL_STEPS + 2)]
+
+
+class Path(Strict):
+    """A reference to an earlier node's output; ``input`` is the image."""
+
+    node: Identifier
+    weight: Optional[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        None, description="path-attention weight kept by the path search (fuse='attention')"
+    )
+
+
+class InputSlot(Strict):
+    """One input state of a node: several paths resampled to the node's resolution and fused."""
+
+    paths: Annotated[list[Path], Field(min_length=1, max_length=MAX_PATHS)]
+    fuse: Literal["sum", "attention"] = "sum"
+
+
+class Partial(Strict):
+    """RSP: only ``ratio`` of the channels go through the cell, the rest bypass; applied ``depth`` times."""
+
+    ratio: Annotated[float, Field(gt=0.0, lt=1.0)]
+    depth: Annotated[int, Field(ge=1, le=4)] = 1
+
+
+class LayerArgs(Strict):
+    kernel: Annotated[int, Field(ge=1, le=11)] = 3
+    act: Optional[Literal["relu", "relu6"]] = "relu"
+    pre_act: bool = Field(False, description="ReLU before the conv (DARTS ImageNet stem1)")
+    bias: bool = False
+    expand_ratio: Annotated[int, Field(ge=1, le=8)] = 1
+
+
+class Node(Strict):
+    """A node of the network graph: a cell instance or a plain layer, at a given reduction."""
+
+    id: Identifier
+    cell: Optional[Identifier] = Field(None, description="name of a cell in 'cells'")
+    layer: Optional[Literal["conv", "inverted_residual"]] = None
+    args: Optional[LayerArgs] = None
+    reduction: Reduction = Field(description="output stride relative to the image (a power of two)")
+    channels: Channels = Field(description="cell nodes: the cell's C (output is len(concat)*C); layers: output channels")
+    inputs: Annotated[list[InputSlot], Field(min_length=1, max_length=2)]
+    downsample: Literal["factorized", "bilinear"] = Field(
+        "factorized", description="how a path from a finer resolution reaches a cell node"
+    )
+    partial: Optional[Partial] = None
+
+
+class FusionHead(Strict):
+    """Multi-level fusion decoder: lateral 1x1 per input, upsample to the finest, sum, 3x3 conv."""
+
+    type: Literal["fusion"]
+    inputs: Annotated[list[Identifier], Field(min_length=1, max_length=8)]
+    channels: Channels = 64
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+
+class DeepLabV3PlusHead(Strict):
+    """ASPP on ``input`` and the DeepLabv3+ decoder with a low-level branch from ``low_level``."""
+
+    type: Literal["deeplabv3plus"]
+    input: Identifier
+    low_level: Identifier
+    aspp_channels: Channels = 256
+    rates: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=6)] = [12, 24, 36]
+    low_level_channels: Channels = 48
+    decoder_channels: Channels = 256
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+
+Head = Annotated[Union[FusionHead, DeepLabV3PlusHead], Field(discriminator="type")]
+
+
+class Network(Strict):
+    nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
+
+
+class Defaults(Strict):
+    num_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
+    input_size: tuple[Annotated[int, Field(ge=1, le=16)], Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]] = (3, 512, 1024)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    class_names: Optional[Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_CLASSES)]] = None
+
+
+class Genotype(Strict):
+    """One whole network: identity, cells, network graph, head and defaults."""
+
+    format_version: Literal[1]
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "1.0.0"
+    description: Annotated[str, Field(max_length=4000)] = ""
+    provenance: Provenance = Provenance()
+    cells: Annotated[dict[Identifier, Cell], Field(max_length=64)] = {}
+    network: Network
+    head: Head
+    defaults: Defaults

@@ -1,0 +1,102 @@
+"""Reading and writing spec documents: parse -> migrate -> JSON Schema -> semantic checks -> Genotype.
+
+The canonical dump (sorted keys, two-space indent, trailing newline) is the spec's identity: its
+sha256 is recorded in every artifact built from it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pydantic import ValidationError
+
+from .errors import SpecError, pointer
+from .migrate import json_repr, migrate
+from .schema import committed_schema
+from .spec import Genotype
+
+MAX_SPEC_BYTES = 8 * 1024 * 1024
+
+
+def load_spec(path: str | Path) -> Genotype:
+    """Load and fully validate a spec file; every failure is one SpecError naming the file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError("", f"file is larger than {MAX_SPEC_BYTES // 2**20} MiB")
+        text = path.read_text(encoding="utf-8")
+    except SpecError as e:
+        raise e.at(str(path)) from None
+    except FileNotFoundError:
+        raise SpecError("", "no such file", str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError("", f"cannot read: {e.__class__.__name__}: {e}", str(path)) from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, source: str | None = None) -> Genotype:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError("", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", source) from None
+    except RecursionError:
+        raise SpecError("", "invalid JSON: nested too deeply", source) from None
+    try:
+        return genotype_from_dict(doc)
+    except SpecError as e:
+        raise e.at(source) if source else e from None
+
+
+def genotype_from_dict(doc: Any) -> Genotype:
+    from .plan import check_genotype  # semantic checks need the ops table and the lowering
+
+    if not isinstance(doc, dict):
+        raise SpecError("", f"a genotype spec is a JSON object, got {type(doc).__name__}")
+    doc = migrate(doc)
+    _check_schema(doc)
+    try:
+        genotype = Genotype.model_validate(doc)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise SpecError(pointer(*err["loc"]), err["msg"]) from None
+    check_genotype(genotype)
+    return genotype
+
+
+def _check_schema(doc: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(committed_schema())
+    error = next(iter(validator.iter_errors(doc)), None)
+    if error is not None:
+        error = _deepest(error)
+        raise SpecError(pointer(*error.absolute_path), _short(error))
+
+
+def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a failed oneOf/anyOf, report the branch that got furthest into the document."""
+    while error.context:
+        error = max(error.context, key=lambda e: len(e.absolute_path))
+    return error
+
+
+def _short(error: jsonschema.ValidationError) -> str:
+    if error.validator in ("maxItems", "maxProperties"):
+        return f"has {len(error.instance)} entries, at most {error.validator_value} allowed"
+    if error.validator in ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum", "maxLength", "minLength", "pattern", "type", "enum", "const"):
+        return f"{json_repr(error.instance)} is not allowed: {error.validator} {json_repr(error.validator_value)}"
+    message = error.message
+    return message if len(message) <= 160 else message[:157] + "..."
+
+
+def canonical_dict(genotype: Genotype) -> dict[str, Any]:
+    return genotype.model_dump(mode="json", exclude_defaults=True)
+
+
+def dump_spec(genotype: Genotype) -> str:
+    return json.dumps(canonical_dict(genotype), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def spec_sha256(genotype: Genotype) -> str:
+    return hashlib.sha256(dump_spec(genotype).encode("utf-8")).hexdigest()
