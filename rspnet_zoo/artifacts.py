@@ -1,0 +1,145 @@
+"""Built folders: ``config.json`` + ``model.safetensors`` + ``README.md``, written atomically.
+
+The folder is self-describing: config.json carries the canonical genotype in ``model_args``, so
+``timm.create_model('local-dir:<folder>', pretrained=True)`` rebuilds it with nothing registered.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import ZooError
+from .model import GenotypeNet
+from .spec import FORMAT_VERSION, Genotype
+from .specfile import canonical_dict, dump_spec, spec_sha256
+from .stats import count_flops, count_parameters, meta_model
+from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, pretrained_cfg_for
+
+
+def weights_metadata(genotype: Genotype) -> dict[str, str]:
+    """safetensors metadata holds strings only."""
+    return {
+        "genotype": dump_spec(genotype),
+        "genotype_sha256": spec_sha256(genotype),
+        "format_version": str(FORMAT_VERSION),
+        "rspnet_zoo_version": __version__,
+    }
+
+
+def load_weights(model: torch.nn.Module, file: Path) -> None:
+    """Strict load of a safetensors file, with a one-line error when it does not fit the model."""
+    try:
+        state = load_file(str(file))
+    except FileNotFoundError:
+        raise ZooError(f"{file}: no such weights file") from None
+    except (SafetensorError, OSError) as e:
+        raise ZooError(f"{file}: not a safetensors file ({e})") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
+            f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the spec needs {tuple(own[wrong[0]].shape)}")
+        raise ZooError(f"{file} does not match the spec: {len(missing)} missing, {len(unexpected)} unexpected, "
+                       f"{len(wrong)} mis-shaped tensors ({first})")
+    model.load_state_dict(state)
+
+
+def model_card(genotype: Genotype, folder_name: str, num_classes: int, stats: dict[str, int], note: str = "") -> str:
+    p = genotype.provenance
+    c, h, w = genotype.defaults.input_size
+    rows = [(k, v) for k, v in p.model_dump(exclude_none=True).items()]
+    provenance = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"""# {genotype.name} {genotype.version}
+
+{genotype.description or 'A genotype spec compiled by rspnet-zoo.'}
+
+| | |
+|---|---|
+| genotype sha256 | `{spec_sha256(genotype)}` |
+| format_version | {FORMAT_VERSION} |
+| classes | {num_classes} |
+| parameters | {stats['parameters']:,} |
+| FLOPs at 1x{c}x{h}x{w} | {stats['flops'] / 1e9:.2f} G (torch.utils.flop_counter) |
+| rspnet-zoo | {__version__} |
+{note}
+## Provenance
+
+| field | value |
+|---|---|
+{provenance}
+
+## Use
+
+```python
+import timm, rspnet_zoo
+model = timm.create_model("local-dir:{folder_name}", pretrained=True).eval()
+logits = model(images)  # (B, {num_classes}, H, W) at the input resolution
+```
+"""
+
+
+def _publishable(folder: Path) -> None:
+    """mkdtemp makes private folders; a built folder gets the modes of a plain mkdir and write."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~umask)
+
+
+def build_folder(
+    genotype: Genotype,
+    out_dir: Path,
+    num_classes: Optional[int] = None,
+    weights: Optional[Path] = None,
+    seed: int = 0,
+    card_note: str = "",
+) -> tuple[Path, dict[str, Any]]:
+    """Compile ``genotype`` into ``out_dir/<name>/``; the folder appears whole or not at all."""
+    num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
+    torch.manual_seed(seed)
+    model: GenotypeNet = create_genotype_net(genotype.name, genotype, num_classes=num_classes)
+    if weights is not None:
+        load_weights(model, weights)
+    stats = dict(parameters=count_parameters(model),
+                 flops=count_flops(meta_model(genotype, num_classes), genotype.defaults.input_size))
+    registered = genotype.name in SHIPPED
+    cfg = pretrained_cfg_for(genotype, num_classes=num_classes)
+    config = {
+        "architecture": genotype.name if registered else GENERIC_ARCH,
+        "num_classes": num_classes,
+        "num_features": model.num_features,
+        "model_args": {"genotype": canonical_dict(genotype), "num_classes": num_classes},
+        "pretrained_cfg": {k: v for k, v in cfg.items() if k not in ("url", "architecture")},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / genotype.name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{genotype.name}.", dir=out_dir))
+    try:
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata=weights_metadata(genotype))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / "README.md").write_text(model_card(genotype, str(final), num_classes, stats, card_note))
+        _publishable(tmp)
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{genotype.name}.old.", dir=out_dir))
+            final.rename(old / "previous")
+        tmp.rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final, dict(name=genotype.name, path=str(final), sha256=spec_sha256(genotype), num_classes=num_classes, **stats)

@@ -1,0 +1,45 @@
+"""The ``rspnet-zoo`` command: a thin typer shell over the library.
+
+Known errors become one line on stderr and exit code 2; ``--json`` on a command prints its result
+as JSON on stdout; rich tables are for people.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+import typer
+
+from ..errors import ZooError
+
+app = typer.Typer(
+    name="rspnet-zoo",
+    help="Genotype compiler and timm model zoo for RSPNet and NAS-found segmentation networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+from . import zoo_commands  # noqa: E402,F401  (registers validate, list, show, build)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    try:
+        rc = app(args=list(argv) if argv is not None else None, prog_name="rspnet-zoo", standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("rspnet-zoo: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as e:  # usage errors: unknown flag, bad value, missing argument
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        if message:
+            print(f"rspnet-zoo: error: {message}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
+    except ZooError as e:
+        print(f"rspnet-zoo: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("rspnet-zoo: interrupted", file=sys.stderr)
+        sys.exit(130)

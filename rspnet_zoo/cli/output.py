@@ -1,0 +1,25 @@
+"""One output mode per call: JSON on stdout for machines, rich for people."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+from rich.console import Console
+
+console = Console()
+errors = Console(stderr=True)
+
+JSON_OPTION_HELP = "Print the result as JSON on stdout."
+
+
+def emit(data: Any, human: Callable[[Console], None], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        human(console)
+
+
+def error_line(message: str) -> None:
+    """One plain line on stderr (no rich markup, so it reads the same in logs)."""
+    print(f"rspnet-zoo: error: {message}", file=sys.stderr)

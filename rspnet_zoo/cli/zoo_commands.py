@@ -1,0 +1,171 @@
+"""validate, list, show, build."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import SpecError, ZooError
+from ..fsutil import atomic_write_text
+from ..spec import Genotype
+from ..specfile import load_spec, spec_sha256
+from ..stats import spec_stats
+from ..zoo import SHIPPED, resolve_genotype, weights_path, zoo_home
+from . import app
+from .output import JSON_OPTION_HELP, emit, error_line
+
+JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
+
+
+@app.command()
+def validate(specs: List[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
+    """Check spec files; exit 2 with one line per bad file."""
+    results = []
+    for path in specs:
+        try:
+            g = load_spec(path)
+            results.append(dict(file=str(path), ok=True, name=g.name, sha256=spec_sha256(g)))
+        except SpecError as e:
+            results.append(dict(file=str(path), ok=False, pointer=e.pointer, error=e.reason))
+            if not as_json:
+                error_line(str(e))
+
+    def human(console):
+        for r in results:
+            if r["ok"]:
+                console.print(f"[green]ok[/green]  {r['file']}  {r['name']}  {r['sha256'][:12]}")
+
+    emit(results, human, as_json)
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(2)
+
+
+def _cached_stats(genotype: Genotype) -> dict[str, int]:
+    """Parameters and FLOPs by spec sha, cached in the zoo home (a meta forward pass costs ~0.5 s)."""
+    cache_file = zoo_home() / ".stats.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    sha = spec_sha256(genotype)
+    if sha not in cache:
+        cache[sha] = spec_stats(genotype)
+        try:
+            atomic_write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+        except OSError:
+            pass
+    return cache[sha]
+
+
+@app.command("list")
+def list_models(as_json: bool = JsonOpt) -> None:
+    """Registered architectures, whether their weights are built, parameters and FLOPs."""
+    rows = []
+    for name, g in sorted(SHIPPED.items()):
+        stats = _cached_stats(g)
+        rows.append(dict(name=name, version=g.version, weights=weights_path(name).is_file(),
+                         num_classes=g.defaults.num_classes, input_size=list(g.defaults.input_size), **stats))
+
+    def human(console):
+        table = Table(title=f"rspnet-zoo architectures (weights in {zoo_home()})")
+        for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "at"):
+            table.add_column(col, justify="right" if col in ("params", "GFLOPs", "classes") else "left")
+        for r in rows:
+            table.add_row(r["name"], r["version"], "yes" if r["weights"] else "-", str(r["num_classes"]),
+                          f"{r['parameters']:,}", f"{r['flops'] / 1e9:.2f}", "x".join(map(str, r["input_size"])))
+        console.print(table)
+
+    emit(rows, human, as_json)
+
+
+def _describe(g: Genotype) -> dict:
+    cells = {
+        name: dict(
+            num_inputs=c.num_inputs, reduction=c.reduction, concat=list(c.concat),
+            steps=[" + ".join(f"{e.op}(s{e.input})" for e in step.edges) for step in c.steps],
+        )
+        for name, c in g.cells.items()
+    }
+    nodes = []
+    for n in g.network.nodes:
+        slots = [
+            " + ".join(p.node + (f"*{p.weight:g}" if p.weight is not None else "") for p in slot.paths)
+            for slot in n.inputs
+        ]
+        nodes.append(dict(id=n.id, kind=f"cell:{n.cell}" if n.cell else f"layer:{n.layer}", reduction=n.reduction,
+                          channels=n.channels, inputs=slots,
+                          partial=n.partial.model_dump() if n.partial else None))
+    return dict(name=g.name, version=g.version, sha256=spec_sha256(g), description=g.description,
+                cells=cells, nodes=nodes, head=g.head.model_dump(), num_classes=g.defaults.num_classes)
+
+
+@app.command()
+def show(
+    model: str = typer.Argument(..., help="A registered name or a spec file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the network graph to this .svg or .png."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Summarise a spec: cells, nodes, paths and sizes."""
+    g = resolve_genotype(model)
+    info = _describe(g)
+    info.update(_cached_stats(g))
+    if plot is not None:
+        from ..render import render_graph
+
+        info["plot"] = str(render_graph(g, plot))
+
+    def human(console):
+        console.print(f"[bold]{g.name}[/bold] {g.version}  sha256 {info['sha256'][:12]}  "
+                      f"{info['parameters']:,} parameters, {info['flops'] / 1e9:.2f} GFLOPs at "
+                      f"{'x'.join(map(str, g.defaults.input_size))}")
+        if g.description:
+            console.print(g.description)
+        for name, c in info["cells"].items():
+            table = Table(title=f"cell '{name}'" + (" (reduction)" if c["reduction"] else ""))
+            table.add_column("state")
+            table.add_column("= sum of edges")
+            for i, step in enumerate(c["steps"]):
+                table.add_row(str(i + c["num_inputs"]), step)
+            table.caption = f"output: concat of states {c['concat']}"
+            console.print(table)
+        table = Table(title="network")
+        for col in ("id", "kind", "reduction", "C", "inputs", "partial"):
+            table.add_column(col)
+        for n in info["nodes"]:
+            p = n["partial"]
+            table.add_row(n["id"], n["kind"], f"1/{n['reduction']}", str(n["channels"]),
+                          " | ".join(n["inputs"]), f"{p['ratio']:g} x{p['depth']}" if p else "")
+        console.print(table)
+        console.print(f"head: {json.dumps(info['head'])}")
+        if plot is not None:
+            console.print(f"graph drawn to {info['plot']}")
+
+    emit(info, human, as_json)
+
+
+@app.command()
+def build(
+    spec: str = typer.Argument(..., help="A spec file or a registered name."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Parent folder of the built folder [default: $RSPNET_ZOO_HOME]."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Override the spec's class count."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="A safetensors file to load instead of random init."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compile a spec into OUT/<name>/: config.json, model.safetensors and a README.md model card."""
+    from ..artifacts import build_folder
+
+    g = resolve_genotype(spec)
+    if weights is not None and not weights.is_file():
+        raise ZooError(f"{weights}: no such weights file")
+    folder, info = build_folder(g, out or zoo_home(), num_classes=num_classes, weights=weights, seed=seed)
+
+    def human(console):
+        console.print(f"built [bold]{g.name}[/bold] ({info['parameters']:,} parameters, "
+                      f"{info['flops'] / 1e9:.2f} GFLOPs) -> {folder}")
+        console.print(f"load it with timm.create_model('local-dir:{folder}', pretrained=True)")
+
+    emit(info, human, as_json)

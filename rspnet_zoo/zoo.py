@@ -1,0 +1,157 @@
+"""The timm side of the zoo: every shipped spec becomes a registered architecture.
+
+timm has no plugin discovery, so ``import rspnet_zoo`` is the contract: the cfgs below are defined
+before the entrypoints are registered, exactly as a timm model module does it.
+Weights are local safetensors only: ``$RSPNET_ZOO_HOME/<name>/model.safetensors`` for the default
+tag (written by ``rspnet-zoo build``), package data for trained tags, a folder for ``local-dir:``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from safetensors import safe_open
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from .errors import ZooError
+from .model import GenotypeNet
+from .resources import shipped_specs
+from .spec import Genotype
+from .specfile import genotype_from_dict, load_spec, spec_sha256
+
+GENERIC_ARCH = "rspnet"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class WeightsError(ZooError, FileNotFoundError):
+    """Pretrained weights are missing or were built from another spec."""
+
+
+def zoo_home() -> Path:
+    return Path(os.environ.get("RSPNET_ZOO_HOME", "~/.cache/rspnet-zoo")).expanduser()
+
+
+def weights_path(name: str) -> Path:
+    return zoo_home() / name / WEIGHTS_FILE
+
+
+def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
+    d = genotype.defaults
+    cfg = dict(
+        url="",
+        num_classes=d.num_classes,
+        input_size=tuple(d.input_size),
+        fixed_input_size=False,
+        pool_size=None,
+        crop_pct=1.0,
+        interpolation="bilinear",
+        mean=tuple(d.mean),
+        std=tuple(d.std),
+        classifier="classifier",
+        license="apache-2.0",
+    )
+    if d.class_names:
+        cfg["label_names"] = tuple(d.class_names)
+    cfg.update(extra)
+    return cfg
+
+
+def _load_shipped() -> dict[str, Genotype]:
+    specs: dict[str, Genotype] = {}
+    for path in shipped_specs():
+        genotype = load_spec(path)
+        if genotype.name != path.stem:
+            raise ZooError(f"{path}: spec name '{genotype.name}' does not match its file name")
+        specs[genotype.name] = genotype
+    return specs
+
+
+SHIPPED: dict[str, Genotype] = _load_shipped()
+
+default_cfgs = generate_default_cfgs({name: pretrained_cfg_for(g) for name, g in SHIPPED.items()})
+
+
+def weights_sha256(file: Path) -> Optional[str]:
+    with safe_open(str(file), framework="pt") as f:
+        return (f.metadata() or {}).get("genotype_sha256")
+
+
+def _weights_file(name: str, pretrained_cfg: Any) -> Optional[Path]:
+    """The file ``pretrained=True`` will read, when it is a local one we can check up front."""
+    if pretrained_cfg is None:
+        return weights_path(name)
+    if isinstance(pretrained_cfg, dict) and pretrained_cfg.get("source") == "local-dir":
+        return Path(pretrained_cfg["file"]) / WEIGHTS_FILE
+    return None
+
+
+def create_genotype_net(
+    name: str,
+    genotype: Union[Genotype, dict],
+    pretrained: bool = False,
+    pretrained_cfg: Any = None,
+    pretrained_cfg_overlay: Optional[dict] = None,
+    **kwargs: Any,
+) -> GenotypeNet:
+    """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first."""
+    if not isinstance(genotype, Genotype):
+        genotype = genotype_from_dict(genotype)
+    overlay = dict(pretrained_cfg_overlay or {})
+    if pretrained:
+        file = _weights_file(name, pretrained_cfg)
+        if file is not None:
+            if not file.is_file():
+                hint = f"run `rspnet-zoo build genotypes/{name}.json`" if name in SHIPPED else "run `rspnet-zoo build SPEC --out DIR`"
+                raise WeightsError(f"no weights for '{name}' at {file}: {hint} to make them")
+            sha, expected = weights_sha256(file), spec_sha256(genotype)
+            if sha != expected:
+                raise WeightsError(f"{file} was built from spec {str(sha)[:12]}, not from this '{name}' spec ({expected[:12]}): rebuild it")
+            if pretrained_cfg is None:
+                overlay["file"] = str(file)
+    if pretrained_cfg is None and name not in SHIPPED:
+        pretrained_cfg = pretrained_cfg_for(genotype, architecture=name)
+    return build_model_with_cfg(
+        GenotypeNet,
+        name,
+        pretrained,
+        pretrained_cfg=pretrained_cfg,
+        pretrained_cfg_overlay=overlay or None,
+        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(5))),
+        genotype=genotype,
+        **kwargs,
+    )
+
+
+def _entrypoint(name: str) -> Callable[..., GenotypeNet]:
+    def entrypoint(pretrained: bool = False, genotype: Union[Genotype, dict, None] = None, **kwargs: Any) -> GenotypeNet:
+        return create_genotype_net(name, genotype or SHIPPED[name], pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = SHIPPED[name].description or f"The '{name}' genotype spec."
+    return entrypoint
+
+
+for _name in SHIPPED:
+    register_model(_entrypoint(_name))
+
+
+@register_model
+def rspnet(pretrained: bool = False, genotype: Union[Genotype, dict, None] = None, **kwargs: Any) -> GenotypeNet:
+    """Any genotype spec, passed as ``genotype=``: how built folders of unregistered specs rebuild."""
+    if genotype is None:
+        raise ZooError("the generic 'rspnet' architecture needs genotype=<spec dict>")
+    if not isinstance(genotype, Genotype):
+        genotype = genotype_from_dict(genotype)
+    return create_genotype_net(genotype.name, genotype, pretrained, **kwargs)
+
+
+def resolve_genotype(ref: str) -> Genotype:
+    """A spec file path or a registered name."""
+    path = Path(ref)
+    if path.suffix == ".json" or "/" in ref or os.sep in ref or path.exists():
+        return load_spec(path)
+    if ref in SHIPPED:
+        return SHIPPED[ref]
+    raise ZooError(f"unknown model '{ref}': neither a spec file nor a registered name (see `rspnet-zoo list`)")
