@@ -99,28 +99,27 @@ class CellModule(nn.Module):
 
 class PartialStage(nn.Module):
     """RSP: the first ``split`` channels of every input go through ``inner``; the rest of the last
-    input bypasses it (pooled if the node strides), and a 1x1 transition merges the two."""
+    input bypass it (pooled if the node strides) and are concatenated to its output. The 1x1
+    transition that merges the two halves is the reading node's own input projection, so the
+    split saves the cell's cost on the bypassed channels and adds no parameters."""
 
-    def __init__(self, inner: nn.Module, split: int, in_chs: int, inner_out: int, out_chs: int, stride: int):
+    def __init__(self, inner: nn.Module, split: int, stride: int):
         super().__init__()
         self.inner = inner
         self.split = split
         self.bypass = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
-        self.merge = ConvBNAct(inner_out + in_chs - split, out_chs, 1, act=None)
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
         y = self.inner([x[:, : self.split] for x in inputs])
-        bypass = self.bypass(inputs[-1][:, self.split :])
-        return self.merge(torch.cat([y, bypass], dim=1))
+        return torch.cat([y, self.bypass(inputs[-1][:, self.split :])], dim=1)
 
 
 def _cell_body(plan: NodePlan, drop_path_rate: float) -> nn.Module:
     """The cell at the innermost width, wrapped once per level of the recursive partial split."""
     widths = _partial_widths(plan.channels, plan.partial)
-    multiplier = len(plan.cell.concat)
     body: nn.Module = CellModule(plan.cell, widths[-1], plan.stride, plan.dilation, drop_path_rate)
     for k in range(len(widths) - 1, 0, -1):
-        body = PartialStage(body, widths[k], widths[k - 1], multiplier * widths[k], multiplier * widths[k - 1], plan.stride)
+        body = PartialStage(body, widths[k], plan.stride)
     return body
 
 

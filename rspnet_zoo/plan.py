@@ -36,7 +36,7 @@ class NodePlan:
     index: int
     id: str
     channels: int  # cell C, or a layer's output width
-    out_channels: int
+    out_channels: int  # cell: len(concat) * C, less (len(concat) - 1) * the bypassed channels of a partial node
     reduction: int  # nominal output stride
     actual_reduction: int  # after output_stride
     input_reduction: int  # actual resolution the inputs are brought to
@@ -176,7 +176,6 @@ def _estimate_parameters(plan_nodes: list[NodePlan]) -> int:
             c = _partial_widths(n.channels, n.partial)[-1]
             total += sum(len(step.edges) for step in n.cell.steps) * 2 * c * (c + 50)
             total += sum(p.channels * n.channels for slot in n.slots for p in slot.paths)
-            total += 2 * n.out_channels * n.out_channels
         else:
             total += n.out_channels * sum(p.channels for p in n.slots[0].paths) * (n.args or LayerArgs()).kernel ** 2
     return total
@@ -258,8 +257,10 @@ def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual)
     for k in range(1, len(widths_partial)):
         if not 1 <= widths_partial[k] < widths_partial[k - 1]:
             raise SpecError(pointer(*at, "partial"), f"ratio leaves {widths_partial[k]} of {widths_partial[k - 1]} channels at depth {k}")
+    innermost = widths_partial[-1]
     return NodePlan(
-        index=i, id=node.id, channels=node.channels, out_channels=len(cell.concat) * node.channels,
+        index=i, id=node.id, channels=node.channels,
+        out_channels=len(cell.concat) * innermost + node.channels - innermost,
         reduction=node.reduction, actual_reduction=actual(node.reduction), input_reduction=actual(target),
         stride=actual(node.reduction) // actual(target), dilation=node.reduction // actual(node.reduction),
         slots=tuple(slots), cell=cell, cell_name=node.cell, partial=node.partial,

@@ -38,6 +38,8 @@ def load_spec(path: str | Path) -> Genotype:
 
 
 def parse_spec(text: str, source: str | None = None) -> Genotype:
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError("", f"document is larger than {MAX_SPEC_BYTES // 2**20} MiB", source)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
