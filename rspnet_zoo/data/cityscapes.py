@@ -1,0 +1,36 @@
+"""Cityscapes: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with ``gtFine/<split>/<city>/*_gtFine_labelIds.png``.
+
+The 34 annotation ids map to the 19 evaluation classes (trainIds); every other id is ignored (255),
+as in the official cityscapesScripts ``labels.py``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .files import ImageMaskPairs, image_files, pair_by_name, require_dir
+from .transforms import IGNORE_INDEX
+
+CLASS_NAMES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)
+# labelId -> trainId for the evaluated classes, in trainId order.
+LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+
+LUT = np.full(256, IGNORE_INDEX, dtype=np.int16)
+LUT[list(LABEL_IDS)] = np.arange(len(LABEL_IDS))
+
+
+def cityscapes(root: Path, split: str, transform: Optional[Callable] = None) -> ImageMaskPairs:
+    images_dir = require_dir(root / "leftImg8bit" / split, f"Cityscapes images of split '{split}'")
+    masks_dir = require_dir(root / "gtFine" / split, f"Cityscapes fine annotations of split '{split}'")
+
+    def mask_for(image: Path) -> Path:
+        stem = image.name[: -len("_leftImg8bit.png")]
+        return masks_dir / image.parent.name / f"{stem}_gtFine_labelIds.png"
+
+    pairs = pair_by_name(image_files(images_dir, "*/*_leftImg8bit.png"), mask_for)
+    return ImageMaskPairs(pairs, CLASS_NAMES, LUT, transform, source=str(images_dir))

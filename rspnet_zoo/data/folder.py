@@ -1,0 +1,34 @@
+"""A plain folder: ``images/`` and ``masks/`` (same stem, ``.png`` masks of class ids, 255 = ignore) and
+``classes.txt`` (one class name per line, in id order). ``images/<split>/`` and ``masks/<split>/`` are
+used when they exist; otherwise every split reads the whole folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from .files import DataError, ImageMaskPairs, identity_lut, image_files, pair_by_name, require_dir
+
+CLASSES_FILE = "classes.txt"
+
+
+def read_class_names(path: Path) -> list[str]:
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (the class list, one name per line)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: unreadable class list ({e})") from None
+    if not names or len(names) > 255:
+        raise DataError(f"{path}: a class list needs 1 to 255 names, found {len(names)}")
+    return names
+
+
+def folder(root: Path, split: str, transform: Optional[Callable] = None) -> ImageMaskPairs:
+    images_dir = require_dir(root / "images", "the folder layout's images")
+    masks_dir = require_dir(root / "masks", "the folder layout's masks")
+    if (images_dir / split).is_dir():
+        images_dir, masks_dir = images_dir / split, require_dir(masks_dir / split, f"masks of split '{split}'")
+    names = read_class_names(root / CLASSES_FILE)
+    pairs = pair_by_name(image_files(images_dir), lambda image: masks_dir / f"{image.stem}.png")
+    return ImageMaskPairs(pairs, names, identity_lut(len(names)), transform, source=str(images_dir))

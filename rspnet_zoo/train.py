@@ -1,0 +1,193 @@
+"""The training loop and the evaluation pass, for any segmentation ``nn.Module``.
+
+The seed papers' recipe: SGD with momentum 0.9 and weight decay, a poly learning-rate schedule
+stepped per iteration, cross-entropy that ignores label 255. A checkpoint is written atomically at the
+end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout),
+so a resumed run continues exactly where the interrupted one would have gone.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .data.transforms import IGNORE_INDEX
+from .errors import ZooError
+from .fsutil import atomic_path
+from .metrics import SegmentationMetrics
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)  # one row per epoch: epoch, step, loss, lr, images_per_s, seconds
+    losses: list[float] = field(default_factory=list)  # every iteration of this call
+    steps: int = 0  # total iterations done, resumed ones included
+    resumed_from: Optional[int] = None  # the step the run resumed at
+
+
+def logits_of(output: Union[torch.Tensor, dict]) -> torch.Tensor:
+    """torchvision segmentation models return ``{'out': logits, ...}``; zoo models return logits."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def poly_schedule(total_steps: int, power: float = 0.9) -> Callable[[int], float]:
+    return lambda step: max(0.0, 1.0 - step / max(1, total_steps)) ** power
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def load_checkpoint(file: Path) -> dict:
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ZooError(f"{file}: no checkpoint to resume from") from None
+    except Exception as e:  # a truncated or foreign file: pickle, zip and torch errors alike
+        raise ZooError(f"{file}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def train(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    epochs: int = 1,
+    iterations: Optional[int] = None,
+    batch_size: int = 8,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    poly_power: float = 0.9,
+    seed: int = 0,
+    checkpoint: Optional[Path] = None,
+    resume: bool = False,
+    device: Optional[torch.device] = None,
+    num_workers: int = 0,
+    on_step: Optional[Callable[[dict], None]] = None,
+) -> TrainResult:
+    """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
+
+    ``checkpoint`` is written after every epoch (model, optimizer, schedule, step, history); with
+    ``resume`` the run starts from it. ``on_step`` gets ``dict(step, total, epoch, loss, lr,
+    images_per_s)`` after each iteration (the CLI's progress bar).
+    """
+    device = device or default_device()
+    steps_per_epoch = math.ceil(len(dataset) / batch_size)
+    if steps_per_epoch == 0:
+        raise ZooError("the training set is empty")
+    total = iterations if iterations is not None else epochs * steps_per_epoch
+    num_epochs = math.ceil(total / steps_per_epoch)
+
+    model.to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, poly_power))
+    result = TrainResult(model)
+    start_epoch = 0
+    if resume:
+        if checkpoint is None:
+            raise ZooError("resuming needs a checkpoint file")
+        state = load_checkpoint(checkpoint)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise ZooError(f"{checkpoint}: does not fit this model and optimizer ({str(e).splitlines()[0]})") from None
+        start_epoch, result.steps, result.history = state["epoch"], state["step"], list(state["history"])
+        result.resumed_from = result.steps
+
+    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    for epoch in range(start_epoch, num_epochs):
+        torch.manual_seed(_epoch_seed(seed, epoch))
+        order = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=False, generator=order,
+                            num_workers=num_workers)
+        epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
+        for images, masks in loader:
+            if result.steps >= total:
+                break
+            tick = time.perf_counter()
+            images, masks = images.to(device), masks.to(device)
+            logits = logits_of(model(images))
+            if logits.shape[-2:] != masks.shape[-2:]:
+                logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            loss = criterion(logits, masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            result.steps += 1
+            value = float(loss.detach())
+            result.losses.append(value)
+            epoch_loss += value * images.shape[0]
+            epoch_images += images.shape[0]
+            if on_step is not None:
+                on_step(dict(step=result.steps, total=total, epoch=epoch + 1, loss=value,
+                             lr=scheduler.get_last_lr()[0], images_per_s=images.shape[0] / (time.perf_counter() - tick)))
+        seconds = time.perf_counter() - started
+        result.history.append(dict(epoch=epoch + 1, step=result.steps, loss=epoch_loss / max(1, epoch_images),
+                                   lr=scheduler.get_last_lr()[0], images_per_s=epoch_images / seconds, seconds=seconds))
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result)
+    model.eval()
+    return result
+
+
+def save_checkpoint(file: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
+                    result: TrainResult) -> None:
+    state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                 epoch=epoch, step=result.steps, history=result.history)
+    with atomic_path(file) as tmp:
+        torch.save(state, tmp)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 8,
+    device: Optional[torch.device] = None,
+    num_workers: int = 0,
+    on_batch: Optional[Callable[[int], None]] = None,
+) -> dict:
+    """Metrics of ``model`` over the whole of ``dataset`` (see ``SegmentationMetrics.compute``).
+
+    Images of different sizes may share a batch: each size is run as its own stacked forward pass.
+    """
+    device = device or default_device()
+    model.to(device).eval()
+    metrics = SegmentationMetrics(dataset.num_classes, getattr(dataset, "class_names", None))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
+    images_seen = 0
+    for batch in loader:
+        by_size: dict[tuple[int, int], list] = {}
+        for image, mask in batch:
+            by_size.setdefault(tuple(image.shape[-2:]), []).append((image, mask))
+        for items in by_size.values():
+            images = torch.stack([i for i, _ in items]).to(device)
+            masks = torch.stack([m for _, m in items])
+            logits = logits_of(model(images))
+            if logits.shape[-2:] != masks.shape[-2:]:
+                logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            metrics.update(logits.argmax(1), masks)
+        images_seen += len(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
+    out = metrics.compute()
+    out["images"] = images_seen
+    return out
