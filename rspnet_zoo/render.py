@@ -9,9 +9,14 @@ from .fsutil import atomic_path
 from .spec import Genotype
 
 
-def render_graph(genotype: Genotype, out: Path) -> Path:
+def check_picture_path(out: Path) -> Path:
     if out.suffix.lower() not in (".svg", ".png"):
         raise ZooError(f"{out}: the picture is written as .svg or .png")
+    return out
+
+
+def render_graph(genotype: Genotype, out: Path) -> Path:
+    check_picture_path(out)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -109,12 +109,14 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """Summarise a spec: cells, nodes, paths and sizes."""
+    from ..render import check_picture_path, render_graph
+
     g = resolve_genotype(model)
+    if plot is not None:
+        check_picture_path(plot)
     info = _describe(g)
     info.update(_cached_stats(g))
     if plot is not None:
-        from ..render import render_graph
-
         info["plot"] = str(render_graph(g, plot))
 
     def human(console):
