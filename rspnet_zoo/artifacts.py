@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -25,14 +25,17 @@ from .stats import count_flops, count_parameters, meta_model
 from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, pretrained_cfg_for
 
 
-def weights_metadata(genotype: Genotype) -> dict[str, str]:
-    """safetensors metadata holds strings only."""
-    return {
+def weights_metadata(genotype: Genotype, class_names: Optional[Sequence[str]] = None) -> dict[str, str]:
+    """safetensors metadata holds strings only; trained weights add the class names they predict."""
+    meta = {
         "genotype": dump_spec(genotype),
         "genotype_sha256": spec_sha256(genotype),
         "format_version": str(FORMAT_VERSION),
         "rspnet_zoo_version": __version__,
     }
+    if class_names:
+        meta["class_names"] = json.dumps(list(class_names))
+    return meta
 
 
 def load_weights(model: torch.nn.Module, file: Path) -> None:
@@ -105,8 +108,13 @@ def build_folder(
     weights: Optional[Path] = None,
     seed: int = 0,
     card_note: str = "",
+    folder_name: Optional[str] = None,
+    class_names: Optional[Sequence[str]] = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Compile ``genotype`` into ``out_dir/<name>/``; the folder appears whole or not at all."""
+    """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all.
+
+    ``class_names`` (trained weights) replace the spec's default label names in the cfg and metadata.
+    """
     num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
     torch.manual_seed(seed)
     model: GenotypeNet = create_genotype_net(genotype.name, genotype, num_classes=num_classes)
@@ -116,6 +124,8 @@ def build_folder(
                  flops=count_flops(meta_model(genotype, num_classes), genotype.defaults.input_size))
     registered = genotype.name in SHIPPED
     cfg = pretrained_cfg_for(genotype, num_classes=num_classes)
+    if class_names:
+        cfg["label_names"] = tuple(class_names)
     config = {
         "architecture": genotype.name if registered else GENERIC_ARCH,
         "num_classes": num_classes,
@@ -124,17 +134,18 @@ def build_folder(
         "pretrained_cfg": {k: v for k, v in cfg.items() if k not in ("url", "architecture")},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / genotype.name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{genotype.name}.", dir=out_dir))
+    folder_name = folder_name or genotype.name
+    final = out_dir / folder_name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", dir=out_dir))
     try:
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata=weights_metadata(genotype))
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata=weights_metadata(genotype, class_names))
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(model_card(genotype, str(final), num_classes, stats, card_note))
         _publishable(tmp)
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{genotype.name}.old.", dir=out_dir))
+            old = Path(tempfile.mkdtemp(prefix=f".{folder_name}.old.", dir=out_dir))
             final.rename(old / "previous")
         tmp.rename(final)
         if old is not None:

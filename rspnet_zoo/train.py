@@ -8,20 +8,26 @@ so a resumed run continues exactly where the interrupted one would have gone.
 from __future__ import annotations
 
 import math
+import shlex
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .artifacts import build_folder
 from .data.transforms import IGNORE_INDEX
 from .errors import ZooError
 from .fsutil import atomic_path
 from .metrics import SegmentationMetrics
+from .spec import Genotype
+from .zoo import zoo_home
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -191,3 +197,51 @@ def evaluate(
     out = metrics.compute()
     out["images"] = images_seen
     return out
+
+
+def train_command(model: str, **options: Any) -> str:
+    """The ``rspnet-zoo train`` line that reruns a training, every option spelled out."""
+    parts = ["rspnet-zoo", "train", model]
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = "x".join(map(str, value))
+        parts += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def trained_card_note(name: str, data: str, metrics: dict, command: str) -> str:
+    rows = "\n".join(f"| {c} | {'-' if iou is None else f'{iou:.4f}'} |" for c, iou in metrics["per_class_iou"].items())
+    return f"""
+## Trained weights `{name}`
+
+Trained on the {data} data set. Validation split ({metrics['images']} images): **mIoU {metrics['miou']:.4f}**,
+mean accuracy {metrics['mean_acc']:.4f}, frequency-weighted IoU {metrics['fw_iou']:.4f},
+pixel accuracy {metrics['pixel_acc']:.4f}.
+
+Reproduce with
+
+```
+{command}
+```
+
+and load with `timm.create_model("{name}", pretrained=True)` after `import rspnet_zoo`.
+
+| class | val IoU |
+|---|---|
+{rows}
+"""
+
+
+def save_to_zoo(model: nn.Module, genotype: Genotype, tag: str, class_names: Sequence[str], metrics: dict, *,
+                data: str, command: str, home: Optional[Path] = None) -> Path:
+    """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag."""
+    name = f"{genotype.name}.{tag}"
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "trained.safetensors"
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))
+        folder, _ = build_folder(genotype, home or zoo_home(), num_classes=len(class_names), weights=weights,
+                                 card_note=trained_card_note(name, data, metrics, command), folder_name=name,
+                                 class_names=class_names)
+    return folder

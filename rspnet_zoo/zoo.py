@@ -3,10 +3,13 @@
 timm has no plugin discovery, so ``import rspnet_zoo`` is the contract: the cfgs below are defined
 before the entrypoints are registered, exactly as a timm model module does it.
 Weights are local safetensors only: ``$RSPNET_ZOO_HOME/<name>/model.safetensors`` for the default
-tag (written by ``rspnet-zoo build``), package data for trained tags, a folder for ``local-dir:``.
+tag (written by ``rspnet-zoo build``), a folder for ``local-dir:``, and for a trained tag
+(``<name>.<tag>``) ``$RSPNET_ZOO_HOME/<name>.<tag>/model.safetensors`` (written by ``rspnet-zoo train``)
+or else the package data ``rspnet_zoo/weights/<name>.<tag>.safetensors``.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -22,6 +25,7 @@ from .specfile import genotype_from_dict, load_spec, spec_sha256
 
 GENERIC_ARCH = "rspnet"
 WEIGHTS_FILE = "model.safetensors"
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 class WeightsError(ZooError, FileNotFoundError):
@@ -69,20 +73,55 @@ def _load_shipped() -> dict[str, Genotype]:
 
 SHIPPED: dict[str, Genotype] = _load_shipped()
 
-default_cfgs = generate_default_cfgs({name: pretrained_cfg_for(g) for name, g in SHIPPED.items()})
-
 
 def weights_sha256(file: Path) -> Optional[str]:
     with safe_open(str(file), framework="pt") as f:
         return (f.metadata() or {}).get("genotype_sha256")
 
 
+def trained_cfg(genotype: Genotype, file: Path) -> dict[str, Any]:
+    """A trained tag's cfg, from its safetensors header alone: the class count is the classifier's
+    width, the class names are the ``class_names`` metadata that training wrote."""
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            names = json.loads((f.metadata() or {}).get("class_names", "null"))
+            num_classes = f.get_slice("classifier.weight").get_shape()[0]
+    except Exception as e:  # a truncated or foreign file
+        raise WeightsError(f"{file}: not the safetensors weights of a trained zoo model ({e})") from None
+    return pretrained_cfg_for(genotype, file=str(file), num_classes=num_classes,
+                              label_names=tuple(names) if names else None)
+
+
+def packaged_tags() -> dict[str, Path]:
+    """``'<name>.<tag>' -> file`` for the trained weights shipped in the package."""
+    files = sorted(PACKAGE_WEIGHTS.glob("*.safetensors")) if PACKAGE_WEIGHTS.is_dir() else []
+    return {f.stem: f for f in files if f.stem.split(".")[0] in SHIPPED and "." in f.stem}
+
+
+def tag_weights(name: str, tag: str) -> Optional[Path]:
+    """A tag trained here (zoo home) wins over the same tag shipped in the package."""
+    trained = zoo_home() / f"{name}.{tag}" / WEIGHTS_FILE
+    if trained.is_file():
+        return trained
+    return packaged_tags().get(f"{name}.{tag}")
+
+
+# The untagged cfg of each spec names the zoo-home file, so it stays the default tag; trained tags follow.
+default_cfgs = generate_default_cfgs({
+    **{name: pretrained_cfg_for(g, file=str(weights_path(name))) for name, g in SHIPPED.items()},
+    **{key: trained_cfg(SHIPPED[key.split(".")[0]], file) for key, file in packaged_tags().items()},
+})
+
+
 def _weights_file(name: str, pretrained_cfg: Any) -> Optional[Path]:
     """The file ``pretrained=True`` will read, when it is a local one we can check up front."""
     if pretrained_cfg is None:
         return weights_path(name)
-    if isinstance(pretrained_cfg, dict) and pretrained_cfg.get("source") == "local-dir":
-        return Path(pretrained_cfg["file"]) / WEIGHTS_FILE
+    if isinstance(pretrained_cfg, dict):
+        if pretrained_cfg.get("source") == "local-dir":
+            return Path(pretrained_cfg["file"]) / WEIGHTS_FILE
+        if pretrained_cfg.get("file"):
+            return Path(pretrained_cfg["file"])
     return None
 
 
@@ -97,6 +136,12 @@ def create_genotype_net(
     """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first."""
     if not isinstance(genotype, Genotype):
         genotype = genotype_from_dict(genotype)
+    if isinstance(pretrained_cfg, str):  # a tag, as timm passes 'rspnet_small.synth'
+        file = tag_weights(name, pretrained_cfg)
+        if file is None:
+            raise WeightsError(f"no weights for '{name}.{pretrained_cfg}' in {zoo_home()} or the package: "
+                               f"train them with `rspnet-zoo train {name} --tag {pretrained_cfg}`")
+        pretrained_cfg = trained_cfg(genotype, file)
     overlay = dict(pretrained_cfg_overlay or {})
     if pretrained:
         file = _weights_file(name, pretrained_cfg)
@@ -155,3 +200,22 @@ def resolve_genotype(ref: str) -> Genotype:
     if ref in SHIPPED:
         return SHIPPED[ref]
     raise ZooError(f"unknown model '{ref}': neither a spec file nor a registered name (see `rspnet-zoo list`)")
+
+
+def load_trained(ref: str, **kwargs: Any) -> GenotypeNet:
+    """A model with its weights, for eval and predict: a registered name, optionally tagged
+    ('rspnet_small', 'rspnet_small.synth'), or a built folder."""
+    import timm
+
+    path = Path(ref)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise WeightsError(f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`")
+        return timm.create_model(f"local-dir:{path}", pretrained=True, **kwargs).eval()
+    name = ref.split(".")[0]
+    if name in SHIPPED and "/" not in ref and path.suffix != ".json":
+        return timm.create_model(ref, pretrained=True, **kwargs).eval()
+    if path.is_file():
+        raise WeightsError(f"{path}: a spec has no weights; train it (`rspnet-zoo train {path} --tag TAG`) "
+                           f"and pass the folder it writes")
+    raise ZooError(f"unknown model '{ref}': neither a registered name[.tag] nor a built folder (see `rspnet-zoo list`)")

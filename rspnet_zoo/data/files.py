@@ -55,7 +55,7 @@ def _open(path: Path) -> Image.Image:
 def read_image(path: Path) -> torch.Tensor:
     """float32 3xHxW in [0, 1]."""
     with _open(path) as im:
-        array = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        array = np.array(im.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 
 

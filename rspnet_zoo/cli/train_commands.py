@@ -1,0 +1,227 @@
+"""train, eval, predict, and ``data sample`` (a scene of the embedded benchmark as a PNG)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..data import build_dataset
+from ..errors import ZooError
+from ..fsutil import atomic_write_text
+from ..predict import predict_files, save_png
+from ..train import CHECKPOINT_FILE, evaluate, save_to_zoo, train_command
+from ..train import train as run_training
+from ..zoo import SHIPPED, create_genotype_net, load_trained, resolve_genotype, zoo_home
+from . import app
+from .output import JSON_OPTION_HELP, emit, errors
+
+JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
+DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
+SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
+
+data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def parse_size(value: Optional[str], flag: str) -> Optional[tuple[int, int]]:
+    """'512' or '512x1024' (height x width)."""
+    if value is None:
+        return None
+    m = SIZE.match(value.strip())
+    if not m or int(m.group(1)) < 1 or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise typer.BadParameter(f"'{value}' is not a size: give N or HxW, e.g. 512x1024", param_hint=flag)
+    h = int(m.group(1))
+    return h, int(m.group(2) or h)
+
+
+def parse_device(value: Optional[str]) -> Optional[torch.device]:
+    if value is None:
+        return None
+    try:
+        return torch.device(value)
+    except RuntimeError:
+        raise typer.BadParameter(f"'{value}' is not a torch device (cpu, cuda, cuda:1, ...)", param_hint="--device") from None
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=errors, disable=not enabled, transient=False,
+    )
+
+
+def _synthetic_options(data: str, length: Optional[int], size: Optional[tuple[int, int]]) -> dict:
+    if data != "synthetic":
+        if length is not None or size is not None:
+            raise typer.BadParameter("--length and --size apply to the synthetic data set only")
+        return {}
+    return {k: v for k, v in dict(length=length, size=size).items() if v is not None}
+
+
+def _print_metrics(console, metrics: dict, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, iou in metrics["per_class_iou"].items():
+        table.add_row(name, "-" if iou is None else f"{iou:.4f}")
+    console.print(table)
+    console.print(f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
+                  f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}")
+
+
+@app.command()
+def train(
+    model: str = typer.Argument(..., help="A registered name or a spec file."),
+    data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
+    root: Optional[Path] = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Passes over the training split."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Stop after this many steps instead."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Training crop HxW [default: 128x128 synthetic, 512x512 otherwise]."),
+    lr: float = typer.Option(0.01, "--lr", min=0.0, help="Initial learning rate of SGD (momentum 0.9, poly decay)."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
+    seed: int = typer.Option(0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic stream."),
+    length: Optional[int] = typer.Option(None, "--length", min=1, help="Synthetic: training images per epoch [default: 2000]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (checkpoint.pt, history.json) [default: $RSPNET_ZOO_HOME/runs/<name>.<tag>]."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Zoo tag of the trained weights [default: the data set name]."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
+    tag = tag or data
+    if not re.fullmatch(r"[a-z0-9_]+", tag):
+        raise typer.BadParameter(f"'{tag}' is not a tag: use lower-case letters, digits and _", param_hint="--tag")
+    crop_size = parse_size(crop, "--crop") or ((128, 128) if data == "synthetic" else (512, 512))
+    torch_device = parse_device(device)
+    g = resolve_genotype(model)
+    options = _synthetic_options(data, length, None)
+    train_set = build_dataset(data, "train", root=root, crop=crop_size, train=True, seed=seed, **options)
+    val_set = build_dataset(data, "val", root=root, seed=seed)
+    run_dir = out or zoo_home() / "runs" / f"{g.name}.{tag}"
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if resume and not checkpoint.is_file():
+        raise ZooError(f"{checkpoint}: no checkpoint to resume from")
+    torch.manual_seed(seed)
+    net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
+    command = train_command(model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size,
+                            crop=crop_size, lr=lr, weight_decay=weight_decay, seed=seed, length=length, tag=tag)
+
+    with _progress(not as_json) as progress:
+        task = progress.add_task(f"train {g.name}.{tag}", total=None, status="")
+
+        def on_step(s: dict) -> None:
+            progress.update(task, completed=s["step"], total=s["total"],
+                            status=f"epoch {s['epoch']}  loss {s['loss']:.4f}  {s['images_per_s']:.1f} img/s")
+
+        result = run_training(net, train_set, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
+                              weight_decay=weight_decay, seed=seed, checkpoint=checkpoint, resume=resume,
+                              device=torch_device, on_step=on_step)
+        evaluating = progress.add_task("evaluate val", total=len(val_set), status="")
+        metrics = evaluate(net, val_set, batch_size=batch_size, device=torch_device,
+                           on_batch=lambda n: progress.advance(evaluating, n))
+    folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=data, command=command)
+    atomic_write_text(run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n")
+    info = dict(name=f"{g.name}.{tag}", folder=str(folder), checkpoint=str(checkpoint), steps=result.steps,
+                resumed_from=result.resumed_from, history=result.history, command=command,
+                metrics={k: v for k, v in metrics.items() if k != "confusion"})
+
+    def human(console):
+        _print_metrics(console, metrics, f"{g.name}.{tag} on {data} val")
+        console.print(f"weights -> {folder}")
+        console.print(f"load them with timm.create_model('{g.name}.{tag}', pretrained=True)" if g.name in SHIPPED
+                      else f"load them with timm.create_model('local-dir:{folder}', pretrained=True)")
+
+    emit(info, human, as_json)
+
+
+@app.command("eval")
+def evaluate_command(
+    model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
+    data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
+    root: Optional[Path] = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
+    split: str = typer.Option("val", "--split"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed", help="Synthetic: the stream to draw the split from."),
+    length: Optional[int] = typer.Option(None, "--length", min=1, help="Synthetic: images in the split [default: 100]."),
+    size: Optional[str] = typer.Option(None, "--size", help="Synthetic: image size HxW [default: 128x128]."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
+    options = _synthetic_options(data, length, parse_size(size, "--size"))
+    torch_device = parse_device(device)
+    dataset = build_dataset(data, split, root=root, seed=seed, **options)
+    net = load_trained(model)
+    if net.num_classes != dataset.num_classes:
+        raise ZooError(f"'{model}' predicts {net.num_classes} classes, the {data} data set has {dataset.num_classes}")
+    with _progress(not as_json) as progress:
+        task = progress.add_task(f"evaluate {split}", total=len(dataset), status="")
+        metrics = evaluate(net, dataset, batch_size=batch_size, device=torch_device,
+                           on_batch=lambda n: progress.advance(task, n))
+    metrics = dict(model=model, data=data, split=split, **metrics)
+
+    def human(console):
+        _print_metrics(console, metrics, f"{model} on {data} {split} ({metrics['images']} images)")
+
+    emit(metrics, human, as_json)
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
+    images: List[Path] = typer.Argument(..., help="Image files."),
+    out: Path = typer.Option(..., "--out", help="Folder for <stem>_mask.png and <stem>_overlay.png."),
+    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... [default: cpu]."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """A colour-coded mask and an overlay PNG per image."""
+    missing = next((p for p in images if not p.is_file()), None)
+    if missing is not None:
+        raise ZooError(f"{missing}: no such image file")
+    torch_device = parse_device(device)
+    net = load_trained(model)
+    if torch_device is not None:
+        net.to(torch_device)
+    results = predict_files(net, images, out, alpha=alpha)
+
+    def human(console):
+        for r in results:
+            top = ", ".join(f"{n} {c:.0%}" for n, c in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:4])
+            console.print(f"{r['image']} -> {r['overlay']}  ({top})")
+
+    emit(results, human, as_json)
+
+
+@data_app.command("sample")
+def sample(
+    out: Path = typer.Argument(..., help="PNG file to write the scene to."),
+    size: str = typer.Option("256x256", "--size", help="HxW."),
+    split: str = typer.Option("val", "--split"),
+    index: int = typer.Option(0, "--index", min=0, help="Which scene of the split."),
+    seed: int = typer.Option(0, "--seed"),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Also write the ground truth (class ids) to this PNG."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
+    dataset = build_dataset("synthetic", split, seed=seed, size=parse_size(size, "--size"), length=index + 1)
+    image, labels = dataset.raw(index)
+    save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
+    if mask is not None:
+        save_png(labels.numpy().astype("uint8"), mask)
+    info = dict(image=str(out), mask=str(mask) if mask else None, split=split, index=index, seed=seed,
+                size=list(image.shape[-2:]), classes=sorted({dataset.class_names[i] for i in labels.unique().tolist()}))
+
+    def human(console):
+        console.print(f"wrote {out} ({'x'.join(map(str, info['size']))}, {', '.join(info['classes'])})"
+                      + (f" and its mask {mask}" if mask else ""))
+
+    emit(info, human, as_json)
