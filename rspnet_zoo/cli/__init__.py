@@ -22,6 +22,7 @@ app = typer.Typer(
 
 from . import zoo_commands  # noqa: E402,F401  (registers validate, list, show, build)
 from . import train_commands  # noqa: E402,F401  (registers train, eval, predict, data sample)
+from . import search_commands  # noqa: E402,F401  (registers search)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

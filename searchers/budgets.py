@@ -1,0 +1,145 @@
+"""Search settings: one validated config per run, from a named budget plus explicit overrides.
+
+``paper`` follows the published settings the two stages come from: PC-DARTS for the cell search
+(C=16, 8 cells, 4 steps, K=4, batch 256, 50 epochs, architecture updates from epoch 15, weights by
+SGD lr 0.1 cosine to 0.001, alphas by Adam lr 6e-4) and Auto-DeepLab for the path search
+(12 layers, F=8, 321x321 crops, 40 epochs, architecture updates from epoch 20, arch lr 3e-3).
+``smoke`` runs both stages in seconds; ``small`` is sized for about 20-30 minutes on two CPU cores.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rspnet_zoo.errors import ZooError
+
+NUM_LEVELS = 4  # the network levels 1/4 .. 1/32
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(Strict):
+    """Bilevel optimisation: weights by SGD on one half of the data, architecture by Adam on the other."""
+
+    epochs: Annotated[int, Field(ge=1, le=1000)]
+    warmup_epochs: Annotated[int, Field(ge=0, le=1000, description="epochs of weight training before the architecture moves")] = 0
+    lr: Annotated[float, Field(gt=0)] = 0.025
+    lr_min: Annotated[float, Field(ge=0)] = 0.001
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 3e-4
+    grad_clip: Annotated[float, Field(gt=0)] = 5.0
+    arch_lr: Annotated[float, Field(gt=0)] = 6e-4
+    arch_weight_decay: Annotated[float, Field(ge=0)] = 1e-3
+    order: Literal[1, 2] = Field(1, description="1: first-order DARTS; 2: finite-difference Hessian-vector product")
+    head_channels: Annotated[int, Field(ge=1, le=1024)] = 32
+
+    @model_validator(mode="after")
+    def _warmup_leaves_epochs(self):
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs}), or the architecture never moves")
+        return self
+
+
+class CellStage(Schedule):
+    """Stage 1: mixed-op cells on a proxy chain over the resolution levels."""
+
+    layers: Annotated[int, Field(ge=1, le=64, description="cells in the proxy network")] = 8
+    levels: Annotated[int, Field(ge=1, le=NUM_LEVELS, description="resolution levels the proxy chain walks down")] = NUM_LEVELS
+    channels: Annotated[int, Field(ge=1, le=512, description="cell C at the first level, doubled per level")] = 16
+    steps: Annotated[int, Field(ge=1, le=8, description="intermediate nodes of the searched cell")] = 4
+    partial: Annotated[int, Field(ge=1, le=16, description="PC-DARTS K: 1/K of the channels go through each mixed op (1 = all)")] = 4
+    stem_reduction: Literal[1, 2, 4] = Field(4, description="resolution of the first cells (4: 1/4, as in the emitted networks)")
+    skip_cap: Annotated[int, Field(ge=0, le=16, description="most skip-connects the decoded cell may keep (P-DARTS)")] = 2
+
+    @model_validator(mode="after")
+    def _partial_divides(self):
+        if self.channels % self.partial:
+            raise ValueError(f"partial K={self.partial} must divide channels={self.channels}")
+        if self.levels > self.layers:
+            raise ValueError(f"{self.layers} cells cannot walk down {self.levels} levels")
+        return self
+
+
+class PathStage(Schedule):
+    """Stage 2: the fixed cell on an L x 4 grid of levels, every candidate path weighted by attention."""
+
+    layers: Annotated[int, Field(ge=1, le=32, description="grid layers L")] = 12
+    channels: Annotated[int, Field(ge=1, le=256, description="F: cell C at 1/4 during the search, doubled per level")] = 8
+    two_back: bool = Field(False, description="also offer paths from two layers back")
+    topk: Optional[Annotated[int, Field(ge=1, le=6)]] = Field(2, description="paths kept per node (the strongest)")
+    threshold: Optional[Annotated[float, Field(gt=0, le=1)]] = Field(
+        None, description="keep the paths whose attention reaches this (with topk: at most topk of them)")
+    spec_channels: Annotated[int, Field(ge=1, le=256, description="F of the emitted network")] = 16
+    rsp_ratio: Annotated[float, Field(gt=0, lt=1, description="RSP: fraction of channels through the cell")] = 0.5
+    rsp_depths: tuple[int, int, int, int] = Field((0, 0, 1, 2), description="RSP recursion depth per level (0: no split)")
+
+    @model_validator(mode="after")
+    def _keeps_something(self):
+        if self.topk is None and self.threshold is None:
+            raise ValueError("set topk, threshold or both: the decoder needs a rule for which paths to keep")
+        if any(not 0 <= d <= 4 for d in self.rsp_depths):
+            raise ValueError("rsp_depths are between 0 and 4")
+        return self
+
+
+class SearchConfig(Strict):
+    image_size: Annotated[int, Field(ge=8, le=2048, description="square training crops")] = 64
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+    samples: Optional[Annotated[int, Field(ge=2)]] = Field(
+        None, description="images taken from the train split (None: all); half train the weights, half the architecture")
+    cell: CellStage
+    path: PathStage
+
+
+BUDGETS: dict[str, SearchConfig] = {
+    "smoke": SearchConfig(
+        image_size=32, batch_size=4, samples=8,
+        cell=CellStage(epochs=2, warmup_epochs=1, layers=2, levels=2, channels=4, steps=2, partial=2, head_channels=8),
+        path=PathStage(epochs=2, warmup_epochs=1, layers=2, channels=4, spec_channels=8, head_channels=8, arch_lr=3e-3),
+    ),
+    "small": SearchConfig(
+        image_size=64, batch_size=8, samples=240,
+        cell=CellStage(epochs=12, warmup_epochs=4, layers=8, channels=8, steps=3, partial=2, lr=0.05),
+        path=PathStage(epochs=10, warmup_epochs=4, layers=6, channels=8, arch_lr=3e-3, lr=0.05),
+    ),
+    "paper": SearchConfig(
+        image_size=321, batch_size=256, samples=None,
+        cell=CellStage(epochs=50, warmup_epochs=15, layers=8, channels=16, steps=4, partial=4, lr=0.1),
+        path=PathStage(epochs=40, warmup_epochs=20, layers=12, channels=8, arch_lr=3e-3, head_channels=256),
+    ),
+}
+
+
+def resolve_config(budget: str, overrides: Optional[dict[str, Any]] = None) -> SearchConfig:
+    """The named budget with ``overrides`` applied; keys are field names, dotted for one stage
+    ('epochs' alone sets it in every stage that has it). Every error is one ZooError line."""
+    if budget not in BUDGETS:
+        raise ZooError(f"unknown budget '{budget}' (known: {', '.join(BUDGETS)})")
+    doc = BUDGETS[budget].model_dump()
+    for key, value in (overrides or {}).items():
+        stage, _, field = key.rpartition(".")
+        if stage:
+            targets = [doc[stage]] if stage in ("cell", "path") else []
+        elif key in doc and key not in ("cell", "path"):
+            targets = [doc]
+        else:
+            targets = [t for t in (doc["cell"], doc["path"]) if field in t]
+        if not targets or not all(field in t for t in targets):
+            raise ZooError(f"unknown search setting '{key}' (known: {', '.join(known_settings())})")
+        for t in targets:
+            t[field] = value
+    try:
+        return SearchConfig.model_validate(doc)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ZooError(f"search setting {where}: {err['msg']}") from None
+
+
+def known_settings() -> list[str]:
+    shared = [f for f in SearchConfig.model_fields if f not in ("cell", "path")]
+    both = sorted(set(CellStage.model_fields) & set(PathStage.model_fields))
+    return shared + both + [f"cell.{f}" for f in CellStage.model_fields] + [f"path.{f}" for f in PathStage.model_fields]

@@ -1,0 +1,30 @@
+"""Stage 1, the cell search: the supernet, what the log records of it each epoch, and its decoding."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from rspnet_zoo.ops import DARTS_PRIMITIVES
+
+from .budgets import CellStage, SearchConfig
+from .decode import CellDecision, decode_cell
+from .supernet import CellSupernet
+
+
+class CellSearch:
+    name = "cell"
+
+    def __init__(self, config: SearchConfig, num_classes: int, primitives: Sequence[str] = DARTS_PRIMITIVES):
+        self.schedule: CellStage = config.cell
+        self.primitives = tuple(primitives)
+        self.model = CellSupernet(config.cell, num_classes, self.primitives)
+
+    def snapshot(self) -> dict:
+        """softmax(alpha) per edge and the normalised edge weights, rounded for the log."""
+        alphas, betas = self.model.edge_weights()
+        return dict(
+            alphas=[[round(v, 5) for v in row] for row in alphas.tolist()],
+            betas=[round(v, 5) for v in betas.tolist()],
+        )
+
+    def decode(self) -> CellDecision:
+        return decode_cell(self.model.decode_weights(), self.primitives, self.schedule.steps, self.schedule.skip_cap)
