@@ -89,6 +89,7 @@ def train(
     weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
     seed: int = typer.Option(0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic stream."),
     length: Optional[int] = typer.Option(None, "--length", min=1, help="Synthetic: training images per epoch [default: 2000]."),
+    size: Optional[str] = typer.Option(None, "--size", help="Synthetic: scene size HxW the crops are cut from [default: the crop]."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (checkpoint.pt, history.json) [default: $RSPNET_ZOO_HOME/runs/<name>.<tag>]."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Zoo tag of the trained weights [default: the data set name]."),
@@ -102,7 +103,8 @@ def train(
     crop_size = parse_size(crop, "--crop") or ((128, 128) if data == "synthetic" else (512, 512))
     torch_device = parse_device(device)
     g = resolve_genotype(model)
-    options = _synthetic_options(data, length, None)
+    scene_size = parse_size(size, "--size")
+    options = _synthetic_options(data, length, scene_size)
     train_set = build_dataset(data, "train", root=root, crop=crop_size, train=True, seed=seed, **options)
     val_set = build_dataset(data, "val", root=root, seed=seed)
     run_dir = out or zoo_home() / "runs" / f"{g.name}.{tag}"
@@ -112,7 +114,8 @@ def train(
     torch.manual_seed(seed)
     net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
     command = train_command(model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size,
-                            crop=crop_size, lr=lr, weight_decay=weight_decay, seed=seed, length=length, tag=tag)
+                            crop=crop_size, size=scene_size, lr=lr, weight_decay=weight_decay, seed=seed, length=length,
+                            tag=tag)
 
     with _progress(not as_json) as progress:
         task = progress.add_task(f"train {g.name}.{tag}", total=None, status="")
