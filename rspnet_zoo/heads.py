@@ -2,6 +2,7 @@
 
 Each decoder reads the states it needs from the list of node outputs and exposes ``num_features``;
 the classifier on top belongs to the model, so ``reset_classifier`` works the same for every head.
+DARTS's auxiliary classifier is here too: it reads a node output and gives logits of its own.
 """
 from __future__ import annotations
 
@@ -9,11 +10,24 @@ from typing import Callable, List
 
 import torch
 import torch.nn.functional as F
+from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
 from .ops import ConvBNAct
 from .plan import FeaturePlan
-from .spec import DeepLabV3PlusHead, FusionHead
+from .spec import AuxiliaryHead, ClassifierHead, ConcatHead, DeepLabV3PlusHead, FusionHead
+
+
+class SelectFeature(nn.Module):
+    """A classifier's features: one node's output map, pooled later by the model's ``global_pool``."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: ClassifierHead):
+        super().__init__()
+        self.state = inputs[0].state
+        self.num_features = inputs[0].channels
+
+    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
+        return states[self.state]
 
 
 class FusionDecoder(nn.Module):
@@ -38,6 +52,29 @@ class FusionDecoder(nn.Module):
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             out = y if i == 0 else out + y
         return self.fuse(out)
+
+
+class ConcatDecoder(nn.Module):
+    """nas-segm's head: inputs upsampled to the finest, concatenated in order, ReLU -> 1x1 conv -> BN -> ReLU."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: ConcatHead):
+        super().__init__()
+        finest = min(f.reduction for f in inputs)
+        self.states: List[int] = [f.state for f in inputs]
+        self.reference = next(f.state for f in inputs if f.reduction == finest)
+        self.resize: List[bool] = [f.reduction != finest for f in inputs]
+        self.fuse = ConvBNAct(sum(f.channels for f in inputs), spec.channels, 1, pre_act=True)
+        self.num_features = spec.channels
+
+    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
+        size = states[self.reference].shape[-2:]
+        xs: List[torch.Tensor] = []
+        for i, state in enumerate(self.states):
+            x = states[state]
+            if self.resize[i]:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            xs.append(x)
+        return self.fuse(torch.cat(xs, dim=1))
 
 
 class ASPP(nn.Module):
@@ -79,7 +116,34 @@ class DeepLabV3PlusDecoder(nn.Module):
         return self.refine(torch.cat([deep, low], dim=1))
 
 
+class AuxiliaryClassifier(nn.Module):
+    """DARTS's auxiliary head. A global average pool before the linear layer is a no-op at the input
+    size DARTS trains at (the 2x2 conv leaves 1x1) and lets larger inputs through."""
+
+    def __init__(self, in_chs: int, spec: AuxiliaryHead, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(spec.pool_kernel, spec.pool_stride, padding=0, count_include_pad=False),
+            ConvBNAct(in_chs, spec.channels, 1),
+            nn.Conv2d(spec.channels, spec.hidden, 2, bias=False),
+            nn.BatchNorm2d(spec.hidden) if spec.hidden_norm else nn.Identity(),
+            nn.ReLU(inplace=False),
+            SelectAdaptivePool2d(pool_type="avg", flatten=True),
+        )
+        self.num_features = spec.hidden
+        self.classifier = nn.Linear(spec.hidden, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 HEADS: dict[str, Callable[[list[FeaturePlan], object], nn.Module]] = {
     "fusion": FusionDecoder,
+    "concat": ConcatDecoder,
     "deeplabv3plus": DeepLabV3PlusDecoder,
+    "classifier": SelectFeature,
 }

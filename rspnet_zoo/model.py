@@ -13,10 +13,13 @@ from timm.layers import DropPath
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from .heads import HEADS
-from .ops import OPS, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN
-from .plan import NodePlan, PathPlan, SlotPlan, lower, _partial_widths
-from .spec import Cell, Genotype
+from timm.layers import SelectAdaptivePool2d
+
+from .errors import ZooError
+from .heads import HEADS, AuxiliaryClassifier
+from .ops import AGGREGATES, OPS, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN
+from .plan import CellLayout, NodePlan, PathPlan, SlotPlan, lower, _partial_widths
+from .spec import ClassifierHead, Genotype
 
 
 def _reduced(size: List[int], reduction: int) -> List[int]:
@@ -25,21 +28,24 @@ def _reduced(size: List[int], reduction: int) -> List[int]:
 
 
 class PathInput(nn.Module):
-    """Brings one path to the node's resolution (bilinear or factorized) and, for cells, its width."""
+    """Brings one path to the node's resolution (bilinear, through any ``via`` resolutions first, or
+    factorized) and, for DARTS cells, to the cell's width."""
 
-    def __init__(self, path: PathPlan, out_chs: int, target_reduction: int, project: bool):
+    def __init__(self, path: PathPlan, out_chs: int, target_reduction: int):
         super().__init__()
-        self.reduction = target_reduction if path.resample == "bilinear" else 0
+        self.resample = path.resample == "bilinear"
+        self.reductions: List[int] = [*path.via, target_reduction]
         if path.resample == "factorized":
             self.proj: nn.Module = FactorizedReduce(path.channels, out_chs, path.stride)
-        elif project:
+        elif path.project:
             self.proj = ReLUConvBN(path.channels, out_chs)
         else:
             self.proj = nn.Identity()
 
     def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
-        if self.reduction > 0:
-            x = F.interpolate(x, size=_reduced(size, self.reduction), mode="bilinear", align_corners=False)
+        if self.resample:
+            for reduction in self.reductions:
+                x = F.interpolate(x, size=_reduced(size, reduction), mode="bilinear", align_corners=False)
         return self.proj(x)
 
 
@@ -49,7 +55,7 @@ class InputFusion(nn.Module):
     def __init__(self, slot: SlotPlan, out_chs: int, target_reduction: int):
         super().__init__()
         self.states: List[int] = [p.state for p in slot.paths]
-        self.paths = nn.ModuleList([PathInput(p, out_chs, target_reduction, project=True) for p in slot.paths])
+        self.paths = nn.ModuleList([PathInput(p, out_chs, target_reduction) for p in slot.paths])
         weighted = slot.fuse == "attention"
         total = sum(p.weight or 0.0 for p in slot.paths) if weighted else 0.0
         self.weights: List[float] = [(p.weight or 0.0) / total if total > 0 else 1.0 for p in slot.paths]
@@ -65,35 +71,49 @@ class InputFusion(nn.Module):
         return out
 
 
-class CellModule(nn.Module):
-    """A DARTS cell: each step sums its edges; the output concatenates the listed states."""
+def _edge_op(op: str, in_chs: int, out_chs: int, stride: int, dilation: int) -> nn.Module:
+    factory = OPS[op]
+    return factory(in_chs, stride, dilation) if out_chs == in_chs else factory(in_chs, stride, dilation, out_chs)
 
-    def __init__(self, cell: Cell, chs: int, stride: int, dilation: int, drop_path_rate: float = 0.0):
+
+class CellModule(nn.Module):
+    """A cell as its layout says: each step aggregates its edges; the output concatenates the listed states.
+
+    In training, drop path zeroes whole samples of every edge output that is not an identity (DARTS).
+    """
+
+    def __init__(self, layout: CellLayout, concat: List[int], dilation: int, drop_path_rate: float = 0.0):
         super().__init__()
         self.ops = nn.ModuleList()
+        self.aggregates = nn.ModuleList()
         self.sources: List[int] = []
-        self.step_ends: List[bool] = []
-        for step in cell.steps:
-            for e, edge in enumerate(step.edges):
-                edge_stride = stride if edge.input < cell.num_inputs else 1
-                op = OPS[edge.op](chs, edge_stride, dilation)
-                if drop_path_rate > 0 and not isinstance(op, nn.Identity):
-                    op = nn.Sequential(op, DropPath(drop_path_rate))
+        self.step_of: List[int] = []
+        self.droppable: List[bool] = []
+        for j, step in enumerate(layout.steps):
+            for edge in step.edges:
+                op = _edge_op(edge.op, edge.in_chs, edge.out_chs, edge.stride, dilation)
                 self.ops.append(op)
-                self.sources.append(edge.input)
-                self.step_ends.append(e == len(step.edges) - 1)
-        self.concat: List[int] = list(cell.concat)
+                self.sources.append(edge.source)
+                self.step_of.append(j)
+                self.droppable.append(drop_path_rate > 0 and not isinstance(op, nn.Identity))
+            resize = [e.reduction != step.reduction for e in step.edges]
+            self.aggregates.append(AGGREGATES[step.aggregate]([e.out_chs for e in step.edges], step.width, resize, step.target))
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.concat: List[int] = list(concat)
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
         states = list(inputs)
-        acc = torch.zeros(0)
-        first = True
-        for i, op in enumerate(self.ops):
-            y = op(states[self.sources[i]])
-            acc = y if first else acc + y
-            first = self.step_ends[i]
-            if self.step_ends[i]:
-                states.append(acc)
+        for j, aggregate in enumerate(self.aggregates):
+            outs: List[torch.Tensor] = []
+            for i, op in enumerate(self.ops):
+                if self.step_of[i] == j:
+                    y = op(states[self.sources[i]])
+                    if self.droppable[i]:
+                        y = self.drop_path(y)
+                    outs.append(y)
+            states.append(aggregate(outs))
+        if len(self.concat) == 1:
+            return states[self.concat[0]]
         return torch.cat([states[s] for s in self.concat], dim=1)
 
 
@@ -117,7 +137,7 @@ class PartialStage(nn.Module):
 def _cell_body(plan: NodePlan, drop_path_rate: float) -> nn.Module:
     """The cell at the innermost width, wrapped once per level of the recursive partial split."""
     widths = _partial_widths(plan.channels, plan.partial)
-    body: nn.Module = CellModule(plan.cell, widths[-1], plan.stride, plan.dilation, drop_path_rate)
+    body: nn.Module = CellModule(plan.layout, list(plan.cell.concat), plan.dilation, drop_path_rate)
     for k in range(len(widths) - 1, 0, -1):
         body = PartialStage(body, widths[k], plan.stride)
     return body
@@ -172,10 +192,13 @@ def first_conv_names(plan_nodes: list[NodePlan]) -> Tuple[str, ...]:
 
 
 class GenotypeNet(nn.Module):
-    """A compiled genotype spec: network graph -> decoder -> dropout -> 1x1 classifier.
+    """A compiled genotype spec: network graph -> decoder -> dropout -> classifier.
 
-    ``forward_features`` returns the decoder's feature map (``num_features`` channels) and
-    ``forward_head`` the logits at that resolution; ``forward`` upsamples them to the input size.
+    Dense heads: ``forward_features`` returns the decoder's feature map (``num_features`` channels),
+    ``forward_head`` the logits at that resolution, and ``forward`` brings them to the input size
+    unless the head says ``upsample: none`` (then ``output_reduction`` says where they are).
+    Classifier heads: ``forward_head`` pools globally and ``forward`` returns ``(B, num_classes)``;
+    with ``aux_head=True`` and in training mode it returns ``(logits, aux_logits)``, as DARTS does.
     """
 
     def __init__(
@@ -186,6 +209,7 @@ class GenotypeNet(nn.Module):
         output_stride: Optional[int] = None,
         drop_rate: Optional[float] = None,
         drop_path_rate: float = 0.0,
+        aux_head: bool = False,
         **kwargs: Any,
     ):
         super().__init__()
@@ -196,6 +220,7 @@ class GenotypeNet(nn.Module):
 
             genotype = genotype_from_dict(genotype)
         plan = lower(genotype, in_chans, output_stride)
+        head = genotype.head
         self.genotype = genotype
         self.num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
         self.in_chans = plan.in_chans
@@ -203,11 +228,25 @@ class GenotypeNet(nn.Module):
         self.nodes = nn.ModuleList(
             [CellNode(n, drop_path_rate) if n.cell is not None else LayerNode(n) for n in plan.nodes]
         )
-        self.decoder = HEADS[genotype.head.type](plan.head_inputs, genotype.head)
+        self.decoder = HEADS[head.type](plan.head_inputs, head)
         self.num_features = self.head_hidden_size = self.decoder.num_features
-        self.drop_rate = genotype.head.dropout if drop_rate is None else drop_rate
+        self.is_classifier = isinstance(head, ClassifierHead)
+        self.global_pool = SelectAdaptivePool2d(pool_type=head.pool, flatten=True) if self.is_classifier else nn.Identity()
+        self.drop_rate = head.dropout if drop_rate is None else drop_rate
         self.head_drop = nn.Dropout(self.drop_rate)
+        self.classifier_kernel = 1 if self.is_classifier else head.classifier_kernel
         self.classifier = self._make_classifier(self.num_classes)
+        self.upsample: str = "none" if self.is_classifier else head.upsample
+        self.output_reduction: Optional[int] = None if self.is_classifier else (
+            1 if self.upsample != "none" else min(f.reduction for f in plan.head_inputs))
+        self.has_aux = aux_head
+        self.aux_state = 0
+        self.aux_head: nn.Module = nn.Identity()
+        if aux_head:
+            if plan.aux_input is None:
+                raise ZooError(f"'{genotype.name}' declares no auxiliary head (head.auxiliary), so aux_head=True cannot build one")
+            self.aux_state = plan.aux_input.state
+            self.aux_head = AuxiliaryClassifier(plan.aux_input.channels, head.auxiliary, self.num_classes)
         self.feature_info = [
             dict(num_chs=f.channels, reduction=f.reduction, module=f"nodes.{f.state - 1}") for f in plan.features
         ]
@@ -215,14 +254,24 @@ class GenotypeNet(nn.Module):
         self._traits = dict(first_conv=first_conv_names(plan.nodes))
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
-        return nn.Conv2d(self.num_features, num_classes, 1) if num_classes > 0 else nn.Identity()
+        if num_classes <= 0:
+            return nn.Identity()
+        if self.is_classifier:
+            return nn.Linear(self.num_features, num_classes)
+        k = self.classifier_kernel
+        return nn.Conv2d(self.num_features, num_classes, k, padding=k // 2)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """New classifier (and auxiliary classifier); a classifier head also takes timm's pool types."""
         self.num_classes = num_classes
+        if self.is_classifier and global_pool is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.classifier = self._make_classifier(num_classes)
+        if isinstance(self.aux_head, AuxiliaryClassifier):
+            self.aux_head.reset_classifier(num_classes)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
@@ -240,12 +289,18 @@ class GenotypeNet(nn.Module):
         return self.decoder(self._run_nodes(x, len(self.nodes)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(x)
+        x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.forward_head(self.forward_features(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        states = self._run_nodes(x, len(self.nodes))
+        logits = self.forward_head(self.decoder(states))
+        if self.upsample != "none":
+            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear",
+                                   align_corners=self.upsample == "bilinear_align_corners")
+        if self.has_aux and self.training:
+            return logits, self.aux_head(states[self.aux_state])
+        return logits
 
     @torch.jit.ignore
     def forward_intermediates(
@@ -276,6 +331,9 @@ class GenotypeNet(nn.Module):
         self.nodes = self.nodes[: self.feature_states[max_index]]
         if prune_head:
             self.decoder = nn.Identity()
+            self.global_pool = nn.Identity()
             self.head_drop = nn.Identity()
+            self.has_aux = False
+            self.aux_head = nn.Identity()
             self.reset_classifier(0)
         return take

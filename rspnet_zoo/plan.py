@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .errors import SpecError, pointer
-from .ops import OPS
-from .spec import Cell, DeepLabV3PlusHead, FusionHead, Genotype, LayerArgs, Node, Partial
+from .ops import OPS, STRIDE_REPEATS, WIDENING_OPS
+from .spec import Cell, ClassifierHead, DeepLabV3PlusHead, Genotype, LayerArgs, Node, Partial, Template
 
 IMAGE = "input"
 MAX_PARAMETERS = 2_000_000_000
@@ -23,6 +23,60 @@ class PathPlan:
     resample: str  # 'none' | 'bilinear' | 'factorized'
     stride: int  # factorized only: 2, or 1 past output_stride
     weight: Optional[float]
+    via: tuple[int, ...] = ()  # bilinear only: actual reductions passed through first
+    project: bool = True  # brought to the cell's C (DARTS preprocess); template nodes read paths as they are
+
+
+@dataclass(frozen=True)
+class EdgeLayout:
+    source: int  # state index inside the cell
+    op: str
+    in_chs: int
+    out_chs: int
+    stride: int  # the stride handed to the op
+    reduction: int  # of the edge's output
+
+
+@dataclass(frozen=True)
+class StepLayout:
+    aggregate: str
+    edges: tuple[EdgeLayout, ...]
+    width: int  # the widest edge output: the others are adapted to it
+    reduction: int
+    target: int  # the edge whose output size the others are resized to
+
+
+@dataclass(frozen=True)
+class CellLayout:
+    """Widths and reductions of every state and edge of one cell instance."""
+
+    steps: tuple[StepLayout, ...]
+    widths: tuple[int, ...]
+    reductions: tuple[int, ...]
+
+
+def cell_layout(cell: Cell, input_widths: list[int], input_reductions: list[int], stride: int,
+                template: Optional[Template] = None) -> CellLayout:
+    """Edges that read an input apply ``stride`` (and, with ``template.widen``, widen by it); each step
+    is as wide as its widest edge and sized by its finest (or, with resize 'smaller', coarsest) one."""
+    widen = template is not None and template.widen
+    coarsest = template is not None and template.resize == "smaller"
+    widths, reductions = list(input_widths), list(input_reductions)
+    steps = []
+    for step in cell.steps:
+        edges = []
+        for edge in step.edges:
+            reads_input = edge.input < cell.num_inputs
+            s = stride if reads_input else 1
+            w = widths[edge.input]
+            edges.append(EdgeLayout(edge.input, edge.op, w, w * s if widen and reads_input else w, s,
+                                    reductions[edge.input] * s ** STRIDE_REPEATS.get(edge.op, 1)))
+        reduction = (max if coarsest else min)(e.reduction for e in edges)
+        target = next(i for i, e in enumerate(edges) if e.reduction == reduction)
+        steps.append(StepLayout(step.aggregate, tuple(edges), max(e.out_chs for e in edges), reduction, target))
+        widths.append(steps[-1].width)
+        reductions.append(reduction)
+    return CellLayout(tuple(steps), tuple(widths), tuple(reductions))
 
 
 @dataclass(frozen=True)
@@ -46,6 +100,7 @@ class NodePlan:
     cell: Optional[Cell] = None
     cell_name: Optional[str] = None
     partial: Optional[Partial] = None
+    layout: Optional[CellLayout] = None  # cell nodes: at the innermost width of a partial split
     layer: Optional[str] = None
     args: Optional[LayerArgs] = None
 
@@ -64,6 +119,7 @@ class NetworkPlan:
     nodes: list[NodePlan]
     head_inputs: list[FeaturePlan]
     features: list[FeaturePlan] = field(default_factory=list)
+    aux_input: Optional[FeaturePlan] = None
 
 
 def _is_pow2(n: int) -> bool:
@@ -135,11 +191,16 @@ def _reaches(nodes: list[Node], start: int, target: str, index: dict[str, int]) 
 
 
 def _head_refs(genotype: Genotype) -> list[tuple[str, str]]:
+    """(pointer, node id) of every node the head reads; a classifier's auxiliary input comes last."""
     head = genotype.head
-    if isinstance(head, FusionHead):
-        return [(pointer("head", "inputs", i), ref) for i, ref in enumerate(head.inputs)]
-    assert isinstance(head, DeepLabV3PlusHead)
-    return [(pointer("head", "input"), head.input), (pointer("head", "low_level"), head.low_level)]
+    if isinstance(head, DeepLabV3PlusHead):
+        return [(pointer("head", "input"), head.input), (pointer("head", "low_level"), head.low_level)]
+    if isinstance(head, ClassifierHead):
+        refs = [(pointer("head", "input"), head.input)]
+        if head.auxiliary is not None:
+            refs.append((pointer("head", "auxiliary", "input"), head.auxiliary.input))
+        return refs
+    return [(pointer("head", "inputs", i), ref) for i, ref in enumerate(head.inputs)]
 
 
 def _check_reach_head(genotype: Genotype, index: dict[str, int]) -> list[int]:
@@ -206,7 +267,11 @@ def lower(genotype: Genotype, in_chans: Optional[int] = None, output_stride: Opt
             raise SpecError(pointer(*at), "a node names exactly one of 'cell' and 'layer'")
         if node.args is not None and node.layer is None:
             raise SpecError(pointer(*at, "args"), "only layer nodes take 'args'")
-        if node.cell is not None:
+        if node.template is not None and node.cell is None:
+            raise SpecError(pointer(*at, "template"), "only cell nodes take 'template'")
+        if node.template is not None:
+            plan_nodes.append(_lower_template_node(genotype, node, i, index, widths, reductions, os_))
+        elif node.cell is not None:
             plan_nodes.append(_lower_cell_node(genotype, node, i, index, widths, reductions, actual))
         else:
             plan_nodes.append(_lower_layer_node(node, i, index, widths, reductions, actual))
@@ -217,13 +282,16 @@ def lower(genotype: Genotype, in_chans: Optional[int] = None, output_stride: Opt
         raise SpecError(pointer("network"), f"the network would have over {MAX_PARAMETERS:.0e} parameters")
 
     head_inputs = [FeaturePlan(s, widths[s], actual(reductions[s])) for s in head_states]
+    aux_input = None
+    if isinstance(genotype.head, ClassifierHead) and genotype.head.auxiliary is not None:
+        aux_input = head_inputs.pop()
     if isinstance(genotype.head, DeepLabV3PlusHead) and reductions[head_states[1]] > reductions[head_states[0]]:
         raise SpecError(pointer("head", "low_level"), "the low-level feature must not be coarser than the ASPP input")
     last_at: dict[int, int] = {}
     for n in plan_nodes:
         last_at[n.reduction] = n.index + 1
     features = [FeaturePlan(s, widths[s], actual(r)) for r, s in sorted(last_at.items())]
-    return NetworkPlan(in_chans, os_, plan_nodes, head_inputs, features)
+    return NetworkPlan(in_chans, os_, plan_nodes, head_inputs, features, aux_input)
 
 
 def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual) -> NodePlan:
@@ -245,25 +313,84 @@ def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual)
             src = reductions[state]
             if slot.fuse == "attention" and path.weight is None:
                 raise SpecError(p_at, "fuse 'attention' needs a weight on every path")
+            via = tuple(actual(r) for r in path.via or ())
+            if path.via is not None:
+                if node.downsample != "bilinear":
+                    raise SpecError(pointer(*at, "inputs", s, "paths", p, "via"), "resampling through other resolutions needs downsample 'bilinear'")
+                bad = next((r for r in path.via if not _is_pow2(r)), None)
+                if bad is not None:
+                    raise SpecError(pointer(*at, "inputs", s, "paths", p, "via"), f"reductions are powers of two, got {bad}")
             if src < target and node.downsample == "factorized":
                 if src * 2 != target:
                     raise SpecError(p_at, f"factorized downsampling spans one level, not {src} -> {target}; use downsample 'bilinear'")
                 resample, stride = "factorized", actual(target) // actual(src)
             else:
-                resample, stride = ("none" if actual(src) == actual(target) else "bilinear"), 1
-            paths.append(PathPlan(state, widths[state], resample, stride, path.weight))
+                resample, stride = ("none" if actual(src) == actual(target) and not via else "bilinear"), 1
+            paths.append(PathPlan(state, widths[state], resample, stride, path.weight, via))
         slots.append(SlotPlan(tuple(paths), slot.fuse))
     widths_partial = _partial_widths(node.channels, node.partial)
     for k in range(1, len(widths_partial)):
         if not 1 <= widths_partial[k] < widths_partial[k - 1]:
             raise SpecError(pointer(*at, "partial"), f"ratio leaves {widths_partial[k]} of {widths_partial[k - 1]} channels at depth {k}")
     innermost = widths_partial[-1]
+    stride = actual(node.reduction) // actual(target)
+    layout = cell_layout(cell, [innermost] * cell.num_inputs, [actual(target)] * cell.num_inputs, stride)
     return NodePlan(
         index=i, id=node.id, channels=node.channels,
         out_channels=len(cell.concat) * innermost + node.channels - innermost,
         reduction=node.reduction, actual_reduction=actual(node.reduction), input_reduction=actual(target),
-        stride=actual(node.reduction) // actual(target), dilation=node.reduction // actual(node.reduction),
-        slots=tuple(slots), cell=cell, cell_name=node.cell, partial=node.partial,
+        stride=stride, dilation=node.reduction // actual(node.reduction),
+        slots=tuple(slots), cell=cell, cell_name=node.cell, partial=node.partial, layout=layout,
+    )
+
+
+def _lower_template_node(genotype, node: Node, i, index, widths, reductions, output_stride: int) -> NodePlan:
+    """A cell that reads its paths as they are: widths and the output reduction follow from the ops,
+    and the node's ``channels`` and ``reduction`` must say what they come to."""
+    at = ("network", "nodes", i)
+    cell = genotype.cells.get(node.cell)
+    if cell is None:
+        raise SpecError(pointer(*at, "cell"), f"unknown cell '{node.cell}' (spec has: {', '.join(genotype.cells) or 'none'})")
+    if len(node.inputs) != cell.num_inputs:
+        raise SpecError(pointer(*at, "inputs"), f"cell '{node.cell}' takes {cell.num_inputs} input(s), node gives {len(node.inputs)}")
+    if node.partial is not None:
+        raise SpecError(pointer(*at, "partial"), "partial channels do not apply to template nodes")
+    if cell.reduction:
+        raise SpecError(pointer(*at, "cell"), f"template nodes take their stride from 'template', but '{node.cell}' is a reduction cell")
+    slots, states = [], []
+    for s, slot in enumerate(node.inputs):
+        if len(slot.paths) != 1:
+            raise SpecError(pointer(*at, "inputs", s, "paths"), "a template node reads exactly one path per input")
+        if slot.paths[0].via is not None:
+            raise SpecError(pointer(*at, "inputs", s, "paths", 0, "via"), "template nodes read their paths as they are")
+        state = index[slot.paths[0].node]
+        states.append(state)
+        slots.append(SlotPlan((PathPlan(state, widths[state], "none", 1, None, project=False),), slot.fuse))
+    template = node.template
+    if not _is_pow2(template.stride):
+        raise SpecError(pointer(*at, "template", "stride"), f"must be a power of two, got {template.stride}")
+    layout = cell_layout(cell, [widths[s] for s in states], [reductions[s] for s in states], template.stride, template)
+    for s, step in enumerate(layout.steps):
+        for e, edge in enumerate(step.edges):
+            if edge.out_chs != edge.in_chs and edge.op not in WIDENING_OPS:
+                raise SpecError(pointer("cells", node.cell, "steps", s, "edges", e, "op"),
+                                f"'{edge.op}' keeps its width, but node '{node.id}' widens its inputs (template.widen)")
+    out_reductions = {layout.reductions[c] for c in cell.concat}
+    if len(out_reductions) > 1:
+        raise SpecError(pointer("cells", node.cell, "concat"), f"in node '{node.id}' the concatenated states have different resolutions")
+    reduction = out_reductions.pop()
+    out_chs = sum(layout.widths[c] for c in cell.concat)
+    if max(layout.reductions) > output_stride:
+        raise SpecError(pointer(*at, "template"), f"output_stride {output_stride} is finer than this node's 1/{max(layout.reductions)}: "
+                                                  "template nodes do not trade stride for dilation")
+    if reduction != node.reduction:
+        raise SpecError(pointer(*at, "reduction"), f"the template's ops put the output at 1/{reduction}, the node says 1/{node.reduction}")
+    if out_chs != node.channels:
+        raise SpecError(pointer(*at, "channels"), f"the template's ops give {out_chs} channels, the node says {node.channels}")
+    return NodePlan(
+        index=i, id=node.id, channels=node.channels, out_channels=out_chs,
+        reduction=reduction, actual_reduction=reduction, input_reduction=reduction,
+        stride=template.stride, dilation=1, slots=tuple(slots), cell=cell, cell_name=node.cell, layout=layout,
     )
 
 
@@ -273,6 +400,8 @@ def _lower_layer_node(node: Node, i, index, widths, reductions, actual) -> NodeP
         raise SpecError(pointer(*at, "inputs"), "a layer node reads exactly one path")
     if node.partial is not None:
         raise SpecError(pointer(*at, "partial"), "partial channels apply to cell nodes only")
+    if node.inputs[0].paths[0].via is not None:
+        raise SpecError(pointer(*at, "inputs", 0, "paths", 0, "via"), "a layer reads its input as it is")
     state = index[node.inputs[0].paths[0].node]
     src = reductions[state]
     if node.reduction not in (src, 2 * src):

@@ -52,9 +52,18 @@ class Edge(Strict):
 
 
 class CellStep(Strict):
-    """An intermediate node of a cell: the sum of its incoming edges."""
+    """An intermediate node of a cell: its incoming edges, aggregated.
+
+    Edge outputs of different widths are first brought to the widest by a 1x1 conv -> BN -> ReLU,
+    and outputs of different sizes to one size (the node's ``template.resize``); in a DARTS cell
+    neither happens.
+    """
 
     edges: Annotated[list[Edge], Field(min_length=1, max_length=MAX_EDGES)]
+    aggregate: Literal["sum", "psum", "cat"] = Field(
+        "sum", description="sum; psum: a learned per-channel weight per edge (nas-segm); "
+                           "cat: concat -> BN -> ReLU -> 1x1 conv back to the width (nas-segm)"
+    )
 
 
 class Cell(Strict):
@@ -73,6 +82,10 @@ class Path(Strict):
     weight: Optional[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         None, description="path-attention weight kept by the path search (fuse='attention')"
     )
+    via: Optional[Annotated[list[Reduction], Field(min_length=1, max_length=4)]] = Field(
+        None, description="bilinear paths: reductions the path is resampled through, in order, before the "
+                          "node's own (Auto-DeepLab's h_pp keeps the previous cell's resize)"
+    )
 
 
 class InputSlot(Strict):
@@ -87,6 +100,21 @@ class Partial(Strict):
 
     ratio: Annotated[float, Field(gt=0.0, lt=1.0)]
     depth: Annotated[int, Field(ge=1, le=4)] = 1
+
+
+class Template(Strict):
+    """nas-segm template mechanics: the cell reads its input paths as they are (no projection to C).
+
+    Every edge that reads an input applies ``stride`` (an op may apply it more than once: nas-segm's
+    stacked separable convs do) and, with ``widen``, multiplies its input's width by it. A repeated
+    block is one node per repeat, each reading the previous one's second input and output.
+    """
+
+    stride: Annotated[int, Field(ge=1, le=8)] = 1
+    widen: bool = Field(False, description="edges reading an input output stride x its channels (a block's first repeat)")
+    resize: Literal["smaller", "larger"] = Field(
+        "larger", description="edge outputs of different sizes are resized to the smaller or the larger one"
+    )
 
 
 class LayerArgs(Strict):
@@ -105,24 +133,49 @@ class Node(Strict):
     layer: Optional[Literal["conv", "inverted_residual"]] = None
     args: Optional[LayerArgs] = None
     reduction: Reduction = Field(description="output stride relative to the image (a power of two)")
-    channels: Channels = Field(description="cell nodes: the cell's C (output is len(concat)*C); layers: output channels")
+    channels: Channels = Field(
+        description="cell nodes: the cell's C (output is len(concat)*C); template nodes and layers: output channels"
+    )
     inputs: Annotated[list[InputSlot], Field(min_length=1, max_length=2)]
     downsample: Literal["factorized", "bilinear"] = Field(
         "factorized", description="how a path from a finer resolution reaches a cell node"
     )
     partial: Optional[Partial] = None
+    template: Optional[Template] = Field(None, description="cell nodes only: nas-segm template mechanics")
 
 
-class FusionHead(Strict):
+Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class SegmentationHead(Strict):
+    """What every dense head shares: dropout, then a kxk classifier, then the logits' way to the input size."""
+
+    dropout: Dropout = 0.1
+    classifier_kernel: Literal[1, 3] = Field(1, description="kernel of the classifier conv (nas-segm: 3)")
+    upsample: Literal["bilinear", "bilinear_align_corners", "none"] = Field(
+        "bilinear", description="how forward() brings the logits to the input size; 'none' leaves them at the "
+                                "decoder's resolution (nas-segm)"
+    )
+
+
+class FusionHead(SegmentationHead):
     """Multi-level fusion decoder: lateral 1x1 per input, upsample to the finest, sum, 3x3 conv."""
 
     type: Literal["fusion"]
     inputs: Annotated[list[Identifier], Field(min_length=1, max_length=8)]
     channels: Channels = 64
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
 
 
-class DeepLabV3PlusHead(Strict):
+class ConcatHead(SegmentationHead):
+    """nas-segm's head: inputs upsampled to the finest, concatenated, ReLU -> 1x1 conv -> BN -> ReLU."""
+
+    type: Literal["concat"]
+    inputs: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_PATHS)]
+    channels: Channels = 64
+    dropout: Dropout = 0.0
+
+
+class DeepLabV3PlusHead(SegmentationHead):
     """ASPP on ``input`` and the DeepLabv3+ decoder with a low-level branch from ``low_level``."""
 
     type: Literal["deeplabv3plus"]
@@ -132,10 +185,31 @@ class DeepLabV3PlusHead(Strict):
     rates: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=6)] = [12, 24, 36]
     low_level_channels: Channels = 48
     decoder_channels: Channels = 256
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
 
 
-Head = Annotated[Union[FusionHead, DeepLabV3PlusHead], Field(discriminator="type")]
+class AuxiliaryHead(Strict):
+    """DARTS's auxiliary classifier, built only on request and used in training only:
+    ReLU -> avg pool (no padding) -> 1x1 conv -> BN -> ReLU -> 2x2 conv -> [BN] -> ReLU -> linear."""
+
+    input: Identifier
+    pool_kernel: Annotated[int, Field(ge=1, le=16)] = 5
+    pool_stride: Annotated[int, Field(ge=1, le=16)] = 3
+    channels: Channels = 128
+    hidden: Channels = 768
+    hidden_norm: bool = Field(True, description="BN after the 2x2 conv (DARTS leaves it out on ImageNet)")
+
+
+class ClassifierHead(Strict):
+    """Image classification: global pool of ``input`` -> dropout -> linear; logits are (B, classes)."""
+
+    type: Literal["classifier"]
+    input: Identifier
+    pool: Literal["avg", "max", "avgmax"] = "avg"
+    dropout: Dropout = 0.0
+    auxiliary: Optional[AuxiliaryHead] = None
+
+
+Head = Annotated[Union[FusionHead, ConcatHead, DeepLabV3PlusHead, ClassifierHead], Field(discriminator="type")]
 
 
 class Network(Strict):
