@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 
 from . import zoo_commands  # noqa: E402,F401  (registers validate, list, show, build)
+from . import import_commands  # noqa: E402,F401  (registers import darts|autodeeplab|nas-segm, diff)
 from . import train_commands  # noqa: E402,F401  (registers train, eval, predict, data sample)
 from . import search_commands  # noqa: E402,F401  (registers search)
 

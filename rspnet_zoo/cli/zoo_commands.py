@@ -71,8 +71,10 @@ def list_models(as_json: bool = JsonOpt) -> None:
 
     def human(console):
         table = Table(title=f"rspnet-zoo architectures (weights in {zoo_home()})")
+        widths = dict(name=max(len(r["name"]) for r in rows), params=max(len(f"{r['parameters']:,}") for r in rows), GFLOPs=7)
         for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "at"):
-            table.add_column(col, justify="right" if col in ("params", "GFLOPs", "classes") else "left")
+            table.add_column(col, justify="right" if col in ("params", "GFLOPs", "classes") else "left",
+                             no_wrap=col in widths, min_width=widths.get(col), overflow="fold")
         for r in rows:
             table.add_row(r["name"], r["version"], "yes" if r["weights"] else "-", str(r["num_classes"]),
                           f"{r['parameters']:,}", f"{r['flops'] / 1e9:.2f}", "x".join(map(str, r["input_size"])))

@@ -1,0 +1,134 @@
+"""import darts | autodeeplab | nas-segm, and diff."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..fsutil import atomic_write_text
+from ..spec import Genotype
+from ..specfile import dump_spec, spec_sha256
+from ..stats import count_parameters, meta_model
+from ..zoo import resolve_genotype
+from . import app
+from .output import JSON_OPTION_HELP, emit
+
+JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
+NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier) [default: from the importer].")
+DescriptionOpt = typer.Option(None, "--description", help="Spec description [default: a generic one].")
+OutOpt = typer.Option(None, "--out", help="Spec file to write, or a folder for <name>.json [default: ./<name>.json].")
+ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes [default: the network's].")
+
+import_app = typer.Typer(
+    help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+
+class DartsNetwork(str, Enum):
+    cifar = "cifar"
+    imagenet = "imagenet"
+
+
+def _write(genotype: Genotype, out: Optional[Path], as_json: bool) -> None:
+    if out is None:
+        dest = Path(f"{genotype.name}.json")
+    elif out.is_dir():
+        dest = out / f"{genotype.name}.json"
+    else:
+        dest = out
+    atomic_write_text(dest, dump_spec(genotype))
+    info = dict(name=genotype.name, path=str(dest), sha256=spec_sha256(genotype),
+                parameters=count_parameters(meta_model(genotype)))
+
+    def human(console):
+        console.print(f"wrote [bold]{genotype.name}[/bold] ({info['parameters']:,} parameters) -> {dest}")
+
+    emit(info, human, as_json)
+
+
+@import_app.command("darts")
+def import_darts(
+    genotype: str = typer.Argument(..., help="Genotype(normal=[(op, input), ...], normal_concat=..., reduce=[...], reduce_concat=...)"),
+    network: DartsNetwork = typer.Option(DartsNetwork.cifar, "--network", help="The DARTS evaluation network to build."),
+    channels: Optional[int] = typer.Option(None, "--channels", "-C", min=2, help="Initial C [default: 36 CIFAR, 48 ImageNet]."),
+    layers: Optional[int] = typer.Option(None, "--layers", min=3, help="Number of cells [default: 20 CIFAR, 14 ImageNet]."),
+    num_classes: Optional[int] = ClassesOpt,
+    auxiliary: bool = typer.Option(True, "--auxiliary/--no-auxiliary", help="Declare DARTS's auxiliary head (built with aux_head=True)."),
+    name: Optional[str] = NameOpt,
+    description: Optional[str] = DescriptionOpt,
+    out: Optional[Path] = OutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """A DARTS / PC-DARTS genotype as the CIFAR or ImageNet evaluation network."""
+    from ..importers.darts import darts_spec, parse_genotype
+
+    g = darts_spec(parse_genotype(genotype), network.value, name=name, channels=channels, layers=layers,
+                   num_classes=num_classes, auxiliary=auxiliary, description=description)
+    _write(g, out, as_json)
+
+
+@import_app.command("autodeeplab")
+def import_autodeeplab(
+    path: str = typer.Option(..., "--path", help="Network path: the level of each cell, e.g. 0,0,0,1,2,1,2,2,3,3,2,1."),
+    cell: str = typer.Option(..., "--cell", help="Cell rows [[edge_index, op_index], ...], two per step."),
+    filter_multiplier: int = typer.Option(20, "--filter-multiplier", "-F", min=1, help="F: 20 (S), 32 (M), 48 (L)."),
+    num_classes: int = typer.Option(19, "--classes", min=1, help="Number of classes."),
+    name: Optional[str] = NameOpt,
+    description: Optional[str] = DescriptionOpt,
+    out: Optional[Path] = OutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """An Auto-DeepLab network path and cell, with ASPP and the DeepLabv3+ decoder."""
+    from ..importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
+
+    g = autodeeplab_spec(parse_path(path), parse_cell(cell), filter_multiplier, num_classes, name, description)
+    _write(g, out, as_json)
+
+
+@import_app.command("nas-segm")
+def import_nas_segm(
+    config: str = typer.Argument(..., help="[[templates], [blocks]]: templates [op_a, op_b, agg], blocks [pos1, pos2, template, repeats-1, stride_exp]."),
+    agg_size: int = typer.Option(64, "--agg-size", min=1, help="Width of the head's 1x1 conv."),
+    num_classes: int = typer.Option(19, "--classes", min=1, help="Number of classes."),
+    name: Optional[str] = NameOpt,
+    description: Optional[str] = DescriptionOpt,
+    out: Optional[Path] = OutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """A nas-segm (WACV 2020) template decoder on MobileNet-v2's first stages."""
+    from ..importers.nas_segm import nas_segm_spec, parse_config
+
+    templates, blocks = parse_config(config)
+    _write(nas_segm_spec(templates, blocks, agg_size, num_classes, name, description), out, as_json)
+
+
+@app.command()
+def diff(
+    a: str = typer.Argument(..., help="A registered name or a spec file."),
+    b: str = typer.Argument(..., help="A registered name or a spec file."),
+    sizes: bool = typer.Option(True, "--sizes/--no-sizes", help="Also compare parameters and FLOPs."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """What differs between two specs: cells, ops, paths, head, defaults and sizes."""
+    from ..diff import SECTIONS, diff_specs, size_words
+
+    ga, gb = resolve_genotype(a), resolve_genotype(b)
+    result = diff_specs(ga, gb, with_sizes=sizes)
+
+    def human(console):
+        console.print(f"[bold]{ga.name}[/bold] {result['a']['sha256'][:12]} -> [bold]{gb.name}[/bold] {result['b']['sha256'][:12]}")
+        if result["identical"]:
+            console.print("identical specs")
+        for section in SECTIONS:
+            lines = [c["words"] for c in result["changes"] if c["section"] == section]
+            if lines:
+                console.print(f"[bold]{section}[/bold] ({len(lines)} change{'s' if len(lines) > 1 else ''})")
+                for line in lines:
+                    console.print(f"  {line}", markup=False, highlight=False)
+        for line in size_words(result.get("sizes")):
+            console.print(f"[bold]sizes[/bold] {line}")
+
+    emit(result, human, as_json)
