@@ -59,7 +59,7 @@ def test_component_breakdown_matches_the_reference():
 def test_forward_gives_one_logits_vector_per_image_and_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
     model = timm.create_model(name, drop_path_rate=0.2).train()
-    size = 16 if name.endswith("cifar") else 64  # any size works: the head pools globally
+    size = 8 if name.endswith("cifar") else 32  # any size works: the head pools globally
     logits = model(torch.randn(2, 3, size, size))
     assert logits.shape == (2, SHIPPED[name].defaults.num_classes)
     logits.logsumexp(dim=1).mean().backward()

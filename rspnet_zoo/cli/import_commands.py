@@ -44,7 +44,7 @@ def _write(genotype: Genotype, out: Optional[Path], as_json: bool) -> None:
                 parameters=count_parameters(meta_model(genotype)))
 
     def human(console):
-        console.print(f"wrote [bold]{genotype.name}[/bold] ({info['parameters']:,} parameters) -> {dest}")
+        console.print(f"wrote [bold]{genotype.name}[/bold] ({info['parameters']:,} parameters) -> {dest}", soft_wrap=True)
 
     emit(info, human, as_json)
 
@@ -127,7 +127,7 @@ def diff(
             if lines:
                 console.print(f"[bold]{section}[/bold] ({len(lines)} change{'s' if len(lines) > 1 else ''})")
                 for line in lines:
-                    console.print(f"  {line}", markup=False, highlight=False)
+                    console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         for line in size_words(result.get("sizes")):
             console.print(f"[bold]sizes[/bold] {line}")
 

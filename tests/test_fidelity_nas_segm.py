@@ -1,0 +1,49 @@
+"""nas-segm arch0/arch1 (WACV 2020): FIDELITY.md's exact parameter counts, block by block, logits at 1/4."""
+import pytest
+import timm
+import torch
+
+import rspnet_zoo  # noqa: F401  (registers the specs with timm)
+from rspnet_zoo.stats import count_parameters
+
+COUNTS = {"nas_segm_arch0": 280_147, "nas_segm_arch1": 268_235}
+# FIDELITY.md section 4.4: parameters of blocks 0..6 (all repeats) and of the head's 1x1 conv
+BLOCKS = {
+    "nas_segm_arch0": ([20_160, 41_984, 52_096, 7_040, 16_784, 47_680, 12_400], 14_464),
+    "nas_segm_arch1": ([7_616, 21_256, 57_344, 38_528, 5_296, 19_712, 38_528], 12_416),
+}
+ENCODER = 56_576
+CONV_CLF = 10_963
+
+
+def meta_net(name):
+    with torch.device("meta"):
+        return timm.create_model(name)
+
+
+@pytest.mark.parametrize("name", COUNTS)
+def test_parameter_count_is_exact_block_by_block(name):
+    model = meta_net(name)
+    assert count_parameters(model) == COUNTS[name]
+    ids = [n.id for n in model.genotype.network.nodes]
+    per_node = [count_parameters(node) for node in model.nodes]
+    assert sum(per_node[:7]) == ENCODER
+    blocks = [sum(c for i, c in zip(ids, per_node) if i == f"block{j}" or i.startswith(f"block{j}_")) for j in range(7)]
+    assert (blocks, count_parameters(model.decoder)) == BLOCKS[name]
+    assert count_parameters(model.classifier) == CONV_CLF
+
+
+@pytest.mark.parametrize("name", COUNTS)
+def test_logits_come_out_at_a_quarter_and_backward_reaches_every_parameter(name):
+    torch.manual_seed(0)
+    model = timm.create_model(name).train()
+    assert model.output_reduction == 4
+    logits = model(torch.randn(2, 3, 129, 129))
+    assert logits.shape == (2, 19, 33, 33)
+    logits.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_head_collects_the_block_outputs_no_later_block_reads():
+    assert timm.create_model("nas_segm_arch0").genotype.head.inputs == ["block2", "block4", "block5", "block6"]
+    assert timm.create_model("nas_segm_arch1").genotype.head.inputs == ["block3", "block4", "block5", "block6"]
