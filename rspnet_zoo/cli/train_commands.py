@@ -87,7 +87,7 @@ def train(
     crop: Optional[str] = typer.Option(None, "--crop", help="Training crop HxW [default: 128x128 synthetic, 512x512 otherwise]."),
     lr: float = typer.Option(0.01, "--lr", min=0.0, help="Initial learning rate of SGD (momentum 0.9, poly decay)."),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
-    seed: int = typer.Option(0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic stream."),
+    seed: int = typer.Option(0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic training stream."),
     length: Optional[int] = typer.Option(None, "--length", min=1, help="Synthetic: training images per epoch [default: 2000]."),
     size: Optional[str] = typer.Option(None, "--size", help="Synthetic: scene size HxW the crops are cut from [default: the crop]."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
@@ -106,7 +106,7 @@ def train(
     scene_size = parse_size(size, "--size")
     options = _synthetic_options(data, length, scene_size)
     train_set = build_dataset(data, "train", root=root, crop=crop_size, train=True, seed=seed, **options)
-    val_set = build_dataset(data, "val", root=root, seed=seed)
+    val_set = build_dataset(data, "val", root=root)  # the fixed split every card reports on
     run_dir = out or zoo_home() / "runs" / f"{g.name}.{tag}"
     checkpoint = run_dir / CHECKPOINT_FILE
     if resume and not checkpoint.is_file():

@@ -1,0 +1,61 @@
+"""The shipped synthetic weights: they load through timm and reach the mIoU their model card states."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import timm
+from safetensors import safe_open
+
+from rspnet_zoo.artifacts import weights_metadata
+from rspnet_zoo.data.synthetic import CLASS_NAMES
+from rspnet_zoo.zoo import PACKAGE_WEIGHTS, SHIPPED
+
+WEIGHTS = PACKAGE_WEIGHTS / "rspnet_small.synth.safetensors"
+CARD = PACKAGE_WEIGHTS / "rspnet_small.synth.md"
+
+
+def documented_miou() -> float:
+    return float(re.search(r"val(?:idation)? .*?mIoU \**(\d\.\d{4})", CARD.read_text(), re.S).group(1))
+
+
+def test_shipped_weights_are_small_safetensors_with_the_specs_metadata():
+    assert WEIGHTS.stat().st_size < 10 * 2**20
+    with safe_open(str(WEIGHTS), framework="pt") as f:
+        meta = f.metadata()
+    expected = weights_metadata(SHIPPED["rspnet_small"], CLASS_NAMES)
+    assert {k: meta[k] for k in ("genotype", "genotype_sha256", "class_names")} == {
+        k: expected[k] for k in ("genotype", "genotype_sha256", "class_names")}
+    assert "rspnet_small.synth" in timm.list_pretrained("rspnet_small*")
+    assert timm.models.get_pretrained_cfg("rspnet_small").file.endswith("rspnet_small/model.safetensors")
+
+
+def test_the_card_says_how_to_reproduce_them():
+    card = CARD.read_text()
+    assert re.search(r"rspnet-zoo train rspnet_small --data synthetic .*--tag synth", card)
+    assert 0.5 <= documented_miou() <= 1.0
+
+
+def test_eval_reaches_the_documented_miou(run_cli):
+    code, out, err = run_cli("eval", "rspnet_small.synth", "--data", "synthetic", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["images"] == 100 and list(result["per_class_iou"]) == list(CLASS_NAMES)
+    assert result["miou"] >= 0.5
+    assert result["miou"] == pytest.approx(documented_miou(), abs=0.005)
+
+
+def test_eval_prints_a_table_for_people(run_cli):
+    code, out, _ = run_cli("eval", "rspnet_small.synth", "--data", "synthetic", "--length", "4")
+    assert code == 0
+    assert "mIoU" in out and "background" in out and "star" in out
+
+
+def test_eval_refuses_a_data_set_with_another_class_count(run_cli, tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    run_cli("data", "sample", str(tmp_path / "images" / "x.png"), "--size", "16", "--mask", str(tmp_path / "masks" / "x.png"))
+    code, _, err = run_cli("eval", "rspnet_small.synth", "--data", "folder", "--root", str(tmp_path))
+    assert code == 2 and "predicts 9 classes, the folder data set has 2" in err

@@ -1,0 +1,67 @@
+"""rspnet-zoo train: checkpoints, --resume, the trained folder in the zoo, and its errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import timm
+
+TINY = Path(__file__).parent / "data" / "tiny_net.json"
+FAST = ("--data", "synthetic", "--crop", "32", "--length", "8", "--batch-size", "4", "--lr", "0.05")
+
+
+def test_train_then_resume_then_load_and_evaluate(run_cli, zoo_home, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli("train", str(TINY), *FAST, "--epochs", "1", "--tag", "t", "--out", str(run_dir), "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["steps"] == 2 and first["resumed_from"] is None and (run_dir / "checkpoint.pt").is_file()
+    folder = Path(first["folder"])
+    assert folder == zoo_home / "tiny_net.t"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+    code, out, err = run_cli("train", str(TINY), *FAST, "--epochs", "3", "--tag", "t", "--out", str(run_dir),
+                             "--resume", "--json")
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["resumed_from"] == 2 and resumed["steps"] == 6
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert json.loads((run_dir / "history.json").read_text())["history"] == resumed["history"]
+
+    card = (folder / "README.md").read_text()
+    assert f"mIoU {resumed['metrics']['miou']:.4f}" in card
+    assert "rspnet-zoo train tests/data/tiny_net.json" in card or f"rspnet-zoo train {TINY}" in card
+    assert "--epochs 3" in card and "--tag t" in card
+
+    model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+    assert model.num_classes == 9 and model.pretrained_cfg["label_names"][0] == "background"
+    code, out, err = run_cli("eval", str(folder), "--data", "synthetic", "--length", "8", "--json")
+    assert code == 0, err
+    assert json.loads(out)["images"] == 8
+
+
+def test_train_progress_is_for_people_only(run_cli, tmp_path):
+    code, out, err = run_cli("train", str(TINY), *FAST, "--iterations", "1", "--out", str(tmp_path / "r"))
+    assert code == 0
+    assert "mIoU" in out and "tiny_net.synthetic" in out  # the default tag is the data set's name
+
+
+def test_resume_without_a_checkpoint(run_cli, tmp_path):
+    code, out, err = run_cli("train", str(TINY), *FAST, "--resume", "--out", str(tmp_path / "empty"))
+    assert code == 2 and out == ""
+    assert err.strip() == f"rspnet-zoo: error: {tmp_path / 'empty' / 'checkpoint.pt'}: no checkpoint to resume from"
+
+
+def test_bad_flags_are_one_line(run_cli, tmp_path):
+    for args, expected in (
+        (("--crop", "12x"), "'12x' is not a size"),
+        (("--tag", "Bad-Tag"), "'Bad-Tag' is not a tag"),
+        (("--data", "kitti"), "unknown data set 'kitti'"),
+        (("--data", "camvid"), "needs a root folder"),
+        (("--length", "4", "--data", "camvid", "--root", str(tmp_path)), "apply to the synthetic data set only"),
+        (("--device", "gpu7"), "'gpu7' is not a torch device"),
+    ):
+        code, out, err = run_cli("train", str(TINY), *args)
+        assert code == 2 and out == "", args
+        assert len(err.strip().splitlines()) == 1 and expected in err, (args, err)
+    assert not any(p.name != "zoo-home" for p in tmp_path.iterdir())
