@@ -101,9 +101,9 @@ BUDGETS: dict[str, SearchConfig] = {
         path=PathStage(epochs=2, warmup_epochs=1, layers=2, channels=4, spec_channels=8, head_channels=8, arch_lr=3e-3),
     ),
     "small": SearchConfig(
-        image_size=64, batch_size=8, samples=240,
-        cell=CellStage(epochs=12, warmup_epochs=4, layers=8, channels=8, steps=3, partial=2, lr=0.05),
-        path=PathStage(epochs=10, warmup_epochs=4, layers=6, channels=8, arch_lr=3e-3, lr=0.05),
+        image_size=64, batch_size=8, samples=400,
+        cell=CellStage(epochs=16, warmup_epochs=6, layers=8, channels=8, steps=3, partial=2, lr=0.05),
+        path=PathStage(epochs=14, warmup_epochs=5, layers=6, channels=8, arch_lr=3e-3, lr=0.05),
     ),
     "paper": SearchConfig(
         image_size=321, batch_size=256, samples=None,

@@ -251,6 +251,9 @@ def search(request: SearchRequest, progress=None, on_epoch_end: Optional[EpochHo
                 class_names=data.class_names,
             )
             summary["paths"] = _describe_paths(decision)
+    result = result.model_copy(update=dict(description=(
+        f"Found by `rspnet-zoo search --stage {request.stage}` (budget {request.budget}, seed {request.seed}) "
+        f"on the {request.dataset} data set; see provenance for the command and the run.")))
     sha = _write_spec(result, request.out)
     plots.append(str(render_graph(result, request.run_dir / "network.png")))
     summary.update(out=str(request.out), sha256=sha, parent_sha256=result.provenance.parent_sha256,

@@ -1,0 +1,97 @@
+"""One stage-1 search step, partial channels (K=4) against full channels (K=1), measured side by side.
+
+A step is what the search loop does per batch: a first-order architecture step on a held-apart batch,
+then a weight step on a train batch; batch 8 each, 32x32 images, C=16, 8 cells, 10 classes, 2 threads.
+Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own. Two layouts:
+
+- ``darts``: the cells at DARTS' CIFAR resolutions (no stem stride; 3 levels: 32, 16, 8), to set
+  beside the published DARTS (3.1-4.3 s/step, 1.65 GB) and PC-DARTS (1.7-2.0 s, 0.80 GB) code
+  measured on this machine at the same setting (shared/reference/FIDELITY.md section 5);
+- ``search``: the proxy chain as ``rspnet-zoo search`` builds it (stem to 1/4, 4 levels to 1/32).
+
+    python benchmarks/bench_search_memory.py [--steps 5] [--warmup 2] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+LAYOUTS = {"darts": dict(stem_reduction=1, levels=3), "search": dict(stem_reduction=4, levels=4)}
+MODES = {"partial (K=4)": 4, "full (K=1)": 1}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(layout: str, partial: int, steps: int, warmup: int, threads: int) -> dict:
+    import torch
+
+    from searchers.bilevel import Bilevel
+    from searchers.budgets import CellStage
+    from searchers.supernet import CellSupernet
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    stage = CellStage(epochs=50, layers=8, channels=16, steps=4, partial=partial, order=1, **LAYOUTS[layout])
+    model = CellSupernet(stage, num_classes=10).train()
+    bilevel = Bilevel(model, stage)
+    x, x_arch = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    y, y_arch = torch.randint(0, 10, (8, 32, 32)), torch.randint(0, 10, (8, 32, 32))
+    before = rss_mb()
+    times = []
+    for i in range(warmup + steps):
+        started = time.perf_counter()
+        bilevel.arch_step(x, y, x_arch, y_arch)
+        bilevel.weight_step(x, y)
+        if i >= warmup:
+            times.append(time.perf_counter() - started)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return dict(s_per_step=statistics.median(times), times=times, peak_rss_mb=peak, rss_before_mb=before,
+                weights=sum(p.numel() for p in model.weight_parameters()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker", nargs=2, metavar=("LAYOUT", "K"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps, args.warmup, args.threads)))
+        return
+
+    print(f"one search step (arch + weight, first order), batch 8+8, 32x32, C=16, 8 cells, 10 classes, "
+          f"{args.threads} threads; median of {args.steps} steps after {args.warmup}; load average {os.getloadavg()[0]:.1f}")
+    for layout in LAYOUTS:
+        results = {}
+        for mode, k in MODES.items():
+            out = subprocess.run([sys.executable, __file__, "--worker", layout, str(k), "--steps", str(args.steps),
+                                  "--warmup", str(args.warmup), "--threads", str(args.threads)],
+                                 check=True, capture_output=True, text=True)
+            results[mode] = r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"  [{layout}] {mode:14s} {r['s_per_step']:6.2f} s/step   peak RSS {r['peak_rss_mb']:7.0f} MB "
+                  f"({r['peak_rss_mb'] - r['rss_before_mb']:6.0f} MB above the model at rest)   "
+                  f"{r['weights']:,} weights   steps {', '.join(f'{t:.2f}' for t in r['times'])}")
+        p, f = results["partial (K=4)"], results["full (K=1)"]
+        print(f"  [{layout}] partial / full: time {p['s_per_step'] / f['s_per_step']:.2f} (target <= 0.67), "
+              f"peak RSS {p['peak_rss_mb'] / f['peak_rss_mb']:.2f} (target <= 0.50), "
+              f"RSS above rest {(p['peak_rss_mb'] - p['rss_before_mb']) / (f['peak_rss_mb'] - f['rss_before_mb']):.2f}")
+    print("reference on this machine (FIDELITY.md 5): DARTS 1st order 3.1-4.3 s/step, 1.65 GB; "
+          "PC-DARTS 1st order 1.7-2.0 s/step, 0.80 GB")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
