@@ -327,8 +327,9 @@ class GenotypeNet(nn.Module):
     @torch.jit.ignore
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False, prune_head: bool = True):
         """Drop the nodes after the last feature taken and, with ``prune_head``, the decoder and classifier."""
-        take, max_index = feature_take_indices(len(self.feature_info), indices)
-        self.nodes = self.nodes[: self.feature_states[max_index]]
+        take, _ = feature_take_indices(len(self.feature_info), indices)
+        # a decoder's finer features can come after its coarsest one (nas-segm): keep up to the last taken
+        self.nodes = self.nodes[: max(self.feature_states[i] for i in take)]
         if prune_head:
             self.decoder = nn.Identity()
             self.global_pool = nn.Identity()

@@ -47,3 +47,11 @@ def test_logits_come_out_at_a_quarter_and_backward_reaches_every_parameter(name)
 def test_head_collects_the_block_outputs_no_later_block_reads():
     assert timm.create_model("nas_segm_arch0").genotype.head.inputs == ["block2", "block4", "block5", "block6"]
     assert timm.create_model("nas_segm_arch1").genotype.head.inputs == ["block3", "block4", "block5", "block6"]
+
+
+def test_features_only_gives_every_reduction_even_when_a_finer_map_comes_last():
+    model = timm.create_model("nas_segm_arch1", features_only=True).eval()
+    with torch.no_grad():
+        maps = model(torch.randn(1, 3, 65, 65))
+    assert model.feature_info.reduction() == [2, 4, 8, 16, 32]
+    assert [tuple(m.shape[-2:]) for m in maps] == [(33, 33), (17, 17), (9, 9), (5, 5), (3, 3)]
