@@ -17,7 +17,7 @@ CARD = PACKAGE_WEIGHTS / "rspnet_small.synth.md"
 
 
 def documented_miou() -> float:
-    return float(re.search(r"val(?:idation)? .*?mIoU \**(\d\.\d{4})", CARD.read_text(), re.S).group(1))
+    return float(re.search(r"Validation split \(100 images\): \*\*mIoU (\d\.\d{4})\*\*", CARD.read_text()).group(1))
 
 
 def test_shipped_weights_are_small_safetensors_with_the_specs_metadata():
@@ -41,7 +41,7 @@ def test_eval_reaches_the_documented_miou(run_cli):
     code, out, err = run_cli("eval", "rspnet_small.synth", "--data", "synthetic", "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert result["images"] == 100 and list(result["per_class_iou"]) == list(CLASS_NAMES)
+    assert result["images"] == 100 and set(result["per_class_iou"]) == set(CLASS_NAMES)
     assert result["miou"] >= 0.5
     assert result["miou"] == pytest.approx(documented_miou(), abs=0.005)
 
