@@ -123,10 +123,10 @@ def train(
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=False, generator=order,
                             num_workers=num_workers)
         epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
+        tick = started
         for images, masks in loader:
             if result.steps >= total:
                 break
-            tick = time.perf_counter()
             images, masks = images.to(device), masks.to(device)
             logits = logits_of(model(images))
             if logits.shape[-2:] != masks.shape[-2:]:
@@ -141,9 +141,11 @@ def train(
             result.losses.append(value)
             epoch_loss += value * images.shape[0]
             epoch_images += images.shape[0]
-            if on_step is not None:
+            now = time.perf_counter()
+            if on_step is not None:  # throughput with the data loading of the step included
                 on_step(dict(step=result.steps, total=total, epoch=epoch + 1, loss=value,
-                             lr=scheduler.get_last_lr()[0], images_per_s=images.shape[0] / (time.perf_counter() - tick)))
+                             lr=scheduler.get_last_lr()[0], images_per_s=images.shape[0] / (now - tick)))
+            tick = now
         seconds = time.perf_counter() - started
         result.history.append(dict(epoch=epoch + 1, step=result.steps, loss=epoch_loss / max(1, epoch_images),
                                    lr=scheduler.get_last_lr()[0], images_per_s=epoch_images / seconds, seconds=seconds))
