@@ -65,3 +65,25 @@ def test_bad_flags_are_one_line(run_cli, tmp_path):
         assert code == 2 and out == "", args
         assert len(err.strip().splitlines()) == 1 and expected in err, (args, err)
     assert not any(p.name != "zoo-home" for p in tmp_path.iterdir())
+
+
+def test_train_on_a_camvid_folder(run_cli, tmp_path, zoo_home):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "camvid"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 2), ("val", 1)):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for k in range(count):
+            Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(root / split / f"f{k}.png")
+            Image.fromarray(rng.integers(0, 12, (24, 32), dtype=np.uint8), mode="L").save(root / f"{split}annot" / f"f{k}.png")
+    code, out, err = run_cli("train", str(TINY), "--data", "camvid", "--root", str(root), "--crop", "16x24",
+                             "--batch-size", "2", "--iterations", "1", "--out", str(tmp_path / "run"), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["name"] == "tiny_net.camvid" and result["metrics"]["images"] == 1
+    assert len(result["metrics"]["per_class_iou"]) == 11
+    config = json.loads((zoo_home / "tiny_net.camvid" / "config.json").read_text())
+    assert config["num_classes"] == 11 and config["pretrained_cfg"]["label_names"][0] == "sky"
