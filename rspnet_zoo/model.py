@@ -9,11 +9,9 @@ from typing import Any, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
+from timm.layers import DropPath, SelectAdaptivePool2d
 from timm.models._features import feature_take_indices
 from torch import nn
-
-from timm.layers import SelectAdaptivePool2d
 
 from .errors import ZooError
 from .heads import HEADS, AuxiliaryClassifier

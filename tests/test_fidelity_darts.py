@@ -4,9 +4,11 @@ import timm
 import torch
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
+from rspnet_zoo.importers.darts import darts_spec, parse_genotype
 from rspnet_zoo.model import GenotypeNet
 from rspnet_zoo.stats import count_parameters
 from rspnet_zoo.zoo import SHIPPED
+from test_import_published import DARTS_V2
 
 # spec -> (parameters without the auxiliary head, with it), from FIDELITY.md section 2.3
 COUNTS = {
@@ -87,8 +89,9 @@ def test_aux_head_needs_a_spec_that_declares_one():
 
 def test_drop_path_is_stochastic_in_training_only_and_keeps_weight_names():
     torch.manual_seed(0)
-    plain = timm.create_model("darts_v2_cifar", num_classes=3)
-    dropping = timm.create_model("darts_v2_cifar", num_classes=3, drop_path_rate=0.5)
+    small = darts_spec(parse_genotype(DARTS_V2), "cifar", channels=8, layers=3)
+    plain = GenotypeNet(small, num_classes=3)
+    dropping = GenotypeNet(small, num_classes=3, drop_path_rate=0.5)
     assert plain.state_dict().keys() == dropping.state_dict().keys()
     dropping.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 16, 16)

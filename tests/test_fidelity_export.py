@@ -1,14 +1,28 @@
 """The new structures (classifier and auxiliary heads, templates with psum/cat, resampling via other
-resolutions, logits left at 1/4) script with TorchScript, trace with torch.fx and compile."""
+resolutions, logits left at 1/4) script with TorchScript, trace with torch.fx and compile.
+
+Small imports of the published encodings keep every structure and script in seconds; the shipped
+specs themselves run under the slow mark.
+"""
 import pytest
 import timm
 import torch
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
+from rspnet_zoo.importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
+from rspnet_zoo.importers.darts import darts_spec, parse_genotype
+from rspnet_zoo.model import GenotypeNet
+from test_import_published import AUTODEEPLAB_CELL, DARTS_V2
 
-CASES = {"darts_v2_cifar": (1, 3, 16, 16), "nas_segm_arch1": (1, 3, 65, 65), "autodeeplab_s": (1, 3, 33, 33)}
-# scripting and tracing 20 DARTS cells takes long; the aux-head test below scripts a classifier by default
-NAMES = [pytest.param("darts_v2_cifar", marks=pytest.mark.slow), "nas_segm_arch1", "autodeeplab_s"]
+SMALL = {
+    "darts_small": lambda: darts_spec(parse_genotype(DARTS_V2), "cifar", name="darts_small", channels=8, layers=3),
+    # down, down, up: h_pp of the last cell is resampled via 1/16
+    "autodeeplab_small": lambda: autodeeplab_spec(parse_path("0,1,2,1"), parse_cell(AUTODEEPLAB_CELL), 4, name="autodeeplab_small"),
+}
+CASES = {"darts_small": (1, 3, 16, 16), "autodeeplab_small": (1, 3, 33, 33), "nas_segm_arch1": (1, 3, 65, 65),
+         "darts_v2_cifar": (1, 3, 16, 16), "autodeeplab_s": (1, 3, 33, 33)}
+NAMES = ["darts_small", "autodeeplab_small", "nas_segm_arch1",
+         pytest.param("darts_v2_cifar", marks=pytest.mark.slow), pytest.param("autodeeplab_s", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +33,7 @@ def models():
 def _model(models, name):
     if name not in models:
         torch.manual_seed(0)
-        models[name] = timm.create_model(name).eval()
+        models[name] = (GenotypeNet(SMALL[name]()) if name in SMALL else timm.create_model(name)).eval()
     return models[name]
 
 
@@ -38,7 +52,7 @@ def test_fx_symbolic_trace_matches_eager(models, name):
 
 
 def test_scripted_aux_head_returns_both_logits_in_training():
-    model = timm.create_model("darts_v2_cifar", aux_head=True, num_classes=4)
+    model = GenotypeNet(SMALL["darts_small"](), aux_head=True, num_classes=4)
     scripted = torch.jit.script(model).train()
     logits, aux_logits = scripted(torch.randn(2, 3, 32, 32))
     assert logits.shape == aux_logits.shape == (2, 4)
