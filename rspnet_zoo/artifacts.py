@@ -58,7 +58,16 @@ def load_weights(model: torch.nn.Module, file: Path) -> None:
     model.load_state_dict(state)
 
 
-def model_card(genotype: Genotype, folder_name: str, num_classes: int, stats: dict[str, int], note: str = "") -> str:
+def output_description(model: GenotypeNet) -> str:
+    if model.output_reduction is None:
+        return f"(B, {model.num_classes}) class logits"
+    if model.output_reduction == 1:
+        return f"(B, {model.num_classes}, H, W) at the input resolution"
+    return f"(B, {model.num_classes}, H/{model.output_reduction}, W/{model.output_reduction}) (ceil)"
+
+
+def model_card(genotype: Genotype, folder_name: str, model: GenotypeNet, stats: dict[str, int], note: str = "") -> str:
+    num_classes = model.num_classes
     p = genotype.provenance
     c, h, w = genotype.defaults.input_size
     rows = [(k, v) for k, v in p.model_dump(exclude_none=True).items()]
@@ -87,7 +96,7 @@ def model_card(genotype: Genotype, folder_name: str, num_classes: int, stats: di
 ```python
 import timm, rspnet_zoo
 model = timm.create_model("local-dir:{folder_name}", pretrained=True).eval()
-logits = model(images)  # (B, {num_classes}, H, W) at the input resolution
+logits = model(images)  # {output_description(model)}
 ```
 """
 
@@ -141,7 +150,7 @@ def build_folder(
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=weights_metadata(genotype, class_names))
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (tmp / "README.md").write_text(model_card(genotype, str(final), num_classes, stats, card_note))
+        (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, card_note))
         _publishable(tmp)
         old = None
         if final.exists():

@@ -1,13 +1,17 @@
 """Sizes of a compiled spec, measured on the meta device so nothing is allocated."""
 from __future__ import annotations
 
+import json
 from typing import Optional, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .fsutil import atomic_write_text
 from .model import GenotypeNet
 from .spec import Genotype
+from .specfile import spec_sha256
+from .zoo import zoo_home
 
 
 def meta_model(genotype: Genotype, num_classes: Optional[int] = None) -> GenotypeNet:
@@ -33,3 +37,27 @@ def spec_stats(genotype: Genotype, num_classes: Optional[int] = None) -> dict[st
         parameters=count_parameters(model),
         flops=count_flops(model, genotype.defaults.input_size),
     )
+
+
+_MEMO: dict[str, dict[str, int]] = {}
+
+
+def cached_spec_stats(genotype: Genotype) -> dict[str, int]:
+    """spec_stats by spec sha, memoised in the process and in ``$RSPNET_ZOO_HOME/.stats.json``
+    (a meta forward pass of the larger specs at their default input size takes seconds)."""
+    sha = spec_sha256(genotype)
+    if sha in _MEMO:
+        return _MEMO[sha]
+    cache_file = zoo_home() / ".stats.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if sha not in cache:
+        cache[sha] = spec_stats(genotype)
+        try:
+            atomic_write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+        except OSError:
+            pass
+    _MEMO[sha] = cache[sha]
+    return _MEMO[sha]

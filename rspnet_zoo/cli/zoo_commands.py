@@ -9,10 +9,9 @@ import typer
 from rich.table import Table
 
 from ..errors import SpecError, ZooError
-from ..fsutil import atomic_write_text
 from ..spec import Genotype
 from ..specfile import load_spec, spec_sha256
-from ..stats import spec_stats
+from ..stats import cached_spec_stats
 from ..zoo import SHIPPED, resolve_genotype, weights_path, zoo_home
 from . import app
 from .output import JSON_OPTION_HELP, emit, error_line
@@ -43,29 +42,12 @@ def validate(specs: List[Path] = typer.Argument(..., help="Spec files to check."
         raise typer.Exit(2)
 
 
-def _cached_stats(genotype: Genotype) -> dict[str, int]:
-    """Parameters and FLOPs by spec sha, cached in the zoo home (a meta forward pass costs ~0.5 s)."""
-    cache_file = zoo_home() / ".stats.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    sha = spec_sha256(genotype)
-    if sha not in cache:
-        cache[sha] = spec_stats(genotype)
-        try:
-            atomic_write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True))
-        except OSError:
-            pass
-    return cache[sha]
-
-
 @app.command("list")
 def list_models(as_json: bool = JsonOpt) -> None:
     """Registered architectures, whether their weights are built, parameters and FLOPs."""
     rows = []
     for name, g in sorted(SHIPPED.items()):
-        stats = _cached_stats(g)
+        stats = cached_spec_stats(g)
         rows.append(dict(name=name, version=g.version, weights=weights_path(name).is_file(),
                          num_classes=g.defaults.num_classes, input_size=list(g.defaults.input_size), **stats))
 
@@ -117,7 +99,7 @@ def show(
     if plot is not None:
         check_picture_path(plot)
     info = _describe(g)
-    info.update(_cached_stats(g))
+    info.update(cached_spec_stats(g))
     if plot is not None:
         info["plot"] = str(render_graph(g, plot))
 
