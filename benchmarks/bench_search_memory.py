@@ -2,14 +2,19 @@
 
 A step is what the search loop does per batch: a first-order architecture step on a held-apart batch,
 then a weight step on a train batch; batch 8 each, 32x32 images, C=16, 8 cells, 10 classes, 2 threads.
-Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own. Two layouts:
+Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own; the step's memory is
+that peak less the RSS of the process at rest (imports and model built: torch alone is ~0.5 GB here); the modes alternate for
+``--rounds`` rounds and the time is the median over all their steps, so a change of load on a shared
+machine hits both. The CPU time of a step (all threads) is printed beside the wall time: on a loaded
+machine it is the steadier figure, and with one thread it is what the step takes on an idle core. Workers run with OMP_WAIT_POLICY=PASSIVE (unless set): on an oversubscribed
+machine spinning OpenMP threads otherwise slow small ops down a hundredfold. Two layouts:
 
 - ``darts``: the cells at DARTS' CIFAR resolutions (no stem stride; 3 levels: 32, 16, 8), to set
   beside the published DARTS (3.1-4.3 s/step, 1.65 GB) and PC-DARTS (1.7-2.0 s, 0.80 GB) code
   measured on this machine at the same setting (shared/reference/FIDELITY.md section 5);
 - ``search``: the proxy chain as ``rspnet-zoo search`` builds it (stem to 1/4, 4 levels to 1/32).
 
-    python benchmarks/bench_search_memory.py [--steps 5] [--warmup 2] [--threads 2]
+    python benchmarks/bench_search_memory.py [--steps 5] [--warmup 2] [--rounds 2] [--threads 2]
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ def worker(layout: str, partial: int, steps: int, warmup: int, threads: int) -> 
     from searchers.supernet import CellSupernet
 
     torch.set_num_threads(threads)
+    imports = rss_mb()
     torch.manual_seed(0)
     stage = CellStage(epochs=50, layers=8, channels=16, steps=4, partial=partial, order=1, **LAYOUTS[layout])
     model = CellSupernet(stage, num_classes=10).train()
@@ -49,15 +55,16 @@ def worker(layout: str, partial: int, steps: int, warmup: int, threads: int) -> 
     x, x_arch = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
     y, y_arch = torch.randint(0, 10, (8, 32, 32)), torch.randint(0, 10, (8, 32, 32))
     before = rss_mb()
-    times = []
+    times, cpu = [], []
     for i in range(warmup + steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         bilevel.arch_step(x, y, x_arch, y_arch)
         bilevel.weight_step(x, y)
         if i >= warmup:
             times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return dict(s_per_step=statistics.median(times), times=times, peak_rss_mb=peak, rss_before_mb=before,
+    return dict(times=times, cpu=cpu, peak_rss_mb=peak, step_mb=peak - before, imports_mb=imports,
                 weights=sum(p.numel() for p in model.weight_parameters()))
 
 
@@ -65,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker", nargs=2, metavar=("LAYOUT", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -73,21 +81,34 @@ def main() -> None:
         return
 
     print(f"one search step (arch + weight, first order), batch 8+8, 32x32, C=16, 8 cells, 10 classes, "
-          f"{args.threads} threads; median of {args.steps} steps after {args.warmup}; load average {os.getloadavg()[0]:.1f}")
+          f"{args.threads} threads; median of {args.rounds} x {args.steps} steps after {args.warmup} warm-up each; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     for layout in LAYOUTS:
+        runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+        for _ in range(args.rounds):
+            for mode, k in MODES.items():
+                out = subprocess.run([sys.executable, __file__, "--worker", layout, str(k), "--steps", str(args.steps),
+                                      "--warmup", str(args.warmup), "--threads", str(args.threads)],
+                                     check=True, capture_output=True, text=True, env=env)
+                runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         results = {}
-        for mode, k in MODES.items():
-            out = subprocess.run([sys.executable, __file__, "--worker", layout, str(k), "--steps", str(args.steps),
-                                  "--warmup", str(args.warmup), "--threads", str(args.threads)],
-                                 check=True, capture_output=True, text=True)
-            results[mode] = r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"  [{layout}] {mode:14s} {r['s_per_step']:6.2f} s/step   peak RSS {r['peak_rss_mb']:7.0f} MB "
-                  f"({r['peak_rss_mb'] - r['rss_before_mb']:6.0f} MB above the model at rest)   "
-                  f"{r['weights']:,} weights   steps {', '.join(f'{t:.2f}' for t in r['times'])}")
+        for mode, rounds in runs.items():
+            times = [t for r in rounds for t in r["times"]]
+            results[mode] = r = dict(
+                times=times, s_per_step=statistics.median(times), weights=rounds[0]["weights"],
+                cpu_per_step=statistics.median(t for r in rounds for t in r["cpu"]),
+                peak_rss_mb=max(x["peak_rss_mb"] for x in rounds), step_mb=max(x["step_mb"] for x in rounds),
+                imports_mb=min(x["imports_mb"] for x in rounds),
+            )
+            print(f"  [{layout}] {mode:14s} {r['s_per_step']:6.2f} s/step (CPU {r['cpu_per_step']:5.2f} s)   peak RSS {r['peak_rss_mb']:6.0f} MB, "
+                  f"of which the step {r['step_mb']:5.0f} MB (imports alone {r['imports_mb']:.0f} MB)   "
+                  f"{r['weights']:,} weights   steps {', '.join(f'{t:.2f}' for t in times)}")
         p, f = results["partial (K=4)"], results["full (K=1)"]
         print(f"  [{layout}] partial / full: time {p['s_per_step'] / f['s_per_step']:.2f} (target <= 0.67), "
-              f"peak RSS {p['peak_rss_mb'] / f['peak_rss_mb']:.2f} (target <= 0.50), "
-              f"RSS above rest {(p['peak_rss_mb'] - p['rss_before_mb']) / (f['peak_rss_mb'] - f['rss_before_mb']):.2f}")
+              f"CPU time {p['cpu_per_step'] / f['cpu_per_step']:.2f}, "
+              f"step memory {p['step_mb'] / f['step_mb']:.2f} (target <= 0.50), "
+              f"whole-process peak RSS {p['peak_rss_mb'] / f['peak_rss_mb']:.2f}")
     print("reference on this machine (FIDELITY.md 5): DARTS 1st order 3.1-4.3 s/step, 1.65 GB; "
           "PC-DARTS 1st order 1.7-2.0 s/step, 0.80 GB")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

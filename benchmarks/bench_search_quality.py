@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--budget", default=None, help="search space settings [default: the spec's provenance budget]")
     parser.add_argument("--random", type=int, default=5, help="random specs to train")
     parser.add_argument("--tolerance", type=float, default=0.25, help="relative parameter-count window")
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)

@@ -31,7 +31,8 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 def plot_alphas(history: Sequence[dict], primitives: Sequence[str], out: Path) -> Path:
-    """One panel per edge: softmax(alpha) of every primitive over the epochs, edge weight dashed."""
+    """One panel per edge: softmax(alpha) of every primitive over the epochs; the edge's normalised
+    weight dashed, on the right-hand axis."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     edges = len(history[-1]["alphas"])
@@ -41,13 +42,15 @@ def plot_alphas(history: Sequence[dict], primitives: Sequence[str], out: Path) -
         ax = axes[e // cols][e % cols]
         for k, name in enumerate(primitives):
             ax.plot(epochs, [row["alphas"][e][k] for row in history], label=name, lw=1.2)
-        ax.plot(epochs, [row["betas"][e] for row in history], "k--", lw=0.8, label="edge weight")
+        edge_ax = ax.twinx()
+        edge_ax.plot(epochs, [row["betas"][e] for row in history], "k--", lw=0.8)
+        edge_ax.tick_params(labelsize=6)
         ax.set_title(f"edge {e}", fontsize=8)
         ax.tick_params(labelsize=7)
     for e in range(edges, rows * cols):
         axes[e // cols][e % cols].axis("off")
     axes[0][0].legend(fontsize=6, loc="upper left")
-    fig.suptitle("cell search: softmax(alpha) per edge over epochs")
+    fig.suptitle("cell search: softmax(alpha) per edge over epochs (dashed, right axis: edge weight)")
     fig.tight_layout()
     return _save(fig, out)
 

@@ -56,7 +56,7 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList([search_op(primitives[i], self.width) for i in self.index])
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        part = x[:, : self.width] if self.partial > 1 else x
+        part = x[:, : self.width].contiguous() if self.partial > 1 else x
         out = sum(weights[i] * op(part) for i, op in zip(self.index, self.ops))
         if self.partial == 1:
             return out
