@@ -189,3 +189,30 @@ def test_an_existing_spec_is_not_overwritten_without_force(run_cli, tmp_path):
     code, _, stderr = run_cli("search", *SMOKE, "--out", str(out))
     assert code == 2 and "exists; pass --force" in stderr
     assert out.read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_of_the_cli_reaches_the_same_spec(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def command(name, *extra):
+        return [sys.executable, "-m", "rspnet_zoo", "search", "--budget", "smoke", "--epochs", "6", "--samples", "16",
+                "--threads", "1", "--no-progress", "--out", str(tmp_path / f"{name}.json"),
+                "--run-dir", str(tmp_path / f"run_{name}"), *extra]
+
+    env = dict(os.environ, RSPNET_ZOO_HOME=str(tmp_path / "home"))
+    subprocess.run(command("straight"), check=True, env=env, capture_output=True)
+    victim = subprocess.Popen(command("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "run_killed" / "checkpoint-cell.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert checkpoint.exists() and not (tmp_path / "killed.json").exists()
+    subprocess.run(command("killed", "--resume"), check=True, env=env, capture_output=True)
+    assert architecture(tmp_path / "killed.json") == architecture(tmp_path / "straight.json")
