@@ -294,13 +294,19 @@ def lower(genotype: Genotype, in_chans: Optional[int] = None, output_stride: Opt
     return NetworkPlan(in_chans, os_, plan_nodes, head_inputs, features, aux_input)
 
 
-def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual) -> NodePlan:
-    at = ("network", "nodes", i)
+def _node_cell(genotype: Genotype, node: Node, at: tuple) -> Cell:
+    """The cell a node names, with as many input slots as the cell has inputs."""
     cell = genotype.cells.get(node.cell)
     if cell is None:
         raise SpecError(pointer(*at, "cell"), f"unknown cell '{node.cell}' (spec has: {', '.join(genotype.cells) or 'none'})")
     if len(node.inputs) != cell.num_inputs:
         raise SpecError(pointer(*at, "inputs"), f"cell '{node.cell}' takes {cell.num_inputs} input(s), node gives {len(node.inputs)}")
+    return cell
+
+
+def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual) -> NodePlan:
+    at = ("network", "nodes", i)
+    cell = _node_cell(genotype, node, at)
     if cell.reduction and node.reduction < 2:
         raise SpecError(pointer(*at, "reduction"), "a reduction cell's node needs reduction >= 2")
     target = node.reduction // 2 if cell.reduction else node.reduction
@@ -348,11 +354,7 @@ def _lower_template_node(genotype, node: Node, i, index, widths, reductions, out
     """A cell that reads its paths as they are: widths and the output reduction follow from the ops,
     and the node's ``channels`` and ``reduction`` must say what they come to."""
     at = ("network", "nodes", i)
-    cell = genotype.cells.get(node.cell)
-    if cell is None:
-        raise SpecError(pointer(*at, "cell"), f"unknown cell '{node.cell}' (spec has: {', '.join(genotype.cells) or 'none'})")
-    if len(node.inputs) != cell.num_inputs:
-        raise SpecError(pointer(*at, "inputs"), f"cell '{node.cell}' takes {cell.num_inputs} input(s), node gives {len(node.inputs)}")
+    cell = _node_cell(genotype, node, at)
     if node.partial is not None:
         raise SpecError(pointer(*at, "partial"), "partial channels do not apply to template nodes")
     if cell.reduction:
