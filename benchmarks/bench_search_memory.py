@@ -2,17 +2,18 @@
 
 A step is what the search loop does per batch: a first-order architecture step on a held-apart batch,
 then a weight step on a train batch; batch 8 each, 32x32 images, C=16, 8 cells, 10 classes, 2 threads.
-Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own; the step's memory is
-that peak less the RSS of the process at rest (imports and model built: torch alone is ~0.5 GB here); the modes alternate for
-``--rounds`` rounds and the time is the median over all their steps, so a change of load on a shared
-machine hits both. The CPU time of a step (all threads) is printed beside the wall time: on a loaded
-machine it is the steadier figure, and with one thread it is what the step takes on an idle core. Workers run with OMP_WAIT_POLICY=PASSIVE (unless set): on an oversubscribed
-machine spinning OpenMP threads otherwise slow small ops down a hundredfold. Two layouts:
+Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own; "the step" is that peak
+less the RSS of the process at rest (imports and model built; ``import torch`` alone is ~0.5 GB with
+this torch build). The modes alternate for ``--rounds`` rounds and the time is the median over all
+their steps, so a change of load on a shared machine hits both; the CPU time of a step (all threads)
+is printed beside the wall time, the steadier figure on a loaded machine. Two layouts:
 
-- ``darts``: the cells at DARTS' CIFAR resolutions (no stem stride; 3 levels: 32, 16, 8), to set
-  beside the published DARTS (3.1-4.3 s/step, 1.65 GB) and PC-DARTS (1.7-2.0 s, 0.80 GB) code
-  measured on this machine at the same setting (shared/reference/FIDELITY.md section 5);
-- ``search``: the proxy chain as ``rspnet-zoo search`` builds it (stem to 1/4, 4 levels to 1/32).
+- ``darts``: the cells at DARTS' CIFAR resolutions (no stem stride, 3 levels: 32, 16, 8, stepping down
+  at cells 2 and 5 as DARTS' reduction cells do), to set beside the published DARTS (3.1-4.3 s/step,
+  1.65 GB) and PC-DARTS (1.7-2.0 s, 0.80 GB) code measured on this machine at the same setting
+  (shared/reference/FIDELITY.md section 5);
+- ``search``: the proxy chain as ``rspnet-zoo search`` builds it (stem to 1/4, 4 levels down to 1/32):
+  at 32x32 inputs its maps are 8x8 to 1x1, where the fixed cost of each op, not its width, sets the time.
 
     python benchmarks/bench_search_memory.py [--steps 5] [--warmup 2] [--rounds 2] [--threads 2]
 """
@@ -83,14 +84,13 @@ def main() -> None:
     print(f"one search step (arch + weight, first order), batch 8+8, 32x32, C=16, 8 cells, 10 classes, "
           f"{args.threads} threads; median of {args.rounds} x {args.steps} steps after {args.warmup} warm-up each; "
           f"load average {os.getloadavg()[0]:.1f}")
-    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     for layout in LAYOUTS:
         runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
         for _ in range(args.rounds):
             for mode, k in MODES.items():
                 out = subprocess.run([sys.executable, __file__, "--worker", layout, str(k), "--steps", str(args.steps),
                                       "--warmup", str(args.warmup), "--threads", str(args.threads)],
-                                     check=True, capture_output=True, text=True, env=env)
+                                     check=True, capture_output=True, text=True)
                 runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         results = {}
         for mode, rounds in runs.items():

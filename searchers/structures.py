@@ -54,13 +54,14 @@ def proxy_chain(
     cell: Cell, layers: int, levels: int, channels: int, stem_reduction: int, head_channels: int, num_classes: int,
     name: str = "proxy", provenance: Optional[Provenance] = None, class_names: Optional[Sequence[str]] = None,
 ) -> Genotype:
-    """``layers`` cells spread evenly over ``levels`` levels; C doubles per level. Cell i reads cells
+    """``layers`` cells over ``levels`` levels, going down a level at cells ``k * layers // levels`` (DARTS'
+    rule: with 3 levels, 8 cells step down at cells 2 and 5); C doubles per level. Cell i reads cells
     i-2 and i-1 (the stem before them), a coarser level by factorized reduction, as DARTS does.
     The fusion head reads the last cell of every level."""
     nodes = _stems(channels, stem_reduction)
     ids, last_at, reduction_of = [], {}, {STEM: stem_reduction}
     for i in range(layers):
-        level = i * levels // layers
+        level = sum(i >= k * layers // levels for k in range(1, levels))
         reduction = stem_reduction * 2**level
         node_id = f"c{i}_r{reduction}"
         sources = [ids[i - 2] if i >= 2 else STEM, ids[i - 1] if i >= 1 else STEM]
