@@ -36,7 +36,7 @@ from .cell_search import CellSearch
 from .decode import CellDecision, PathDecision
 from .path_search import PathSearch
 from .plots import plot_alphas, plot_attention, plot_cell
-from .structures import path_network, proxy_chain
+from .structures import HEAD_CHANNELS, path_network, proxy_chain
 
 STAGES = ("cell", "path", "both")
 LOG_FILE = "log.jsonl"
@@ -277,8 +277,9 @@ def _cell_genotype(request: SearchRequest, data: SearchData, cell: Cell, runner:
     """The stage-1 result as a whole network: the searched cell on the proxy chain at the emitted width."""
     cfg = request.config
     return proxy_chain(
-        cell, cfg.cell.layers, min(NUM_LEVELS, cfg.cell.layers), cfg.path.spec_channels, 4, 64,
-        data.num_classes, name=f"{request.name}_cell" if request.stage != "cell" else request.name,
+        cell, cfg.cell.layers, min(NUM_LEVELS, cfg.cell.layers), cfg.path.spec_channels, stem_reduction=4,
+        head_channels=HEAD_CHANNELS, num_classes=data.num_classes,
+        name=f"{request.name}_cell" if request.stage != "cell" else request.name,
         provenance=_provenance(request, runner, None, decision, None, stage="cell"), class_names=data.class_names,
     )
 

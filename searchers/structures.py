@@ -19,6 +19,7 @@ from .budgets import NUM_LEVELS
 
 CELL = "normal"
 STEM = "stem1"
+HEAD_CHANNELS = 64  # the fusion head of emitted networks
 
 
 def dense_cell(steps: int, num_inputs: int = 2) -> Cell:
@@ -118,7 +119,7 @@ def lattice(layers: int, two_back: bool) -> list[LatticeNode]:
 
 def path_network(
     cell: Cell, nodes: Sequence[LatticeNode], channels: int, rsp_ratio: float, rsp_depths: Sequence[int],
-    num_classes: int, kept: Optional[dict[str, list[tuple[str, float]]]] = None, head_channels: int = 64,
+    num_classes: int, kept: Optional[dict[str, list[tuple[str, float]]]] = None, head_channels: int = HEAD_CHANNELS,
     name: str = "lattice", provenance: Optional[Provenance] = None, class_names: Optional[Sequence[str]] = None,
 ) -> Genotype:
     """The lattice restricted to ``kept`` (node id -> [(source id, attention weight)]; None: every
