@@ -15,13 +15,7 @@ from searchers.runner import SearchRequest, search
 SMOKE = ("--budget", "smoke", "--no-progress")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Searches run many small ops: one thread each keeps them from spin-waiting on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def architecture(path: Path) -> dict:

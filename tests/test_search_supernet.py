@@ -17,13 +17,7 @@ from searchers.structures import lattice
 from searchers.supernet import CellSupernet, MixedOp, channel_shuffle
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Searches run many small ops: one thread each keeps them from spin-waiting on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_partial_mixed_op_runs_a_quarter_of_the_channels_and_shuffles_the_rest_back():
