@@ -12,6 +12,7 @@ import rspnet_zoo
 from rspnet_zoo.artifacts import build_folder
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.specfile import dump_spec, load_spec, spec_sha256
+from rspnet_zoo.stats import spec_stats
 from rspnet_zoo.zoo import WeightsError
 
 GENOTYPES = Path(__file__).parents[1] / "genotypes"
@@ -52,7 +53,11 @@ def test_build_writes_a_self_describing_folder(built_small):
     assert meta["genotype"] == dump_spec(genotype)
     assert meta["format_version"] == "1" and meta["rspnet_zoo_version"] == rspnet_zoo.__version__
     card = (built_small / "README.md").read_text()
-    assert spec_sha256(genotype) in card and "GFLOPs" not in card and "FLOPs at 1x3x512x1024" in card
+    stats = spec_stats(genotype)
+    assert spec_sha256(genotype) in card
+    assert f"| parameters | {stats['parameters']:,} |" in card
+    assert f"| FLOPs at 1x3x512x1024 | {stats['flops'] / 1e9:.2f} G" in card
+    assert "(B, 19, H, W) at the input resolution" in card
     assert not [p for p in built_small.parent.iterdir() if p.name.startswith(".")]
 
 
