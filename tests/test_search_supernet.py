@@ -14,23 +14,57 @@ from searchers.budgets import CellStage, PathStage, resolve_config
 from searchers.decode import decode_cell
 from searchers.path_search import PathSupernet
 from searchers.structures import lattice
-from searchers.supernet import CellSupernet, MixedOp, channel_shuffle
+from searchers.supernet import CellSupernet, MixedStep, channel_shuffle, search_op
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_partial_mixed_op_runs_a_quarter_of_the_channels_and_shuffles_the_rest_back():
+def per_edge_reference(step: MixedStep, states, alphas, betas):
+    """The PC-DARTS step written edge by edge, each edge's ops cut out of the step's blocks."""
+    w, out = step.width, 0
+    for j, h in enumerate(states):
+        mixed = 0
+        for k, i in enumerate(step.index):
+            op = search_op(DARTS_PRIMITIVES[i], w)
+            with torch.no_grad():
+                for p, wide in zip(op.parameters(), step.ops[k].parameters()):
+                    p.copy_(wide[j * w : (j + 1) * w])
+            mixed = mixed + alphas[j, i] * op(h[:, :w])
+        if step.partial > 1:
+            mixed = channel_shuffle(torch.cat([mixed, h[:, w:]], dim=1), step.partial)
+        out = out + betas[j] * mixed
+    return out
+
+
+@pytest.mark.parametrize("partial", [4, 1])
+def test_a_mixed_step_computes_one_mixed_op_per_edge(partial):
     torch.manual_seed(0)
-    op = MixedOp(16, DARTS_PRIMITIVES, partial=4)
-    full = MixedOp(16, DARTS_PRIMITIVES, partial=1)
-    assert all(m.num_features == 4 for m in op.modules() if isinstance(m, nn.BatchNorm2d))
-    assert sum(p.numel() for p in op.parameters()) < sum(p.numel() for p in full.parameters()) / 4
-    x = torch.randn(2, 16, 8, 8)
-    w = torch.zeros(len(DARTS_PRIMITIVES))
-    w[DARTS_PRIMITIVES.index("skip_connect")] = 1.0  # identity on the partial channels: a pure shuffle
-    assert torch.equal(op(x, w), channel_shuffle(x, 4))
-    assert not any(m.affine for m in op.modules() if isinstance(m, nn.BatchNorm2d))  # search BN has no affine
+    step = MixedStep(3, 16, DARTS_PRIMITIVES, partial)
+    states = [torch.randn(2, 16, 8, 8) for _ in range(3)]
+    alphas = torch.softmax(torch.randn(3, len(DARTS_PRIMITIVES)), -1).requires_grad_()
+    betas = torch.softmax(torch.randn(3), 0).requires_grad_()
+    out, reference = step(states, alphas, betas), per_edge_reference(step, states, alphas, betas)
+    assert out.shape == (2, 16, 8, 8)
+    assert torch.allclose(out, reference, atol=1e-5)
+    probe = torch.randn_like(out)
+    grads = torch.autograd.grad((out * probe).sum(), [alphas, betas])
+    reference_grads = torch.autograd.grad((reference * probe).sum(), [alphas, betas])
+    assert all(torch.allclose(g, r, atol=1e-4) for g, r in zip(grads, reference_grads))
+
+
+def test_partial_channels_run_a_quarter_of_the_channels_and_shuffle_the_rest_back():
+    torch.manual_seed(0)
+    step = MixedStep(2, 16, DARTS_PRIMITIVES, partial=4)
+    full = MixedStep(2, 16, DARTS_PRIMITIVES, partial=1)
+    assert all(m.num_features == 2 * 4 for m in step.modules() if isinstance(m, nn.BatchNorm2d))
+    assert sum(p.numel() for p in step.parameters()) < sum(p.numel() for p in full.parameters()) / 4
+    states = [torch.randn(2, 16, 8, 8) for _ in range(2)]
+    alphas = torch.zeros(2, len(DARTS_PRIMITIVES))
+    alphas[:, DARTS_PRIMITIVES.index("skip_connect")] = 1.0  # identity on the partial channels
+    betas = torch.tensor([1.0, 0.0])  # and only the first edge: a pure shuffle of its input
+    assert torch.equal(step(states, alphas, betas), channel_shuffle(states[0], 4))
+    assert not any(m.affine for m in step.modules() if isinstance(m, nn.BatchNorm2d))  # search BN has no affine
 
 
 def test_cell_supernet_segments_at_input_size_and_splits_weights_from_architecture():
