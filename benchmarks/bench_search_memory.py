@@ -2,9 +2,12 @@
 
 A step is what the search loop does per batch: a first-order architecture step on a held-apart batch,
 then a weight step on a train batch; batch 8 each, 32x32 images, C=16, 8 cells, 10 classes, 2 threads.
-Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own; "the step" is that peak
-less the RSS of the process at rest (imports and model built; ``import torch`` alone is ~0.5 GB with
-this torch build). The modes alternate for ``--rounds`` rounds and the time is the median over all
+Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own. Two figures isolate the
+step from the process around it: the step's RSS, its peak less the RSS at rest (imports and model
+built: ``import torch`` alone is ~0.5 GB with this CUDA build of torch, 0.2 GB with the 2.13.0+cpu
+wheel the published figures were taken with), and its peak tensor memory, the most bytes that tensors
+allocated during one step hold at once (from the profiler's allocation events, exact and free of
+allocator effects). The modes alternate for ``--rounds`` rounds and the time is the median over all
 their steps, so a change of load on a shared machine hits both; the CPU time of a step (all threads)
 is printed beside the wall time, the steadier figure on a loaded machine. Two layouts:
 
@@ -65,8 +68,27 @@ def worker(layout: str, partial: int, steps: int, warmup: int, threads: int) -> 
             times.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        bilevel.arch_step(x, y, x_arch, y_arch)
+        bilevel.weight_step(x, y)
     return dict(times=times, cpu=cpu, peak_rss_mb=peak, step_mb=peak - before, imports_mb=imports,
-                weights=sum(p.numel() for p in model.weight_parameters()))
+                tensor_mb=peak_tensor_bytes(prof) / 2**20, weights=sum(p.numel() for p in model.weight_parameters()))
+
+
+def peak_tensor_bytes(prof) -> int:
+    """The most bytes live at once among the allocations made under ``prof`` (its [memory] events,
+    as torch's own memory profiler reads them)."""
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if hasattr(event.extra_fields, "alloc_size"):
+            events.append((event.start_time_ns, event.extra_fields.alloc_size))
+    live = peak = 0
+    for _, size in sorted(events):
+        live += size
+        peak = max(peak, live)
+    return peak
 
 
 def main() -> None:
@@ -99,16 +121,16 @@ def main() -> None:
                 times=times, s_per_step=statistics.median(times), weights=rounds[0]["weights"],
                 cpu_per_step=statistics.median(t for r in rounds for t in r["cpu"]),
                 peak_rss_mb=max(x["peak_rss_mb"] for x in rounds), step_mb=max(x["step_mb"] for x in rounds),
-                imports_mb=min(x["imports_mb"] for x in rounds),
+                imports_mb=min(x["imports_mb"] for x in rounds), tensor_mb=max(x["tensor_mb"] for x in rounds),
             )
-            print(f"  [{layout}] {mode:14s} {r['s_per_step']:6.2f} s/step (CPU {r['cpu_per_step']:5.2f} s)   peak RSS {r['peak_rss_mb']:6.0f} MB, "
-                  f"of which the step {r['step_mb']:5.0f} MB (imports alone {r['imports_mb']:.0f} MB)   "
-                  f"{r['weights']:,} weights   steps {', '.join(f'{t:.2f}' for t in times)}")
+            print(f"  [{layout}] {mode:14s} {r['s_per_step']:5.2f} s/step (CPU {r['cpu_per_step']:5.2f} s)   "
+                  f"peak RSS {r['peak_rss_mb']:5.0f} MB (imports {r['imports_mb']:.0f} MB, the step {r['step_mb']:4.0f} MB)   "
+                  f"peak tensors {r['tensor_mb']:4.0f} MB   {r['weights']:,} weights   steps {', '.join(f'{t:.2f}' for t in times)}")
         p, f = results["partial (K=4)"], results["full (K=1)"]
         print(f"  [{layout}] partial / full: time {p['s_per_step'] / f['s_per_step']:.2f} (target <= 0.67), "
               f"CPU time {p['cpu_per_step'] / f['cpu_per_step']:.2f}, "
-              f"step memory {p['step_mb'] / f['step_mb']:.2f} (target <= 0.50), "
-              f"whole-process peak RSS {p['peak_rss_mb'] / f['peak_rss_mb']:.2f}")
+              f"step memory: peak tensors {p['tensor_mb'] / f['tensor_mb']:.2f}, RSS {p['step_mb'] / f['step_mb']:.2f} "
+              f"(target <= 0.50); whole-process peak RSS {p['peak_rss_mb'] / f['peak_rss_mb']:.2f}")
     print("reference on this machine (FIDELITY.md 5): DARTS 1st order 3.1-4.3 s/step, 1.65 GB; "
           "PC-DARTS 1st order 1.7-2.0 s/step, 0.80 GB")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

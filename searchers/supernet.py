@@ -10,7 +10,7 @@ chain spec by the zoo's own building blocks.
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,38 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
+def _detach(op: nn.Module, index: int, kind: type[nn.Module]) -> Optional[nn.Module]:
+    """Removes and returns the ``kind`` module that starts (``index`` 0) or ends (-1) a nest of Sequentials."""
+    seq = op
+    while isinstance(seq, nn.Sequential) and len(seq) and isinstance(seq[index], nn.Sequential):
+        seq = seq[index]
+    if not (isinstance(seq, nn.Sequential) and len(seq) and isinstance(seq[index], kind)):
+        return None
+    module = seq[index]
+    del seq[index]
+    return module
+
+
+class ScaledOp(nn.Module):
+    """A search op whose closing BN (no affine) takes the architecture weight of each channel as its
+    scale, so weighting the op costs no extra pass and saves no extra activation. The leading ReLU of
+    the DARTS convs is taken off: the step applies it once for all of them."""
+
+    def __init__(self, name: str, channels: int, blocks: int):
+        super().__init__()
+        op = blockwise(search_op(name, channels), blocks)
+        self.pre_act = _detach(op, 0, nn.ReLU) is not None
+        self.norm: Optional[nn.BatchNorm2d] = _detach(op, -1, nn.BatchNorm2d)
+        self.body = op
+
+    def forward(self, x: torch.Tensor, x_relu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        y = self.body(x_relu if self.pre_act else x)
+        if self.norm is None:
+            return y * scale[:, None, None]
+        n = self.norm
+        return F.batch_norm(y, n.running_mean, n.running_var, scale, None, self.training, n.momentum, n.eps)
+
+
 class MixedStep(nn.Module):
     """One step of the dense cell: the mixed ops on all of its edges at once.
 
@@ -75,16 +107,15 @@ class MixedStep(nn.Module):
         self.partial = partial
         self.width = channels // partial
         self.index: List[int] = [i for i, p in enumerate(primitives) if p != "none"]  # 'none' adds zeros
-        self.ops = nn.ModuleList(
-            [blockwise(search_op(primitives[i], self.width * num_edges), num_edges) for i in self.index]
-        )
+        self.ops = nn.ModuleList([ScaledOp(primitives[i], self.width * num_edges, num_edges) for i in self.index])
 
     def forward(self, states: List[torch.Tensor], alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """``alphas`` (edges x primitives) and ``betas`` (edges) are this step's rows."""
         n, w = len(states), self.width
         x = torch.cat([h[:, :w] for h in states], dim=1) if self.partial > 1 else torch.cat(states, dim=1)
+        x_relu = F.relu(x)
         scale = (alphas[:, self.index] * betas[:, None]).repeat_interleave(w, dim=0)  # (n * w, ops)
-        out = sum(op(x) * scale[:, k, None, None] for k, op in enumerate(self.ops))
+        out = sum(op(x, x_relu, scale[:, k]) for k, op in enumerate(self.ops))
         out = out.unflatten(1, (n, w)).sum(1)
         if self.partial == 1:
             return out
