@@ -20,6 +20,7 @@ NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier) [
 DescriptionOpt = typer.Option(None, "--description", help="Spec description [default: a generic one].")
 OutOpt = typer.Option(None, "--out", help="Spec file to write, or a folder for <name>.json [default: ./<name>.json].")
 ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes [default: the network's].")
+CityscapesClassesOpt = typer.Option(19, "--classes", min=1, help="Number of classes (19: Cityscapes).")
 
 import_app = typer.Typer(
     help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True
@@ -75,7 +76,7 @@ def import_autodeeplab(
     path: str = typer.Option(..., "--path", help="Network path: the level of each cell, e.g. 0,0,0,1,2,1,2,2,3,3,2,1."),
     cell: str = typer.Option(..., "--cell", help="Cell rows [[edge_index, op_index], ...], two per step."),
     filter_multiplier: int = typer.Option(20, "--filter-multiplier", "-F", min=1, help="F: 20 (S), 32 (M), 48 (L)."),
-    num_classes: int = typer.Option(19, "--classes", min=1, help="Number of classes."),
+    num_classes: int = CityscapesClassesOpt,
     name: Optional[str] = NameOpt,
     description: Optional[str] = DescriptionOpt,
     out: Optional[Path] = OutOpt,
@@ -92,7 +93,7 @@ def import_autodeeplab(
 def import_nas_segm(
     config: str = typer.Argument(..., help="[[templates], [blocks]]: templates [op_a, op_b, agg], blocks [pos1, pos2, template, repeats-1, stride_exp]."),
     agg_size: int = typer.Option(64, "--agg-size", min=1, help="Width of the head's 1x1 conv."),
-    num_classes: int = typer.Option(19, "--classes", min=1, help="Number of classes."),
+    num_classes: int = CityscapesClassesOpt,
     name: Optional[str] = NameOpt,
     description: Optional[str] = DescriptionOpt,
     out: Optional[Path] = OutOpt,
