@@ -30,50 +30,52 @@ class SelectFeature(nn.Module):
         return states[self.state]
 
 
-class FusionDecoder(nn.Module):
-    """Lateral 1x1 per input level, upsampled to the finest level and summed, then a 3x3 conv."""
+class MultiLevelDecoder(nn.Module):
+    """A decoder over several levels: it reads their node outputs and brings maps to the finest size."""
 
-    def __init__(self, inputs: list[FeaturePlan], spec: FusionHead):
+    def __init__(self, inputs: list[FeaturePlan]):
         super().__init__()
         finest = min(f.reduction for f in inputs)
         self.states: List[int] = [f.state for f in inputs]
         self.reference = next(f.state for f in inputs if f.reduction == finest)
         self.resize: List[bool] = [f.reduction != finest for f in inputs]
+
+    def to_finest(self, states: List[torch.Tensor], i: int, x: torch.Tensor) -> torch.Tensor:
+        """``x``, computed from input ``i``, at the size of the finest input."""
+        if not self.resize[i]:
+            return x
+        return F.interpolate(x, size=states[self.reference].shape[-2:], mode="bilinear", align_corners=False)
+
+
+class FusionDecoder(MultiLevelDecoder):
+    """Lateral 1x1 per input level, upsampled to the finest level and summed, then a 3x3 conv."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: FusionHead):
+        super().__init__(inputs)
         self.laterals = nn.ModuleList([ConvBNAct(f.channels, spec.channels, 1) for f in inputs])
         self.fuse = ConvBNAct(spec.channels, spec.channels, 3)
         self.num_features = spec.channels
 
     def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
-        size = states[self.reference].shape[-2:]
         out = torch.zeros(0)
         for i, lateral in enumerate(self.laterals):
-            y = lateral(states[self.states[i]])
-            if self.resize[i]:
-                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            y = self.to_finest(states, i, lateral(states[self.states[i]]))
             out = y if i == 0 else out + y
         return self.fuse(out)
 
 
-class ConcatDecoder(nn.Module):
+class ConcatDecoder(MultiLevelDecoder):
     """nas-segm's head: inputs upsampled to the finest, concatenated in order, ReLU -> 1x1 conv -> BN -> ReLU."""
 
     def __init__(self, inputs: list[FeaturePlan], spec: ConcatHead):
-        super().__init__()
-        finest = min(f.reduction for f in inputs)
-        self.states: List[int] = [f.state for f in inputs]
-        self.reference = next(f.state for f in inputs if f.reduction == finest)
-        self.resize: List[bool] = [f.reduction != finest for f in inputs]
+        super().__init__(inputs)
         self.fuse = ConvBNAct(sum(f.channels for f in inputs), spec.channels, 1, pre_act=True)
         self.num_features = spec.channels
 
     def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
-        size = states[self.reference].shape[-2:]
         xs: List[torch.Tensor] = []
         for i, state in enumerate(self.states):
-            x = states[state]
-            if self.resize[i]:
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            xs.append(x)
+            xs.append(self.to_finest(states, i, states[state]))
         return self.fuse(torch.cat(xs, dim=1))
 
 
