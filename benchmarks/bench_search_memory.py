@@ -3,13 +3,13 @@
 A step is what the search loop does per batch: a first-order architecture step on a held-apart batch,
 then a weight step on a train batch; batch 8 each, 32x32 images, C=16, 8 cells, 10 classes, 2 threads.
 Every mode runs in its own subprocess, so its peak RSS (getrusage) is its own. Two figures isolate the
-step from the process around it: the step's RSS, its peak less the RSS at rest (imports and model
-built: ``import torch`` alone is ~0.5 GB with this CUDA build of torch, 0.2 GB with the 2.13.0+cpu
-wheel the published figures were taken with), and its peak tensor memory, the most bytes that tensors
-allocated during one step hold at once (from the profiler's allocation events, exact and free of
-allocator effects). The modes alternate for ``--rounds`` rounds and the time is the median over all
-their steps, so a change of load on a shared machine hits both; the CPU time of a step (all threads)
-is printed beside the wall time, the steadier figure on a loaded machine. Two layouts:
+step from the process around it: the step's RSS, its peak less the RSS at rest (imports and model built:
+``import torch`` alone is ~0.5 GB with this CUDA build of torch and 0.2 GB with the 2.13.0+cpu wheel the
+published figures were taken with, both by ru_maxrss on this machine), and its peak tensor memory, the
+most bytes that tensors allocated during one step hold at once (from the profiler's allocation events,
+exact and free of allocator effects). The modes alternate for ``--rounds`` rounds and the time is the
+median over all their steps, so a change of load on a shared machine hits both; the CPU time of a step
+(all threads) is printed beside the wall time, the steadier figure on a loaded machine. Two layouts:
 
 - ``darts``: the cells at DARTS' CIFAR resolutions (no stem stride, 3 levels: 32, 16, 8, stepping down
   at cells 2 and 5 as DARTS' reduction cells do), to set beside the published DARTS (3.1-4.3 s/step,

@@ -1,13 +1,13 @@
 """Search settings: one validated config per run, from a named budget plus explicit overrides.
 
-``paper`` follows the published settings the two stages come from: PC-DARTS for the cell search
-(C=16, 8 cells, 4 steps, K=4, batch 256, 50 epochs, architecture updates from epoch 15, weights by
-SGD lr 0.1 cosine to 0.001, alphas by Adam lr 6e-4) and Auto-DeepLab for the path search
-(12 layers, F=8, 321x321 crops, 40 epochs, architecture updates from epoch 20, arch lr 3e-3).
-``smoke`` runs both stages in seconds; ``small`` is sized for about 10 minutes on one CPU core, with
-the architecture learning rate raised to 3e-3 (Auto-DeepLab's) and 40 cell epochs (architecture
-from epoch 12, PC-DARTS' 30%): with fewer, the alphas stay within a few percent of uniform and the
-decoded cell is decided by the initialisation.
+``paper`` follows the published settings the two stages come from: PC-DARTS for the cell search (C=16, 8
+cells, 4 steps, K=4, batch 256, 50 epochs, architecture updates from epoch 15, weights by SGD lr 0.1
+cosine to 0.001, alphas by Adam lr 6e-4) and Auto-DeepLab for the path search (12 layers, F=8, 321x321
+crops, 40 epochs, architecture updates from epoch 20, arch lr 3e-3). ``smoke`` runs both stages in
+seconds; ``small`` is sized for 10-12 minutes on one CPU core (the shipped search: 722 s), with the
+architecture learning rate raised to 3e-3 (Auto-DeepLab's) and 40 cell epochs (architecture from epoch
+12, PC-DARTS' 30%): with fewer, the alphas stay within a few percent of uniform and the decoded cell is
+decided by the initialisation.
 """
 from __future__ import annotations
 

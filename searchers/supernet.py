@@ -108,12 +108,13 @@ class MixedStep(nn.Module):
         self.width = channels // partial
         self.index: List[int] = [i for i, p in enumerate(primitives) if p != "none"]  # 'none' adds zeros
         self.ops = nn.ModuleList([ScaledOp(primitives[i], self.width * num_edges, num_edges) for i in self.index])
+        self.pre_act = any(op.pre_act for op in self.ops)
 
     def forward(self, states: List[torch.Tensor], alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """``alphas`` (edges x primitives) and ``betas`` (edges) are this step's rows."""
         n, w = len(states), self.width
         x = torch.cat([h[:, :w] for h in states], dim=1) if self.partial > 1 else torch.cat(states, dim=1)
-        x_relu = F.relu(x)
+        x_relu = F.relu(x) if self.pre_act else x
         scale = (alphas[:, self.index] * betas[:, None]).repeat_interleave(w, dim=0)  # (n * w, ops)
         out = sum(op(x, x_relu, scale[:, k]) for k, op in enumerate(self.ops))
         out = out.unflatten(1, (n, w)).sum(1)
