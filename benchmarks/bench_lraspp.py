@@ -9,6 +9,7 @@ least LRASPP's mIoU with at most a third of its parameters.
     .venv/bin/python benchmarks/bench_lraspp.py                # the full run (tens of minutes on 2 cores)
     .venv/bin/python benchmarks/bench_lraspp.py --iterations 20 --throughput-steps 2   # a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,28 +78,51 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    train_set = build_dataset("synthetic", "train", crop=(args.crop, args.crop), train=True, seed=args.seed,
-                              size=(args.size, args.size), length=args.iterations * args.batch_size)
+    train_set = build_dataset(
+        "synthetic",
+        "train",
+        crop=(args.crop, args.crop),
+        train=True,
+        seed=args.seed,
+        size=(args.size, args.size),
+        length=args.iterations * args.batch_size,
+    )
     val_set = build_dataset("synthetic", "val", seed=args.seed)
     nets = models(train_set.num_classes, args.seed)
-    print(f"torch {torch.__version__}, {args.threads} threads; synthetic generation "
-          f"{generation_ms(512):.2f} ms per 512x512 scene (CPU time)")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads; synthetic generation "
+        f"{generation_ms(512):.2f} ms per 512x512 scene (CPU time)"
+    )
 
     rows = {}
     for name, net in nets.items():
-        rows[name] = dict(parameters=count_parameters(net),
-                          images_per_s=throughput(net, args.throughput_batch, args.throughput_crop,
-                                                  args.throughput_steps))
-        print(f"{name}: {rows[name]['parameters']:,} parameters, {rows[name]['images_per_s']:.2f} training images/s "
-              f"at {args.throughput_crop}x{args.throughput_crop} (batch {args.throughput_batch})", flush=True)
+        rows[name] = dict(
+            parameters=count_parameters(net),
+            images_per_s=throughput(net, args.throughput_batch, args.throughput_crop, args.throughput_steps),
+        )
+        print(
+            f"{name}: {rows[name]['parameters']:,} parameters, {rows[name]['images_per_s']:.2f} training images/s "
+            f"at {args.throughput_crop}x{args.throughput_crop} (batch {args.throughput_batch})",
+            flush=True,
+        )
     for name, net in models(train_set.num_classes, args.seed).items():
         start = time.perf_counter()
-        train(net, train_set, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-              device=torch.device("cpu"))
+        train(
+            net,
+            train_set,
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            device=torch.device("cpu"),
+        )
         rows[name]["train_s"] = time.perf_counter() - start
         rows[name]["miou"] = evaluate(net, val_set, device=torch.device("cpu"))["miou"]
-        print(f"{name}: val mIoU {rows[name]['miou']:.4f} after {args.iterations} steps of {args.batch_size} "
-              f"{args.crop}x{args.crop} crops ({rows[name]['train_s']:.0f} s)", flush=True)
+        print(
+            f"{name}: val mIoU {rows[name]['miou']:.4f} after {args.iterations} steps of {args.batch_size} "
+            f"{args.crop}x{args.crop} crops ({rows[name]['train_s']:.0f} s)",
+            flush=True,
+        )
 
     ours, theirs = rows["rspnet_small"], rows["lraspp_mobilenet_v3_large"]
     print()
@@ -106,10 +130,14 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:28}{r['parameters']:>12,}{r['images_per_s']:>12.2f}{r['miou']:>10.4f}")
     print(f"throughput ratio rspnet_small / lraspp: {ours['images_per_s'] / theirs['images_per_s']:.2f}x")
-    print(f"parameter ratio rspnet_small / lraspp: {ours['parameters'] / theirs['parameters']:.3f} "
-          f"({'at most' if ours['parameters'] * 3 <= theirs['parameters'] else 'more than'} a third)")
-    print(f"mIoU difference rspnet_small - lraspp: {ours['miou'] - theirs['miou']:+.4f} "
-          f"({'at least' if ours['miou'] >= theirs['miou'] else 'below'} LRASPP)")
+    print(
+        f"parameter ratio rspnet_small / lraspp: {ours['parameters'] / theirs['parameters']:.3f} "
+        f"({'at most' if ours['parameters'] * 3 <= theirs['parameters'] else 'more than'} a third)"
+    )
+    print(
+        f"mIoU difference rspnet_small - lraspp: {ours['miou'] - theirs['miou']:+.4f} "
+        f"({'at least' if ours['miou'] >= theirs['miou'] else 'below'} LRASPP)"
+    )
 
 
 if __name__ == "__main__":

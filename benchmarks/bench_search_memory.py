@@ -20,6 +20,7 @@ median over all their steps, so a change of load on a shared machine hits both; 
 
     python benchmarks/bench_search_memory.py [--steps 5] [--warmup 2] [--rounds 2] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,15 @@ def worker(layout: str, partial: int, steps: int, warmup: int, threads: int) -> 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
         bilevel.arch_step(x, y, x_arch, y_arch)
         bilevel.weight_step(x, y)
-    return dict(times=times, cpu=cpu, peak_rss_mb=peak, step_mb=peak - before, imports_mb=imports,
-                tensor_mb=peak_tensor_bytes(prof) / 2**20, weights=sum(p.numel() for p in model.weight_parameters()))
+    return dict(
+        times=times,
+        cpu=cpu,
+        peak_rss_mb=peak,
+        step_mb=peak - before,
+        imports_mb=imports,
+        tensor_mb=peak_tensor_bytes(prof) / 2**20,
+        weights=sum(p.numel() for p in model.weight_parameters()),
+    )
 
 
 def peak_tensor_bytes(prof) -> int:
@@ -103,36 +111,65 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps, args.warmup, args.threads)))
         return
 
-    print(f"one search step (arch + weight, first order), batch 8+8, 32x32, C=16, 8 cells, 10 classes, "
-          f"{args.threads} threads; median of {args.rounds} x {args.steps} steps after {args.warmup} warm-up each; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"one search step (arch + weight, first order), batch 8+8, 32x32, C=16, 8 cells, 10 classes, "
+        f"{args.threads} threads; median of {args.rounds} x {args.steps} steps after {args.warmup} warm-up each; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     for layout in LAYOUTS:
         runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
         for _ in range(args.rounds):
             for mode, k in MODES.items():
-                out = subprocess.run([sys.executable, __file__, "--worker", layout, str(k), "--steps", str(args.steps),
-                                      "--warmup", str(args.warmup), "--threads", str(args.threads)],
-                                     check=True, capture_output=True, text=True)
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        layout,
+                        str(k),
+                        "--steps",
+                        str(args.steps),
+                        "--warmup",
+                        str(args.warmup),
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         results = {}
         for mode, rounds in runs.items():
             times = [t for r in rounds for t in r["times"]]
             results[mode] = r = dict(
-                times=times, s_per_step=statistics.median(times), weights=rounds[0]["weights"],
+                times=times,
+                s_per_step=statistics.median(times),
+                weights=rounds[0]["weights"],
                 cpu_per_step=statistics.median(t for r in rounds for t in r["cpu"]),
-                peak_rss_mb=max(x["peak_rss_mb"] for x in rounds), step_mb=max(x["step_mb"] for x in rounds),
-                imports_mb=min(x["imports_mb"] for x in rounds), tensor_mb=max(x["tensor_mb"] for x in rounds),
+                peak_rss_mb=max(x["peak_rss_mb"] for x in rounds),
+                step_mb=max(x["step_mb"] for x in rounds),
+                imports_mb=min(x["imports_mb"] for x in rounds),
+                tensor_mb=max(x["tensor_mb"] for x in rounds),
             )
-            print(f"  [{layout}] {mode:14s} {r['s_per_step']:5.2f} s/step (CPU {r['cpu_per_step']:5.2f} s)   "
-                  f"peak RSS {r['peak_rss_mb']:5.0f} MB (imports {r['imports_mb']:.0f} MB, the step {r['step_mb']:4.0f} MB)   "
-                  f"peak tensors {r['tensor_mb']:4.0f} MB   {r['weights']:,} weights   steps {', '.join(f'{t:.2f}' for t in times)}")
+            print(
+                f"  [{layout}] {mode:14s} {r['s_per_step']:5.2f} s/step (CPU {r['cpu_per_step']:5.2f} s)   "
+                f"peak RSS {r['peak_rss_mb']:5.0f} MB (imports {r['imports_mb']:.0f} MB, "
+                f"the step {r['step_mb']:4.0f} MB)   "
+                f"peak tensors {r['tensor_mb']:4.0f} MB   "
+                f"{r['weights']:,} weights   steps {', '.join(f'{t:.2f}' for t in times)}"
+            )
         p, f = results["partial (K=4)"], results["full (K=1)"]
-        print(f"  [{layout}] partial / full: time {p['s_per_step'] / f['s_per_step']:.2f} (target <= 0.67), "
-              f"CPU time {p['cpu_per_step'] / f['cpu_per_step']:.2f}, "
-              f"step memory: peak tensors {p['tensor_mb'] / f['tensor_mb']:.2f}, RSS {p['step_mb'] / f['step_mb']:.2f} "
-              f"(target <= 0.50); whole-process peak RSS {p['peak_rss_mb'] / f['peak_rss_mb']:.2f}")
-    print("reference on this machine (FIDELITY.md 5): DARTS 1st order 3.1-4.3 s/step, 1.65 GB; "
-          "PC-DARTS 1st order 1.7-2.0 s/step, 0.80 GB")
+        print(
+            f"  [{layout}] partial / full: time {p['s_per_step'] / f['s_per_step']:.2f} (target <= 0.67), "
+            f"CPU time {p['cpu_per_step'] / f['cpu_per_step']:.2f}, "
+            f"step memory: peak tensors {p['tensor_mb'] / f['tensor_mb']:.2f}, RSS {p['step_mb'] / f['step_mb']:.2f} "
+            f"(target <= 0.50); whole-process peak RSS {p['peak_rss_mb'] / f['peak_rss_mb']:.2f}"
+        )
+    print(
+        "reference on this machine (FIDELITY.md 5): DARTS 1st order 3.1-4.3 s/step, 1.65 GB; "
+        "PC-DARTS 1st order 1.7-2.0 s/step, 0.80 GB"
+    )
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -10,6 +10,7 @@ val split; the script prints every mIoU, the random median, and whether the sear
 
     python benchmarks/bench_search_quality.py [--spec genotypes/rspnet_searched.json] [--random 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,25 @@ def random_spec(cfg: SearchConfig, num_classes: int, class_names, g: torch.Gener
     nodes = lattice(cfg.path.layers, cfg.path.two_back)
     attention = {n.id: F.softmax(torch.randn(len(n.candidates), generator=g), dim=0).tolist() for n in nodes}
     last = max(n.layer for n in nodes)
-    paths = decode_paths({n.id: n.candidates for n in nodes}, attention, [n.id for n in nodes if n.layer == last],
-                         cfg.path.topk, cfg.path.threshold, roots=(STEM,))
-    return path_network(cell, nodes, cfg.path.spec_channels, cfg.path.rsp_ratio, cfg.path.rsp_depths, num_classes,
-                        kept=paths.kept, name=name, class_names=class_names)
+    paths = decode_paths(
+        {n.id: n.candidates for n in nodes},
+        attention,
+        [n.id for n in nodes if n.layer == last],
+        cfg.path.topk,
+        cfg.path.threshold,
+        roots=(STEM,),
+    )
+    return path_network(
+        cell,
+        nodes,
+        cfg.path.spec_channels,
+        cfg.path.rsp_ratio,
+        cfg.path.rsp_depths,
+        num_classes,
+        kept=paths.kept,
+        name=name,
+        class_names=class_names,
+    )
 
 
 def parameters(genotype: Genotype) -> int:
@@ -84,23 +100,39 @@ def main() -> None:
         if abs(parameters(spec) / target - 1) <= args.tolerance:
             candidates.append(spec)
         if tries > 500:
-            raise SystemExit(f"found only {len(candidates)} random specs within {args.tolerance:.0%} of {target:,} parameters")
-    print(f"search space of budget '{budget}'; searched spec {searched.name} ({target:,} parameters); "
-          f"{args.random} random specs within {args.tolerance:.0%} ({tries} drawn)")
-    print(f"schedule: {args.iterations} iterations, batch {args.batch_size}, {args.crop}x{args.crop} crops, "
-          f"SGD lr {args.lr} poly, seed {args.seed}; val: {len(val_set)} synthetic images")
+            raise SystemExit(
+                f"found only {len(candidates)} random specs within {args.tolerance:.0%} of {target:,} parameters"
+            )
+    print(
+        f"search space of budget '{budget}'; searched spec {searched.name} ({target:,} parameters); "
+        f"{args.random} random specs within {args.tolerance:.0%} ({tries} drawn)"
+    )
+    print(
+        f"schedule: {args.iterations} iterations, batch {args.batch_size}, {args.crop}x{args.crop} crops, "
+        f"SGD lr {args.lr} poly, seed {args.seed}; val: {len(val_set)} synthetic images"
+    )
 
     results = {}
     for spec in [searched, *candidates]:
         torch.manual_seed(args.seed)
         model = GenotypeNet(spec, num_classes=train_set.num_classes)
         started = time.perf_counter()
-        train(model, train_set, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-              device=torch.device("cpu"))
+        train(
+            model,
+            train_set,
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            device=torch.device("cpu"),
+        )
         miou = evaluate(model, val_set, batch_size=16, device=torch.device("cpu"))["miou"]
         results[spec.name] = miou
         cell = " | ".join(" + ".join(f"{e.op}({e.input})" for e in s.edges) for s in spec.cells["normal"].steps)
-        print(f"  {spec.name:18s} {parameters(spec):>9,} params  mIoU {miou:.4f}  ({time.perf_counter() - started:.0f} s)  cell: {cell}")
+        print(
+            f"  {spec.name:18s} {parameters(spec):>9,} params  mIoU {miou:.4f}  "
+            f"({time.perf_counter() - started:.0f} s)  cell: {cell}"
+        )
     random_mious = [results[c.name] for c in candidates]
     median = statistics.median(random_mious)
     verdict = "beats" if results[searched.name] > median else "does not beat"

@@ -3,14 +3,16 @@
 The folder is self-describing: config.json carries the canonical genotype in ``model_args``, so
 ``timm.create_model('local-dir:<folder>', pretrained=True)`` rebuilds it with nothing registered.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -25,7 +27,7 @@ from .stats import count_flops, count_parameters, meta_model
 from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, pretrained_cfg_for
 
 
-def weights_metadata(genotype: Genotype, class_names: Optional[Sequence[str]] = None) -> dict[str, str]:
+def weights_metadata(genotype: Genotype, class_names: Sequence[str] | None = None) -> dict[str, str]:
     """safetensors metadata holds strings only; trained weights add the class names they predict."""
     meta = {
         "genotype": dump_spec(genotype),
@@ -51,10 +53,15 @@ def load_weights(model: torch.nn.Module, file: Path) -> None:
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
-            f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the spec needs {tuple(own[wrong[0]].shape)}")
-        raise ZooError(f"{file} does not match the spec: {len(missing)} missing, {len(unexpected)} unexpected, "
-                       f"{len(wrong)} mis-shaped tensors ({first})")
+        first = (
+            (missing and f"missing {missing[0]}")
+            or (unexpected and f"unexpected {unexpected[0]}")
+            or (f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the spec needs {tuple(own[wrong[0]].shape)}")
+        )
+        raise ZooError(
+            f"{file} does not match the spec: {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(wrong)} mis-shaped tensors ({first})"
+        )
     model.load_state_dict(state)
 
 
@@ -74,15 +81,15 @@ def model_card(genotype: Genotype, folder_name: str, model: GenotypeNet, stats: 
     provenance = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return f"""# {genotype.name} {genotype.version}
 
-{genotype.description or 'A genotype spec compiled by rspnet-zoo.'}
+{genotype.description or "A genotype spec compiled by rspnet-zoo."}
 
 | | |
 |---|---|
 | genotype sha256 | `{spec_sha256(genotype)}` |
 | format_version | {FORMAT_VERSION} |
 | classes | {num_classes} |
-| parameters | {stats['parameters']:,} |
-| FLOPs at 1x{c}x{h}x{w} | {stats['flops'] / 1e9:.2f} G (torch.utils.flop_counter) |
+| parameters | {stats["parameters"]:,} |
+| FLOPs at 1x{c}x{h}x{w} | {stats["flops"] / 1e9:.2f} G (torch.utils.flop_counter) |
 | rspnet-zoo | {__version__} |
 {note}
 ## Provenance
@@ -113,12 +120,12 @@ def _publishable(folder: Path) -> None:
 def build_folder(
     genotype: Genotype,
     out_dir: Path,
-    num_classes: Optional[int] = None,
-    weights: Optional[Path] = None,
+    num_classes: int | None = None,
+    weights: Path | None = None,
     seed: int = 0,
     card_note: str = "",
-    folder_name: Optional[str] = None,
-    class_names: Optional[Sequence[str]] = None,
+    folder_name: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all.
 
@@ -129,8 +136,10 @@ def build_folder(
     model: GenotypeNet = create_genotype_net(genotype.name, genotype, num_classes=num_classes)
     if weights is not None:
         load_weights(model, weights)
-    stats = dict(parameters=count_parameters(model),
-                 flops=count_flops(meta_model(genotype, num_classes), genotype.defaults.input_size))
+    stats = dict(
+        parameters=count_parameters(model),
+        flops=count_flops(meta_model(genotype, num_classes), genotype.defaults.input_size),
+    )
     registered = genotype.name in SHIPPED
     cfg = pretrained_cfg_for(genotype, num_classes=num_classes)
     if class_names:
@@ -162,4 +171,6 @@ def build_folder(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final, dict(name=genotype.name, path=str(final), sha256=spec_sha256(genotype), num_classes=num_classes, **stats)
+    return final, dict(
+        name=genotype.name, path=str(final), sha256=spec_sha256(genotype), num_classes=num_classes, **stats
+    )

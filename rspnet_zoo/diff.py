@@ -4,11 +4,12 @@ Cells are matched by name, nodes by id, steps, edges, slots and paths by positio
 field is compared as it is in the full (defaults included) JSON form, so an omitted default and an
 explicit one are the same. Each change carries a JSON pointer into the spec it is read from.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .errors import pointer
 from .spec import Genotype
@@ -43,7 +44,15 @@ def diff_specs(a: Genotype, b: Genotype, with_sizes: bool = True) -> dict[str, A
     for key in IDENTITY:
         _walk(changes, "identity", da.get(key), db.get(key), [key], [key], [_label(key)])
     for name in _union(da["cells"], db["cells"]):
-        _walk(changes, "cells", da["cells"].get(name), db["cells"].get(name), ["cells", name], ["cells", name], [f"cell '{name}'"])
+        _walk(
+            changes,
+            "cells",
+            da["cells"].get(name),
+            db["cells"].get(name),
+            ["cells", name],
+            ["cells", name],
+            [f"cell '{name}'"],
+        )
     nodes_a = {n["id"]: (i, n) for i, n in enumerate(da["network"]["nodes"])}
     nodes_b = {n["id"]: (i, n) for i, n in enumerate(db["network"]["nodes"])}
     for node_id in _union(nodes_a, nodes_b):
@@ -84,8 +93,15 @@ def _walk(out: list[Change], section: str, a: Any, b: Any, at_a: list, at_b: lis
             _walk(out, section, a.get(key), b.get(key), at_a + [key], at_b + [key], where + [_label(key)])
         return
     for i in range(max(len(a), len(b))):
-        _walk(out, section, a[i] if i < len(a) else None, b[i] if i < len(b) else None,
-              at_a + [i], at_b + [i], where[:-1] + [_item(str(at_b[-1]), i)])
+        _walk(
+            out,
+            section,
+            a[i] if i < len(a) else None,
+            b[i] if i < len(b) else None,
+            at_a + [i],
+            at_b + [i],
+            where[:-1] + [_item(str(at_b[-1]), i)],
+        )
 
 
 def _atomic(value: Any) -> bool:
@@ -93,9 +109,19 @@ def _atomic(value: Any) -> bool:
     return isinstance(value, dict) and (set(value) == {"input", "op"} or set(value) == {"node", "weight", "via"})
 
 
-_ITEMS = {"steps": "step", "edges": "edge", "inputs": "input", "paths": "path", "concat": "concat entry",
-          "class_names": "class name", "rates": "rate", "via": "via entry", "mean": "mean", "std": "std",
-          "input_size": "input size"}
+_ITEMS = {
+    "steps": "step",
+    "edges": "edge",
+    "inputs": "input",
+    "paths": "path",
+    "concat": "concat entry",
+    "class_names": "class name",
+    "rates": "rate",
+    "via": "via entry",
+    "mean": "mean",
+    "std": "std",
+    "input_size": "input size",
+}
 
 
 def _label(key: str) -> str:
@@ -126,9 +152,11 @@ def _summary(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def size_words(sizes: Optional[dict[str, dict[str, int]]]) -> list[str]:
+def size_words(sizes: dict[str, dict[str, int]] | None) -> list[str]:
     if not sizes:
         return []
     p, f = sizes["parameters"], sizes["flops"]
-    return [f"parameters: {p['a']:,} -> {p['b']:,} ({p['delta']:+,})",
-            f"FLOPs at each spec's input size: {f['a'] / 1e9:.2f} G -> {f['b'] / 1e9:.2f} G"]
+    return [
+        f"parameters: {p['a']:,} -> {p['b']:,} ({p['delta']:+,})",
+        f"FLOPs at each spec's input size: {f['a'] / 1e9:.2f} G -> {f['b'] / 1e9:.2f} G",
+    ]

@@ -1,4 +1,5 @@
 """User-facing errors: each renders as one line, and the CLI maps them to exit code 2."""
+
 from __future__ import annotations
 
 
@@ -19,7 +20,7 @@ class SpecError(ZooError, ValueError):
         where = f"{self.pointer or '/'}: {self.reason}"
         return f"{self.source}: {where}" if self.source else where
 
-    def at(self, source: str) -> "SpecError":
+    def at(self, source: str) -> SpecError:
         return SpecError(self.pointer, self.reason, source)
 
 

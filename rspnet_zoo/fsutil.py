@@ -1,11 +1,12 @@
 """Atomic file writes: a temporary file beside the destination, renamed over it when complete."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 @contextlib.contextmanager

@@ -4,9 +4,10 @@ Each decoder reads the states it needs from the list of node outputs and exposes
 the classifier on top belongs to the model, so ``reset_classifier`` works the same for every head.
 DARTS's auxiliary classifier is here too: it reads a node output and gives logits of its own.
 """
+
 from __future__ import annotations
 
-from typing import Callable, List
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ class SelectFeature(nn.Module):
         self.state = inputs[0].state
         self.num_features = inputs[0].channels
 
-    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
         return states[self.state]
 
 
@@ -36,11 +37,11 @@ class MultiLevelDecoder(nn.Module):
     def __init__(self, inputs: list[FeaturePlan]):
         super().__init__()
         finest = min(f.reduction for f in inputs)
-        self.states: List[int] = [f.state for f in inputs]
+        self.states: list[int] = [f.state for f in inputs]
         self.reference = next(f.state for f in inputs if f.reduction == finest)
-        self.resize: List[bool] = [f.reduction != finest for f in inputs]
+        self.resize: list[bool] = [f.reduction != finest for f in inputs]
 
-    def to_finest(self, states: List[torch.Tensor], i: int, x: torch.Tensor) -> torch.Tensor:
+    def to_finest(self, states: list[torch.Tensor], i: int, x: torch.Tensor) -> torch.Tensor:
         """``x``, computed from input ``i``, at the size of the finest input."""
         if not self.resize[i]:
             return x
@@ -56,7 +57,7 @@ class FusionDecoder(MultiLevelDecoder):
         self.fuse = ConvBNAct(spec.channels, spec.channels, 3)
         self.num_features = spec.channels
 
-    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
         out = torch.zeros(0)
         for i, lateral in enumerate(self.laterals):
             y = self.to_finest(states, i, lateral(states[self.states[i]]))
@@ -72,8 +73,8 @@ class ConcatDecoder(MultiLevelDecoder):
         self.fuse = ConvBNAct(sum(f.channels for f in inputs), spec.channels, 1, pre_act=True)
         self.num_features = spec.channels
 
-    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
-        xs: List[torch.Tensor] = []
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        xs: list[torch.Tensor] = []
         for i, state in enumerate(self.states):
             xs.append(self.to_finest(states, i, states[state]))
         return self.fuse(torch.cat(xs, dim=1))
@@ -112,9 +113,11 @@ class DeepLabV3PlusDecoder(nn.Module):
         )
         self.num_features = spec.decoder_channels
 
-    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
         low = self.low_proj(states[self.low_state])
-        deep = F.interpolate(self.aspp(states[self.deep_state]), size=low.shape[-2:], mode="bilinear", align_corners=True)
+        deep = F.interpolate(
+            self.aspp(states[self.deep_state]), size=low.shape[-2:], mode="bilinear", align_corners=True
+        )
         return self.refine(torch.cat([deep, low], dim=1))
 
 

@@ -5,9 +5,10 @@ one ``num_classes x num_classes`` matrix and every figure is read from it. A cla
 the ground truth and none predicted has no IoU (``None``) and is left out of the means; a class that
 is predicted but absent from the ground truth has IoU 0 and counts, as in the Cityscapes scripts.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torchmetrics import MetricCollection
@@ -19,7 +20,7 @@ from .data.transforms import IGNORE_INDEX
 class SegmentationMetrics:
     """Feed it ``(predictions, targets)`` as class-id maps (or logits, Bx C xHxW); read ``compute()``."""
 
-    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None, ignore_index: int = IGNORE_INDEX):
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, ignore_index: int = IGNORE_INDEX):
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         common = dict(num_classes=num_classes, ignore_index=ignore_index, validate_args=False)
@@ -53,7 +54,8 @@ class SegmentationMetrics:
             fw_iou=float(r["fw_iou"]),
             pixel_acc=float(hits.sum() / total) if total > 0 else 0.0,
             per_class_iou={
-                name: (float(iou) if ok else None) for name, iou, ok in zip(self.class_names, r["iou"], present.tolist())
+                name: (float(iou) if ok else None)
+                for name, iou, ok in zip(self.class_names, r["iou"], present.tolist())
             },
             confusion=r["confusion"].tolist(),
             pixels=int(total),

@@ -1,7 +1,9 @@
 """Format migrations: one function per step, applied on load until the document is current."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import SpecError
 from .spec import FORMAT_VERSION
@@ -18,7 +20,10 @@ def migrate(doc: dict[str, Any]) -> dict[str, Any]:
         raise SpecError("/format_version", f"must be an integer, got {json_repr(version)}")
     known = range(FORMAT_VERSION - len(MIGRATIONS), FORMAT_VERSION + 1)
     if version not in known:
-        raise SpecError("/format_version", f"unknown format_version {version}: this rspnet-zoo reads {known.start}..{known.stop - 1}")
+        raise SpecError(
+            "/format_version",
+            f"unknown format_version {version}: this rspnet-zoo reads {known.start}..{known.stop - 1}",
+        )
     while version < FORMAT_VERSION:
         doc = MIGRATIONS[version](doc)
         version += 1

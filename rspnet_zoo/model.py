@@ -3,9 +3,10 @@
 Every node reads earlier states by index from one list, so the forward pass is a flat loop that
 TorchScript, torch.fx and torch.compile all follow.
 """
+
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +17,11 @@ from torch import nn
 from .errors import ZooError
 from .heads import HEADS, AuxiliaryClassifier
 from .ops import AGGREGATES, OPS, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN
-from .plan import CellLayout, NodePlan, PathPlan, SlotPlan, lower, _partial_widths
+from .plan import CellLayout, NodePlan, PathPlan, SlotPlan, _partial_widths, lower
 from .spec import ClassifierHead, Genotype
 
 
-def _reduced(size: List[int], reduction: int) -> List[int]:
+def _reduced(size: list[int], reduction: int) -> list[int]:
     """Spatial size after ``reduction``: what a chain of padded stride-2 convs produces (ceil)."""
     return [(size[0] + reduction - 1) // reduction, (size[1] + reduction - 1) // reduction]
 
@@ -32,7 +33,7 @@ class PathInput(nn.Module):
     def __init__(self, path: PathPlan, out_chs: int, target_reduction: int):
         super().__init__()
         self.resample = path.resample == "bilinear"
-        self.reductions: List[int] = [*path.via, target_reduction]
+        self.reductions: list[int] = [*path.via, target_reduction]
         if path.resample == "factorized":
             self.proj: nn.Module = FactorizedReduce(path.channels, out_chs, path.stride)
         elif path.project:
@@ -40,7 +41,7 @@ class PathInput(nn.Module):
         else:
             self.proj = nn.Identity()
 
-    def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, size: list[int]) -> torch.Tensor:
         if self.resample:
             for reduction in self.reductions:
                 x = F.interpolate(x, size=_reduced(size, reduction), mode="bilinear", align_corners=False)
@@ -52,14 +53,14 @@ class InputFusion(nn.Module):
 
     def __init__(self, slot: SlotPlan, out_chs: int, target_reduction: int):
         super().__init__()
-        self.states: List[int] = [p.state for p in slot.paths]
+        self.states: list[int] = [p.state for p in slot.paths]
         self.paths = nn.ModuleList([PathInput(p, out_chs, target_reduction) for p in slot.paths])
         weighted = slot.fuse == "attention"
         total = sum(p.weight or 0.0 for p in slot.paths) if weighted else 0.0
-        self.weights: List[float] = [(p.weight or 0.0) / total if total > 0 else 1.0 for p in slot.paths]
+        self.weights: list[float] = [(p.weight or 0.0) / total if total > 0 else 1.0 for p in slot.paths]
         self.weighted = weighted
 
-    def forward(self, states: List[torch.Tensor], size: List[int]) -> torch.Tensor:
+    def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
         out = torch.zeros(0)
         for i, path in enumerate(self.paths):
             y = path(states[self.states[i]], size)
@@ -80,13 +81,13 @@ class CellModule(nn.Module):
     In training, drop path zeroes whole samples of every edge output that is not an identity (DARTS).
     """
 
-    def __init__(self, layout: CellLayout, concat: List[int], dilation: int, drop_path_rate: float = 0.0):
+    def __init__(self, layout: CellLayout, concat: list[int], dilation: int, drop_path_rate: float = 0.0):
         super().__init__()
         self.ops = nn.ModuleList()
         self.aggregates = nn.ModuleList()
-        self.sources: List[int] = []
-        self.step_of: List[int] = []
-        self.droppable: List[bool] = []
+        self.sources: list[int] = []
+        self.step_of: list[int] = []
+        self.droppable: list[bool] = []
         for j, step in enumerate(layout.steps):
             for edge in step.edges:
                 op = _edge_op(edge.op, edge.in_chs, edge.out_chs, edge.stride, dilation)
@@ -95,14 +96,16 @@ class CellModule(nn.Module):
                 self.step_of.append(j)
                 self.droppable.append(drop_path_rate > 0 and not isinstance(op, nn.Identity))
             resize = [e.reduction != step.reduction for e in step.edges]
-            self.aggregates.append(AGGREGATES[step.aggregate]([e.out_chs for e in step.edges], step.width, resize, step.target))
+            self.aggregates.append(
+                AGGREGATES[step.aggregate]([e.out_chs for e in step.edges], step.width, resize, step.target)
+            )
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.concat: List[int] = list(concat)
+        self.concat: list[int] = list(concat)
 
-    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         states = list(inputs)
         for j, aggregate in enumerate(self.aggregates):
-            outs: List[torch.Tensor] = []
+            outs: list[torch.Tensor] = []
             for i, op in enumerate(self.ops):
                 if self.step_of[i] == j:
                     y = op(states[self.sources[i]])
@@ -127,7 +130,7 @@ class PartialStage(nn.Module):
         self.split = split
         self.bypass = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
 
-    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         y = self.inner([x[:, : self.split] for x in inputs])
         return torch.cat([y, self.bypass(inputs[-1][:, self.split :])], dim=1)
 
@@ -147,8 +150,8 @@ class CellNode(nn.Module):
         self.inputs = nn.ModuleList([InputFusion(slot, plan.channels, plan.input_reduction) for slot in plan.slots])
         self.body = _cell_body(plan, drop_path_rate)
 
-    def forward(self, states: List[torch.Tensor], size: List[int]) -> torch.Tensor:
-        xs: List[torch.Tensor] = []
+    def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
+        xs: list[torch.Tensor] = []
         for fusion in self.inputs:
             xs.append(fusion(states, size))
         return self.body(xs)
@@ -167,11 +170,11 @@ class LayerNode(nn.Module):
         self.state = plan.slots[0].paths[0].state
         self.layer = _make_layer(plan)
 
-    def forward(self, states: List[torch.Tensor], size: List[int]) -> torch.Tensor:
+    def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
         return self.layer(states[self.state])
 
 
-def first_conv_names(plan_nodes: list[NodePlan]) -> Tuple[str, ...]:
+def first_conv_names(plan_nodes: list[NodePlan]) -> tuple[str, ...]:
     """Module paths of the convs that read the image (timm adapts them for ``in_chans``)."""
     names = []
     for n in plan_nodes:
@@ -185,7 +188,9 @@ def first_conv_names(plan_nodes: list[NodePlan]) -> Tuple[str, ...]:
                 for p, path in enumerate(slot.paths):
                     if path.state == 0:
                         base = f"nodes.{n.index}.inputs.{s}.paths.{p}.proj"
-                        names += [f"{base}.conv_1", f"{base}.conv_2"] if path.resample == "factorized" else [f"{base}.1"]
+                        names += (
+                            [f"{base}.conv_1", f"{base}.conv_2"] if path.resample == "factorized" else [f"{base}.1"]
+                        )
     return tuple(names)
 
 
@@ -201,11 +206,11 @@ class GenotypeNet(nn.Module):
 
     def __init__(
         self,
-        genotype: Union[Genotype, dict],
-        num_classes: Optional[int] = None,
-        in_chans: Optional[int] = None,
-        output_stride: Optional[int] = None,
-        drop_rate: Optional[float] = None,
+        genotype: Genotype | dict,
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+        output_stride: int | None = None,
+        drop_rate: float | None = None,
         drop_path_rate: float = 0.0,
         aux_head: bool = False,
         **kwargs: Any,
@@ -229,26 +234,33 @@ class GenotypeNet(nn.Module):
         self.decoder = HEADS[head.type](plan.head_inputs, head)
         self.num_features = self.head_hidden_size = self.decoder.num_features
         self.is_classifier = isinstance(head, ClassifierHead)
-        self.global_pool = SelectAdaptivePool2d(pool_type=head.pool, flatten=True) if self.is_classifier else nn.Identity()
+        self.global_pool = (
+            SelectAdaptivePool2d(pool_type=head.pool, flatten=True) if self.is_classifier else nn.Identity()
+        )
         self.drop_rate = head.dropout if drop_rate is None else drop_rate
         self.head_drop = nn.Dropout(self.drop_rate)
         self.classifier_kernel = 1 if self.is_classifier else head.classifier_kernel
         self.classifier = self._make_classifier(self.num_classes)
         self.upsample: str = "none" if self.is_classifier else head.upsample
-        self.output_reduction: Optional[int] = None if self.is_classifier else (
-            1 if self.upsample != "none" else min(f.reduction for f in plan.head_inputs))
+        self.output_reduction: int | None = (
+            None
+            if self.is_classifier
+            else (1 if self.upsample != "none" else min(f.reduction for f in plan.head_inputs))
+        )
         self.has_aux = aux_head
         self.aux_state = 0
         self.aux_head: nn.Module = nn.Identity()
         if aux_head:
             if plan.aux_input is None:
-                raise ZooError(f"'{genotype.name}' declares no auxiliary head (head.auxiliary), so aux_head=True cannot build one")
+                raise ZooError(
+                    f"'{genotype.name}' declares no auxiliary head (head.auxiliary), so aux_head=True cannot build one"
+                )
             self.aux_state = plan.aux_input.state
             self.aux_head = AuxiliaryClassifier(plan.aux_input.channels, head.auxiliary, self.num_classes)
         self.feature_info = [
             dict(num_chs=f.channels, reduction=f.reduction, module=f"nodes.{f.state - 1}") for f in plan.features
         ]
-        self.feature_states: List[int] = [f.state for f in plan.features]
+        self.feature_states: list[int] = [f.state for f in plan.features]
         self._traits = dict(first_conv=first_conv_names(plan.nodes))
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
@@ -262,7 +274,7 @@ class GenotypeNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """New classifier (and auxiliary classifier); a classifier head also takes timm's pool types."""
         self.num_classes = num_classes
         if self.is_classifier and global_pool is not None:
@@ -275,7 +287,7 @@ class GenotypeNet(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(stem=r"^nodes\.0\.", blocks=r"^nodes\.(\d+)")
 
-    def _run_nodes(self, x: torch.Tensor, count: int) -> List[torch.Tensor]:
+    def _run_nodes(self, x: torch.Tensor, count: int) -> list[torch.Tensor]:
         size = [x.shape[-2], x.shape[-1]]
         states = [x]
         for i, node in enumerate(self.nodes):
@@ -290,12 +302,13 @@ class GenotypeNet(nn.Module):
         x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         states = self._run_nodes(x, len(self.nodes))
         logits = self.forward_head(self.decoder(states))
         if self.upsample != "none":
-            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear",
-                                   align_corners=self.upsample == "bilinear_align_corners")
+            logits = F.interpolate(
+                logits, size=x.shape[-2:], mode="bilinear", align_corners=self.upsample == "bilinear_align_corners"
+            )
         if self.has_aux and self.training:
             return logits, self.aux_head(states[self.aux_state])
         return logits
@@ -304,7 +317,7 @@ class GenotypeNet(nn.Module):
     def forward_intermediates(
         self,
         x: torch.Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
+        indices: int | list[int] | None = None,
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
@@ -323,7 +336,9 @@ class GenotypeNet(nn.Module):
         return self.decoder(states), intermediates
 
     @torch.jit.ignore
-    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False, prune_head: bool = True):
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ):
         """Drop the nodes after the last feature taken and, with ``prune_head``, the decoder and classifier."""
         take, _ = feature_take_indices(len(self.feature_info), indices)
         # a decoder's finer features can come after its coarsest one (nas-segm): keep up to the last taken

@@ -6,9 +6,10 @@ Ops in ``WIDENING_OPS`` also take ``out_chs`` (nas-segm templates widen by the s
 ``STRIDE_REPEATS`` names the ops that apply their stride other than once.
 The step aggregations (``AGGREGATES``) live here too: they are what a cell does with its edges.
 """
+
 from __future__ import annotations
 
-from typing import Callable, List
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,9 @@ from torch import nn
 class ReLUConvBN(nn.Sequential):
     """ReLU -> conv (no bias) -> BN: the DARTS pre-activation unit."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, padding: int = 0, dilation: int = 1):
+    def __init__(
+        self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, padding: int = 0, dilation: int = 1
+    ):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, bias=False),
@@ -88,7 +91,9 @@ class FullDilConv(nn.Sequential):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, dilation: int):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(in_chs, out_chs, kernel_size, stride, dilation * (kernel_size - 1) // 2, dilation=dilation, bias=False),
+            nn.Conv2d(
+                in_chs, out_chs, kernel_size, stride, dilation * (kernel_size - 1) // 2, dilation=dilation, bias=False
+            ),
             nn.BatchNorm2d(out_chs),
         )
 
@@ -114,12 +119,14 @@ class StackedSepConv(nn.Sequential):
         layers = []
         for u in range(units):
             chs = in_chs if u == 0 else out_chs
-            layers.append(nn.Sequential(
-                nn.Conv2d(chs, chs, kernel_size, stride, padding, dilation=dilation, groups=chs, bias=False),
-                nn.Conv2d(chs, out_chs, 1, bias=False),
-                nn.BatchNorm2d(out_chs),
-                nn.ReLU(inplace=False),
-            ))
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(chs, chs, kernel_size, stride, padding, dilation=dilation, groups=chs, bias=False),
+                    nn.Conv2d(chs, out_chs, 1, bias=False),
+                    nn.BatchNorm2d(out_chs),
+                    nn.ReLU(inplace=False),
+                )
+            )
         super().__init__(*layers)
 
 
@@ -209,22 +216,41 @@ STRIDE_REPEATS: dict[str, int] = {
 
 # The nas-segm WACV op list, in the order of its op indices.
 NAS_SEGM_OPS = (
-    "nas_segm_sep_conv_3x3", "nas_segm_sep_conv_5x5", "nas_segm_global_average_pool",
-    "nas_segm_max_pool_3x3", "nas_segm_sep_conv_5x5_dil6", "nas_segm_skip_connect",
+    "nas_segm_sep_conv_3x3",
+    "nas_segm_sep_conv_5x5",
+    "nas_segm_global_average_pool",
+    "nas_segm_max_pool_3x3",
+    "nas_segm_sep_conv_5x5_dil6",
+    "nas_segm_skip_connect",
 )
 
 # The DARTS search space, in the order of the original PRIMITIVES list.
 DARTS_PRIMITIVES = (
-    "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-    "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
 )
 
 
 class ConvBNAct(nn.Sequential):
     """[ReLU] -> conv -> BN -> [act]: stems, laterals and decoder convs."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, dilation: int = 1,
-                 act: str | None = "relu", pre_act: bool = False, bias: bool = False):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        dilation: int = 1,
+        act: str | None = "relu",
+        pre_act: bool = False,
+        bias: bool = False,
+    ):
         layers: list[nn.Module] = [nn.ReLU(inplace=False)] if pre_act else []
         padding = dilation * (kernel_size - 1) // 2
         layers += [
@@ -246,8 +272,16 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(
             ConvBNAct(in_chs, hidden, 1, act="relu6"),
             nn.Sequential(
-                nn.Conv2d(hidden, hidden, kernel_size, stride, dilation * (kernel_size - 1) // 2,
-                          dilation=dilation, groups=hidden, bias=False),
+                nn.Conv2d(
+                    hidden,
+                    hidden,
+                    kernel_size,
+                    stride,
+                    dilation * (kernel_size - 1) // 2,
+                    dilation=dilation,
+                    groups=hidden,
+                    bias=False,
+                ),
                 nn.BatchNorm2d(hidden),
                 nn.ReLU6(inplace=False),
             ),
@@ -266,15 +300,15 @@ class AlignedInputs(nn.Module):
     """Brings a step's edge outputs to one width (1x1 conv -> BN -> ReLU on the narrower ones) and to
     the size of the ``target`` edge's output (bilinear); in a DARTS cell both are no-ops."""
 
-    def __init__(self, widths: List[int], width: int, resize: List[bool], target: int):
+    def __init__(self, widths: list[int], width: int, resize: list[bool], target: int):
         super().__init__()
         self.adapts = nn.ModuleList([nn.Identity() if w == width else ConvBNAct(w, width, 1) for w in widths])
         self.resize = resize
         self.target = target
 
-    def align(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+    def align(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         size = xs[self.target].shape[-2:]
-        out: List[torch.Tensor] = []
+        out: list[torch.Tensor] = []
         for i, adapt in enumerate(self.adapts):
             y = adapt(xs[i])
             if self.resize[i]:
@@ -284,7 +318,7 @@ class AlignedInputs(nn.Module):
 
 
 class SumAggregate(AlignedInputs):
-    def forward(self, xs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         ys = self.align(xs)
         out = ys[0]
         for y in ys[1:]:
@@ -295,11 +329,11 @@ class SumAggregate(AlignedInputs):
 class ParamSumAggregate(AlignedInputs):
     """A learned per-channel weight per edge, initialised to one (nas-segm's psum)."""
 
-    def __init__(self, widths: List[int], width: int, resize: List[bool], target: int):
+    def __init__(self, widths: list[int], width: int, resize: list[bool], target: int):
         super().__init__(widths, width, resize, target)
         self.weight = nn.Parameter(torch.ones(len(widths), width))
 
-    def forward(self, xs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         ys = self.align(xs)
         out = ys[0] * self.weight[0][:, None, None]
         for i in range(1, len(ys)):
@@ -310,12 +344,12 @@ class ParamSumAggregate(AlignedInputs):
 class ConcatAggregate(AlignedInputs):
     """Concatenate -> BN -> ReLU -> 1x1 conv back to the width (nas-segm's cat)."""
 
-    def __init__(self, widths: List[int], width: int, resize: List[bool], target: int):
+    def __init__(self, widths: list[int], width: int, resize: list[bool], target: int):
         super().__init__(widths, width, resize, target)
         n = len(widths) * width
         self.reduce = nn.Sequential(nn.BatchNorm2d(n), nn.ReLU(inplace=False), nn.Conv2d(n, width, 1, bias=False))
 
-    def forward(self, xs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         return self.reduce(torch.cat(self.align(xs), dim=1))
 
 

@@ -3,10 +3,10 @@
 This is also where the semantic checks live, because resolving the graph is what finds its errors.
 State 0 is the image; node i of the network is state i + 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from .errors import SpecError, pointer
 from .ops import OPS, STRIDE_REPEATS, WIDENING_OPS
@@ -22,7 +22,7 @@ class PathPlan:
     channels: int
     resample: str  # 'none' | 'bilinear' | 'factorized'
     stride: int  # factorized only: 2, or 1 past output_stride
-    weight: Optional[float]
+    weight: float | None
     via: tuple[int, ...] = ()  # bilinear only: actual reductions passed through first
     project: bool = True  # brought to the cell's C (DARTS preprocess); template nodes read paths as they are
 
@@ -55,8 +55,9 @@ class CellLayout:
     reductions: tuple[int, ...]
 
 
-def cell_layout(cell: Cell, input_widths: list[int], input_reductions: list[int], stride: int,
-                template: Optional[Template] = None) -> CellLayout:
+def cell_layout(
+    cell: Cell, input_widths: list[int], input_reductions: list[int], stride: int, template: Template | None = None
+) -> CellLayout:
     """Edges that read an input apply ``stride`` (and, with ``template.widen``, widen by it); each step
     is as wide as its widest edge and sized by its finest (or, with resize 'smaller', coarsest) one."""
     widen = template is not None and template.widen
@@ -69,8 +70,16 @@ def cell_layout(cell: Cell, input_widths: list[int], input_reductions: list[int]
             reads_input = edge.input < cell.num_inputs
             s = stride if reads_input else 1
             w = widths[edge.input]
-            edges.append(EdgeLayout(edge.input, edge.op, w, w * s if widen and reads_input else w, s,
-                                    reductions[edge.input] * s ** STRIDE_REPEATS.get(edge.op, 1)))
+            edges.append(
+                EdgeLayout(
+                    edge.input,
+                    edge.op,
+                    w,
+                    w * s if widen and reads_input else w,
+                    s,
+                    reductions[edge.input] * s ** STRIDE_REPEATS.get(edge.op, 1),
+                )
+            )
         reduction = (max if coarsest else min)(e.reduction for e in edges)
         target = next(i for i, e in enumerate(edges) if e.reduction == reduction)
         steps.append(StepLayout(step.aggregate, tuple(edges), max(e.out_chs for e in edges), reduction, target))
@@ -97,12 +106,12 @@ class NodePlan:
     stride: int
     dilation: int
     slots: tuple[SlotPlan, ...]
-    cell: Optional[Cell] = None
-    cell_name: Optional[str] = None
-    partial: Optional[Partial] = None
-    layout: Optional[CellLayout] = None  # cell nodes: at the innermost width of a partial split
-    layer: Optional[str] = None
-    args: Optional[LayerArgs] = None
+    cell: Cell | None = None
+    cell_name: str | None = None
+    partial: Partial | None = None
+    layout: CellLayout | None = None  # cell nodes: at the innermost width of a partial split
+    layer: str | None = None
+    args: LayerArgs | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ class NetworkPlan:
     nodes: list[NodePlan]
     head_inputs: list[FeaturePlan]
     features: list[FeaturePlan] = field(default_factory=list)
-    aux_input: Optional[FeaturePlan] = None
+    aux_input: FeaturePlan | None = None
 
 
 def _is_pow2(n: int) -> bool:
@@ -133,11 +142,15 @@ def _check_cells(genotype: Genotype) -> None:
         for s, step in enumerate(cell.steps):
             for e, edge in enumerate(step.edges):
                 if edge.op not in OPS:
-                    raise SpecError(pointer(*at, "steps", s, "edges", e, "op"),
-                                    f"unknown op '{edge.op}' (known: {', '.join(sorted(OPS))})")
+                    raise SpecError(
+                        pointer(*at, "steps", s, "edges", e, "op"),
+                        f"unknown op '{edge.op}' (known: {', '.join(sorted(OPS))})",
+                    )
                 if edge.input >= n_states:
-                    raise SpecError(pointer(*at, "steps", s, "edges", e, "input"),
-                                    f"step {s} reads state {edge.input}, but only states 0..{n_states - 1} exist before it")
+                    raise SpecError(
+                        pointer(*at, "steps", s, "edges", e, "input"),
+                        f"step {s} reads state {edge.input}, but only states 0..{n_states - 1} exist before it",
+                    )
             n_states += 1
         for c, state in enumerate(cell.concat):
             if state >= n_states:
@@ -221,7 +234,7 @@ def _check_reach_head(genotype: Genotype, index: dict[str, int]) -> list[int]:
     return head_states
 
 
-def _partial_widths(channels: int, partial: Optional[Partial]) -> list[int]:
+def _partial_widths(channels: int, partial: Partial | None) -> list[int]:
     """Widths C_0 = C > C_1 > ... > C_depth of the recursive stage-partial split."""
     widths = [channels]
     if partial is not None:
@@ -242,7 +255,7 @@ def _estimate_parameters(plan_nodes: list[NodePlan]) -> int:
     return total
 
 
-def lower(genotype: Genotype, in_chans: Optional[int] = None, output_stride: Optional[int] = None) -> NetworkPlan:
+def lower(genotype: Genotype, in_chans: int | None = None, output_stride: int | None = None) -> NetworkPlan:
     """Resolve the graph. ``output_stride`` caps the reduction: deeper strides become dilation."""
     in_chans = in_chans or genotype.defaults.input_size[0]
     _check_cells(genotype)
@@ -298,9 +311,14 @@ def _node_cell(genotype: Genotype, node: Node, at: tuple) -> Cell:
     """The cell a node names, with as many input slots as the cell has inputs."""
     cell = genotype.cells.get(node.cell)
     if cell is None:
-        raise SpecError(pointer(*at, "cell"), f"unknown cell '{node.cell}' (spec has: {', '.join(genotype.cells) or 'none'})")
+        raise SpecError(
+            pointer(*at, "cell"), f"unknown cell '{node.cell}' (spec has: {', '.join(genotype.cells) or 'none'})"
+        )
     if len(node.inputs) != cell.num_inputs:
-        raise SpecError(pointer(*at, "inputs"), f"cell '{node.cell}' takes {cell.num_inputs} input(s), node gives {len(node.inputs)}")
+        raise SpecError(
+            pointer(*at, "inputs"),
+            f"cell '{node.cell}' takes {cell.num_inputs} input(s), node gives {len(node.inputs)}",
+        )
     return cell
 
 
@@ -322,13 +340,21 @@ def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual)
             via = tuple(actual(r) for r in path.via or ())
             if path.via is not None:
                 if node.downsample != "bilinear":
-                    raise SpecError(pointer(*at, "inputs", s, "paths", p, "via"), "resampling through other resolutions needs downsample 'bilinear'")
+                    raise SpecError(
+                        pointer(*at, "inputs", s, "paths", p, "via"),
+                        "resampling through other resolutions needs downsample 'bilinear'",
+                    )
                 bad = next((r for r in path.via if not _is_pow2(r)), None)
                 if bad is not None:
-                    raise SpecError(pointer(*at, "inputs", s, "paths", p, "via"), f"reductions are powers of two, got {bad}")
+                    raise SpecError(
+                        pointer(*at, "inputs", s, "paths", p, "via"), f"reductions are powers of two, got {bad}"
+                    )
             if src < target and node.downsample == "factorized":
                 if src * 2 != target:
-                    raise SpecError(p_at, f"factorized downsampling spans one level, not {src} -> {target}; use downsample 'bilinear'")
+                    raise SpecError(
+                        p_at,
+                        f"factorized downsampling spans one level, not {src} -> {target}; use downsample 'bilinear'",
+                    )
                 resample, stride = "factorized", actual(target) // actual(src)
             else:
                 resample, stride = ("none" if actual(src) == actual(target) and not via else "bilinear"), 1
@@ -337,16 +363,28 @@ def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual)
     widths_partial = _partial_widths(node.channels, node.partial)
     for k in range(1, len(widths_partial)):
         if not 1 <= widths_partial[k] < widths_partial[k - 1]:
-            raise SpecError(pointer(*at, "partial"), f"ratio leaves {widths_partial[k]} of {widths_partial[k - 1]} channels at depth {k}")
+            raise SpecError(
+                pointer(*at, "partial"),
+                f"ratio leaves {widths_partial[k]} of {widths_partial[k - 1]} channels at depth {k}",
+            )
     innermost = widths_partial[-1]
     stride = actual(node.reduction) // actual(target)
     layout = cell_layout(cell, [innermost] * cell.num_inputs, [actual(target)] * cell.num_inputs, stride)
     return NodePlan(
-        index=i, id=node.id, channels=node.channels,
+        index=i,
+        id=node.id,
+        channels=node.channels,
         out_channels=len(cell.concat) * innermost + node.channels - innermost,
-        reduction=node.reduction, actual_reduction=actual(node.reduction), input_reduction=actual(target),
-        stride=stride, dilation=node.reduction // actual(node.reduction),
-        slots=tuple(slots), cell=cell, cell_name=node.cell, partial=node.partial, layout=layout,
+        reduction=node.reduction,
+        actual_reduction=actual(node.reduction),
+        input_reduction=actual(target),
+        stride=stride,
+        dilation=node.reduction // actual(node.reduction),
+        slots=tuple(slots),
+        cell=cell,
+        cell_name=node.cell,
+        partial=node.partial,
+        layout=layout,
     )
 
 
@@ -358,7 +396,10 @@ def _lower_template_node(genotype, node: Node, i, index, widths, reductions, out
     if node.partial is not None:
         raise SpecError(pointer(*at, "partial"), "partial channels do not apply to template nodes")
     if cell.reduction:
-        raise SpecError(pointer(*at, "cell"), f"template nodes take their stride from 'template', but '{node.cell}' is a reduction cell")
+        raise SpecError(
+            pointer(*at, "cell"),
+            f"template nodes take their stride from 'template', but '{node.cell}' is a reduction cell",
+        )
     slots, states = [], []
     for s, slot in enumerate(node.inputs):
         if len(slot.paths) != 1:
@@ -375,24 +416,47 @@ def _lower_template_node(genotype, node: Node, i, index, widths, reductions, out
     for s, step in enumerate(layout.steps):
         for e, edge in enumerate(step.edges):
             if edge.out_chs != edge.in_chs and edge.op not in WIDENING_OPS:
-                raise SpecError(pointer("cells", node.cell, "steps", s, "edges", e, "op"),
-                                f"'{edge.op}' keeps its width, but node '{node.id}' widens its inputs (template.widen)")
+                raise SpecError(
+                    pointer("cells", node.cell, "steps", s, "edges", e, "op"),
+                    f"'{edge.op}' keeps its width, but node '{node.id}' widens its inputs (template.widen)",
+                )
     out_reductions = {layout.reductions[c] for c in cell.concat}
     if len(out_reductions) > 1:
-        raise SpecError(pointer("cells", node.cell, "concat"), f"in node '{node.id}' the concatenated states have different resolutions")
+        raise SpecError(
+            pointer("cells", node.cell, "concat"),
+            f"in node '{node.id}' the concatenated states have different resolutions",
+        )
     reduction = out_reductions.pop()
     out_chs = sum(layout.widths[c] for c in cell.concat)
     if max(layout.reductions) > output_stride:
-        raise SpecError(pointer(*at, "template"), f"output_stride {output_stride} is finer than this node's 1/{max(layout.reductions)}: "
-                                                  "template nodes do not trade stride for dilation")
+        raise SpecError(
+            pointer(*at, "template"),
+            f"output_stride {output_stride} is finer than this node's 1/{max(layout.reductions)}: "
+            "template nodes do not trade stride for dilation",
+        )
     if reduction != node.reduction:
-        raise SpecError(pointer(*at, "reduction"), f"the template's ops put the output at 1/{reduction}, the node says 1/{node.reduction}")
+        raise SpecError(
+            pointer(*at, "reduction"),
+            f"the template's ops put the output at 1/{reduction}, the node says 1/{node.reduction}",
+        )
     if out_chs != node.channels:
-        raise SpecError(pointer(*at, "channels"), f"the template's ops give {out_chs} channels, the node says {node.channels}")
+        raise SpecError(
+            pointer(*at, "channels"), f"the template's ops give {out_chs} channels, the node says {node.channels}"
+        )
     return NodePlan(
-        index=i, id=node.id, channels=node.channels, out_channels=out_chs,
-        reduction=reduction, actual_reduction=reduction, input_reduction=reduction,
-        stride=template.stride, dilation=1, slots=tuple(slots), cell=cell, cell_name=node.cell, layout=layout,
+        index=i,
+        id=node.id,
+        channels=node.channels,
+        out_channels=out_chs,
+        reduction=reduction,
+        actual_reduction=reduction,
+        input_reduction=reduction,
+        stride=template.stride,
+        dilation=1,
+        slots=tuple(slots),
+        cell=cell,
+        cell_name=node.cell,
+        layout=layout,
     )
 
 
@@ -407,13 +471,24 @@ def _lower_layer_node(node: Node, i, index, widths, reductions, actual) -> NodeP
     state = index[node.inputs[0].paths[0].node]
     src = reductions[state]
     if node.reduction not in (src, 2 * src):
-        raise SpecError(pointer(*at, "reduction"), f"a layer keeps or halves the resolution: input is at {src}, node says {node.reduction}")
+        raise SpecError(
+            pointer(*at, "reduction"),
+            f"a layer keeps or halves the resolution: input is at {src}, node says {node.reduction}",
+        )
     path = PathPlan(state, widths[state], "none", 1, None)
     return NodePlan(
-        index=i, id=node.id, channels=node.channels, out_channels=node.channels,
-        reduction=node.reduction, actual_reduction=actual(node.reduction), input_reduction=actual(src),
-        stride=actual(node.reduction) // actual(src), dilation=node.reduction // actual(node.reduction),
-        slots=(SlotPlan((path,), "sum"),), layer=node.layer, args=node.args or LayerArgs(),
+        index=i,
+        id=node.id,
+        channels=node.channels,
+        out_channels=node.channels,
+        reduction=node.reduction,
+        actual_reduction=actual(node.reduction),
+        input_reduction=actual(src),
+        stride=actual(node.reduction) // actual(src),
+        dilation=node.reduction // actual(node.reduction),
+        slots=(SlotPlan((path,), "sum"),),
+        layer=node.layer,
+        args=node.args or LayerArgs(),
     )
 
 
@@ -424,5 +499,7 @@ def check_genotype(genotype: Genotype) -> None:
         if len(getattr(d, key)) != d.input_size[0]:
             raise SpecError(pointer("defaults", key), f"needs {d.input_size[0]} values, one per input channel")
     if d.class_names is not None and len(d.class_names) != d.num_classes:
-        raise SpecError(pointer("defaults", "class_names"), f"has {len(d.class_names)} names for {d.num_classes} classes")
+        raise SpecError(
+            pointer("defaults", "class_names"), f"has {len(d.class_names)} names for {d.num_classes} classes"
+        )
     lower(genotype)

@@ -3,10 +3,11 @@
 The palette comes from matplotlib's qualitative colour maps; a class named background or void stays
 black in the mask and leaves the image as it is in the overlay.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -52,8 +53,9 @@ def colour_mask(labels: torch.Tensor, colours: np.ndarray) -> np.ndarray:
     return colours[labels.numpy()]
 
 
-def overlay(image: torch.Tensor, labels: torch.Tensor, colours: np.ndarray, class_names: Sequence[str],
-            alpha: float = 0.5) -> np.ndarray:
+def overlay(
+    image: torch.Tensor, labels: torch.Tensor, colours: np.ndarray, class_names: Sequence[str], alpha: float = 0.5
+) -> np.ndarray:
     """The image with every painted class blended in at ``alpha``."""
     rgb = image.permute(1, 2, 0).numpy() * 255.0
     blend = rgb * (1 - alpha) + colours[labels.numpy()] * alpha
@@ -68,8 +70,13 @@ def save_png(array: np.ndarray, dest: Path) -> Path:
     return dest
 
 
-def predict_files(model: nn.Module, images: Sequence[Path], out_dir: Path, alpha: float = 0.5,
-                  class_names: Optional[Sequence[str]] = None) -> list[dict]:
+def predict_files(
+    model: nn.Module,
+    images: Sequence[Path],
+    out_dir: Path,
+    alpha: float = 0.5,
+    class_names: Sequence[str] | None = None,
+) -> list[dict]:
     """``<stem>_mask.png`` and ``<stem>_overlay.png`` in ``out_dir`` for each image; the class share of each."""
     stems = [Path(p).stem for p in images]
     duplicate = next((s for s in stems if stems.count(s) > 1), None)
@@ -83,10 +90,14 @@ def predict_files(model: nn.Module, images: Sequence[Path], out_dir: Path, alpha
         image = read_image(path)
         labels = predict_labels(model, image)
         counts = torch.bincount(labels.flatten(), minlength=len(names)).double() / labels.numel()
-        results.append(dict(
-            image=str(path),
-            mask=str(save_png(colour_mask(labels, colours), out_dir / f"{path.stem}_mask.png")),
-            overlay=str(save_png(overlay(image, labels, colours, names, alpha), out_dir / f"{path.stem}_overlay.png")),
-            classes={n: round(float(c), 4) for n, c in zip(names, counts) if c > 0},
-        ))
+        results.append(
+            dict(
+                image=str(path),
+                mask=str(save_png(colour_mask(labels, colours), out_dir / f"{path.stem}_mask.png")),
+                overlay=str(
+                    save_png(overlay(image, labels, colours, names, alpha), out_dir / f"{path.stem}_overlay.png")
+                ),
+                classes={n: round(float(c), 4) for n, c in zip(names, counts) if c > 0},
+            )
+        )
     return results

@@ -1,4 +1,5 @@
 """A picture of the network graph: nodes placed by order and resolution, one line per path."""
+
 from __future__ import annotations
 
 import math
@@ -31,14 +32,22 @@ def render_graph(genotype: Genotype, out: Path) -> Path:
         for s, slot in enumerate(n.inputs):
             for p in slot.paths:
                 (x0, y0), (x1, y1) = pos[p.node], pos[n.id]
-                ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                            arrowprops=dict(arrowstyle="->", lw=0.6 + 2.0 * (p.weight or 0.3), alpha=0.6,
-                                            color="tab:blue" if s == len(n.inputs) - 1 else "tab:gray"))
+                ax.annotate(
+                    "",
+                    xy=(x1, y1),
+                    xytext=(x0, y0),
+                    arrowprops=dict(
+                        arrowstyle="->",
+                        lw=0.6 + 2.0 * (p.weight or 0.3),
+                        alpha=0.6,
+                        color="tab:blue" if s == len(n.inputs) - 1 else "tab:gray",
+                    ),
+                )
     for node_id, (x, y) in pos.items():
         ax.scatter([x], [y], s=120, zorder=3, color="tab:orange" if node_id != "input" else "black")
         ax.annotate(node_id, (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
     levels = sorted({int(y) for _, y in pos.values()})
-    ax.set_yticks(levels, [f"1/{2 ** lv}" for lv in levels])
+    ax.set_yticks(levels, [f"1/{2**lv}" for lv in levels])
     ax.set_xticks([])
     ax.invert_yaxis()
     ax.set_title(f"{genotype.name} {genotype.version}")

@@ -1,4 +1,5 @@
 """Where the shipped specs and schemas live: package data in a wheel, the repository in a checkout."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The JSON Schema of the spec, generated from the pydantic models and committed under ``schemas/``."""
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,22 @@ def render_schema() -> str:
 
 # Keywords that are checked in O(1); validating them before "items"/"properties" lets a document
 # with a million nodes fail on its size at once instead of after every node is validated.
-_CHEAP_FIRST = ("type", "const", "enum", "maxItems", "minItems", "maxProperties", "minProperties",
-                "maxLength", "minLength", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum", "required")
+_CHEAP_FIRST = (
+    "type",
+    "const",
+    "enum",
+    "maxItems",
+    "minItems",
+    "maxProperties",
+    "minProperties",
+    "maxLength",
+    "minLength",
+    "maximum",
+    "minimum",
+    "exclusiveMaximum",
+    "exclusiveMinimum",
+    "required",
+)
 
 
 def _cheap_first(node: Any) -> Any:
@@ -36,8 +51,12 @@ def _cheap_first(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     keys = sorted(node, key=lambda k: (k not in _CHEAP_FIRST, _CHEAP_FIRST.index(k) if k in _CHEAP_FIRST else 0))
-    return {k: _cheap_first(node[k]) if k not in ("properties", "$defs") else
-            {name: _cheap_first(sub) for name, sub in node[k].items()} for k in keys}
+    return {
+        k: _cheap_first(node[k])
+        if k not in ("properties", "$defs")
+        else {name: _cheap_first(sub) for name, sub in node[k].items()}
+        for k in keys
+    }
 
 
 @functools.lru_cache(maxsize=1)

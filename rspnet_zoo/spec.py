@@ -3,9 +3,10 @@
 Bounds here are the single source of truth: the JSON Schema in ``schemas/`` is generated from these
 models, so a hostile document is refused by the schema before anything is allocated.
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,16 +33,16 @@ class Provenance(Strict):
     """How a spec was made: enough to rerun it and to trace it to its parent."""
 
     searcher: str = "hand-designed"
-    stage: Optional[str] = None
-    seed: Optional[int] = None
-    dataset: Optional[str] = None
-    budget: Optional[str] = None
-    epochs: Optional[int] = None
-    wall_time_s: Optional[float] = None
-    tool_version: Optional[str] = None
-    parent_sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
-    command: Optional[str] = None
-    notes: Optional[str] = None
+    stage: str | None = None
+    seed: int | None = None
+    dataset: str | None = None
+    budget: str | None = None
+    epochs: int | None = None
+    wall_time_s: float | None = None
+    tool_version: str | None = None
+    parent_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    command: str | None = None
+    notes: str | None = None
 
 
 class Edge(Strict):
@@ -61,8 +62,9 @@ class CellStep(Strict):
 
     edges: Annotated[list[Edge], Field(min_length=1, max_length=MAX_EDGES)]
     aggregate: Literal["sum", "psum", "cat"] = Field(
-        "sum", description="sum; psum: a learned per-channel weight per edge (nas-segm); "
-                           "cat: concat -> BN -> ReLU -> 1x1 conv back to the width (nas-segm)"
+        "sum",
+        description="sum; psum: a learned per-channel weight per edge (nas-segm); "
+        "cat: concat -> BN -> ReLU -> 1x1 conv back to the width (nas-segm)",
     )
 
 
@@ -72,19 +74,22 @@ class Cell(Strict):
     num_inputs: Annotated[int, Field(ge=1, le=2)] = 2
     reduction: bool = Field(False, description="edges that read an input state have stride 2")
     steps: Annotated[list[CellStep], Field(min_length=1, max_length=MAX_CELL_STEPS)]
-    concat: Annotated[list[Annotated[int, Field(ge=0, le=MAX_CELL_STEPS + 1)]], Field(min_length=1, max_length=MAX_CELL_STEPS + 2)]
+    concat: Annotated[
+        list[Annotated[int, Field(ge=0, le=MAX_CELL_STEPS + 1)]], Field(min_length=1, max_length=MAX_CELL_STEPS + 2)
+    ]
 
 
 class Path(Strict):
     """A reference to an earlier node's output; ``input`` is the image."""
 
     node: Identifier
-    weight: Optional[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+    weight: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
         None, description="path-attention weight kept by the path search (fuse='attention')"
     )
-    via: Optional[Annotated[list[Reduction], Field(min_length=1, max_length=4)]] = Field(
-        None, description="bilinear paths: reductions the path is resampled through, in order, before the "
-                          "node's own (Auto-DeepLab's h_pp keeps the previous cell's resize)"
+    via: Annotated[list[Reduction], Field(min_length=1, max_length=4)] | None = Field(
+        None,
+        description="bilinear paths: reductions the path is resampled through, in order, before the "
+        "node's own (Auto-DeepLab's h_pp keeps the previous cell's resize)",
     )
 
 
@@ -111,7 +116,9 @@ class Template(Strict):
     """
 
     stride: Annotated[int, Field(ge=1, le=8)] = 1
-    widen: bool = Field(False, description="edges reading an input output stride x its channels (a block's first repeat)")
+    widen: bool = Field(
+        False, description="edges reading an input output stride x its channels (a block's first repeat)"
+    )
     resize: Literal["smaller", "larger"] = Field(
         "larger", description="edge outputs of different sizes are resized to the smaller or the larger one"
     )
@@ -119,7 +126,7 @@ class Template(Strict):
 
 class LayerArgs(Strict):
     kernel: Annotated[int, Field(ge=1, le=11)] = 3
-    act: Optional[Literal["relu", "relu6"]] = "relu"
+    act: Literal["relu", "relu6"] | None = "relu"
     pre_act: bool = Field(False, description="ReLU before the conv (DARTS ImageNet stem1)")
     bias: bool = False
     expand_ratio: Annotated[int, Field(ge=1, le=8)] = 1
@@ -129,9 +136,9 @@ class Node(Strict):
     """A node of the network graph: a cell instance or a plain layer, at a given reduction."""
 
     id: Identifier
-    cell: Optional[Identifier] = Field(None, description="name of a cell in 'cells'")
-    layer: Optional[Literal["conv", "inverted_residual"]] = None
-    args: Optional[LayerArgs] = None
+    cell: Identifier | None = Field(None, description="name of a cell in 'cells'")
+    layer: Literal["conv", "inverted_residual"] | None = None
+    args: LayerArgs | None = None
     reduction: Reduction = Field(description="output stride relative to the image (a power of two)")
     channels: Channels = Field(
         description="cell nodes: the cell's C (output is len(concat)*C); template nodes and layers: output channels"
@@ -140,8 +147,8 @@ class Node(Strict):
     downsample: Literal["factorized", "bilinear"] = Field(
         "factorized", description="how a path from a finer resolution reaches a cell node"
     )
-    partial: Optional[Partial] = None
-    template: Optional[Template] = Field(None, description="cell nodes only: nas-segm template mechanics")
+    partial: Partial | None = None
+    template: Template | None = Field(None, description="cell nodes only: nas-segm template mechanics")
 
 
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -153,8 +160,9 @@ class SegmentationHead(Strict):
     dropout: Dropout = 0.1
     classifier_kernel: Literal[1, 3] = Field(1, description="kernel of the classifier conv (nas-segm: 3)")
     upsample: Literal["bilinear", "bilinear_align_corners", "none"] = Field(
-        "bilinear", description="how forward() brings the logits to the input size; 'none' leaves them at the "
-                                "decoder's resolution (nas-segm)"
+        "bilinear",
+        description="how forward() brings the logits to the input size; 'none' leaves them at the "
+        "decoder's resolution (nas-segm)",
     )
 
 
@@ -206,10 +214,10 @@ class ClassifierHead(Strict):
     input: Identifier
     pool: Literal["avg", "max", "avgmax"] = "avg"
     dropout: Dropout = 0.0
-    auxiliary: Optional[AuxiliaryHead] = None
+    auxiliary: AuxiliaryHead | None = None
 
 
-Head = Annotated[Union[FusionHead, ConcatHead, DeepLabV3PlusHead, ClassifierHead], Field(discriminator="type")]
+Head = Annotated[FusionHead | ConcatHead | DeepLabV3PlusHead | ClassifierHead, Field(discriminator="type")]
 
 
 class Network(Strict):
@@ -218,10 +226,12 @@ class Network(Strict):
 
 class Defaults(Strict):
     num_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
-    input_size: tuple[Annotated[int, Field(ge=1, le=16)], Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]] = (3, 512, 1024)
+    input_size: tuple[
+        Annotated[int, Field(ge=1, le=16)], Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]
+    ] = (3, 512, 1024)
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    class_names: Optional[Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_CLASSES)]] = None
+    class_names: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_CLASSES)] | None = None
 
 
 class Genotype(Strict):

@@ -3,6 +3,7 @@
 The canonical dump (sorted keys, two-space indent, trailing newline) is the spec's identity: its
 sha256 is recorded in every artifact built from it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,7 +87,18 @@ def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
 def _short(error: jsonschema.ValidationError) -> str:
     if error.validator in ("maxItems", "maxProperties"):
         return f"has {len(error.instance)} entries, at most {error.validator_value} allowed"
-    if error.validator in ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum", "maxLength", "minLength", "pattern", "type", "enum", "const"):
+    if error.validator in (
+        "maximum",
+        "minimum",
+        "exclusiveMaximum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "type",
+        "enum",
+        "const",
+    ):
         return f"{json_repr(error.instance)} is not allowed: {error.validator} {json_repr(error.validator_value)}"
     message = error.message
     return message if len(message) <= 160 else message[:157] + "..."

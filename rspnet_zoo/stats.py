@@ -1,8 +1,9 @@
 """Sizes of a compiled spec, measured on the meta device so nothing is allocated."""
+
 from __future__ import annotations
 
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -14,7 +15,7 @@ from .specfile import spec_sha256
 from .zoo import zoo_home
 
 
-def meta_model(genotype: Genotype, num_classes: Optional[int] = None) -> GenotypeNet:
+def meta_model(genotype: Genotype, num_classes: int | None = None) -> GenotypeNet:
     with torch.device("meta"):
         return GenotypeNet(genotype, num_classes=num_classes).eval()
 
@@ -31,7 +32,7 @@ def count_flops(model: torch.nn.Module, input_size: Sequence[int]) -> int:
     return counter.get_total_flops()
 
 
-def spec_stats(genotype: Genotype, num_classes: Optional[int] = None) -> dict[str, int]:
+def spec_stats(genotype: Genotype, num_classes: int | None = None) -> dict[str, int]:
     model = meta_model(genotype, num_classes)
     return dict(
         parameters=count_parameters(model),

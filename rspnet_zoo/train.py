@@ -5,15 +5,17 @@ stepped per iteration, cross-entropy that ignores label 255. A checkpoint is wri
 end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout),
 so a resumed run continues exactly where the interrupted one would have gone.
 """
+
 from __future__ import annotations
 
 import math
 import shlex
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +40,10 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch: epoch, step, loss, lr, images_per_s, seconds
     losses: list[float] = field(default_factory=list)  # every iteration of this call
     steps: int = 0  # total iterations done, resumed ones included
-    resumed_from: Optional[int] = None  # the step the run resumed at
+    resumed_from: int | None = None  # the step the run resumed at
 
 
-def logits_of(output: Union[torch.Tensor, dict]) -> torch.Tensor:
+def logits_of(output: torch.Tensor | dict) -> torch.Tensor:
     """torchvision segmentation models return ``{'out': logits, ...}``; zoo models return logits."""
     return output["out"] if isinstance(output, dict) else output
 
@@ -72,18 +74,18 @@ def train(
     dataset: Dataset,
     *,
     epochs: int = 1,
-    iterations: Optional[int] = None,
+    iterations: int | None = None,
     batch_size: int = 8,
     lr: float = 0.01,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
     poly_power: float = 0.9,
     seed: int = 0,
-    checkpoint: Optional[Path] = None,
+    checkpoint: Path | None = None,
     resume: bool = False,
-    device: Optional[torch.device] = None,
+    device: torch.device | None = None,
     num_workers: int = 0,
-    on_step: Optional[Callable[[dict], None]] = None,
+    on_step: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
 
@@ -120,8 +122,9 @@ def train(
     for epoch in range(start_epoch, num_epochs):
         torch.manual_seed(_epoch_seed(seed, epoch))
         order = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=False, generator=order,
-                            num_workers=num_workers)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=False, generator=order, num_workers=num_workers
+        )
         epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
         tick = started
         for images, masks in loader:
@@ -143,22 +146,45 @@ def train(
             epoch_images += images.shape[0]
             now = time.perf_counter()
             if on_step is not None:  # throughput with the data loading of the step included
-                on_step(dict(step=result.steps, total=total, epoch=epoch + 1, loss=value,
-                             lr=scheduler.get_last_lr()[0], images_per_s=images.shape[0] / (now - tick)))
+                on_step(
+                    dict(
+                        step=result.steps,
+                        total=total,
+                        epoch=epoch + 1,
+                        loss=value,
+                        lr=scheduler.get_last_lr()[0],
+                        images_per_s=images.shape[0] / (now - tick),
+                    )
+                )
             tick = now
         seconds = time.perf_counter() - started
-        result.history.append(dict(epoch=epoch + 1, step=result.steps, loss=epoch_loss / max(1, epoch_images),
-                                   lr=scheduler.get_last_lr()[0], images_per_s=epoch_images / seconds, seconds=seconds))
+        result.history.append(
+            dict(
+                epoch=epoch + 1,
+                step=result.steps,
+                loss=epoch_loss / max(1, epoch_images),
+                lr=scheduler.get_last_lr()[0],
+                images_per_s=epoch_images / seconds,
+                seconds=seconds,
+            )
+        )
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result)
     model.eval()
     return result
 
 
-def save_checkpoint(file: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
-                    result: TrainResult) -> None:
-    state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                 epoch=epoch, step=result.steps, history=result.history)
+def save_checkpoint(
+    file: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int, result: TrainResult
+) -> None:
+    state = dict(
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        epoch=epoch,
+        step=result.steps,
+        history=result.history,
+    )
     with atomic_path(file) as tmp:
         torch.save(state, tmp)
 
@@ -169,9 +195,9 @@ def evaluate(
     dataset: Dataset,
     *,
     batch_size: int = 8,
-    device: Optional[torch.device] = None,
+    device: torch.device | None = None,
     num_workers: int = 0,
-    on_batch: Optional[Callable[[int], None]] = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict:
     """Metrics of ``model`` over the whole of ``dataset`` (see ``SegmentationMetrics.compute``).
 
@@ -218,9 +244,9 @@ def trained_card_note(name: str, data: str, metrics: dict, command: str) -> str:
     return f"""
 ## Trained weights `{name}`
 
-Trained on the {data} data set. Validation split ({metrics['images']} images): **mIoU {metrics['miou']:.4f}**,
-mean accuracy {metrics['mean_acc']:.4f}, frequency-weighted IoU {metrics['fw_iou']:.4f},
-pixel accuracy {metrics['pixel_acc']:.4f}.
+Trained on the {data} data set. Validation split ({metrics["images"]} images): **mIoU {metrics["miou"]:.4f}**,
+mean accuracy {metrics["mean_acc"]:.4f}, frequency-weighted IoU {metrics["fw_iou"]:.4f},
+pixel accuracy {metrics["pixel_acc"]:.4f}.
 
 Reproduce with
 
@@ -236,14 +262,29 @@ and load with `timm.create_model("{name}", pretrained=True)` after `import rspne
 """
 
 
-def save_to_zoo(model: nn.Module, genotype: Genotype, tag: str, class_names: Sequence[str], metrics: dict, *,
-                data: str, command: str, home: Optional[Path] = None) -> Path:
+def save_to_zoo(
+    model: nn.Module,
+    genotype: Genotype,
+    tag: str,
+    class_names: Sequence[str],
+    metrics: dict,
+    *,
+    data: str,
+    command: str,
+    home: Path | None = None,
+) -> Path:
     """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag."""
     name = f"{genotype.name}.{tag}"
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "trained.safetensors"
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))
-        folder, _ = build_folder(genotype, home or zoo_home(), num_classes=len(class_names), weights=weights,
-                                 card_note=trained_card_note(name, data, metrics, command), folder_name=name,
-                                 class_names=class_names)
+        folder, _ = build_folder(
+            genotype,
+            home or zoo_home(),
+            num_classes=len(class_names),
+            weights=weights,
+            card_note=trained_card_note(name, data, metrics, command),
+            folder_name=name,
+            class_names=class_names,
+        )
     return folder

@@ -7,12 +7,14 @@ tag (written by ``rspnet-zoo build``), a folder for ``local-dir:``, and for a tr
 (``<name>.<tag>``) ``$RSPNET_ZOO_HOME/<name>.<tag>/model.safetensors`` (written by ``rspnet-zoo train``)
 or else the package data ``rspnet_zoo/weights/<name>.<tag>.safetensors``.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 from safetensors import safe_open
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
@@ -74,7 +76,7 @@ def _load_shipped() -> dict[str, Genotype]:
 SHIPPED: dict[str, Genotype] = _load_shipped()
 
 
-def weights_sha256(file: Path) -> Optional[str]:
+def weights_sha256(file: Path) -> str | None:
     with safe_open(str(file), framework="pt") as f:
         return (f.metadata() or {}).get("genotype_sha256")
 
@@ -88,8 +90,9 @@ def trained_cfg(genotype: Genotype, file: Path) -> dict[str, Any]:
             num_classes = f.get_slice("classifier.weight").get_shape()[0]
     except Exception as e:  # a truncated or foreign file
         raise WeightsError(f"{file}: not the safetensors weights of a trained zoo model ({e})") from None
-    return pretrained_cfg_for(genotype, file=str(file), num_classes=num_classes,
-                              label_names=tuple(names) if names else None)
+    return pretrained_cfg_for(
+        genotype, file=str(file), num_classes=num_classes, label_names=tuple(names) if names else None
+    )
 
 
 def packaged_tags() -> dict[str, Path]:
@@ -98,7 +101,7 @@ def packaged_tags() -> dict[str, Path]:
     return {f.stem: f for f in files if f.stem.split(".")[0] in SHIPPED and "." in f.stem}
 
 
-def tag_weights(name: str, tag: str) -> Optional[Path]:
+def tag_weights(name: str, tag: str) -> Path | None:
     """A tag trained here (zoo home) wins over the same tag shipped in the package."""
     trained = zoo_home() / f"{name}.{tag}" / WEIGHTS_FILE
     if trained.is_file():
@@ -107,13 +110,15 @@ def tag_weights(name: str, tag: str) -> Optional[Path]:
 
 
 # The untagged cfg of each spec names the zoo-home file, so it stays the default tag; trained tags follow.
-default_cfgs = generate_default_cfgs({
-    **{name: pretrained_cfg_for(g, file=str(weights_path(name))) for name, g in SHIPPED.items()},
-    **{key: trained_cfg(SHIPPED[key.split(".")[0]], file) for key, file in packaged_tags().items()},
-})
+default_cfgs = generate_default_cfgs(
+    {
+        **{name: pretrained_cfg_for(g, file=str(weights_path(name))) for name, g in SHIPPED.items()},
+        **{key: trained_cfg(SHIPPED[key.split(".")[0]], file) for key, file in packaged_tags().items()},
+    }
+)
 
 
-def _weights_file(name: str, pretrained_cfg: Any) -> Optional[Path]:
+def _weights_file(name: str, pretrained_cfg: Any) -> Path | None:
     """The file ``pretrained=True`` will read, when it is a local one we can check up front."""
     if pretrained_cfg is None:
         return weights_path(name)
@@ -127,10 +132,10 @@ def _weights_file(name: str, pretrained_cfg: Any) -> Optional[Path]:
 
 def create_genotype_net(
     name: str,
-    genotype: Union[Genotype, dict],
+    genotype: Genotype | dict,
     pretrained: bool = False,
     pretrained_cfg: Any = None,
-    pretrained_cfg_overlay: Optional[dict] = None,
+    pretrained_cfg_overlay: dict | None = None,
     **kwargs: Any,
 ) -> GenotypeNet:
     """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first."""
@@ -139,19 +144,28 @@ def create_genotype_net(
     if isinstance(pretrained_cfg, str):  # a tag, as timm passes 'rspnet_small.synth'
         file = tag_weights(name, pretrained_cfg)
         if file is None:
-            raise WeightsError(f"no weights for '{name}.{pretrained_cfg}' in {zoo_home()} or the package: "
-                               f"train them with `rspnet-zoo train {name} --tag {pretrained_cfg}`")
+            raise WeightsError(
+                f"no weights for '{name}.{pretrained_cfg}' in {zoo_home()} or the package: "
+                f"train them with `rspnet-zoo train {name} --tag {pretrained_cfg}`"
+            )
         pretrained_cfg = trained_cfg(genotype, file)
     overlay = dict(pretrained_cfg_overlay or {})
     if pretrained:
         file = _weights_file(name, pretrained_cfg)
         if file is not None:
             if not file.is_file():
-                hint = f"run `rspnet-zoo build genotypes/{name}.json`" if name in SHIPPED else "run `rspnet-zoo build SPEC --out DIR`"
+                hint = (
+                    f"run `rspnet-zoo build genotypes/{name}.json`"
+                    if name in SHIPPED
+                    else "run `rspnet-zoo build SPEC --out DIR`"
+                )
                 raise WeightsError(f"no weights for '{name}' at {file}: {hint} to make them")
             sha, expected = weights_sha256(file), spec_sha256(genotype)
             if sha != expected:
-                raise WeightsError(f"{file} was built from spec {str(sha)[:12]}, not from this '{name}' spec ({expected[:12]}): rebuild it")
+                raise WeightsError(
+                    f"{file} was built from spec {str(sha)[:12]}, "
+                    f"not from this '{name}' spec ({expected[:12]}): rebuild it"
+                )
             if pretrained_cfg is None:
                 overlay["file"] = str(file)
     if pretrained_cfg is None and name not in SHIPPED:
@@ -169,7 +183,7 @@ def create_genotype_net(
 
 
 def _entrypoint(name: str) -> Callable[..., GenotypeNet]:
-    def entrypoint(pretrained: bool = False, genotype: Union[Genotype, dict, None] = None, **kwargs: Any) -> GenotypeNet:
+    def entrypoint(pretrained: bool = False, genotype: Genotype | dict | None = None, **kwargs: Any) -> GenotypeNet:
         return create_genotype_net(name, genotype or SHIPPED[name], pretrained, **kwargs)
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
@@ -183,7 +197,7 @@ for _name in SHIPPED:
 
 
 @register_model
-def rspnet(pretrained: bool = False, genotype: Union[Genotype, dict, None] = None, **kwargs: Any) -> GenotypeNet:
+def rspnet(pretrained: bool = False, genotype: Genotype | dict | None = None, **kwargs: Any) -> GenotypeNet:
     """Any genotype spec, passed as ``genotype=``: how built folders of unregistered specs rebuild."""
     if genotype is None:
         raise ZooError("the generic 'rspnet' architecture needs genotype=<spec dict>")
@@ -210,12 +224,16 @@ def load_trained(ref: str, **kwargs: Any) -> GenotypeNet:
     path = Path(ref)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise WeightsError(f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`")
+            raise WeightsError(
+                f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`"
+            )
         return timm.create_model(f"local-dir:{path}", pretrained=True, **kwargs).eval()
     name = ref.split(".")[0]
     if name in SHIPPED and "/" not in ref and path.suffix != ".json":
         return timm.create_model(ref, pretrained=True, **kwargs).eval()
     if path.is_file():
-        raise WeightsError(f"{path}: a spec has no weights; train it (`rspnet-zoo train {path} --tag TAG`) "
-                           f"and pass the folder it writes")
+        raise WeightsError(
+            f"{path}: a spec has no weights; train it (`rspnet-zoo train {path} --tag TAG`) "
+            f"and pass the folder it writes"
+        )
     raise ZooError(f"unknown model '{ref}': neither a registered name[.tag] nor a built folder (see `rspnet-zoo list`)")

@@ -4,6 +4,7 @@ First order takes the architecture gradient at the current weights. Second order
 virtual SGD step of the weights and corrects it with the finite-difference Hessian-vector product
 (DARTS eq. 7-8), the virtual step including momentum and weight decay as the original does.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -33,9 +34,15 @@ class Bilevel:
         self.schedule = schedule
         self.weights = model.weight_parameters()
         self.arch = model.arch_parameters()
-        self.w_opt = torch.optim.SGD(self.weights, schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
-        self.lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, schedule.epochs, eta_min=schedule.lr_min)
-        self.a_opt = torch.optim.Adam(self.arch, schedule.arch_lr, betas=(0.5, 0.999), weight_decay=schedule.arch_weight_decay)
+        self.w_opt = torch.optim.SGD(
+            self.weights, schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay
+        )
+        self.lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_opt, schedule.epochs, eta_min=schedule.lr_min
+        )
+        self.a_opt = torch.optim.Adam(
+            self.arch, schedule.arch_lr, betas=(0.5, 0.999), weight_decay=schedule.arch_weight_decay
+        )
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(x)
@@ -49,7 +56,9 @@ class Bilevel:
         self.w_opt.step()
         return loss.item()
 
-    def arch_step(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def arch_step(
+        self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor
+    ) -> tuple[float, torch.Tensor]:
         """One Adam step of the architecture; returns the held-apart loss and logits."""
         self.a_opt.zero_grad(set_to_none=True)
         if self.schedule.order == 1:
@@ -97,7 +106,9 @@ class Bilevel:
         self.lr_schedule.step()
 
     def state_dict(self) -> dict:
-        return dict(w_opt=self.w_opt.state_dict(), a_opt=self.a_opt.state_dict(), lr_schedule=self.lr_schedule.state_dict())
+        return dict(
+            w_opt=self.w_opt.state_dict(), a_opt=self.a_opt.state_dict(), lr_schedule=self.lr_schedule.state_dict()
+        )
 
     def load_state_dict(self, state: dict) -> None:
         self.w_opt.load_state_dict(state["w_opt"])

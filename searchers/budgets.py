@@ -9,9 +9,10 @@ architecture learning rate raised to 3e-3 (Auto-DeepLab's) and 40 cell epochs (a
 12, PC-DARTS' 30%): with fewer, the alphas stay within a few percent of uniform and the decoded cell is
 decided by the initialisation.
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -28,7 +29,9 @@ class Schedule(Strict):
     """Bilevel optimisation: weights by SGD on one half of the data, architecture by Adam on the other."""
 
     epochs: Annotated[int, Field(ge=1, le=1000)]
-    warmup_epochs: Annotated[int, Field(ge=0, le=1000, description="epochs of weight training before the architecture moves")] = 0
+    warmup_epochs: Annotated[
+        int, Field(ge=0, le=1000, description="epochs of weight training before the architecture moves")
+    ] = 0
     lr: Annotated[float, Field(gt=0)] = 0.025
     lr_min: Annotated[float, Field(ge=0)] = 0.001
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
@@ -42,7 +45,10 @@ class Schedule(Strict):
     @model_validator(mode="after")
     def _warmup_leaves_epochs(self):
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs}), or the architecture never moves")
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs}), "
+                f"or the architecture never moves"
+            )
         return self
 
 
@@ -50,12 +56,20 @@ class CellStage(Schedule):
     """Stage 1: mixed-op cells on a proxy chain over the resolution levels."""
 
     layers: Annotated[int, Field(ge=1, le=64, description="cells in the proxy network")] = 8
-    levels: Annotated[int, Field(ge=1, le=NUM_LEVELS, description="resolution levels the proxy chain walks down")] = NUM_LEVELS
+    levels: Annotated[int, Field(ge=1, le=NUM_LEVELS, description="resolution levels the proxy chain walks down")] = (
+        NUM_LEVELS
+    )
     channels: Annotated[int, Field(ge=1, le=512, description="cell C at the first level, doubled per level")] = 16
     steps: Annotated[int, Field(ge=1, le=8, description="intermediate nodes of the searched cell")] = 4
-    partial: Annotated[int, Field(ge=1, le=16, description="PC-DARTS K: 1/K of the channels go through each mixed op (1 = all)")] = 4
-    stem_reduction: Literal[1, 2, 4] = Field(4, description="resolution of the first cells (4: 1/4, as in the emitted networks)")
-    skip_cap: Annotated[int, Field(ge=0, le=16, description="most skip-connects the decoded cell may keep (P-DARTS)")] = 2
+    partial: Annotated[
+        int, Field(ge=1, le=16, description="PC-DARTS K: 1/K of the channels go through each mixed op (1 = all)")
+    ] = 4
+    stem_reduction: Literal[1, 2, 4] = Field(
+        4, description="resolution of the first cells (4: 1/4, as in the emitted networks)"
+    )
+    skip_cap: Annotated[
+        int, Field(ge=0, le=16, description="most skip-connects the decoded cell may keep (P-DARTS)")
+    ] = 2
 
     @model_validator(mode="after")
     def _partial_divides(self):
@@ -70,14 +84,19 @@ class PathStage(Schedule):
     """Stage 2: the fixed cell on an L x 4 grid of levels, every candidate path weighted by attention."""
 
     layers: Annotated[int, Field(ge=1, le=32, description="grid layers L")] = 12
-    channels: Annotated[int, Field(ge=1, le=256, description="F: cell C at 1/4 during the search, doubled per level")] = 8
+    channels: Annotated[
+        int, Field(ge=1, le=256, description="F: cell C at 1/4 during the search, doubled per level")
+    ] = 8
     two_back: bool = Field(False, description="also offer paths from two layers back")
-    topk: Optional[Annotated[int, Field(ge=1, le=6)]] = Field(2, description="paths kept per node (the strongest)")
-    threshold: Optional[Annotated[float, Field(gt=0, le=1)]] = Field(
-        None, description="keep the paths whose attention reaches this (with topk: at most topk of them)")
+    topk: Annotated[int, Field(ge=1, le=6)] | None = Field(2, description="paths kept per node (the strongest)")
+    threshold: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="keep the paths whose attention reaches this (with topk: at most topk of them)"
+    )
     spec_channels: Annotated[int, Field(ge=1, le=256, description="F of the emitted network")] = 16
     rsp_ratio: Annotated[float, Field(gt=0, lt=1, description="RSP: fraction of channels through the cell")] = 0.5
-    rsp_depths: tuple[int, int, int, int] = Field((0, 0, 1, 2), description="RSP recursion depth per level (0: no split)")
+    rsp_depths: tuple[int, int, int, int] = Field(
+        (0, 0, 1, 2), description="RSP recursion depth per level (0: no split)"
+    )
 
     @model_validator(mode="after")
     def _keeps_something(self):
@@ -91,32 +110,39 @@ class PathStage(Schedule):
 class SearchConfig(Strict):
     image_size: Annotated[int, Field(ge=8, le=2048, description="square training crops")] = 64
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
-    samples: Optional[Annotated[int, Field(ge=2)]] = Field(
-        None, description="images taken from the train split (None: all); half train the weights, half the architecture")
+    samples: Annotated[int, Field(ge=2)] | None = Field(
+        None, description="images taken from the train split (None: all); half train the weights, half the architecture"
+    )
     cell: CellStage
     path: PathStage
 
 
 BUDGETS: dict[str, SearchConfig] = {
     "smoke": SearchConfig(
-        image_size=32, batch_size=4, samples=8,
+        image_size=32,
+        batch_size=4,
+        samples=8,
         cell=CellStage(epochs=2, warmup_epochs=1, layers=2, levels=2, channels=4, steps=2, partial=2, head_channels=8),
         path=PathStage(epochs=2, warmup_epochs=1, layers=2, channels=4, spec_channels=8, head_channels=8, arch_lr=3e-3),
     ),
     "small": SearchConfig(
-        image_size=64, batch_size=8, samples=400,
+        image_size=64,
+        batch_size=8,
+        samples=400,
         cell=CellStage(epochs=40, warmup_epochs=12, layers=8, channels=8, steps=3, partial=2, lr=0.05, arch_lr=3e-3),
         path=PathStage(epochs=20, warmup_epochs=6, layers=6, channels=12, arch_lr=3e-3, lr=0.05),
     ),
     "paper": SearchConfig(
-        image_size=321, batch_size=256, samples=None,
+        image_size=321,
+        batch_size=256,
+        samples=None,
         cell=CellStage(epochs=50, warmup_epochs=15, layers=8, channels=16, steps=4, partial=4, lr=0.1),
         path=PathStage(epochs=40, warmup_epochs=20, layers=12, channels=8, arch_lr=3e-3, head_channels=256),
     ),
 }
 
 
-def resolve_config(budget: str, overrides: Optional[dict[str, Any]] = None) -> SearchConfig:
+def resolve_config(budget: str, overrides: dict[str, Any] | None = None) -> SearchConfig:
     """The named budget with ``overrides`` applied; keys are field names, dotted for one stage
     ('epochs' alone sets it in every stage that has it). Every error is one ZooError line."""
     if budget not in BUDGETS:

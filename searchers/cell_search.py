@@ -1,7 +1,8 @@
 """Stage 1, the cell search: the supernet, what the log records of it each epoch, and its decoding."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rspnet_zoo.ops import DARTS_PRIMITIVES
 

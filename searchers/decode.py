@@ -10,10 +10,11 @@ Paths: each node keeps the candidates whose attention reaches the threshold and/
 left with no path, or whose paths all come from dropped nodes, is dropped; then every node that no
 longer reaches the head is pruned.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
 
 import torch
 
@@ -41,7 +42,9 @@ def _edge_index(steps: int, num_inputs: int) -> list[list[int]]:
     return rows
 
 
-def _argmax_cell(weights: torch.Tensor, primitives: Sequence[str], steps: int, num_inputs: int) -> list[list[tuple[int, int, str, float]]]:
+def _argmax_cell(
+    weights: torch.Tensor, primitives: Sequence[str], steps: int, num_inputs: int
+) -> list[list[tuple[int, int, str, float]]]:
     """[(edge row, input, op, weight)] per step, the plain DARTS rule on masked weights."""
     decoded = []
     for rows in _edge_index(steps, num_inputs):
@@ -56,12 +59,19 @@ def _argmax_cell(weights: torch.Tensor, primitives: Sequence[str], steps: int, n
 
 
 def decode_cell(
-    weights: torch.Tensor, primitives: Sequence[str], steps: int, skip_cap: Optional[int] = None, num_inputs: int = 2,
+    weights: torch.Tensor,
+    primitives: Sequence[str],
+    steps: int,
+    skip_cap: int | None = None,
+    num_inputs: int = 2,
 ) -> CellDecision:
     """``weights``: edges x primitives (softmax(alpha), times the edge weight with edge normalisation)."""
     expected = sum(num_inputs + i for i in range(steps))
     if weights.shape != (expected, len(primitives)):
-        raise ValueError(f"weights of shape {tuple(weights.shape)}; {steps} steps over {len(primitives)} primitives need {(expected, len(primitives))}")
+        raise ValueError(
+            f"weights of shape {tuple(weights.shape)}; "
+            f"{steps} steps over {len(primitives)} primitives need {(expected, len(primitives))}"
+        )
     masked = weights.detach().clone().double()
     if "none" in primitives:
         masked[:, primitives.index("none")] = float("-inf")
@@ -70,7 +80,8 @@ def decode_cell(
     struck = []
     while skip_cap is not None and sum(op == SKIP for step in decoded for _, _, op, _ in step) > skip_cap:
         s, (row, j, _, _) = min(
-            ((s, e) for s, step in enumerate(decoded) for e in step if e[2] == SKIP), key=lambda t: (t[1][3], t[0], t[1][1])
+            ((s, e) for s, step in enumerate(decoded) for e in step if e[2] == SKIP),
+            key=lambda t: (t[1][3], t[0], t[1][1]),
         )
         masked[row, primitives.index(SKIP)] = float("-inf")
         struck.append((s, j))
@@ -91,7 +102,7 @@ class PathDecision:
     pruned: tuple[str, ...] = field(default=())  # nodes that no longer reach the head
 
 
-def keep_paths(attention: Sequence[float], topk: Optional[int], threshold: Optional[float]) -> list[int]:
+def keep_paths(attention: Sequence[float], topk: int | None, threshold: float | None) -> list[int]:
     """Indices of the kept candidates, strongest first (ties to the earlier candidate)."""
     order = sorted(range(len(attention)), key=lambda i: (-attention[i], i))
     if threshold is not None:
@@ -103,8 +114,8 @@ def decode_paths(
     candidates: Mapping[str, Sequence[str]],
     attention: Mapping[str, Sequence[float]],
     head: Sequence[str],
-    topk: Optional[int],
-    threshold: Optional[float],
+    topk: int | None,
+    threshold: float | None,
     roots: Sequence[str] = ("stem1",),
 ) -> PathDecision:
     """``candidates`` and ``attention`` per node in topological order; ``head`` the nodes the head may
@@ -123,7 +134,8 @@ def decode_paths(
     reach = {n for n in head if n in kept}
     if not reach:
         raise ZooError(
-            f"the path decoding keeps no node the head can read (topk={topk}, threshold={threshold}): lower the threshold"
+            f"the path decoding keeps no node the head can read (topk={topk}, threshold={threshold}): "
+            f"lower the threshold"
         )
     for node in reversed(list(kept)):
         if node in reach:

@@ -4,9 +4,8 @@ The supernet is the compiled lattice spec (``GenotypeNet``, RSP partial stages i
 attention fusions take their weights from learnable logits: one softmax over each node's candidates,
 shared by both of its cell inputs. Decoding keeps several paths per node where the attention says so.
 """
-from __future__ import annotations
 
-from typing import List
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +23,15 @@ class PathSupernet(nn.Module):
     def __init__(self, cell: Cell, stage: PathStage, num_classes: int):
         super().__init__()
         self.lattice = lattice(stage.layers, stage.two_back)
-        genotype = path_network(cell, self.lattice, stage.channels, stage.rsp_ratio, stage.rsp_depths, num_classes,
-                                head_channels=stage.head_channels)
+        genotype = path_network(
+            cell,
+            self.lattice,
+            stage.channels,
+            stage.rsp_ratio,
+            stage.rsp_depths,
+            num_classes,
+            head_channels=stage.head_channels,
+        )
         self.net = GenotypeNet(genotype)
         width = max(len(n.candidates) for n in self.lattice)
         self.logits = nn.Parameter(1e-3 * torch.randn(len(self.lattice), width))
@@ -36,9 +42,11 @@ class PathSupernet(nn.Module):
         # per network node: its attention row (-1 for the stems) and, per input, each path's column
         rows = {n.id: r for r, n in enumerate(self.lattice)}
         by_id = {n.id: n for n in self.lattice}
-        self.rows: List[int] = [rows.get(node.id, -1) for node in genotype.network.nodes]
-        self.columns: List[List[List[int]]] = [
-            [[by_id[node.id].candidates.index(p.node) for p in slot.paths] for slot in node.inputs] if node.id in by_id else []
+        self.rows: list[int] = [rows.get(node.id, -1) for node in genotype.network.nodes]
+        self.columns: list[list[list[int]]] = [
+            [[by_id[node.id].candidates.index(p.node) for p in slot.paths] for slot in node.inputs]
+            if node.id in by_id
+            else []
             for node in genotype.network.nodes
         ]
 
@@ -78,9 +86,12 @@ class PathSearch:
 
     def snapshot(self) -> dict:
         attention = self.model.attention().tolist()
-        return dict(attention={
-            n.id: {src: round(w, 5) for src, w in zip(n.candidates, row)} for n, row in zip(self.model.lattice, attention)
-        })
+        return dict(
+            attention={
+                n.id: {src: round(w, 5) for src, w in zip(n.candidates, row)}
+                for n, row in zip(self.model.lattice, attention)
+            }
+        )
 
     def decode(self) -> PathDecision:
         attention = self.model.attention().detach()

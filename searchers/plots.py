@@ -1,9 +1,10 @@
 """PNG plots of a search: how the alphas and the path attentions moved, and the decoded cell."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rspnet_zoo.fsutil import atomic_path
 from rspnet_zoo.spec import Cell
@@ -87,10 +88,21 @@ def plot_cell(cell: Cell, out: Path, title: str = "decoded cell") -> Path:
         target = cell.num_inputs + j
         for edge in step.edges:
             bend = 0.35 if (target - edge.input) % 2 else -0.35
-            ax.annotate("", xy=(target, 0), xytext=(edge.input, 0),
-                        arrowprops=dict(arrowstyle="->", lw=1.2, connectionstyle=f"arc3,rad={bend}"))
-            ax.text((target + edge.input) / 2, -bend * (target - edge.input) / 2 * 0.9, edge.op, ha="center",
-                    va="center", fontsize=7, bbox=dict(boxstyle="round,pad=0.15", fc="white", lw=0.3))
+            ax.annotate(
+                "",
+                xy=(target, 0),
+                xytext=(edge.input, 0),
+                arrowprops=dict(arrowstyle="->", lw=1.2, connectionstyle=f"arc3,rad={bend}"),
+            )
+            ax.text(
+                (target + edge.input) / 2,
+                -bend * (target - edge.input) / 2 * 0.9,
+                edge.op,
+                ha="center",
+                va="center",
+                fontsize=7,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", lw=0.3),
+            )
     labels = [f"in{i}" for i in range(cell.num_inputs)] + [str(cell.num_inputs + j) for j in range(len(cell.steps))]
     for x, label in zip(xs, labels):
         ax.scatter([x], [0], s=500, zorder=3, color="tab:orange" if x >= cell.num_inputs else "tab:gray")

@@ -7,14 +7,15 @@ history and torch's RNG state after each epoch), ``log.jsonl`` (one row per epoc
 function of (seed, stage, epoch) and the augmentation draws from the checkpointed RNG, so a resumed
 search replays exactly what the interrupted one would have done.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from pydantic import TypeAdapter, ValidationError
@@ -53,25 +54,31 @@ class SearchRequest:
     out: Path
     run_dir: Path
     dataset: str = "synthetic"
-    data_root: Optional[Path] = None
+    data_root: Path | None = None
     seed: int = 0
-    cell_spec: Optional[Path] = None  # stage 'path': the spec whose cell is searched over
-    cell_name: Optional[str] = None
+    cell_spec: Path | None = None  # stage 'path': the spec whose cell is searched over
+    cell_name: str | None = None
     resume: bool = False
     force: bool = False
     command: str = ""
 
     def settings(self) -> dict:
         """What a checkpoint must agree with to be resumed."""
-        return dict(stage=self.stage, config=self.config.model_dump(mode="json"), seed=self.seed, dataset=self.dataset,
-                    data_root=str(self.data_root) if self.data_root else None,
-                    cell_spec=str(self.cell_spec) if self.cell_spec else None, cell_name=self.cell_name)
+        return dict(
+            stage=self.stage,
+            config=self.config.model_dump(mode="json"),
+            seed=self.seed,
+            dataset=self.dataset,
+            data_root=str(self.data_root) if self.data_root else None,
+            cell_spec=str(self.cell_spec) if self.cell_spec else None,
+            cell_name=self.cell_name,
+        )
 
 
 class SearchData:
     """The train split, cut into a half that trains the weights and a held-apart half for the architecture."""
 
-    def __init__(self, dataset: str, root: Optional[Path], config: SearchConfig, seed: int):
+    def __init__(self, dataset: str, root: Path | None, config: SearchConfig, seed: int):
         size = (config.image_size, config.image_size)
         data = build_dataset(dataset, "train", root=root, crop=size, train=True)
         count = len(data) if config.samples is None else min(config.samples, len(data))
@@ -87,8 +94,13 @@ class SearchData:
 
     def loader(self, part: str, stage: str, epoch: int) -> DataLoader:
         key = ((self.seed * 7919 + STAGES.index(stage)) * 100_003 + epoch) * 2 + (part == "arch")
-        return DataLoader(self.parts[part], batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          generator=torch.Generator().manual_seed(key))
+        return DataLoader(
+            self.parts[part],
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(key),
+        )
 
 
 @dataclass
@@ -101,7 +113,7 @@ EpochHook = Callable[[str, int], None]
 
 
 class Runner:
-    def __init__(self, request: SearchRequest, data: SearchData, progress, on_epoch_end: Optional[EpochHook]):
+    def __init__(self, request: SearchRequest, data: SearchData, progress, on_epoch_end: EpochHook | None):
         self.request = request
         self.data = data
         self.progress = progress
@@ -121,21 +133,35 @@ class Runner:
         if file.exists():
             state = load_checkpoint(file)
             if state.get("settings") != self.request.settings():
-                raise ZooError(f"{file}: was made by a search with other settings; resume it with the same command, or pass --force to start over")
+                raise ZooError(
+                    f"{file}: was made by a search with other settings; "
+                    f"resume it with the same command, or pass --force to start over"
+                )
             model.load_state_dict(state["model"])
             bilevel.load_state_dict(state["bilevel"])
             torch.set_rng_state(state["rng"])
             start, run.history, run.wall_s = state["epoch"], list(state["history"]), state["wall_s"]
         steps = self.data.steps_per_epoch
-        task = self.progress.add_task(f"{stage.name} search", total=schedule.epochs * steps, completed=start * steps) if self.progress else None
+        task = (
+            self.progress.add_task(f"{stage.name} search", total=schedule.epochs * steps, completed=start * steps)
+            if self.progress
+            else None
+        )
         for epoch in range(start, schedule.epochs):
             started = time.perf_counter()
             row = self._epoch(stage, bilevel, epoch, task)
             row["seconds"] = round(time.perf_counter() - started, 3)
             run.wall_s += row["seconds"]
             run.history.append(row)
-            state = dict(settings=self.request.settings(), epoch=epoch + 1, model=model.state_dict(),
-                         bilevel=bilevel.state_dict(), rng=torch.get_rng_state(), history=run.history, wall_s=run.wall_s)
+            state = dict(
+                settings=self.request.settings(),
+                epoch=epoch + 1,
+                model=model.state_dict(),
+                bilevel=bilevel.state_dict(),
+                rng=torch.get_rng_state(),
+                history=run.history,
+                wall_s=run.wall_s,
+            )
             with atomic_path(file) as tmp:
                 torch.save(state, tmp)
             self.write_log()
@@ -159,10 +185,17 @@ class Runner:
                 metrics.update(logits, y_arch)
             losses.append(bilevel.weight_step(x, y))
             if task is not None:
-                self.progress.update(task, advance=1, description=f"{stage.name} search, epoch {epoch + 1}/{schedule.epochs}, loss {losses[-1]:.3f}")
+                self.progress.update(
+                    task,
+                    advance=1,
+                    description=f"{stage.name} search, epoch {epoch + 1}/{schedule.epochs}, loss {losses[-1]:.3f}",
+                )
         bilevel.end_epoch()
         return dict(
-            stage=stage.name, epoch=epoch + 1, lr=lr, train_loss=sum(losses) / len(losses),
+            stage=stage.name,
+            epoch=epoch + 1,
+            lr=lr,
+            train_loss=sum(losses) / len(losses),
             arch_loss=sum(arch_losses) / len(arch_losses) if arch_losses else None,
             arch_miou=metrics.compute()["miou"] if arch_losses else None,
             **stage.snapshot(),
@@ -173,7 +206,7 @@ class Runner:
         atomic_write_text(self.request.run_dir / LOG_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def _cell_of(spec: Path, cell_name: Optional[str]) -> tuple[Cell, str]:
+def _cell_of(spec: Path, cell_name: str | None) -> tuple[Cell, str]:
     genotype = load_spec(spec)
     if cell_name is None:
         if len(genotype.cells) != 1:
@@ -191,8 +224,11 @@ def _check_request(r: SearchRequest) -> None:
     if r.stage not in STAGES:
         raise ZooError(f"unknown stage '{r.stage}' (choose {', '.join(STAGES)})")
     if (r.stage == "path") != (r.cell_spec is not None):
-        raise ZooError("--cell SPEC goes with --stage path, and --stage path needs it" if r.stage == "path"
-                       else f"--cell is for --stage path; --stage {r.stage} searches its own cell")
+        raise ZooError(
+            "--cell SPEC goes with --stage path, and --stage path needs it"
+            if r.stage == "path"
+            else f"--cell is for --stage path; --stage {r.stage} searches its own cell"
+        )
     try:
         TypeAdapter(Identifier).validate_python(r.name)
     except ValidationError:
@@ -204,12 +240,14 @@ def _check_request(r: SearchRequest) -> None:
         raise ZooError(f"{r.run_dir}: no search checkpoint to resume")
     if checkpoints and not r.resume:
         if not r.force:
-            raise ZooError(f"{r.run_dir}: holds an earlier search; pass --resume to continue it or --force to start over")
+            raise ZooError(
+                f"{r.run_dir}: holds an earlier search; pass --resume to continue it or --force to start over"
+            )
         for file in checkpoints:
             file.unlink()
 
 
-def search(request: SearchRequest, progress=None, on_epoch_end: Optional[EpochHook] = None) -> dict:
+def search(request: SearchRequest, progress=None, on_epoch_end: EpochHook | None = None) -> dict:
     """Run the requested stage(s) and write the emitted spec to ``request.out``; returns a summary.
 
     ``progress`` is a rich Progress (or None); ``on_epoch_end(stage, epoch)`` runs after each saved epoch.
@@ -233,7 +271,9 @@ def search(request: SearchRequest, progress=None, on_epoch_end: Optional[EpochHo
             cell = cell_decision.cell
             cell_spec = _cell_genotype(request, data, cell, runner, cell_decision)
             parent = _write_spec(cell_spec, request.run_dir / CELL_SPEC_FILE)
-            plots.append(str(plot_alphas(runner.runs["cell"].history, cell_stage.primitives, request.run_dir / "alphas.png")))
+            plots.append(
+                str(plot_alphas(runner.runs["cell"].history, cell_stage.primitives, request.run_dir / "alphas.png"))
+            )
             plots.append(str(plot_cell(cell, request.run_dir / "cell.png")))
             summary["cell"] = _describe_cell(cell_decision)
         if request.stage == "cell":
@@ -245,20 +285,37 @@ def search(request: SearchRequest, progress=None, on_epoch_end: Optional[EpochHo
             decision = path_stage.decode()
             plots.append(str(plot_attention(runner.runs["path"].history, request.run_dir / "attention.png")))
             result = path_network(
-                cell, path_stage.model.lattice, cfg.path.spec_channels, cfg.path.rsp_ratio, cfg.path.rsp_depths,
-                data.num_classes, kept=decision.kept, name=request.name,
+                cell,
+                path_stage.model.lattice,
+                cfg.path.spec_channels,
+                cfg.path.rsp_ratio,
+                cfg.path.rsp_depths,
+                data.num_classes,
+                kept=decision.kept,
+                name=request.name,
                 provenance=_provenance(request, runner, parent, cell_decision, decision),
                 class_names=data.class_names,
             )
             summary["paths"] = _describe_paths(decision)
-    result = result.model_copy(update=dict(description=(
-        f"Found by `rspnet-zoo search --stage {request.stage}` (budget {request.budget}, seed {request.seed}) "
-        f"on the {request.dataset} data set; see provenance for the command and the run.")))
+    result = result.model_copy(
+        update=dict(
+            description=(
+                f"Found by `rspnet-zoo search --stage {request.stage}` (budget {request.budget}, seed {request.seed}) "
+                f"on the {request.dataset} data set; see provenance for the command and the run."
+            )
+        )
+    )
     sha = _write_spec(result, request.out)
     plots.append(str(render_graph(result, request.run_dir / "network.png")))
-    summary.update(out=str(request.out), sha256=sha, parent_sha256=result.provenance.parent_sha256,
-                   wall_time_s=result.provenance.wall_time_s, log=str(request.run_dir / LOG_FILE), plots=plots,
-                   epochs=result.provenance.epochs)
+    summary.update(
+        out=str(request.out),
+        sha256=sha,
+        parent_sha256=result.provenance.parent_sha256,
+        wall_time_s=result.provenance.wall_time_s,
+        log=str(request.run_dir / LOG_FILE),
+        plots=plots,
+        epochs=result.provenance.epochs,
+    )
     return summary
 
 
@@ -273,49 +330,84 @@ def _write_spec(genotype: Genotype, dest: Path) -> str:
     return spec_sha256(genotype)
 
 
-def _cell_genotype(request: SearchRequest, data: SearchData, cell: Cell, runner: Runner, decision: CellDecision) -> Genotype:
+def _cell_genotype(
+    request: SearchRequest, data: SearchData, cell: Cell, runner: Runner, decision: CellDecision
+) -> Genotype:
     """The stage-1 result as a whole network: the searched cell on the proxy chain at the emitted width."""
     cfg = request.config
     return proxy_chain(
-        cell, cfg.cell.layers, min(NUM_LEVELS, cfg.cell.layers), cfg.path.spec_channels, stem_reduction=4,
-        head_channels=HEAD_CHANNELS, num_classes=data.num_classes,
+        cell,
+        cfg.cell.layers,
+        min(NUM_LEVELS, cfg.cell.layers),
+        cfg.path.spec_channels,
+        stem_reduction=4,
+        head_channels=HEAD_CHANNELS,
+        num_classes=data.num_classes,
         name=f"{request.name}_cell" if request.stage != "cell" else request.name,
-        provenance=_provenance(request, runner, None, decision, None, stage="cell"), class_names=data.class_names,
+        provenance=_provenance(request, runner, None, decision, None, stage="cell"),
+        class_names=data.class_names,
     )
 
 
-def _provenance(request: SearchRequest, runner: Runner, parent: Optional[str], cell: Optional[CellDecision],
-                paths: Optional[PathDecision], stage: Optional[str] = None) -> Provenance:
+def _provenance(
+    request: SearchRequest,
+    runner: Runner,
+    parent: str | None,
+    cell: CellDecision | None,
+    paths: PathDecision | None,
+    stage: str | None = None,
+) -> Provenance:
     cfg = request.config
     runs = {k: v for k, v in runner.runs.items() if stage is None or k == stage}
     notes = []
     if cell is not None:
-        notes.append(f"cell search: {cfg.cell.epochs} epochs, order {cfg.cell.order}, partial channels K={cfg.cell.partial}, "
-                     f"{cfg.cell.layers} cells x C={cfg.cell.channels}; skip-connects {cell.skips_before_cap} -> {cell.skips} "
-                     f"(cap {cfg.cell.skip_cap})")
+        notes.append(
+            f"cell search: {cfg.cell.epochs} epochs, order {cfg.cell.order}, partial channels K={cfg.cell.partial}, "
+            f"{cfg.cell.layers} cells x C={cfg.cell.channels}; skip-connects {cell.skips_before_cap} -> {cell.skips} "
+            f"(cap {cfg.cell.skip_cap})"
+        )
     if paths is not None:
-        rule = " and ".join(filter(None, [f"top-{cfg.path.topk}" if cfg.path.topk else "",
-                                          f"attention >= {cfg.path.threshold}" if cfg.path.threshold else ""]))
-        notes.append(f"path search: {cfg.path.epochs} epochs, {cfg.path.layers} layers x F={cfg.path.channels}, "
-                     f"two-back {'on' if cfg.path.two_back else 'off'}, kept {rule}; "
-                     f"{len(paths.dropped)} nodes dropped, {len(paths.pruned)} pruned")
+        rule = " and ".join(
+            filter(
+                None,
+                [
+                    f"top-{cfg.path.topk}" if cfg.path.topk else "",
+                    f"attention >= {cfg.path.threshold}" if cfg.path.threshold else "",
+                ],
+            )
+        )
+        notes.append(
+            f"path search: {cfg.path.epochs} epochs, {cfg.path.layers} layers x F={cfg.path.channels}, "
+            f"two-back {'on' if cfg.path.two_back else 'off'}, kept {rule}; "
+            f"{len(paths.dropped)} nodes dropped, {len(paths.pruned)} pruned"
+        )
     return Provenance(
-        searcher=SEARCHER, stage=stage or request.stage, seed=request.seed, dataset=request.dataset,
-        budget=request.budget, epochs=sum(cfg.cell.epochs if k == "cell" else cfg.path.epochs for k in runs),
-        wall_time_s=round(sum(r.wall_s for r in runs.values()), 1), tool_version=rspnet_zoo.__version__,
-        parent_sha256=parent, command=request.command or None, notes="; ".join(notes) or None,
+        searcher=SEARCHER,
+        stage=stage or request.stage,
+        seed=request.seed,
+        dataset=request.dataset,
+        budget=request.budget,
+        epochs=sum(cfg.cell.epochs if k == "cell" else cfg.path.epochs for k in runs),
+        wall_time_s=round(sum(r.wall_s for r in runs.values()), 1),
+        tool_version=rspnet_zoo.__version__,
+        parent_sha256=parent,
+        command=request.command or None,
+        notes="; ".join(notes) or None,
     )
 
 
 def _describe_cell(d: CellDecision) -> dict:
     return dict(
         steps=[" + ".join(f"{e.op}(s{e.input})" for e in step.edges) for step in d.cell.steps],
-        skips_before_cap=d.skips_before_cap, skips=d.skips, struck=[list(e) for e in d.struck],
+        skips_before_cap=d.skips_before_cap,
+        skips=d.skips,
+        struck=[list(e) for e in d.struck],
     )
 
 
 def _describe_paths(d: PathDecision) -> dict:
     return dict(
         kept={n: [[src, round(w, 4)] for src, w in p] for n, p in d.kept.items()},
-        dropped=list(d.dropped), pruned=list(d.pruned),
+        dropped=list(d.dropped),
+        pruned=list(d.pruned),
     )

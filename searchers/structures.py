@@ -5,13 +5,25 @@ lowers a proxy chain of cells over the resolution levels (DARTS' CIFAR network t
 segmentation net), stage 2 a lattice of L layers x 4 levels with every candidate path. Emitting a
 searched spec is then one more call with the decoded choices filled in.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from rspnet_zoo.spec import (
-    Cell, CellStep, Defaults, Edge, FusionHead, Genotype, InputSlot, LayerArgs, Network, Node, Partial, Path,
+    Cell,
+    CellStep,
+    Defaults,
+    Edge,
+    FusionHead,
+    Genotype,
+    InputSlot,
+    LayerArgs,
+    Network,
+    Node,
+    Partial,
+    Path,
     Provenance,
 )
 
@@ -40,20 +52,36 @@ def _stems(channels: int, stem_reduction: int) -> list[Node]:
         reduction = min(2 * reduction, stem_reduction)
         node_id = f"stem{i + 2 - count}"  # the last one is STEM
         width = 2 * channels if i == count - 1 else channels
-        stems.append(Node(id=node_id, layer="conv", reduction=reduction, channels=width,
-                          inputs=[InputSlot(paths=[Path(node=source)])], args=LayerArgs()))
+        stems.append(
+            Node(
+                id=node_id,
+                layer="conv",
+                reduction=reduction,
+                channels=width,
+                inputs=[InputSlot(paths=[Path(node=source)])],
+                args=LayerArgs(),
+            )
+        )
         source = node_id
     return stems
 
 
-def _defaults(num_classes: int, class_names: Optional[Sequence[str]]) -> Defaults:
+def _defaults(num_classes: int, class_names: Sequence[str] | None) -> Defaults:
     names = list(class_names) if class_names and len(class_names) == num_classes else None
     return Defaults(num_classes=num_classes, class_names=names)
 
 
 def proxy_chain(
-    cell: Cell, layers: int, levels: int, channels: int, stem_reduction: int, head_channels: int, num_classes: int,
-    name: str = "proxy", provenance: Optional[Provenance] = None, class_names: Optional[Sequence[str]] = None,
+    cell: Cell,
+    layers: int,
+    levels: int,
+    channels: int,
+    stem_reduction: int,
+    head_channels: int,
+    num_classes: int,
+    name: str = "proxy",
+    provenance: Provenance | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Genotype:
     """``layers`` cells over ``levels`` levels, going down a level at cells ``k * layers // levels`` (DARTS'
     rule: with 3 levels, 8 cells step down at cells 2 and 5); C doubles per level. Cell i reads cells
@@ -67,18 +95,27 @@ def proxy_chain(
         node_id = f"c{i}_r{reduction}"
         sources = [ids[i - 2] if i >= 2 else STEM, ids[i - 1] if i >= 1 else STEM]
         finest = min(reduction_of[s] for s in sources)
-        nodes.append(Node(
-            id=node_id, cell=CELL, reduction=reduction, channels=channels * 2**level,
-            inputs=[InputSlot(paths=[Path(node=s)]) for s in sources],
-            downsample="factorized" if finest * 2 >= reduction else "bilinear",
-        ))
+        nodes.append(
+            Node(
+                id=node_id,
+                cell=CELL,
+                reduction=reduction,
+                channels=channels * 2**level,
+                inputs=[InputSlot(paths=[Path(node=s)]) for s in sources],
+                downsample="factorized" if finest * 2 >= reduction else "bilinear",
+            )
+        )
         ids.append(node_id)
         reduction_of[node_id] = reduction
         last_at[level] = node_id
     return Genotype(
-        format_version=1, name=name, cells={CELL: cell}, network=Network(nodes=nodes),
+        format_version=1,
+        name=name,
+        cells={CELL: cell},
+        network=Network(nodes=nodes),
         head=FusionHead(type="fusion", inputs=list(last_at.values()), channels=head_channels),
-        defaults=_defaults(num_classes, class_names), provenance=provenance or Provenance(),
+        defaults=_defaults(num_classes, class_names),
+        provenance=provenance or Provenance(),
     )
 
 
@@ -112,15 +149,24 @@ def lattice(layers: int, two_back: bool) -> list[LatticeNode]:
         return tuple(lattice_id(layer, s) for s in (level - 1, level, level + 1) if present(layer, s))
 
     return [
-        LatticeNode(lattice_id(l, s), l, s, around(l - 1, s), around(l - 2, s) if two_back else ())
-        for l in range(1, layers + 1) for s in range(min(l, NUM_LEVELS - 1) + 1)
+        LatticeNode(lattice_id(layer, s), layer, s, around(layer - 1, s), around(layer - 2, s) if two_back else ())
+        for layer in range(1, layers + 1)
+        for s in range(min(layer, NUM_LEVELS - 1) + 1)
     ]
 
 
 def path_network(
-    cell: Cell, nodes: Sequence[LatticeNode], channels: int, rsp_ratio: float, rsp_depths: Sequence[int],
-    num_classes: int, kept: Optional[dict[str, list[tuple[str, float]]]] = None, head_channels: int = HEAD_CHANNELS,
-    name: str = "lattice", provenance: Optional[Provenance] = None, class_names: Optional[Sequence[str]] = None,
+    cell: Cell,
+    nodes: Sequence[LatticeNode],
+    channels: int,
+    rsp_ratio: float,
+    rsp_depths: Sequence[int],
+    num_classes: int,
+    kept: dict[str, list[tuple[str, float]]] | None = None,
+    head_channels: int = HEAD_CHANNELS,
+    name: str = "lattice",
+    provenance: Provenance | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Genotype:
     """The lattice restricted to ``kept`` (node id -> [(source id, attention weight)]; None: every
     candidate, weighted uniformly); nodes missing from ``kept`` are left out. A node's second cell
@@ -138,21 +184,29 @@ def path_network(
         recent = [p for p in paths if p[0] in node.previous] or [p for p in paths if p[0] in node.two_back]
         older = [p for p in paths if p[0] in node.two_back] or recent
         depth = rsp_depths[node.level]
-        out_nodes.append(Node(
-            id=node.id, cell=CELL, reduction=4 * 2**node.level, channels=channels * 2**node.level,
-            inputs=[_attention_slot(older), _attention_slot(recent)],
-            partial=Partial(ratio=rsp_ratio, depth=depth) if depth else None,
-        ))
+        out_nodes.append(
+            Node(
+                id=node.id,
+                cell=CELL,
+                reduction=4 * 2**node.level,
+                channels=channels * 2**node.level,
+                inputs=[_attention_slot(older), _attention_slot(recent)],
+                partial=Partial(ratio=rsp_ratio, depth=depth) if depth else None,
+            )
+        )
         if node.layer == head_layer:
             last_layer[node.level] = node.id
     return Genotype(
-        format_version=1, name=name, cells={CELL: cell}, network=Network(nodes=out_nodes),
+        format_version=1,
+        name=name,
+        cells={CELL: cell},
+        network=Network(nodes=out_nodes),
         head=FusionHead(type="fusion", inputs=list(last_layer.values()), channels=head_channels),
-        defaults=_defaults(num_classes, class_names), provenance=provenance or Provenance(),
+        defaults=_defaults(num_classes, class_names),
+        provenance=provenance or Provenance(),
     )
 
 
 def _attention_slot(paths: list[tuple[str, float]]) -> InputSlot:
     """Weights rounded to four places for a readable spec, never to zero (the compiler normalises them)."""
     return InputSlot(fuse="attention", paths=[Path(node=src, weight=max(round(w, 4), 1e-4)) for src, w in paths])
-

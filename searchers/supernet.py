@@ -8,9 +8,10 @@ A step computes the mixed ops of all its edges together (``MixedStep``).
 The outer structure (stem, preprocessing of the cell inputs, fusion head) is compiled from the proxy
 chain spec by the zoo's own building blocks.
 """
+
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +49,20 @@ def blockwise(op: nn.Module, blocks: int) -> nn.Module:
     for parent in list(op.modules()):
         for name, conv in parent.named_children():
             if isinstance(conv, nn.Conv2d) and conv.groups == 1 and blocks > 1:
-                setattr(parent, name, nn.Conv2d(
-                    conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                    groups=blocks, bias=conv.bias is not None,
-                ))
+                setattr(
+                    parent,
+                    name,
+                    nn.Conv2d(
+                        conv.in_channels,
+                        conv.out_channels,
+                        conv.kernel_size,
+                        conv.stride,
+                        conv.padding,
+                        conv.dilation,
+                        groups=blocks,
+                        bias=conv.bias is not None,
+                    ),
+                )
     return op
 
 
@@ -60,7 +71,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
-def _detach(op: nn.Module, index: int, kind: type[nn.Module]) -> Optional[nn.Module]:
+def _detach(op: nn.Module, index: int, kind: type[nn.Module]) -> nn.Module | None:
     """Removes and returns the ``kind`` module that starts (``index`` 0) or ends (-1) a nest of Sequentials."""
     seq = op
     while isinstance(seq, nn.Sequential) and len(seq) and isinstance(seq[index], nn.Sequential):
@@ -81,7 +92,7 @@ class ScaledOp(nn.Module):
         super().__init__()
         op = blockwise(search_op(name, channels), blocks)
         self.pre_act = _detach(op, 0, nn.ReLU) is not None
-        self.norm: Optional[nn.BatchNorm2d] = _detach(op, -1, nn.BatchNorm2d)
+        self.norm: nn.BatchNorm2d | None = _detach(op, -1, nn.BatchNorm2d)
         self.body = op
 
     def forward(self, x: torch.Tensor, x_relu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -106,11 +117,11 @@ class MixedStep(nn.Module):
         super().__init__()
         self.partial = partial
         self.width = channels // partial
-        self.index: List[int] = [i for i, p in enumerate(primitives) if p != "none"]  # 'none' adds zeros
+        self.index: list[int] = [i for i, p in enumerate(primitives) if p != "none"]  # 'none' adds zeros
         self.ops = nn.ModuleList([ScaledOp(primitives[i], self.width * num_edges, num_edges) for i in self.index])
         self.pre_act = any(op.pre_act for op in self.ops)
 
-    def forward(self, states: List[torch.Tensor], alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    def forward(self, states: list[torch.Tensor], alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """``alphas`` (edges x primitives) and ``betas`` (edges) are this step's rows."""
         n, w = len(states), self.width
         x = torch.cat([h[:, :w] for h in states], dim=1) if self.partial > 1 else torch.cat(states, dim=1)
@@ -131,7 +142,7 @@ class SearchCell(nn.Module):
         super().__init__()
         self.steps = nn.ModuleList([MixedStep(2 + i, channels, primitives, partial) for i in range(steps)])
 
-    def forward(self, inputs: List[torch.Tensor], alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: list[torch.Tensor], alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         states = list(inputs)
         for step, edges in zip(self.steps, edge_groups(len(self.steps))):
             states.append(step(states, alphas[edges], betas[edges]))
@@ -150,24 +161,33 @@ class CellSupernet(nn.Module):
     """Proxy chain of search cells; ``alphas`` (edges x primitives) and ``betas`` (edges) are the
     architecture, every other parameter a weight."""
 
-    def __init__(self, cfg: CellStage, num_classes: int, primitives: Sequence[str] = DARTS_PRIMITIVES, in_chans: int = 3):
+    def __init__(
+        self, cfg: CellStage, num_classes: int, primitives: Sequence[str] = DARTS_PRIMITIVES, in_chans: int = 3
+    ):
         super().__init__()
         self.primitives = tuple(primitives)
         self.steps = cfg.steps
         self.genotype: Genotype = proxy_chain(
-            dense_cell(cfg.steps), cfg.layers, cfg.levels, cfg.channels, cfg.stem_reduction,
-            cfg.head_channels, num_classes,
+            dense_cell(cfg.steps),
+            cfg.layers,
+            cfg.levels,
+            cfg.channels,
+            cfg.stem_reduction,
+            cfg.head_channels,
+            num_classes,
         )
         plan = lower(self.genotype, in_chans)
         self.layers = nn.ModuleList()
         self.inputs = nn.ModuleList()
-        self.is_cell: List[bool] = []
+        self.is_cell: list[bool] = []
         for node in plan.nodes:
             self.is_cell.append(node.cell is not None)
             if node.cell is None:
                 self.layers.append(LayerNode(node))
             else:
-                self.inputs.append(nn.ModuleList([InputFusion(s, node.channels, node.input_reduction) for s in node.slots]))
+                self.inputs.append(
+                    nn.ModuleList([InputFusion(s, node.channels, node.input_reduction) for s in node.slots])
+                )
                 self.layers.append(SearchCell(cfg.steps, node.channels, self.primitives, cfg.partial))
         self.decoder = HEADS["fusion"](plan.head_inputs, self.genotype.head)
         self.classifier = nn.Conv2d(self.decoder.num_features, num_classes, 1)

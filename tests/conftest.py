@@ -1,4 +1,5 @@
 """Shared fixtures: every test gets its own zoo home, so nothing touches ~/.cache."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The CLI as people and scripts use it: outputs, exit codes, one-line errors."""
+
 import json
 import subprocess
 import sys
@@ -57,15 +58,18 @@ def test_build_json_and_out(run_cli, tmp_path):
     assert config["num_classes"] == 3
 
 
-@pytest.mark.parametrize("args,message", [
-    (["show", "no_such_model"], "unknown model 'no_such_model'"),
-    (["build", "missing.json"], "missing.json: /: no such file"),
-    (["build", SMALL, "--weights", "nowhere.safetensors"], "nowhere.safetensors: no such weights file"),
-    (["build", SMALL, "--num-classes", "zero"], "--num-classes"),
-    (["list", "--colour"], "No such option: --colour"),
-    (["frobnicate"], "No such command 'frobnicate'"),
-    (["show", "rspnet_small", "--plot", "graph.bmp"], ".svg or .png"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["show", "no_such_model"], "unknown model 'no_such_model'"),
+        (["build", "missing.json"], "missing.json: /: no such file"),
+        (["build", SMALL, "--weights", "nowhere.safetensors"], "nowhere.safetensors: no such weights file"),
+        (["build", SMALL, "--num-classes", "zero"], "--num-classes"),
+        (["list", "--colour"], "No such option: --colour"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["show", "rspnet_small", "--plot", "graph.bmp"], ".svg or .png"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, zoo_home, monkeypatch, args, message):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -83,6 +87,8 @@ def test_console_script_exit_codes_without_traceback(tmp_path):
     exe = Path(sys.executable).with_name("rspnet-zoo")
     proc = subprocess.run([str(exe), "validate", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"rspnet-zoo: error: {bad}: /: invalid JSON: Expecting ',' delimiter at line 1 column 21"
+    assert (
+        proc.stderr.strip() == f"rspnet-zoo: error: {bad}: /: invalid JSON: Expecting ',' delimiter at line 1 column 21"
+    )
     proc = subprocess.run([sys.executable, "-m", "rspnet_zoo", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "validate" in proc.stdout

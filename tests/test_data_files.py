@@ -1,4 +1,5 @@
 """Cityscapes, CamVid and plain-folder layouts, built as small fixtures, and their error messages."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,40 @@ from rspnet_zoo.data import DataError, build_dataset
 
 # cityscapesScripts labels.py: labelId -> trainId (255 = not evaluated), written out independently.
 CITYSCAPES_TRAIN_ID = {
-    0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255, 11: 2, 12: 3,
-    13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-    26: 13, 27: 14, 28: 15, 29: 255, 30: 255, 31: 16, 32: 17, 33: 18,
+    0: 255,
+    1: 255,
+    2: 255,
+    3: 255,
+    4: 255,
+    5: 255,
+    6: 255,
+    7: 0,
+    8: 1,
+    9: 255,
+    10: 255,
+    11: 2,
+    12: 3,
+    13: 4,
+    14: 255,
+    15: 255,
+    16: 255,
+    17: 5,
+    18: 255,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    29: 255,
+    30: 255,
+    31: 16,
+    32: 17,
+    33: 18,
 }
 
 
@@ -132,7 +164,10 @@ def test_image_and_mask_of_different_sizes(run_cli, folder_root):
     write_labels(folder_root / "masks" / "img1.png", np.zeros((8, 9), dtype=np.uint8))
     code, _, err = run_cli("eval", "rspnet_small", "--data", "folder", "--root", str(folder_root))
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"{folder_root / 'masks' / 'img1.png'}: mask is 9x8 but its image {folder_root / 'images' / 'img1.jpg'} is 10x8" in err
+    assert (
+        f"{folder_root / 'masks' / 'img1.png'}: mask is 9x8 but its image {folder_root / 'images' / 'img1.jpg'} is 10x8"
+        in err
+    )
 
 
 def test_class_id_out_of_range(run_cli, camvid_root, tmp_path):
@@ -152,7 +187,10 @@ def test_class_id_out_of_range_in_the_cli(run_cli, folder_root, tmp_path):
     write_labels(folder_root / "masks" / "img2.png", np.full((8, 10), 7, dtype=np.uint8))
     code, out, err = run_cli("eval", str(folder), "--data", "folder", "--root", str(folder_root), "--json")
     assert code == 2 and out == ""
-    assert err.strip() == f"rspnet-zoo: error: {folder_root / 'masks' / 'img2.png'}: class id 7 is out of range (0-2, 255 = ignore)"
+    assert (
+        err.strip()
+        == f"rspnet-zoo: error: {folder_root / 'masks' / 'img2.png'}: class id 7 is out of range (0-2, 255 = ignore)"
+    )
 
 
 def test_class_list_missing(folder_root):

@@ -1,4 +1,5 @@
 """The embedded synthetic benchmark: deterministic, any size, fixed splits, every class, many scales."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """`rspnet-zoo diff A B`: cells, ops, paths, heads and sizes, in words and as JSON."""
+
 import json
 
 from rspnet_zoo.diff import diff_specs
@@ -17,7 +18,10 @@ def test_darts_v1_against_v2_names_every_changed_op():
     result = diff_specs(SHIPPED["darts_v1_cifar"], SHIPPED["darts_v2_cifar"], with_sizes=False)
     edges = {c["pointer"]: (c["a"], c["b"]) for c in result["changes"] if c["section"] == "cells"}
     assert len(edges) == 9
-    assert edges["/cells/normal/steps/3/edges/1"] == ({"input": 2, "op": "skip_connect"}, {"input": 2, "op": "dil_conv_3x3"})
+    assert edges["/cells/normal/steps/3/edges/1"] == (
+        {"input": 2, "op": "skip_connect"},
+        {"input": 2, "op": "dil_conv_3x3"},
+    )
     words = [c["words"] for c in result["changes"]]
     assert "cell 'reduce', step 3, edge 1: avg_pool_3x3 of state 0 -> max_pool_3x3 of state 1" in words
     assert {c["section"] for c in result["changes"]} == {"identity", "cells"}
@@ -44,7 +48,10 @@ def test_added_and_removed_nodes_and_head_changes(tmp_path, run_cli):
     assert changes["/head/upsample"]["a"] == "none" and changes["/head/upsample"]["b"] == "bilinear"
     result = diff_specs(SHIPPED["nas_segm_arch0"], SHIPPED["nas_segm_arch1"], with_sizes=False)
     added = [c["where"] for c in result["changes"] if c["kind"] == "added"]
-    assert added == [f"node '{n}'" for n in ("block2_r1", "block2_r2", "block3_r0", "block3_r1", "block5_r1", "block5_r2", "block6_r1")]
+    assert added == [
+        f"node '{n}'"
+        for n in ("block2_r1", "block2_r2", "block3_r0", "block3_r1", "block5_r1", "block5_r2", "block6_r1")
+    ]
     assert not [c for c in result["changes"] if c["kind"] == "removed"]
     block1 = next(c for c in result["changes"] if c["where"] == "node 'block1', template, stride")
     assert (block1["a"], block1["b"], block1["pointer"]) == (1, 2, "/network/nodes/9/template/stride")

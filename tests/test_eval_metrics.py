@@ -1,4 +1,5 @@
 """Evaluation figures equal hand-computed ones: ignore 255, a class only predicted, a class absent."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,7 +34,11 @@ def check(result: dict) -> None:
         assert result[key] == pytest.approx(EXPECTED[key], abs=1e-6), key
     assert result["per_class_iou"].keys() == EXPECTED["per_class_iou"].keys()
     for name, iou in EXPECTED["per_class_iou"].items():
-        assert (result["per_class_iou"][name] is None) if iou is None else result["per_class_iou"][name] == pytest.approx(iou)
+        assert (
+            (result["per_class_iou"][name] is None)
+            if iou is None
+            else result["per_class_iou"][name] == pytest.approx(iou)
+        )
 
 
 def test_metrics_accumulate_one_confusion_matrix_across_batches():

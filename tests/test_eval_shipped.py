@@ -1,4 +1,5 @@
 """The shipped synthetic weights: they load through timm and reach the mIoU their model card states."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,8 @@ def test_shipped_weights_are_small_safetensors_with_the_specs_metadata():
         meta = f.metadata()
     expected = weights_metadata(SHIPPED["rspnet_small"], CLASS_NAMES)
     assert {k: meta[k] for k in ("genotype", "genotype_sha256", "class_names")} == {
-        k: expected[k] for k in ("genotype", "genotype_sha256", "class_names")}
+        k: expected[k] for k in ("genotype", "genotype_sha256", "class_names")
+    }
     assert "rspnet_small.synth" in timm.list_pretrained("rspnet_small*")
     assert timm.models.get_pretrained_cfg("rspnet_small").file.endswith("rspnet_small/model.safetensors")
 
@@ -56,6 +58,14 @@ def test_eval_refuses_a_data_set_with_another_class_count(run_cli, tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     (tmp_path / "classes.txt").write_text("a\nb\n")
-    run_cli("data", "sample", str(tmp_path / "images" / "x.png"), "--size", "16", "--mask", str(tmp_path / "masks" / "x.png"))
+    run_cli(
+        "data",
+        "sample",
+        str(tmp_path / "images" / "x.png"),
+        "--size",
+        "16",
+        "--mask",
+        str(tmp_path / "masks" / "x.png"),
+    )
     code, _, err = run_cli("eval", "rspnet_small.synth", "--data", "folder", "--root", str(tmp_path))
     assert code == 2 and "predicts 9 classes, the folder data set has 2" in err

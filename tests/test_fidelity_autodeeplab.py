@@ -1,4 +1,5 @@
 """Auto-DeepLab-S/M/L (a5b5710): FIDELITY.md's exact parameter counts, run-time pairing, resampling, logits."""
+
 import pytest
 import timm
 import torch
@@ -27,8 +28,20 @@ def test_component_breakdown_matches_the_reference():
     decoder = count_parameters(model.decoder) - aspp + count_parameters(model.classifier)
     assert (backbone, aspp, decoder) == (7_031_088, 1_815_552, 1_301_043)
     cells = [count_parameters(node) for node in model.nodes[3:]]
-    assert cells == [38_240, 38_960, 38_400, 135_200, 512_000, 151_200, 536_000, 536_000,
-                     2_038_400, 2_102_400, 616_000, 175_200]
+    assert cells == [
+        38_240,
+        38_960,
+        38_400,
+        135_200,
+        512_000,
+        151_200,
+        536_000,
+        536_000,
+        2_038_400,
+        2_102_400,
+        616_000,
+        175_200,
+    ]
 
 
 def test_spec_follows_the_run_time_pairing_and_the_previous_cells_resize():

@@ -1,14 +1,15 @@
 """DARTS V1/V2 and PC-DARTS evaluation networks: FIDELITY.md's exact parameter counts, logits, aux head, drop path."""
+
 import pytest
 import timm
 import torch
+from test_import_published import DARTS_V2
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
 from rspnet_zoo.importers.darts import darts_spec, parse_genotype
 from rspnet_zoo.model import GenotypeNet
 from rspnet_zoo.stats import count_parameters
 from rspnet_zoo.zoo import SHIPPED
-from test_import_published import DARTS_V2
 
 # spec -> (parameters without the auxiliary head, with it), from FIDELITY.md section 2.3
 COUNTS = {
@@ -52,9 +53,11 @@ def _groups(model):
 
 def test_component_breakdown_matches_the_reference():
     assert _groups(meta_net("darts_v2_cifar", aux_head=True)) == dict(
-        stem=3_132, preprocess=1_361_232, ops=1_979_208, classifier=5_770, aux=476_426)
+        stem=3_132, preprocess=1_361_232, ops=1_979_208, classifier=5_770, aux=476_426
+    )
     assert _groups(meta_net("pc_darts_imagenet", aux_head=True)) == dict(
-        stem=11_160 + 20_832, preprocess=1_626_240, ops=2_915_232, classifier=769_000, aux=1_260_776)
+        stem=11_160 + 20_832, preprocess=1_626_240, ops=2_915_232, classifier=769_000, aux=1_260_776
+    )
 
 
 @pytest.mark.parametrize("name", COUNTS)

@@ -4,25 +4,38 @@ resolutions, logits left at 1/4) script with TorchScript, trace with torch.fx an
 Small imports of the published encodings keep every structure and script in seconds; the shipped
 specs themselves run under the slow mark.
 """
+
 import pytest
 import timm
 import torch
+from test_import_published import AUTODEEPLAB_CELL, DARTS_V2
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
 from rspnet_zoo.importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
 from rspnet_zoo.importers.darts import darts_spec, parse_genotype
 from rspnet_zoo.model import GenotypeNet
-from test_import_published import AUTODEEPLAB_CELL, DARTS_V2
 
 SMALL = {
     "darts_small": lambda: darts_spec(parse_genotype(DARTS_V2), "cifar", name="darts_small", channels=8, layers=3),
     # down, down, up: h_pp of the last cell is resampled via 1/16
-    "autodeeplab_small": lambda: autodeeplab_spec(parse_path("0,1,2,1"), parse_cell(AUTODEEPLAB_CELL), 4, name="autodeeplab_small"),
+    "autodeeplab_small": lambda: autodeeplab_spec(
+        parse_path("0,1,2,1"), parse_cell(AUTODEEPLAB_CELL), 4, name="autodeeplab_small"
+    ),
 }
-CASES = {"darts_small": (1, 3, 16, 16), "autodeeplab_small": (1, 3, 33, 33), "nas_segm_arch1": (1, 3, 65, 65),
-         "darts_v2_cifar": (1, 3, 16, 16), "autodeeplab_s": (1, 3, 33, 33)}
-NAMES = ["darts_small", "autodeeplab_small", "nas_segm_arch1",
-         pytest.param("darts_v2_cifar", marks=pytest.mark.slow), pytest.param("autodeeplab_s", marks=pytest.mark.slow)]
+CASES = {
+    "darts_small": (1, 3, 16, 16),
+    "autodeeplab_small": (1, 3, 33, 33),
+    "nas_segm_arch1": (1, 3, 65, 65),
+    "darts_v2_cifar": (1, 3, 16, 16),
+    "autodeeplab_s": (1, 3, 33, 33),
+}
+NAMES = [
+    "darts_small",
+    "autodeeplab_small",
+    "nas_segm_arch1",
+    pytest.param("darts_v2_cifar", marks=pytest.mark.slow),
+    pytest.param("autodeeplab_s", marks=pytest.mark.slow),
+]
 
 
 @pytest.fixture(scope="module")

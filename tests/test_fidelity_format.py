@@ -1,4 +1,5 @@
 """The format extensions the published architectures need: each new field is checked with a JSON pointer."""
+
 import copy
 import json
 
@@ -55,7 +56,13 @@ CASES = [
     ("template-on-layer", "nas_segm_arch0", _template_on_layer, ("layer2", "template"), "only cell nodes"),
     ("template-widens-fixed-op", "nas_segm_arch0", _widen_fixed_width_op, None, "keeps its width"),
     ("template-two-paths", "nas_segm_arch0", _template_two_paths, ("block0", "inputs", 0, "paths"), "exactly one path"),
-    ("via-needs-bilinear", "autodeeplab_s", _via_with_factorized, ("cell4", "inputs", 0, "paths", 0, "via"), "bilinear"),
+    (
+        "via-needs-bilinear",
+        "autodeeplab_s",
+        _via_with_factorized,
+        ("cell4", "inputs", 0, "paths", 0, "via"),
+        "bilinear",
+    ),
     ("aux-dangling", "darts_v2_cifar", _aux_dangling, None, "dangling input"),
 ]
 

@@ -1,4 +1,5 @@
 """nas-segm arch0/arch1 (WACV 2020): FIDELITY.md's exact parameter counts, block by block, logits at 1/4."""
+
 import pytest
 import timm
 import torch

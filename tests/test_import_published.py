@@ -1,51 +1,86 @@
 """Importing the published genotype strings reproduces the shipped specs byte for byte."""
+
 import json
 
 import pytest
 
 from rspnet_zoo.resources import data_dir
 
-DARTS_V1 = ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), "
-            "('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], normal_concat=[2, 3, 4, 5], "
-            "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), "
-            "('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])")
-DARTS_V2 = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
-            "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], "
-            "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
-            "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])")
-PC_DARTS_CIFAR = ("Genotype(normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 0), ('dil_conv_3x3', 1), "
-                  "('sep_conv_5x5', 0), ('sep_conv_3x3', 1), ('avg_pool_3x3', 0), ('dil_conv_3x3', 1)], normal_concat=range(2, 6), "
-                  "reduce=[('sep_conv_5x5', 1), ('max_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_5x5', 2), ('sep_conv_3x3', 0), "
-                  "('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], reduce_concat=range(2, 6))")
-PC_DARTS_IMAGE = ("Genotype(normal=[('skip_connect', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 0), ('skip_connect', 1), "
-                  "('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), "
-                  "reduce=[('sep_conv_3x3', 0), ('skip_connect', 1), ('dil_conv_5x5', 2), ('max_pool_3x3', 1), ('sep_conv_3x3', 2), "
-                  "('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 3)], reduce_concat=range(2, 6))")
+DARTS_V1 = (
+    "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), "
+    "('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], normal_concat=[2, 3, 4, 5], "
+    "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"
+)
+DARTS_V2 = (
+    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
+    "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], "
+    "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
+)
+PC_DARTS_CIFAR = (
+    "Genotype(normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 0), ('dil_conv_3x3', 1), "
+    "('sep_conv_5x5', 0), ('sep_conv_3x3', 1), ('avg_pool_3x3', 0), ('dil_conv_3x3', 1)], normal_concat=range(2, 6), "
+    "reduce=[('sep_conv_5x5', 1), ('max_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_5x5', 2), ('sep_conv_3x3', 0), "
+    "('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], reduce_concat=range(2, 6))"
+)
+PC_DARTS_IMAGE = (
+    "Genotype(normal=[('skip_connect', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 0), ('skip_connect', 1), "
+    "('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), "
+    "reduce=[('sep_conv_3x3', 0), ('skip_connect', 1), ('dil_conv_5x5', 2), ('max_pool_3x3', 1), ('sep_conv_3x3', 2), "
+    "('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 3)], reduce_concat=range(2, 6))"
+)
 AUTODEEPLAB_PATH = "0,0,0,1,2,1,2,2,3,3,2,1"
 AUTODEEPLAB_CELL = "[[0,7],[1,4],[2,4],[3,6],[5,4],[8,4],[11,5],[13,5],[19,7],[18,5]]"
-NAS_SEGM_ARCH0 = ("[[[3, 0, 1], [4, 1, 1], [3, 1, 1]], [[0, 1, 0, 0, 1], [2, 1, 2, 1, 0], [3, 1, 1, 1, 0], [1, 1, 2, 0, 0], "
-                  "[3, 0, 2, 0, 0], [5, 3, 2, 1, 0], [0, 5, 0, 1, 0]]]")
-NAS_SEGM_ARCH1 = ("[[[1, 1, 0], [1, 3, 0], [3, 4, 0]], [[1, 1, 0, 0, 0], [0, 1, 1, 1, 1], [3, 1, 2, 3, 0], [3, 0, 2, 2, 0], "
-                  "[0, 1, 2, 0, 0], [2, 1, 1, 3, 0], [4, 0, 2, 2, 0]]]")
+NAS_SEGM_ARCH0 = (
+    "[[[3, 0, 1], [4, 1, 1], [3, 1, 1]], [[0, 1, 0, 0, 1], [2, 1, 2, 1, 0], [3, 1, 1, 1, 0], [1, 1, 2, 0, 0], "
+    "[3, 0, 2, 0, 0], [5, 3, 2, 1, 0], [0, 5, 0, 1, 0]]]"
+)
+NAS_SEGM_ARCH1 = (
+    "[[[1, 1, 0], [1, 3, 0], [3, 4, 0]], [[1, 1, 0, 0, 0], [0, 1, 1, 1, 1], [3, 1, 2, 3, 0], [3, 0, 2, 2, 0], "
+    "[0, 1, 2, 0, 0], [2, 1, 1, 3, 0], [4, 0, 2, 2, 0]]]"
+)
 
 
 def _darts(genotype, network, cells, what, count):
-    net = {"cifar": "CIFAR-10 evaluation network: 20 cells, C=36", "imagenet": "ImageNet (mobile) evaluation network: 14 cells, C=48"}
-    return ["darts", genotype, "--network", network,
-            "--description", f"{cells} cells in the DARTS {net[network]}; {count} parameters without the auxiliary head ({what})."]
+    net = {
+        "cifar": "CIFAR-10 evaluation network: 20 cells, C=36",
+        "imagenet": "ImageNet (mobile) evaluation network: 14 cells, C=48",
+    }
+    return [
+        "darts",
+        genotype,
+        "--network",
+        network,
+        "--description",
+        f"{cells} cells in the DARTS {net[network]}; {count} parameters without the auxiliary head ({what}).",
+    ]
 
 
 def _autodeeplab(size, f, count):
-    return ["autodeeplab", "--path", AUTODEEPLAB_PATH, "--cell", AUTODEEPLAB_CELL, "--filter-multiplier", str(f),
-            "--description", f"Auto-DeepLab-{size}: the published Cityscapes network path and cell (NoamRosenberg/autodeeplab "
-                             f"a5b5710, run-time op pairing), F={f}, ASPP and the DeepLabv3+ decoder; {count} parameters "
-                             "(arXiv 1901.02985)."]
+    return [
+        "autodeeplab",
+        "--path",
+        AUTODEEPLAB_PATH,
+        "--cell",
+        AUTODEEPLAB_CELL,
+        "--filter-multiplier",
+        str(f),
+        "--description",
+        f"Auto-DeepLab-{size}: the published Cityscapes network path and cell (NoamRosenberg/autodeeplab "
+        f"a5b5710, run-time op pairing), F={f}, ASPP and the DeepLabv3+ decoder; {count} parameters "
+        "(arXiv 1901.02985).",
+    ]
 
 
 def _nas_segm(arch, config, count):
-    return ["nas-segm", config,
-            "--description", f"nas-segm {arch} (Nekrasov et al., WACV 2020, template-based decoder, seed 003) on MobileNet-v2's "
-                             f"first stages; 19 classes at 1/4 of the input; {count} parameters."]
+    return [
+        "nas-segm",
+        config,
+        "--description",
+        f"nas-segm {arch} (Nekrasov et al., WACV 2020, template-based decoder, seed 003) on MobileNet-v2's "
+        f"first stages; 19 classes at 1/4 of the input; {count} parameters.",
+    ]
 
 
 # spec name -> `rspnet-zoo import` arguments (without --name and --out)

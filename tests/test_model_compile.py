@@ -1,4 +1,5 @@
 """Every shipped spec compiles and runs; compiled models trace, script and compile."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """predict: a colour-coded mask and an overlay per image; data sample: a scene to try it on."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,18 @@ def tiny_folder(tmp_path):
 
 
 def test_data_sample_writes_a_deterministic_scene_and_its_labels(run_cli, tmp_path):
-    code, out, err = run_cli("data", "sample", str(tmp_path / "a.png"), "--size", "96x128", "--mask",
-                             str(tmp_path / "a_mask.png"), "--index", "3", "--json")
+    code, out, err = run_cli(
+        "data",
+        "sample",
+        str(tmp_path / "a.png"),
+        "--size",
+        "96x128",
+        "--mask",
+        str(tmp_path / "a_mask.png"),
+        "--index",
+        "3",
+        "--json",
+    )
     assert code == 0, err
     info = json.loads(out)
     assert info["size"] == [96, 128] and "background" in info["classes"]
@@ -39,8 +50,15 @@ def test_predict_writes_a_mask_and_an_overlay_per_image(run_cli, tmp_path, tiny_
     for name, size in (("one", "64"), ("two", "40x72")):
         run_cli("data", "sample", str(tmp_path / f"{name}.png"), "--size", size)
     out_dir = tmp_path / "pred"
-    code, out, err = run_cli("predict", str(tiny_folder), str(tmp_path / "one.png"), str(tmp_path / "two.png"),
-                             "--out", str(out_dir), "--json")
+    code, out, err = run_cli(
+        "predict",
+        str(tiny_folder),
+        str(tmp_path / "one.png"),
+        str(tmp_path / "two.png"),
+        "--out",
+        str(out_dir),
+        "--json",
+    )
     assert code == 0, err
     results = json.loads(out)
     assert [Path(r["overlay"]).name for r in results] == ["one_overlay.png", "two_overlay.png"]
@@ -51,13 +69,24 @@ def test_predict_writes_a_mask_and_an_overlay_per_image(run_cli, tmp_path, tiny_
         assert mask.shape == (h, w, 3) and overlay.size == (w, h)
         assert {tuple(c) for c in mask.reshape(-1, 3)} <= colours
         assert sum(r["classes"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["one_mask.png", "one_overlay.png", "two_mask.png", "two_overlay.png"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "one_mask.png",
+        "one_overlay.png",
+        "two_mask.png",
+        "two_overlay.png",
+    ]
 
 
 def test_missing_image_is_one_line_and_nothing_is_written(run_cli, tmp_path, tiny_folder):
     run_cli("data", "sample", str(tmp_path / "ok.png"), "--size", "32")
-    code, out, err = run_cli("predict", str(tiny_folder), str(tmp_path / "ok.png"), str(tmp_path / "gone.png"),
-                             "--out", str(tmp_path / "pred"))
+    code, out, err = run_cli(
+        "predict",
+        str(tiny_folder),
+        str(tmp_path / "ok.png"),
+        str(tmp_path / "gone.png"),
+        "--out",
+        str(tmp_path / "pred"),
+    )
     assert code == 2 and out == ""
     assert err.strip() == f"rspnet-zoo: error: {tmp_path / 'gone.png'}: no such image file"
     assert not (tmp_path / "pred").exists()
@@ -82,7 +111,9 @@ def test_shipped_weights_segment_a_generated_scene(run_cli, tmp_path):
     """The README's first command: the overlay shows the scene's objects, not noise."""
     code, _, err = run_cli("data", "sample", str(tmp_path / "scene.png"), "--mask", str(tmp_path / "truth.png"))
     assert code == 0, err
-    code, out, err = run_cli("predict", "rspnet_small.synth", str(tmp_path / "scene.png"), "--out", str(tmp_path / "pred"), "--json")
+    code, out, err = run_cli(
+        "predict", "rspnet_small.synth", str(tmp_path / "scene.png"), "--out", str(tmp_path / "pred"), "--json"
+    )
     assert code == 0, err
     [result] = json.loads(out)
     colours = palette(CLASS_NAMES).astype(int)

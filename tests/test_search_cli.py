@@ -1,5 +1,6 @@
 """`rspnet-zoo search`: smoke searches of each stage emit specs that validate, compile and build;
 a resumed search and a repeated seed reach the same spec; bad requests are one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,15 @@ def both_spec(tmp_path_factory):
     """One smoke search of both stages, shared by the tests that only read its result."""
     tmp = tmp_path_factory.mktemp("both")
     out = tmp / "found.json"
-    request = SearchRequest(stage="both", budget="smoke", config=resolve_config("smoke"), name="found", out=out,
-                            run_dir=tmp / "run", command="rspnet-zoo search --stage both --budget smoke")
+    request = SearchRequest(
+        stage="both",
+        budget="smoke",
+        config=resolve_config("smoke"),
+        name="found",
+        out=out,
+        run_dir=tmp / "run",
+        command="rspnet-zoo search --stage both --budget smoke",
+    )
     summary = search(request)
     return out, summary, tmp / "run"
 
@@ -56,7 +64,9 @@ def test_both_stages_emit_a_spec_that_validates_compiles_and_builds(both_spec, r
     g = load_spec(out)
     assert list(g.cells) == ["normal"] and all(e.op != "none" for s in g.cells["normal"].steps for e in s.edges)
     cells = [n for n in g.network.nodes if n.cell]
-    assert all(slot.fuse == "attention" and all(p.weight is not None for p in slot.paths) for n in cells for slot in n.inputs)
+    assert all(
+        slot.fuse == "attention" and all(p.weight is not None for p in slot.paths) for n in cells for slot in n.inputs
+    )
     assert any(n.partial is not None for n in cells)  # RSP on the deep levels (smoke reaches 1/16)
     assert any(len(slot.paths) > 1 for n in cells for slot in n.inputs)  # top-2: several fused paths
 
@@ -98,8 +108,9 @@ def test_cell_stage_alone_emits_the_cell_on_the_proxy_chain(run_cli, tmp_path):
 def test_path_stage_takes_the_cell_of_an_existing_spec(run_cli, tmp_path):
     source = Path(__file__).resolve().parents[1] / "genotypes" / "rspnet_small.json"
     out = tmp_path / "paths_only.json"
-    code, stdout, stderr = run_cli("search", "--stage", "path", "--cell", str(source), *SMOKE, "--out", str(out),
-                                   "--threshold", "0.3", "--json")
+    code, stdout, stderr = run_cli(
+        "search", "--stage", "path", "--cell", str(source), *SMOKE, "--out", str(out), "--threshold", "0.3", "--json"
+    )
     assert code == 0, stderr
     g = load_spec(out)
     assert g.cells["normal"] == load_spec(source).cells["normal"]
@@ -112,8 +123,15 @@ RESUMABLE = dict(epochs=3, samples=16)  # two steps per epoch, two architecture 
 
 
 def run_both(tmp: Path, name: str, interrupt_at=None, resume=False) -> Path:
-    request = SearchRequest(stage="both", budget="smoke", config=resolve_config("smoke", RESUMABLE), name=name,
-                            out=tmp / f"{name}.json", run_dir=tmp / f"run_{name}", resume=resume)
+    request = SearchRequest(
+        stage="both",
+        budget="smoke",
+        config=resolve_config("smoke", RESUMABLE),
+        name=name,
+        out=tmp / f"{name}.json",
+        run_dir=tmp / f"run_{name}",
+        resume=resume,
+    )
 
     def stop(stage, epoch):
         if (stage, epoch) == interrupt_at:
@@ -132,17 +150,30 @@ def test_resume_after_an_interrupt_reaches_the_same_spec_and_the_same_seed_repea
     assert not (tmp_path / "b.json").exists()  # nothing half-written
     resumed = run_both(tmp_path, "b", resume=True)
     assert architecture(resumed) == architecture(straight)
-    log = lambda n: [json.loads(l) for l in (tmp_path / f"run_{n}" / "log.jsonl").read_text().splitlines()]
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    def log(n):
+        return [json.loads(line) for line in (tmp_path / f"run_{n}" / "log.jsonl").read_text().splitlines()]
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
     assert strip(log("b")) == strip(log("a"))  # every epoch's weights replayed exactly
 
     again = run_both(tmp_path, "c")
     assert architecture(again) == architecture(straight)
-    request = SearchRequest(stage="both", budget="smoke", config=resolve_config("smoke", RESUMABLE), name="d",
-                            out=tmp_path / "d.json", run_dir=tmp_path / "run_d", seed=1)
+    request = SearchRequest(
+        stage="both",
+        budget="smoke",
+        config=resolve_config("smoke", RESUMABLE),
+        name="d",
+        out=tmp_path / "d.json",
+        run_dir=tmp_path / "run_d",
+        seed=1,
+    )
     search(request)
-    assert [json.loads(l)["alphas"] for l in (tmp_path / "run_d" / "log.jsonl").read_text().splitlines()[:1]] != \
-        [r["alphas"] for r in log("a")[:1]]
+    assert [json.loads(line)["alphas"] for line in (tmp_path / "run_d" / "log.jsonl").read_text().splitlines()[:1]] != [
+        r["alphas"] for r in log("a")[:1]
+    ]
 
 
 def test_a_run_folder_is_not_resumed_with_other_settings(tmp_path, run_cli):
@@ -153,21 +184,24 @@ def test_a_run_folder_is_not_resumed_with_other_settings(tmp_path, run_cli):
     assert code == 2 and "other settings" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--stage", "path"), "--stage path needs it"),
-    (("--stage", "cell", "--cell", "genotypes/rspnet_small.json"), "--cell is for --stage path"),
-    (("--stage", "sideways"), "unknown stage 'sideways'"),
-    (("--budget", "huge"), "unknown budget 'huge'"),
-    (("--set", "cell.wings=2"), "unknown search setting 'cell.wings'"),
-    (("--set", "nonsense"), "is not KEY=VALUE"),
-    (("--partial", "3"), "partial K=3 must divide channels=4"),
-    (("--epochs", "1"), "warmup_epochs (1) must be below epochs (1)"),
-    (("--set", "path.topk=null"), "set topk, threshold or both"),
-    (("--name", "Bad-Name"), "not a lower-case identifier"),
-    (("--resume",), "no search checkpoint to resume"),
-    (("--data", "imagenet"), "unknown data set 'imagenet'"),
-    (("--stage", "path", "--cell", "missing.json"), "missing.json: /: no such file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--stage", "path"), "--stage path needs it"),
+        (("--stage", "cell", "--cell", "genotypes/rspnet_small.json"), "--cell is for --stage path"),
+        (("--stage", "sideways"), "unknown stage 'sideways'"),
+        (("--budget", "huge"), "unknown budget 'huge'"),
+        (("--set", "cell.wings=2"), "unknown search setting 'cell.wings'"),
+        (("--set", "nonsense"), "is not KEY=VALUE"),
+        (("--partial", "3"), "partial K=3 must divide channels=4"),
+        (("--epochs", "1"), "warmup_epochs (1) must be below epochs (1)"),
+        (("--set", "path.topk=null"), "set topk, threshold or both"),
+        (("--name", "Bad-Name"), "not a lower-case identifier"),
+        (("--resume",), "no search checkpoint to resume"),
+        (("--data", "imagenet"), "unknown data set 'imagenet'"),
+        (("--stage", "path", "--cell", "missing.json"), "missing.json: /: no such file"),
+    ],
+)
 def test_bad_requests_are_one_line_errors_and_write_nothing(run_cli, tmp_path, args, message):
     out = tmp_path / "never.json"
     code, stdout, stderr = run_cli("search", *SMOKE, "--out", str(out), *args)
@@ -194,9 +228,26 @@ def test_resume_after_sigkill_of_the_cli_reaches_the_same_spec(tmp_path):
     import time
 
     def command(name, *extra):
-        return [sys.executable, "-m", "rspnet_zoo", "search", "--budget", "smoke", "--epochs", "6", "--samples", "16",
-                "--threads", "1", "--no-progress", "--out", str(tmp_path / f"{name}.json"),
-                "--run-dir", str(tmp_path / f"run_{name}"), *extra]
+        return [
+            sys.executable,
+            "-m",
+            "rspnet_zoo",
+            "search",
+            "--budget",
+            "smoke",
+            "--epochs",
+            "6",
+            "--samples",
+            "16",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path / f"{name}.json"),
+            "--run-dir",
+            str(tmp_path / f"run_{name}"),
+            *extra,
+        ]
 
     env = dict(os.environ, RSPNET_ZOO_HOME=str(tmp_path / "home"))
     subprocess.run(command("straight"), check=True, env=env, capture_output=True)

@@ -1,4 +1,5 @@
 """The supernets and the bilevel step: partial channels, edge normalisation, path attention, second order."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,6 @@ from searchers.decode import decode_cell
 from searchers.path_search import PathSupernet
 from searchers.structures import lattice
 from searchers.supernet import CellSupernet, MixedStep, channel_shuffle, search_op
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -92,7 +92,7 @@ def test_path_supernet_offers_every_candidate_and_its_attention_is_a_softmax_per
     assert by_id["l3_r32"].candidates == ("l2_r16",)  # each layer reaches one level deeper
     attention = model.attention()
     assert torch.allclose(attention.sum(-1), torch.ones(len(nodes)))
-    assert all(attention[r, len(n.candidates):].sum() == 0 for r, n in enumerate(nodes))
+    assert all(attention[r, len(n.candidates) :].sum() == 0 for r, n in enumerate(nodes))
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 4, 32, 32)
     out.logsumexp(1).mean().backward()
@@ -132,7 +132,9 @@ def test_second_order_matches_the_exact_unrolled_gradient_and_restores_the_weigh
     unrolled = {n: w - lr * gi for n, w, gi in zip(names, weights, g)} | {"alpha": model.alpha}
     exact = torch.autograd.grad(F.cross_entropy(functional_call(model, unrolled, (x_v,)), y_v), model.alpha)[0]
 
-    schedule = resolve_config("smoke", {"cell.lr": lr, "cell.momentum": 0.0, "cell.weight_decay": 0.0, "cell.order": 2}).cell
+    schedule = resolve_config(
+        "smoke", {"cell.lr": lr, "cell.momentum": 0.0, "cell.weight_decay": 0.0, "cell.order": 2}
+    ).cell
     bilevel = Bilevel(model, schedule)
     before = [w.detach().clone() for w in weights]
     _, _, grads = bilevel._unrolled_grads(x_t, y_t, x_v, y_v)

@@ -1,4 +1,5 @@
 """A corpus of malformed specs: `rspnet-zoo validate` exits 2 with the JSON pointer, fast, allocating nothing."""
+
 import copy
 import json
 import time
@@ -60,42 +61,127 @@ CORPUS = [
     ("top-level-string", '"rspnet"', "/", "JSON object"),
     ("missing-format-version", mutate(lambda d: d.pop("format_version")), "/", "format_version"),
     ("format-version-string", mutate(lambda d: set_path(d, ["format_version"], "1")), "/format_version", "integer"),
-    ("unknown-format-version", mutate(lambda d: set_path(d, ["format_version"], 7)), "/format_version", "unknown format_version 7"),
+    (
+        "unknown-format-version",
+        mutate(lambda d: set_path(d, ["format_version"], 7)),
+        "/format_version",
+        "unknown format_version 7",
+    ),
     ("missing-name", mutate(lambda d: d.pop("name")), "/", "'name' is a required property"),
     ("name-wrong-type", mutate(lambda d: set_path(d, ["name"], 42)), "/name", "type"),
     ("name-with-path-separators", mutate(lambda d: set_path(d, ["name"], "../../etc/passwd")), "/name", "pattern"),
     ("missing-network", mutate(lambda d: d.pop("network")), "/", "'network' is a required property"),
-    ("unknown-field", mutate(lambda d: set_path(d, ["network", "nodes", 2, "colour"], "red")), "/network/nodes/2", "colour"),
-    ("channels-wrong-type", mutate(lambda d: set_path(node(d, "l2_r8"), ["channels"], "wide")), at("l2_r8", "channels"), "type"),
-    ("unknown-op", mutate(lambda d: set_path(d, ["cells", "normal", "steps", 1, "edges", 0, "op"], "conv_99x99")),
-     "/cells/normal/steps/1/edges/0/op", "unknown op 'conv_99x99'"),
-    ("cell-forward-state", mutate(lambda d: set_path(d, ["cells", "normal", "steps", 0, "edges", 0, "input"], 4)),
-     "/cells/normal/steps/0/edges/0/input", "reads state 4"),
-    ("cell-concat-missing-state", mutate(lambda d: set_path(d, ["cells", "normal", "concat"], [2, 3, 9])), "/cells/normal/concat/2", "does not exist"),
-    ("empty-edges", mutate(lambda d: set_path(d, ["cells", "normal", "steps", 0, "edges"], [])), "/cells/normal/steps/0/edges", "non-empty"),
-    ("unknown-cell", mutate(lambda d: set_path(node(d, "l2_r8"), ["cell"], "mystery")), at("l2_r8", "cell"), "unknown cell 'mystery'"),
-    ("dangling-input", mutate(lambda d: set_path(node(d, "l3_r8")["inputs"][1]["paths"][0], ["node"], "ghost")),
-     at("l3_r8", "inputs", 1, "paths", 0, "node"), "dangling input"),
-    ("self-cycle", mutate(lambda d: set_path(node(d, "l3_r8")["inputs"][0]["paths"][0], ["node"], "l3_r8")),
-     at("l3_r8", "inputs", 0, "paths", 0, "node"), "cycle"),
+    (
+        "unknown-field",
+        mutate(lambda d: set_path(d, ["network", "nodes", 2, "colour"], "red")),
+        "/network/nodes/2",
+        "colour",
+    ),
+    (
+        "channels-wrong-type",
+        mutate(lambda d: set_path(node(d, "l2_r8"), ["channels"], "wide")),
+        at("l2_r8", "channels"),
+        "type",
+    ),
+    (
+        "unknown-op",
+        mutate(lambda d: set_path(d, ["cells", "normal", "steps", 1, "edges", 0, "op"], "conv_99x99")),
+        "/cells/normal/steps/1/edges/0/op",
+        "unknown op 'conv_99x99'",
+    ),
+    (
+        "cell-forward-state",
+        mutate(lambda d: set_path(d, ["cells", "normal", "steps", 0, "edges", 0, "input"], 4)),
+        "/cells/normal/steps/0/edges/0/input",
+        "reads state 4",
+    ),
+    (
+        "cell-concat-missing-state",
+        mutate(lambda d: set_path(d, ["cells", "normal", "concat"], [2, 3, 9])),
+        "/cells/normal/concat/2",
+        "does not exist",
+    ),
+    (
+        "empty-edges",
+        mutate(lambda d: set_path(d, ["cells", "normal", "steps", 0, "edges"], [])),
+        "/cells/normal/steps/0/edges",
+        "non-empty",
+    ),
+    (
+        "unknown-cell",
+        mutate(lambda d: set_path(node(d, "l2_r8"), ["cell"], "mystery")),
+        at("l2_r8", "cell"),
+        "unknown cell 'mystery'",
+    ),
+    (
+        "dangling-input",
+        mutate(lambda d: set_path(node(d, "l3_r8")["inputs"][1]["paths"][0], ["node"], "ghost")),
+        at("l3_r8", "inputs", 1, "paths", 0, "node"),
+        "dangling input",
+    ),
+    (
+        "self-cycle",
+        mutate(lambda d: set_path(node(d, "l3_r8")["inputs"][0]["paths"][0], ["node"], "l3_r8")),
+        at("l3_r8", "inputs", 0, "paths", 0, "node"),
+        "cycle",
+    ),
     ("cycle", mutate(add_cycle), at("l2_r4", "inputs", 1, "paths", 1, "node"), "cycle"),
     ("forward-reference", mutate(add_forward_ref), at("l2_r4", "inputs", 1, "paths", 1, "node"), "forward reference"),
     ("duplicate-id", mutate(duplicate_id), at("l2_r8", "id"), "duplicate"),
     ("never-reaches-head", mutate(drop_from_head), at("l5_r4"), "never reaches the head"),
     ("head-dangling", mutate(lambda d: set_path(d, ["head", "inputs", 0], "nowhere")), "/head/inputs/0", "dangling"),
     ("wrong-slot-count", mutate(lambda d: node(d, "l2_r8")["inputs"].pop()), at("l2_r8", "inputs"), "takes 2 input"),
-    ("reduction-not-power-of-two", mutate(lambda d: set_path(node(d, "l2_r8"), ["reduction"], 12)), at("l2_r8", "reduction"), "power of two"),
-    ("layer-skips-levels", mutate(lambda d: set_path(node(d, "stem1"), ["reduction"], 16)), at("stem1", "reduction"), "halves"),
-    ("hostile-channels", mutate(lambda d: set_path(node(d, "l2_r8"), ["channels"], 10**9)), at("l2_r8", "channels"), "maximum"),
+    (
+        "reduction-not-power-of-two",
+        mutate(lambda d: set_path(node(d, "l2_r8"), ["reduction"], 12)),
+        at("l2_r8", "reduction"),
+        "power of two",
+    ),
+    (
+        "layer-skips-levels",
+        mutate(lambda d: set_path(node(d, "stem1"), ["reduction"], 16)),
+        at("stem1", "reduction"),
+        "halves",
+    ),
+    (
+        "hostile-channels",
+        mutate(lambda d: set_path(node(d, "l2_r8"), ["channels"], 10**9)),
+        at("l2_r8", "channels"),
+        "maximum",
+    ),
     ("hostile-node-count", mutate(huge_nodes), "/network/nodes", "1000000 entries"),
     ("oversized-file", " " * (9 * 2**20) + "{}", "/", "larger than"),
-    ("hostile-input-size", mutate(lambda d: set_path(d, ["defaults", "input_size"], [3, 10**9, 10])), "/defaults/input_size/1", "maximum"),
-    ("hostile-total-size", mutate(lambda d: [set_path(n, ["channels"], 4096) for n in d["network"]["nodes"]]), "/network", "parameters"),
-    ("partial-ratio-out-of-range", mutate(lambda d: set_path(node(d, "l3_r16"), ["partial", "ratio"], 1.5)), at("l3_r16", "partial", "ratio"), "1.5"),
-    ("attention-without-weight", mutate(lambda d: node(d, "l3_r8")["inputs"][1]["paths"][0].pop("weight")),
-     at("l3_r8", "inputs", 1, "paths", 0), "weight"),
+    (
+        "hostile-input-size",
+        mutate(lambda d: set_path(d, ["defaults", "input_size"], [3, 10**9, 10])),
+        "/defaults/input_size/1",
+        "maximum",
+    ),
+    (
+        "hostile-total-size",
+        mutate(lambda d: [set_path(n, ["channels"], 4096) for n in d["network"]["nodes"]]),
+        "/network",
+        "parameters",
+    ),
+    (
+        "partial-ratio-out-of-range",
+        mutate(lambda d: set_path(node(d, "l3_r16"), ["partial", "ratio"], 1.5)),
+        at("l3_r16", "partial", "ratio"),
+        "1.5",
+    ),
+    (
+        "attention-without-weight",
+        mutate(lambda d: node(d, "l3_r8")["inputs"][1]["paths"][0].pop("weight")),
+        at("l3_r8", "inputs", 1, "paths", 0),
+        "weight",
+    ),
     ("mean-length", mutate(lambda d: set_path(d, ["defaults", "mean"], [0.5])), "/defaults/mean", "3 values"),
-    ("class-names-count", mutate(lambda d: set_path(d, ["defaults", "class_names"], ["a", "b"])), "/defaults/class_names", "19 classes"),
+    (
+        "class-names-count",
+        mutate(lambda d: set_path(d, ["defaults", "class_names"], ["a", "b"])),
+        "/defaults/class_names",
+        "19 classes",
+    ),
 ]
 
 
@@ -144,5 +230,9 @@ def test_validate_json_mode(tmp_path, run_cli):
     code, out, err = run_cli("validate", "--json", str(bad))
     assert code == 2
     [result] = json.loads(out)
-    assert result == {"file": str(bad), "ok": False, "pointer": "/format_version",
-                      "error": "unknown format_version 7: this rspnet-zoo reads 1..1"}
+    assert result == {
+        "file": str(bad),
+        "ok": False,
+        "pointer": "/format_version",
+        "error": "unknown format_version 7: this rspnet-zoo reads 1..1",
+    }

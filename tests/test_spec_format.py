@@ -1,4 +1,5 @@
 """The spec format: schema freshness, canonical round trip, identity, migrations."""
+
 import json
 
 import pytest
@@ -13,7 +14,7 @@ def test_committed_schema_is_fresh():
     committed = (data_dir("schemas") / SCHEMA_FILE).read_text()
     assert committed == render_schema(), (
         f"schemas/{SCHEMA_FILE} is stale: regenerate it with "
-        "python -c \"from rspnet_zoo.schema import render_schema, SCHEMA_FILE; "
+        'python -c "from rspnet_zoo.schema import render_schema, SCHEMA_FILE; '
         "open('schemas/'+SCHEMA_FILE,'w').write(render_schema())\""
     )
 

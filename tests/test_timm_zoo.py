@@ -1,4 +1,5 @@
 """The timm contract: registry, built folders, pretrained loading, overrides, feature extraction."""
+
 import json
 from pathlib import Path
 
@@ -117,8 +118,9 @@ def test_unregistered_spec_round_trips_through_local_dir(tmp_path):
 
 
 def test_build_with_weights_file(tmp_path, zoo_home, built_small):
-    folder, _ = build_folder(load_spec(GENOTYPES / "rspnet_small.json"), tmp_path / "copy",
-                             weights=built_small / "model.safetensors")
+    folder, _ = build_folder(
+        load_spec(GENOTYPES / "rspnet_small.json"), tmp_path / "copy", weights=built_small / "model.safetensors"
+    )
     assert_same_weights(timm.create_model(f"local-dir:{folder}", pretrained=True), built_small / "model.safetensors")
     wrong = tmp_path / "wrong.safetensors"
     save_file({"x": torch.zeros(1)}, str(wrong))

@@ -2,6 +2,7 @@
 
 The runs train on a tiny CamVid-layout folder, so the validation pass at the end stays small.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,17 @@ def camvid(tmp_path):
         (root / f"{split}annot").mkdir()
         for k in range(count):
             Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(root / split / f"f{k}.png")
-            Image.fromarray(rng.integers(0, 12, (24, 32), dtype=np.uint8), mode="L").save(root / f"{split}annot" / f"f{k}.png")
+            Image.fromarray(rng.integers(0, 12, (24, 32), dtype=np.uint8), mode="L").save(
+                root / f"{split}annot" / f"f{k}.png"
+            )
     return ("--data", "camvid", "--root", str(root))
 
 
 def test_train_then_resume_then_load_and_evaluate(run_cli, zoo_home, tmp_path, camvid):
     run_dir = tmp_path / "run"
-    code, out, err = run_cli("train", str(TINY), *camvid, *FAST, "--epochs", "1", "--tag", "t", "--out", str(run_dir), "--json")
+    code, out, err = run_cli(
+        "train", str(TINY), *camvid, *FAST, "--epochs", "1", "--tag", "t", "--out", str(run_dir), "--json"
+    )
     assert code == 0, err
     first = json.loads(out)
     assert first["steps"] == 2 and first["resumed_from"] is None and (run_dir / "checkpoint.pt").is_file()
@@ -39,8 +44,9 @@ def test_train_then_resume_then_load_and_evaluate(run_cli, zoo_home, tmp_path, c
     assert folder == zoo_home / "tiny_net.t"
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
-    code, out, err = run_cli("train", str(TINY), *camvid, *FAST, "--epochs", "3", "--tag", "t", "--out", str(run_dir),
-                             "--resume", "--json")
+    code, out, err = run_cli(
+        "train", str(TINY), *camvid, *FAST, "--epochs", "3", "--tag", "t", "--out", str(run_dir), "--resume", "--json"
+    )
     assert code == 0, err
     resumed = json.loads(out)
     assert resumed["resumed_from"] == 2 and resumed["steps"] == 6
@@ -81,8 +87,20 @@ def test_bad_flags_are_one_line(run_cli, tmp_path):
 
 
 def test_training_on_synthetic_data_reports_for_people(run_cli, tmp_path, zoo_home):
-    code, out, err = run_cli("train", str(TINY), "--crop", "32", "--length", "4", "--batch-size", "4",
-                             "--iterations", "1", "--out", str(tmp_path / "run"))
+    code, out, err = run_cli(
+        "train",
+        str(TINY),
+        "--crop",
+        "32",
+        "--length",
+        "4",
+        "--batch-size",
+        "4",
+        "--iterations",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert code == 0, err
     assert "mIoU" in out and "background" in out and "tiny_net.synthetic" in out  # default tag: the data set
     config = json.loads((zoo_home / "tiny_net.synthetic" / "config.json").read_text())

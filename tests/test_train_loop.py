@@ -1,4 +1,5 @@
 """The training loop: the loss falls, checkpoints are written each epoch, and --resume picks up exactly."""
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,9 @@ def test_trained_weights_load_by_tag_through_timm(zoo_home):
     g = SHIPPED["rspnet_small"]
     torch.manual_seed(0)
     model = create_genotype_net(g.name, g, num_classes=3)
-    metrics = dict(miou=0.5, mean_acc=0.6, fw_iou=0.7, pixel_acc=0.8, images=2,
-                   per_class_iou={"a": 0.5, "b": None, "c": 0.5})
+    metrics = dict(
+        miou=0.5, mean_acc=0.6, fw_iou=0.7, pixel_acc=0.8, images=2, per_class_iou={"a": 0.5, "b": None, "c": 0.5}
+    )
     folder = save_to_zoo(model, g, "mine", ["a", "b", "c"], metrics, data="folder", command="rspnet-zoo train ...")
     assert folder == zoo_home / "rspnet_small.mine"
     loaded = timm.create_model("rspnet_small.mine", pretrained=True)
@@ -97,5 +99,7 @@ def test_trained_weights_load_by_tag_through_timm(zoo_home):
 def test_an_untrained_tag_is_one_clear_error():
     from rspnet_zoo.zoo import WeightsError
 
-    with pytest.raises(WeightsError, match=r"no weights for 'rspnet_small.nothing'.*rspnet-zoo train rspnet_small --tag nothing"):
+    with pytest.raises(
+        WeightsError, match=r"no weights for 'rspnet_small.nothing'.*rspnet-zoo train rspnet_small --tag nothing"
+    ):
         timm.create_model("rspnet_small.nothing", pretrained=True)

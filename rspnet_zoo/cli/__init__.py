@@ -3,10 +3,11 @@
 Known errors become one line on stderr and exit code 2; ``--json`` on a command prints its result
 as JSON on stdout; rich tables are for people.
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import typer
 
@@ -20,13 +21,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from . import zoo_commands  # noqa: E402,F401  (registers validate, list, show, build)
-from . import import_commands  # noqa: E402,F401  (registers import darts|autodeeplab|nas-segm, diff)
-from . import train_commands  # noqa: E402,F401  (registers train, eval, predict, data sample)
-from . import search_commands  # noqa: E402,F401  (registers search)
+from . import (
+    import_commands,  # noqa: E402,F401  (registers import darts|autodeeplab|nas-segm, diff)
+    search_commands,  # noqa: E402,F401  (registers search)
+    train_commands,  # noqa: E402,F401  (registers train, eval, predict, data sample)
+    zoo_commands,  # noqa: E402,F401  (registers validate, list, show, build)
+)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     try:
         rc = app(args=list(argv) if argv is not None else None, prog_name="rspnet-zoo", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,9 +1,9 @@
 """import darts | autodeeplab | nas-segm, and diff."""
+
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,9 +22,7 @@ OutOpt = typer.Option(None, "--out", help="Spec file to write, or a folder for <
 ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes [default: the network's].")
 CityscapesClassesOpt = typer.Option(19, "--classes", min=1, help="Number of classes (19: Cityscapes).")
 
-import_app = typer.Typer(
-    help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True
-)
+import_app = typer.Typer(help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
@@ -33,7 +31,7 @@ class DartsNetwork(str, Enum):
     imagenet = "imagenet"
 
 
-def _write(genotype: Genotype, out: Optional[Path], as_json: bool) -> None:
+def _write(genotype: Genotype, out: Path | None, as_json: bool) -> None:
     if out is None:
         dest = Path(f"{genotype.name}.json")
     elif out.is_dir():
@@ -41,33 +39,57 @@ def _write(genotype: Genotype, out: Optional[Path], as_json: bool) -> None:
     else:
         dest = out
     atomic_write_text(dest, dump_spec(genotype))
-    info = dict(name=genotype.name, path=str(dest), sha256=spec_sha256(genotype),
-                parameters=count_parameters(meta_model(genotype)))
+    info = dict(
+        name=genotype.name,
+        path=str(dest),
+        sha256=spec_sha256(genotype),
+        parameters=count_parameters(meta_model(genotype)),
+    )
 
     def human(console):
-        console.print(f"wrote [bold]{genotype.name}[/bold] ({info['parameters']:,} parameters) -> {dest}", soft_wrap=True)
+        console.print(
+            f"wrote [bold]{genotype.name}[/bold] ({info['parameters']:,} parameters) -> {dest}", soft_wrap=True
+        )
 
     emit(info, human, as_json)
 
 
 @import_app.command("darts")
 def import_darts(
-    genotype: str = typer.Argument(..., help="Genotype(normal=[(op, input), ...], normal_concat=..., reduce=[...], reduce_concat=...)"),
-    network: DartsNetwork = typer.Option(DartsNetwork.cifar, "--network", help="The DARTS evaluation network to build."),
-    channels: Optional[int] = typer.Option(None, "--channels", "-C", min=2, help="Initial C [default: 36 CIFAR, 48 ImageNet]."),
-    layers: Optional[int] = typer.Option(None, "--layers", min=3, help="Number of cells [default: 20 CIFAR, 14 ImageNet]."),
-    num_classes: Optional[int] = ClassesOpt,
-    auxiliary: bool = typer.Option(True, "--auxiliary/--no-auxiliary", help="Declare DARTS's auxiliary head (built with aux_head=True)."),
-    name: Optional[str] = NameOpt,
-    description: Optional[str] = DescriptionOpt,
-    out: Optional[Path] = OutOpt,
+    genotype: str = typer.Argument(
+        ..., help="Genotype(normal=[(op, input), ...], normal_concat=..., reduce=[...], reduce_concat=...)"
+    ),
+    network: DartsNetwork = typer.Option(
+        DartsNetwork.cifar, "--network", help="The DARTS evaluation network to build."
+    ),
+    channels: int | None = typer.Option(
+        None, "--channels", "-C", min=2, help="Initial C [default: 36 CIFAR, 48 ImageNet]."
+    ),
+    layers: int | None = typer.Option(
+        None, "--layers", min=3, help="Number of cells [default: 20 CIFAR, 14 ImageNet]."
+    ),
+    num_classes: int | None = ClassesOpt,
+    auxiliary: bool = typer.Option(
+        True, "--auxiliary/--no-auxiliary", help="Declare DARTS's auxiliary head (built with aux_head=True)."
+    ),
+    name: str | None = NameOpt,
+    description: str | None = DescriptionOpt,
+    out: Path | None = OutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """A DARTS / PC-DARTS genotype as the CIFAR or ImageNet evaluation network."""
     from ..importers.darts import darts_spec, parse_genotype
 
-    g = darts_spec(parse_genotype(genotype), network.value, name=name, channels=channels, layers=layers,
-                   num_classes=num_classes, auxiliary=auxiliary, description=description)
+    g = darts_spec(
+        parse_genotype(genotype),
+        network.value,
+        name=name,
+        channels=channels,
+        layers=layers,
+        num_classes=num_classes,
+        auxiliary=auxiliary,
+        description=description,
+    )
     _write(g, out, as_json)
 
 
@@ -77,9 +99,9 @@ def import_autodeeplab(
     cell: str = typer.Option(..., "--cell", help="Cell rows [[edge_index, op_index], ...], two per step."),
     filter_multiplier: int = typer.Option(20, "--filter-multiplier", "-F", min=1, help="F: 20 (S), 32 (M), 48 (L)."),
     num_classes: int = CityscapesClassesOpt,
-    name: Optional[str] = NameOpt,
-    description: Optional[str] = DescriptionOpt,
-    out: Optional[Path] = OutOpt,
+    name: str | None = NameOpt,
+    description: str | None = DescriptionOpt,
+    out: Path | None = OutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """An Auto-DeepLab network path and cell, with ASPP and the DeepLabv3+ decoder."""
@@ -91,12 +113,16 @@ def import_autodeeplab(
 
 @import_app.command("nas-segm")
 def import_nas_segm(
-    config: str = typer.Argument(..., help="[[templates], [blocks]]: templates [op_a, op_b, agg], blocks [pos1, pos2, template, repeats-1, stride_exp]."),
+    config: str = typer.Argument(
+        ...,
+        help="[[templates], [blocks]]: templates [op_a, op_b, agg], "
+        "blocks [pos1, pos2, template, repeats-1, stride_exp].",
+    ),
     agg_size: int = typer.Option(64, "--agg-size", min=1, help="Width of the head's 1x1 conv."),
     num_classes: int = CityscapesClassesOpt,
-    name: Optional[str] = NameOpt,
-    description: Optional[str] = DescriptionOpt,
-    out: Optional[Path] = OutOpt,
+    name: str | None = NameOpt,
+    description: str | None = DescriptionOpt,
+    out: Path | None = OutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """A nas-segm (WACV 2020) template decoder on MobileNet-v2's first stages."""
@@ -120,7 +146,10 @@ def diff(
     result = diff_specs(ga, gb, with_sizes=sizes)
 
     def human(console):
-        console.print(f"[bold]{ga.name}[/bold] {result['a']['sha256'][:12]} -> [bold]{gb.name}[/bold] {result['b']['sha256'][:12]}")
+        console.print(
+            f"[bold]{ga.name}[/bold] {result['a']['sha256'][:12]} -> "
+            f"[bold]{gb.name}[/bold] {result['b']['sha256'][:12]}"
+        )
         if result["identical"]:
             console.print("identical specs")
         for section in SECTIONS:

@@ -1,9 +1,11 @@
 """One output mode per call: JSON on stdout for machines, rich for people."""
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 

@@ -1,10 +1,11 @@
 """search: the two RSPNet searches (searchers/), emitting a spec that validate and build accept."""
+
 from __future__ import annotations
 
 import json
 import shlex
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -15,14 +16,24 @@ from .output import JSON_OPTION_HELP, emit
 
 # flag -> setting it overrides (see searchers.budgets; --set reaches every setting)
 FLAG_SETTINGS = {
-    "epochs": "epochs", "batch_size": "batch_size", "image_size": "image_size", "samples": "samples",
-    "layers": "cell.layers", "channels": "cell.channels", "partial": "cell.partial", "order": "order",
-    "skip_cap": "cell.skip_cap", "path_layers": "path.layers", "path_channels": "path.channels",
-    "topk": "path.topk", "threshold": "path.threshold", "two_back": "path.two_back",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "image_size": "image_size",
+    "samples": "samples",
+    "layers": "cell.layers",
+    "channels": "cell.channels",
+    "partial": "cell.partial",
+    "order": "order",
+    "skip_cap": "cell.skip_cap",
+    "path_layers": "path.layers",
+    "path_channels": "path.channels",
+    "topk": "path.topk",
+    "threshold": "path.threshold",
+    "two_back": "path.two_back",
 }
 
 
-def _parse_set(items: List[str]) -> dict[str, Any]:
+def _parse_set(items: list[str]) -> dict[str, Any]:
     """KEY=VALUE pairs; VALUE is read as JSON (numbers, true/false, null, lists), else as text."""
     out = {}
     for item in items:
@@ -51,32 +62,46 @@ def _command(options: dict[str, Any], overrides: dict[str, Any]) -> str:
 def search(
     stage: str = typer.Option("both", "--stage", help="cell (stage 1), path (stage 2, needs --cell) or both."),
     budget: str = typer.Option("small", "--budget", help="Preset: smoke, small or paper."),
-    data: str = typer.Option("synthetic", "--data", help="Data set (synthetic, cityscapes, camvid, folder); its train split is used."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder of an on-disk data set."),
+    data: str = typer.Option(
+        "synthetic", "--data", help="Data set (synthetic, cityscapes, camvid, folder); its train split is used."
+    ),
+    root: Path | None = typer.Option(None, "--root", help="Folder of an on-disk data set."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation and data order."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name of the emitted spec (default: the --out file name, else rspnet_<stage>_<budget>_s<seed>)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where the spec is written (default: genotypes/<name>.json)."),
-    cell: Optional[Path] = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
-    cell_name: Optional[str] = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Checkpoints, log.jsonl and plots (default: $RSPNET_ZOO_HOME/searches/<name>)."),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        help="Name of the emitted spec (default: the --out file name, else rspnet_<stage>_<budget>_s<seed>).",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Where the spec is written (default: genotypes/<name>.json)."),
+    cell: Path | None = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
+    cell_name: str | None = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
+    run_dir: Path | None = typer.Option(
+        None, "--run-dir", help="Checkpoints, log.jsonl and plots (default: $RSPNET_ZOO_HOME/searches/<name>)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the search whose checkpoints are in the run folder."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out and discard an earlier search in the run folder."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs of each stage."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Square crop size."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Training images used (half weights, half architecture)."),
-    layers: Optional[int] = typer.Option(None, "--layers", help="Cells of the stage-1 proxy network."),
-    channels: Optional[int] = typer.Option(None, "--channels", help="Stage-1 C at the first level."),
-    partial: Optional[int] = typer.Option(None, "--partial", help="Partial channels K (1: full channels, plain DARTS)."),
-    order: Optional[int] = typer.Option(None, "--order", help="1: first-order DARTS, 2: second order."),
-    skip_cap: Optional[int] = typer.Option(None, "--skip-cap", help="Most skip-connects in the decoded cell."),
-    path_layers: Optional[int] = typer.Option(None, "--path-layers", help="Layers L of the stage-2 grid."),
-    path_channels: Optional[int] = typer.Option(None, "--path-channels", help="Stage-2 F during the search."),
-    topk: Optional[int] = typer.Option(None, "--topk", help="Paths kept per node."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep paths whose attention reaches this."),
-    two_back: Optional[bool] = typer.Option(None, "--two-back/--no-two-back", help="Offer paths from two layers back."),
-    settings: List[str] = typer.Option([], "--set", help="Any search setting, KEY=VALUE (e.g. cell.steps=3, path.rsp_ratio=0.25)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite --out and discard an earlier search in the run folder."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs of each stage."),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    image_size: int | None = typer.Option(None, "--image-size", help="Square crop size."),
+    samples: int | None = typer.Option(
+        None, "--samples", help="Training images used (half weights, half architecture)."
+    ),
+    layers: int | None = typer.Option(None, "--layers", help="Cells of the stage-1 proxy network."),
+    channels: int | None = typer.Option(None, "--channels", help="Stage-1 C at the first level."),
+    partial: int | None = typer.Option(None, "--partial", help="Partial channels K (1: full channels, plain DARTS)."),
+    order: int | None = typer.Option(None, "--order", help="1: first-order DARTS, 2: second order."),
+    skip_cap: int | None = typer.Option(None, "--skip-cap", help="Most skip-connects in the decoded cell."),
+    path_layers: int | None = typer.Option(None, "--path-layers", help="Layers L of the stage-2 grid."),
+    path_channels: int | None = typer.Option(None, "--path-channels", help="Stage-2 F during the search."),
+    topk: int | None = typer.Option(None, "--topk", help="Paths kept per node."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Keep paths whose attention reaches this."),
+    two_back: bool | None = typer.Option(None, "--two-back/--no-two-back", help="Offer paths from two layers back."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="Any search setting, KEY=VALUE (e.g. cell.steps=3, path.rsp_ratio=0.25)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (never with --json)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
@@ -89,9 +114,22 @@ def search(
     from searchers.runner import SearchRequest
     from searchers.runner import search as run_search
 
-    flags = dict(epochs=epochs, batch_size=batch_size, image_size=image_size, samples=samples, layers=layers,
-                 channels=channels, partial=partial, order=order, skip_cap=skip_cap, path_layers=path_layers,
-                 path_channels=path_channels, topk=topk, threshold=threshold, two_back=two_back)
+    flags = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        image_size=image_size,
+        samples=samples,
+        layers=layers,
+        channels=channels,
+        partial=partial,
+        order=order,
+        skip_cap=skip_cap,
+        path_layers=path_layers,
+        path_channels=path_channels,
+        topk=topk,
+        threshold=threshold,
+        two_back=two_back,
+    )
     overrides = {FLAG_SETTINGS[k]: v for k, v in flags.items() if v is not None}
     overrides.update(_parse_set(settings))
     config = resolve_config(budget, overrides)
@@ -103,35 +141,67 @@ def search(
     if threads is not None:
         torch.set_num_threads(threads)
     command = _command(
-        dict(stage=stage, budget=budget, data=data, root=root, seed=seed, name=name, out=out, cell=cell,
-             cell_name=cell_name, threads=threads),
+        dict(
+            stage=stage,
+            budget=budget,
+            data=data,
+            root=root,
+            seed=seed,
+            name=name,
+            out=out,
+            cell=cell,
+            cell_name=cell_name,
+            threads=threads,
+        ),
         overrides,
     )
     request = SearchRequest(
-        stage=stage, budget=budget, config=config, name=name, out=out, run_dir=run_dir or zoo_home() / "searches" / name,
-        dataset=data, data_root=root, seed=seed, cell_spec=cell, cell_name=cell_name, resume=resume, force=force,
+        stage=stage,
+        budget=budget,
+        config=config,
+        name=name,
+        out=out,
+        run_dir=run_dir or zoo_home() / "searches" / name,
+        dataset=data,
+        data_root=root,
+        seed=seed,
+        cell_spec=cell,
+        cell_name=cell_name,
+        resume=resume,
+        force=force,
         command=command,
     )
     bars = None
     if progress and not as_json:
-        bars = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=Console(stderr=True))
+        bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
     summary = run_search(request, progress=bars)
     summary["command"] = command
 
     def human(console):
-        console.print(f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}  "
-                      f"({summary['epochs']} epochs, {summary['wall_time_s']:.1f} s)")
+        console.print(
+            f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}  "
+            f"({summary['epochs']} epochs, {summary['wall_time_s']:.1f} s)"
+        )
         if "cell" in summary:
             c = summary["cell"]
             for i, step in enumerate(c["steps"]):
                 console.print(f"  cell state {i + 2} = {step}")
-            console.print(f"  skip-connects: {c['skips_before_cap']} decoded, {c['skips']} kept (cap {config.cell.skip_cap})")
+            console.print(
+                f"  skip-connects: {c['skips_before_cap']} decoded, {c['skips']} kept (cap {config.cell.skip_cap})"
+            )
         if "paths" in summary:
             p = summary["paths"]
             multi = sum(len(v) > 1 for v in p["kept"].values())
-            console.print(f"  paths: {len(p['kept'])} nodes kept ({multi} fuse several paths), "
-                          f"{len(p['dropped'])} dropped, {len(p['pruned'])} pruned")
+            console.print(
+                f"  paths: {len(p['kept'])} nodes kept ({multi} fuse several paths), "
+                f"{len(p['dropped'])} dropped, {len(p['pruned'])} pruned"
+            )
         if summary["parent_sha256"]:
             console.print(f"  parent (stage-1 cell spec) sha256 {summary['parent_sha256'][:12]}")
         console.print(f"  log {summary['log']}; plots in {summary['run_dir']}")

@@ -1,10 +1,10 @@
 """train, eval, predict, and ``data sample`` (a scene of the embedded benchmark as a PNG)."""
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import List, Optional
 
 import torch
 import typer
@@ -29,7 +29,7 @@ data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help
 app.add_typer(data_app, name="data")
 
 
-def parse_size(value: Optional[str], flag: str) -> Optional[tuple[int, int]]:
+def parse_size(value: str | None, flag: str) -> tuple[int, int] | None:
     """'512' or '512x1024' (height x width)."""
     if value is None:
         return None
@@ -40,24 +40,32 @@ def parse_size(value: Optional[str], flag: str) -> Optional[tuple[int, int]]:
     return h, int(m.group(2) or h)
 
 
-def parse_device(value: Optional[str]) -> Optional[torch.device]:
+def parse_device(value: str | None) -> torch.device | None:
     if value is None:
         return None
     try:
         return torch.device(value)
     except RuntimeError:
-        raise typer.BadParameter(f"'{value}' is not a torch device (cpu, cuda, cuda:1, ...)", param_hint="--device") from None
+        raise typer.BadParameter(
+            f"'{value}' is not a torch device (cpu, cuda, cuda:1, ...)", param_hint="--device"
+        ) from None
 
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=errors, disable=not enabled, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        disable=not enabled,
+        transient=False,
     )
 
 
-def _synthetic_options(data: str, length: Optional[int], size: Optional[tuple[int, int]]) -> dict:
+def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | None) -> dict:
     if data != "synthetic":
         if length is not None or size is not None:
             raise typer.BadParameter("--length and --size apply to the synthetic data set only")
@@ -72,28 +80,40 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
     for name, iou in metrics["per_class_iou"].items():
         table.add_row(name, "-" if iou is None else f"{iou:.4f}")
     console.print(table)
-    console.print(f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
-                  f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}")
+    console.print(
+        f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
+        f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}"
+    )
 
 
 @app.command()
 def train(
     model: str = typer.Argument(..., help="A registered name or a spec file."),
     data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
-    root: Optional[Path] = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
+    root: Path | None = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Passes over the training split."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Stop after this many steps instead."),
+    iterations: int | None = typer.Option(None, "--iterations", min=1, help="Stop after this many steps instead."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
-    crop: Optional[str] = typer.Option(None, "--crop", help="Training crop HxW [default: 128x128 synthetic, 512x512 otherwise]."),
+    crop: str | None = typer.Option(
+        None, "--crop", help="Training crop HxW [default: 128x128 synthetic, 512x512 otherwise]."
+    ),
     lr: float = typer.Option(0.01, "--lr", min=0.0, help="Initial learning rate of SGD (momentum 0.9, poly decay)."),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
-    seed: int = typer.Option(0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic training stream."),
-    length: Optional[int] = typer.Option(None, "--length", min=1, help="Synthetic: training images per epoch [default: 2000]."),
-    size: Optional[str] = typer.Option(None, "--size", help="Synthetic: scene size HxW the crops are cut from [default: the crop]."),
+    seed: int = typer.Option(
+        0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic training stream."
+    ),
+    length: int | None = typer.Option(
+        None, "--length", min=1, help="Synthetic: training images per epoch [default: 2000]."
+    ),
+    size: str | None = typer.Option(
+        None, "--size", help="Synthetic: scene size HxW the crops are cut from [default: the crop]."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (checkpoint.pt, history.json) [default: $RSPNET_ZOO_HOME/runs/<name>.<tag>]."),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Zoo tag of the trained weights [default: the data set name]."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder (checkpoint.pt, history.json) [default: $RSPNET_ZOO_HOME/runs/<name>.<tag>]."
+    ),
+    tag: str | None = typer.Option(None, "--tag", help="Zoo tag of the trained weights [default: the data set name]."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
@@ -113,34 +133,74 @@ def train(
         raise ZooError(f"{checkpoint}: no checkpoint to resume from")
     torch.manual_seed(seed)
     net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
-    command = train_command(model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size,
-                            crop=crop_size, size=scene_size, lr=lr, weight_decay=weight_decay, seed=seed, length=length,
-                            tag=tag)
+    command = train_command(
+        model,
+        data=data,
+        root=root,
+        epochs=epochs,
+        iterations=iterations,
+        batch_size=batch_size,
+        crop=crop_size,
+        size=scene_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        length=length,
+        tag=tag,
+    )
 
     with _progress(not as_json) as progress:
         task = progress.add_task(f"train {g.name}.{tag}", total=None, status="")
 
         def on_step(s: dict) -> None:
-            progress.update(task, completed=s["step"], total=s["total"],
-                            status=f"epoch {s['epoch']}  loss {s['loss']:.4f}  {s['images_per_s']:.1f} img/s")
+            progress.update(
+                task,
+                completed=s["step"],
+                total=s["total"],
+                status=f"epoch {s['epoch']}  loss {s['loss']:.4f}  {s['images_per_s']:.1f} img/s",
+            )
 
-        result = run_training(net, train_set, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
-                              weight_decay=weight_decay, seed=seed, checkpoint=checkpoint, resume=resume,
-                              device=torch_device, on_step=on_step)
+        result = run_training(
+            net,
+            train_set,
+            epochs=epochs,
+            iterations=iterations,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            checkpoint=checkpoint,
+            resume=resume,
+            device=torch_device,
+            on_step=on_step,
+        )
         evaluating = progress.add_task("evaluate val", total=len(val_set), status="")
-        metrics = evaluate(net, val_set, batch_size=batch_size, device=torch_device,
-                           on_batch=lambda n: progress.advance(evaluating, n))
+        metrics = evaluate(
+            net, val_set, batch_size=batch_size, device=torch_device, on_batch=lambda n: progress.advance(evaluating, n)
+        )
     folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=data, command=command)
-    atomic_write_text(run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n")
-    info = dict(name=f"{g.name}.{tag}", folder=str(folder), checkpoint=str(checkpoint), steps=result.steps,
-                resumed_from=result.resumed_from, history=result.history, command=command,
-                metrics={k: v for k, v in metrics.items() if k != "confusion"})
+    atomic_write_text(
+        run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
+    )
+    info = dict(
+        name=f"{g.name}.{tag}",
+        folder=str(folder),
+        checkpoint=str(checkpoint),
+        steps=result.steps,
+        resumed_from=result.resumed_from,
+        history=result.history,
+        command=command,
+        metrics={k: v for k, v in metrics.items() if k != "confusion"},
+    )
 
     def human(console):
         _print_metrics(console, metrics, f"{g.name}.{tag} on {data} val")
         console.print(f"weights -> {folder}")
-        console.print(f"load them with timm.create_model('{g.name}.{tag}', pretrained=True)" if g.name in SHIPPED
-                      else f"load them with timm.create_model('local-dir:{folder}', pretrained=True)")
+        console.print(
+            f"load them with timm.create_model('{g.name}.{tag}', pretrained=True)"
+            if g.name in SHIPPED
+            else f"load them with timm.create_model('local-dir:{folder}', pretrained=True)"
+        )
 
     emit(info, human, as_json)
 
@@ -149,13 +209,13 @@ def train(
 def evaluate_command(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
     data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
-    root: Optional[Path] = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
+    root: Path | None = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
     split: str = typer.Option("val", "--split"),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed", help="Synthetic: the stream to draw the split from."),
-    length: Optional[int] = typer.Option(None, "--length", min=1, help="Synthetic: images in the split [default: 100]."),
-    size: Optional[str] = typer.Option(None, "--size", help="Synthetic: image size HxW [default: 128x128]."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    length: int | None = typer.Option(None, "--length", min=1, help="Synthetic: images in the split [default: 100]."),
+    size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW [default: 128x128]."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
@@ -167,8 +227,9 @@ def evaluate_command(
         raise ZooError(f"'{model}' predicts {net.num_classes} classes, the {data} data set has {dataset.num_classes}")
     with _progress(not as_json) as progress:
         task = progress.add_task(f"evaluate {split}", total=len(dataset), status="")
-        metrics = evaluate(net, dataset, batch_size=batch_size, device=torch_device,
-                           on_batch=lambda n: progress.advance(task, n))
+        metrics = evaluate(
+            net, dataset, batch_size=batch_size, device=torch_device, on_batch=lambda n: progress.advance(task, n)
+        )
     metrics = dict(model=model, data=data, split=split, **metrics)
 
     def human(console):
@@ -180,10 +241,10 @@ def evaluate_command(
 @app.command()
 def predict(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
-    images: List[Path] = typer.Argument(..., help="Image files."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Folder for <stem>_mask.png and <stem>_overlay.png."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... [default: cpu]."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cpu]."),
     as_json: bool = JsonOpt,
 ) -> None:
     """A colour-coded mask and an overlay PNG per image."""
@@ -211,7 +272,7 @@ def sample(
     split: str = typer.Option("val", "--split"),
     index: int = typer.Option(0, "--index", min=0, help="Which scene of the split."),
     seed: int = typer.Option(0, "--seed"),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Also write the ground truth (class ids) to this PNG."),
+    mask: Path | None = typer.Option(None, "--mask", help="Also write the ground truth (class ids) to this PNG."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
@@ -220,11 +281,20 @@ def sample(
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
     if mask is not None:
         save_png(labels.numpy().astype("uint8"), mask)
-    info = dict(image=str(out), mask=str(mask) if mask else None, split=split, index=index, seed=seed,
-                size=list(image.shape[-2:]), classes=sorted({dataset.class_names[i] for i in labels.unique().tolist()}))
+    info = dict(
+        image=str(out),
+        mask=str(mask) if mask else None,
+        split=split,
+        index=index,
+        seed=seed,
+        size=list(image.shape[-2:]),
+        classes=sorted({dataset.class_names[i] for i in labels.unique().tolist()}),
+    )
 
     def human(console):
-        console.print(f"wrote {out} ({'x'.join(map(str, info['size']))}, {', '.join(info['classes'])})"
-                      + (f" and its mask {mask}" if mask else ""))
+        console.print(
+            f"wrote {out} ({'x'.join(map(str, info['size']))}, {', '.join(info['classes'])})"
+            + (f" and its mask {mask}" if mask else "")
+        )
 
     emit(info, human, as_json)

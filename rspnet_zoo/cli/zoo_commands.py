@@ -1,9 +1,9 @@
 """validate, list, show, build."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -20,7 +20,7 @@ JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 
 
 @app.command()
-def validate(specs: List[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
+def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
     """Check spec files; exit 2 with one line per bad file."""
     results = []
     for path in specs:
@@ -48,18 +48,40 @@ def list_models(as_json: bool = JsonOpt) -> None:
     rows = []
     for name, g in sorted(SHIPPED.items()):
         stats = cached_spec_stats(g)
-        rows.append(dict(name=name, version=g.version, weights=weights_path(name).is_file(),
-                         num_classes=g.defaults.num_classes, input_size=list(g.defaults.input_size), **stats))
+        rows.append(
+            dict(
+                name=name,
+                version=g.version,
+                weights=weights_path(name).is_file(),
+                num_classes=g.defaults.num_classes,
+                input_size=list(g.defaults.input_size),
+                **stats,
+            )
+        )
 
     def human(console):
         table = Table(title=f"rspnet-zoo architectures (weights in {zoo_home()})")
-        widths = dict(name=max(len(r["name"]) for r in rows), params=max(len(f"{r['parameters']:,}") for r in rows), GFLOPs=7)
+        widths = dict(
+            name=max(len(r["name"]) for r in rows), params=max(len(f"{r['parameters']:,}") for r in rows), GFLOPs=7
+        )
         for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "at"):
-            table.add_column(col, justify="right" if col in ("params", "GFLOPs", "classes") else "left",
-                             no_wrap=col in widths, min_width=widths.get(col), overflow="fold")
+            table.add_column(
+                col,
+                justify="right" if col in ("params", "GFLOPs", "classes") else "left",
+                no_wrap=col in widths,
+                min_width=widths.get(col),
+                overflow="fold",
+            )
         for r in rows:
-            table.add_row(r["name"], r["version"], "yes" if r["weights"] else "-", str(r["num_classes"]),
-                          f"{r['parameters']:,}", f"{r['flops'] / 1e9:.2f}", "x".join(map(str, r["input_size"])))
+            table.add_row(
+                r["name"],
+                r["version"],
+                "yes" if r["weights"] else "-",
+                str(r["num_classes"]),
+                f"{r['parameters']:,}",
+                f"{r['flops'] / 1e9:.2f}",
+                "x".join(map(str, r["input_size"])),
+            )
         console.print(table)
 
     emit(rows, human, as_json)
@@ -68,7 +90,9 @@ def list_models(as_json: bool = JsonOpt) -> None:
 def _describe(g: Genotype) -> dict:
     cells = {
         name: dict(
-            num_inputs=c.num_inputs, reduction=c.reduction, concat=list(c.concat),
+            num_inputs=c.num_inputs,
+            reduction=c.reduction,
+            concat=list(c.concat),
             steps=[" + ".join(f"{e.op}(s{e.input})" for e in step.edges) for step in c.steps],
         )
         for name, c in g.cells.items()
@@ -79,17 +103,32 @@ def _describe(g: Genotype) -> dict:
             " + ".join(p.node + (f"*{p.weight:g}" if p.weight is not None else "") for p in slot.paths)
             for slot in n.inputs
         ]
-        nodes.append(dict(id=n.id, kind=f"cell:{n.cell}" if n.cell else f"layer:{n.layer}", reduction=n.reduction,
-                          channels=n.channels, inputs=slots,
-                          partial=n.partial.model_dump() if n.partial else None))
-    return dict(name=g.name, version=g.version, sha256=spec_sha256(g), description=g.description,
-                cells=cells, nodes=nodes, head=g.head.model_dump(), num_classes=g.defaults.num_classes)
+        nodes.append(
+            dict(
+                id=n.id,
+                kind=f"cell:{n.cell}" if n.cell else f"layer:{n.layer}",
+                reduction=n.reduction,
+                channels=n.channels,
+                inputs=slots,
+                partial=n.partial.model_dump() if n.partial else None,
+            )
+        )
+    return dict(
+        name=g.name,
+        version=g.version,
+        sha256=spec_sha256(g),
+        description=g.description,
+        cells=cells,
+        nodes=nodes,
+        head=g.head.model_dump(),
+        num_classes=g.defaults.num_classes,
+    )
 
 
 @app.command()
 def show(
     model: str = typer.Argument(..., help="A registered name or a spec file."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the network graph to this .svg or .png."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw the network graph to this .svg or .png."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Summarise a spec: cells, nodes, paths and sizes."""
@@ -104,9 +143,11 @@ def show(
         info["plot"] = str(render_graph(g, plot))
 
     def human(console):
-        console.print(f"[bold]{g.name}[/bold] {g.version}  sha256 {info['sha256'][:12]}  "
-                      f"{info['parameters']:,} parameters, {info['flops'] / 1e9:.2f} GFLOPs at "
-                      f"{'x'.join(map(str, g.defaults.input_size))}")
+        console.print(
+            f"[bold]{g.name}[/bold] {g.version}  sha256 {info['sha256'][:12]}  "
+            f"{info['parameters']:,} parameters, {info['flops'] / 1e9:.2f} GFLOPs at "
+            f"{'x'.join(map(str, g.defaults.input_size))}"
+        )
         if g.description:
             console.print(g.description)
         for name, c in info["cells"].items():
@@ -122,8 +163,14 @@ def show(
             table.add_column(col)
         for n in info["nodes"]:
             p = n["partial"]
-            table.add_row(n["id"], n["kind"], f"1/{n['reduction']}", str(n["channels"]),
-                          " | ".join(n["inputs"]), f"{p['ratio']:g} x{p['depth']}" if p else "")
+            table.add_row(
+                n["id"],
+                n["kind"],
+                f"1/{n['reduction']}",
+                str(n["channels"]),
+                " | ".join(n["inputs"]),
+                f"{p['ratio']:g} x{p['depth']}" if p else "",
+            )
         console.print(table)
         console.print(f"head: {json.dumps(info['head'])}")
         if plot is not None:
@@ -135,9 +182,11 @@ def show(
 @app.command()
 def build(
     spec: str = typer.Argument(..., help="A spec file or a registered name."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Parent folder of the built folder [default: $RSPNET_ZOO_HOME]."),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Override the spec's class count."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="A safetensors file to load instead of random init."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Parent folder of the built folder [default: $RSPNET_ZOO_HOME]."
+    ),
+    num_classes: int | None = typer.Option(None, "--num-classes", min=1, help="Override the spec's class count."),
+    weights: Path | None = typer.Option(None, "--weights", help="A safetensors file to load instead of random init."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -150,8 +199,10 @@ def build(
     folder, info = build_folder(g, out or zoo_home(), num_classes=num_classes, weights=weights, seed=seed)
 
     def human(console):
-        console.print(f"built [bold]{g.name}[/bold] ({info['parameters']:,} parameters, "
-                      f"{info['flops'] / 1e9:.2f} GFLOPs) -> {folder}")
+        console.print(
+            f"built [bold]{g.name}[/bold] ({info['parameters']:,} parameters, "
+            f"{info['flops'] / 1e9:.2f} GFLOPs) -> {folder}"
+        )
         console.print(f"load it with timm.create_model('local-dir:{folder}', pretrained=True)")
 
     emit(info, human, as_json)

@@ -3,10 +3,11 @@
 ``build_dataset`` is the one entry point. Items are ``(image float32 3xHxW normalised, mask int64 HxW)``
 with 255 = ignore; every data set has ``num_classes`` and ``class_names``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -24,8 +25,8 @@ DATASETS = ("synthetic",) + tuple(FILE_LAYOUTS)
 def build_dataset(
     name: str,
     split: str,
-    root: Optional[Path] = None,
-    crop: Optional[tuple[int, int]] = None,
+    root: Path | None = None,
+    crop: tuple[int, int] | None = None,
     train: bool = False,
     seed: int = 0,
     **kwargs: Any,
@@ -54,6 +55,12 @@ def build_dataset(
 
 
 __all__ = [
-    "DATASETS", "DataError", "IGNORE_INDEX", "ImageMaskPairs", "Normalize", "SyntheticSegmentation",
-    "TrainTransform", "build_dataset",
+    "DATASETS",
+    "DataError",
+    "IGNORE_INDEX",
+    "ImageMaskPairs",
+    "Normalize",
+    "SyntheticSegmentation",
+    "TrainTransform",
+    "build_dataset",
 ]

@@ -3,10 +3,11 @@
 The 34 annotation ids map to the 19 evaluation classes (trainIds); every other id is ignored (255),
 as in the official cityscapesScripts ``labels.py``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -14,8 +15,25 @@ from .files import ImageMaskPairs, image_files, pair_by_name, require_dir
 from .transforms import IGNORE_INDEX
 
 CLASS_NAMES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic_light",
+    "traffic_sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 )
 # labelId -> trainId for the evaluated classes, in trainId order.
 LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
@@ -24,7 +42,7 @@ LUT = np.full(256, IGNORE_INDEX, dtype=np.int16)
 LUT[list(LABEL_IDS)] = np.arange(len(LABEL_IDS))
 
 
-def cityscapes(root: Path, split: str, transform: Optional[Callable] = None) -> ImageMaskPairs:
+def cityscapes(root: Path, split: str, transform: Callable | None = None) -> ImageMaskPairs:
     images_dir = require_dir(root / "leftImg8bit" / split, f"Cityscapes images of split '{split}'")
     masks_dir = require_dir(root / "gtFine" / split, f"Cityscapes fine annotations of split '{split}'")
 

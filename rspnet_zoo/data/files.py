@@ -4,10 +4,11 @@ A layout only finds the pairs and says how raw mask values map to training ids (
 table; 255 is ignore, -1 marks a value the layout does not allow). Everything that can be wrong with
 a file is reported as one line naming it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -78,8 +79,14 @@ def read_mask(path: Path, lut: np.ndarray, num_classes: int) -> torch.Tensor:
 class ImageMaskPairs(torch.utils.data.Dataset):
     """Pairs of (image file, mask file); sizes are checked up front from the headers only."""
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], class_names: Sequence[str], lut: np.ndarray,
-                 transform: Optional[Callable] = None, source: str = ""):
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        class_names: Sequence[str],
+        lut: np.ndarray,
+        transform: Callable | None = None,
+        source: str = "",
+    ):
         if not pairs:
             raise DataError(f"{source}: no images found")
         self.pairs = list(pairs)
@@ -90,7 +97,9 @@ class ImageMaskPairs(torch.utils.data.Dataset):
         for image, mask in self.pairs:
             with _open(image) as a, _open(mask) as b:
                 if a.size != b.size:
-                    raise DataError(f"{mask}: mask is {b.size[0]}x{b.size[1]} but its image {image} is {a.size[0]}x{a.size[1]}")
+                    raise DataError(
+                        f"{mask}: mask is {b.size[0]}x{b.size[1]} but its image {image} is {a.size[0]}x{a.size[1]}"
+                    )
 
     def __len__(self) -> int:
         return len(self.pairs)

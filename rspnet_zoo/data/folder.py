@@ -2,10 +2,11 @@
 ``classes.txt`` (one class name per line, in id order). ``images/<split>/`` and ``masks/<split>/`` are
 used when they exist; otherwise every split reads the whole folder.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from .files import DataError, ImageMaskPairs, identity_lut, image_files, pair_by_name, require_dir
 
@@ -24,7 +25,7 @@ def read_class_names(path: Path) -> list[str]:
     return names
 
 
-def folder(root: Path, split: str, transform: Optional[Callable] = None) -> ImageMaskPairs:
+def folder(root: Path, split: str, transform: Callable | None = None) -> ImageMaskPairs:
     images_dir = require_dir(root / "images", "the folder layout's images")
     masks_dir = require_dir(root / "masks", "the folder layout's masks")
     if (images_dir / split).is_dir():

@@ -5,10 +5,11 @@ of them), over a low-frequency background class. Objects of very different sizes
 later ones occlude earlier ones, so a network needs both fine detail and wide context. Every image is
 a pure function of ``(seed, split, index)``: splits are disjoint streams, any size can be asked for.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -127,8 +128,12 @@ def _smooth_field(size: tuple[int, int], grid: np.ndarray) -> np.ndarray:
     return (weights(size[0]) @ torch.from_numpy(grid) @ weights(size[1]).T).numpy()
 
 
-def generate(size: tuple[int, int], rng: np.random.Generator,
-             objects: tuple[int, int] = (4, 10), scales: tuple[float, float] = (0.05, 0.35)) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    objects: tuple[int, int] = (4, 10),
+    scales: tuple[float, float] = (0.05, 0.35),
+) -> tuple[np.ndarray, np.ndarray]:
     """One scene: ``(image float32 3xHxW in [0, 1], mask uint8 HxW)``.
 
     Object radii are log-uniform in ``scales`` x the short side; each object is drawn only inside its
@@ -176,8 +181,14 @@ class SyntheticSegmentation(torch.utils.data.Dataset):
     class_names = list(CLASS_NAMES)
     num_classes = NUM_CLASSES
 
-    def __init__(self, split: str = "train", size: tuple[int, int] = DEFAULT_SIZE, length: Optional[int] = None,
-                 seed: int = 0, transform: Optional[Callable] = None):
+    def __init__(
+        self,
+        split: str = "train",
+        size: tuple[int, int] = DEFAULT_SIZE,
+        length: int | None = None,
+        seed: int = 0,
+        transform: Callable | None = None,
+    ):
         if split not in SPLITS:
             raise ValueError(f"synthetic split must be one of {', '.join(SPLITS)}, not '{split}'")
         self.split = split

@@ -5,9 +5,10 @@ Images come in as float 3xHxW in [0, 1] and masks as int64 HxW; the geometry is 
 Randomness comes from torch's global generator, so a training run that saves and restores its RNG
 state replays the same augmentation.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +31,13 @@ class Normalize:
 class TrainTransform:
     """The seed papers' augmentation: random scale, pad (ignore) and random crop, horizontal flip."""
 
-    def __init__(self, crop: Optional[tuple[int, int]] = None, scale: tuple[float, float] = (0.5, 2.0),
-                 flip: float = 0.5, normalize: Optional[Normalize] = None):
+    def __init__(
+        self,
+        crop: tuple[int, int] | None = None,
+        scale: tuple[float, float] = (0.5, 2.0),
+        flip: float = 0.5,
+        normalize: Normalize | None = None,
+    ):
         self.crop = crop
         self.scale = scale
         self.flip = flip
@@ -50,7 +56,7 @@ class TrainTransform:
             mask = F.pad(mask, (0, pw, 0, ph), value=IGNORE_INDEX)
         top = int(torch.randint(0, image.shape[-2] - ch + 1, ()))
         left = int(torch.randint(0, image.shape[-1] - cw + 1, ()))
-        image, mask = image[:, top:top + ch, left:left + cw], mask[top:top + ch, left:left + cw]
+        image, mask = image[:, top : top + ch, left : left + cw], mask[top : top + ch, left : left + cw]
         if float(torch.rand(())) < self.flip:
             image, mask = image.flip(-1), mask.flip(-1)
         return self.normalize(image.contiguous(), mask.contiguous())

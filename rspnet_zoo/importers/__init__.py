@@ -4,6 +4,7 @@ Each importer parses its encoding without evaluating code (``ast`` and ``ast.lit
 refuses malformed input with one line that says what was expected, and returns a validated
 ``Genotype``; ``rspnet-zoo import`` writes it with ``dump_spec``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,25 @@ from ..errors import ZooError
 MAX_ENCODING_CHARS = 65_536
 
 CITYSCAPES_CLASSES = [
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic_light",
+    "traffic_sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 ]
 
 

@@ -8,9 +8,10 @@ candidate inputs [s0, s1, n0, ...]. a5b5710 builds a step's ops in row order but
 ascending edge order, so each step pairs its ops (in row order) with its inputs (ascending): the
 run-time pairing, which is what the spec records.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..ops import DARTS_PRIMITIVES
 from ..spec import Genotype
@@ -34,7 +35,9 @@ def parse_path(text: str) -> list[int]:
         if not 0 <= level <= MAX_LEVEL:
             raise GenotypeImportError(f"path[{i}] = {level}: levels are 0..{MAX_LEVEL}")
         if i and abs(level - levels[i - 1]) > 1:
-            raise GenotypeImportError(f"path[{i}] = {level}: a cell moves at most one level from the previous ({levels[i - 1]})")
+            raise GenotypeImportError(
+                f"path[{i}] = {level}: a cell moves at most one level from the previous ({levels[i - 1]})"
+            )
     return levels
 
 
@@ -48,13 +51,15 @@ def parse_cell(text: str) -> list[list[tuple[int, str]]]:
     offset = 0
     for b in range(len(rows) // 2):
         candidates = 2 + b
-        pair = rows[2 * b: 2 * b + 2]
+        pair = rows[2 * b : 2 * b + 2]
         for r, row in enumerate(pair):
             if len(row) != 2:
                 raise GenotypeImportError(f"cell row {2 * b + r}: expected [edge_index, op_index], got {row}")
             edge, op = row
             if not offset <= edge < offset + candidates:
-                raise GenotypeImportError(f"cell row {2 * b + r}: step {b} owns edges {offset}..{offset + candidates - 1}, got {edge}")
+                raise GenotypeImportError(
+                    f"cell row {2 * b + r}: step {b} owns edges {offset}..{offset + candidates - 1}, got {edge}"
+                )
             if not 0 <= op < len(OP_NAMES):
                 raise GenotypeImportError(f"cell row {2 * b + r}: op index {op} is not in 0..{len(OP_NAMES) - 1}")
         if pair[0][0] == pair[1][0]:
@@ -70,39 +75,65 @@ def autodeeplab_spec(
     cell: list[list[tuple[int, str]]],
     filter_multiplier: int = 20,
     num_classes: int = 19,
-    name: Optional[str] = None,
-    description: Optional[str] = None,
+    name: str | None = None,
+    description: str | None = None,
 ) -> Genotype:
     f = filter_multiplier
     if not 1 <= f <= 256:
         raise GenotypeImportError(f"filter multiplier must be in 1..256, got {f}")
     nodes: list[dict[str, Any]] = []
     for i, (node_id, reduction, channels) in enumerate(STEM):
-        nodes.append({"id": node_id, "layer": "conv", "args": {"bias": True}, "reduction": reduction, "channels": channels,
-                      "inputs": [{"paths": [{"node": STEM[i - 1][0] if i else "input"}]}]})
+        nodes.append(
+            {
+                "id": node_id,
+                "layer": "conv",
+                "args": {"bias": True},
+                "reduction": reduction,
+                "channels": channels,
+                "inputs": [{"paths": [{"node": STEM[i - 1][0] if i else "input"}]}],
+            }
+        )
     # (node id, reduction) of the outputs cell i reads as h_pp and h_p, oldest first
     history = [("stem1", 2), ("stem2", 4)]
     for i, level in enumerate(path):
-        reduction = 4 * 2 ** level
+        reduction = 4 * 2**level
         (pp, pp_red), (p, p_red) = history[-2], history[-1]
         h_pp: dict[str, Any] = {"node": pp}
         if p_red not in (pp_red, reduction):
             h_pp["via"] = [p_red]  # h_pp is h_p of the previous cell after that cell's resize
-        nodes.append({"id": f"cell{i}", "cell": "cell", "reduction": reduction, "channels": f * 2 ** level,
-                      "downsample": "bilinear", "inputs": [{"paths": [h_pp]}, {"paths": [{"node": p}]}]})
+        nodes.append(
+            {
+                "id": f"cell{i}",
+                "cell": "cell",
+                "reduction": reduction,
+                "channels": f * 2**level,
+                "downsample": "bilinear",
+                "inputs": [{"paths": [h_pp]}, {"paths": [{"node": p}]}],
+            }
+        )
         history.append((f"cell{i}", reduction))
     steps = [{"edges": [{"input": state, "op": op} for state, op in step]} for step in cell]
     doc = {
         "format_version": 1,
         "name": name or "autodeeplab",
         "description": description or f"An Auto-DeepLab path and cell (F={f}) with ASPP and the DeepLabv3+ decoder.",
-        "provenance": {"searcher": "imported", "dataset": "cityscapes",
-                       "notes": f"path {path}, cell (run-time pairing) {[[list(e) for e in s] for s in cell]}"},
+        "provenance": {
+            "searcher": "imported",
+            "dataset": "cityscapes",
+            "notes": f"path {path}, cell (run-time pairing) {[[list(e) for e in s] for s in cell]}",
+        },
         "cells": {"cell": {"steps": steps, "concat": list(range(2, 2 + len(cell)))}},
         "network": {"nodes": nodes},
-        "head": {"type": "deeplabv3plus", "input": f"cell{len(path) - 1}", "low_level": "cell0",
-                 "upsample": "bilinear_align_corners"},
-        "defaults": {"num_classes": num_classes, "input_size": [3, 1025, 2049],
-                     **({"class_names": CITYSCAPES_CLASSES} if num_classes == len(CITYSCAPES_CLASSES) else {})},
+        "head": {
+            "type": "deeplabv3plus",
+            "input": f"cell{len(path) - 1}",
+            "low_level": "cell0",
+            "upsample": "bilinear_align_corners",
+        },
+        "defaults": {
+            "num_classes": num_classes,
+            "input_size": [3, 1025, 2049],
+            **({"class_names": CITYSCAPES_CLASSES} if num_classes == len(CITYSCAPES_CLASSES) else {}),
+        },
     }
     return genotype_from_dict(doc)

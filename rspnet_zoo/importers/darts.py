@@ -6,11 +6,12 @@ inputs. Reduction cells sit at layers//3 and 2*layers//3 and double C; the auxil
 second one. Preprocessing (ReLU-conv-BN, or FactorizedReduce after a reduction) follows from the
 nodes' resolutions, so the spec needs nothing beyond the graph.
 """
+
 from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from ..ops import OPS
 from ..spec import Genotype
@@ -47,8 +48,10 @@ class DartsGenotype:
     reduce_concat: list[int]
 
     def __str__(self) -> str:
-        return (f"Genotype(normal={self.normal}, normal_concat={self.normal_concat}, "
-                f"reduce={self.reduce}, reduce_concat={self.reduce_concat})")
+        return (
+            f"Genotype(normal={self.normal}, normal_concat={self.normal_concat}, "
+            f"reduce={self.reduce}, reduce_concat={self.reduce_concat})"
+        )
 
 
 def parse_genotype(text: str) -> DartsGenotype:
@@ -64,11 +67,15 @@ def parse_genotype(text: str) -> DartsGenotype:
     if call is None:
         raise GenotypeImportError(f"expected {EXPECTED}; got {_clip(source)}")
     if len(call.args) > len(FIELDS):
-        raise GenotypeImportError(f"Genotype takes {len(FIELDS)} fields ({', '.join(FIELDS)}), got {len(call.args)} positional")
+        raise GenotypeImportError(
+            f"Genotype takes {len(FIELDS)} fields ({', '.join(FIELDS)}), got {len(call.args)} positional"
+        )
     values: dict[str, Any] = dict(zip(FIELDS, call.args))
     for kw in call.keywords:
         if kw.arg not in FIELDS or kw.arg in values:
-            raise GenotypeImportError(f"Genotype field '{kw.arg}' is unknown or given twice (fields: {', '.join(FIELDS)})")
+            raise GenotypeImportError(
+                f"Genotype field '{kw.arg}' is unknown or given twice (fields: {', '.join(FIELDS)})"
+            )
         values[kw.arg] = kw.value
     missing = [f for f in FIELDS if f not in values]
     if missing:
@@ -85,14 +92,16 @@ def parse_genotype(text: str) -> DartsGenotype:
         states = 2 + len(edges) // 2
         for k, (op, inp) in enumerate(edges):
             if not 0 <= inp < 2 + k // 2:
-                raise GenotypeImportError(f"{name}[{k}] = ({op!r}, {inp}): node {k // 2} can read states 0..{1 + k // 2}")
+                raise GenotypeImportError(
+                    f"{name}[{k}] = ({op!r}, {inp}): node {k // 2} can read states 0..{1 + k // 2}"
+                )
         bad = [c for c in concat if not 0 <= c < states]
         if bad or not concat or len(set(concat)) != len(concat):
             raise GenotypeImportError(f"{name}_concat = {concat}: expected distinct states among 0..{states - 1}")
     return genotype
 
 
-def _genotype_call(tree: ast.Module) -> Optional[ast.Call]:
+def _genotype_call(tree: ast.Module) -> ast.Call | None:
     if len(tree.body) != 1:
         return None
     stmt = tree.body[0]
@@ -128,8 +137,13 @@ def _edges(name: str, value: Any) -> list[tuple[str, int]]:
         raise GenotypeImportError(f"expected {expected}; got {_clip(repr(value))}")
     edges = []
     for k, pair in enumerate(value):
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str)
-                or not isinstance(pair[1], int) or isinstance(pair[1], bool)):
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not isinstance(pair[0], str)
+            or not isinstance(pair[1], int)
+            or isinstance(pair[1], bool)
+        ):
             raise GenotypeImportError(f"{name}[{k}]: expected an (op, input) pair, got {_clip(repr(pair))}")
         if pair[0] not in OPS:
             raise GenotypeImportError(f"{name}[{k}]: unknown op '{pair[0]}' (known: {', '.join(sorted(OPS))})")
@@ -138,24 +152,29 @@ def _edges(name: str, value: Any) -> list[tuple[str, int]]:
 
 
 def _cell(edges: list[tuple[str, int]], concat: list[int], reduction: bool) -> dict:
-    steps = [{"edges": [{"op": op, "input": inp} for op, inp in edges[i:i + 2]]} for i in range(0, len(edges), 2)]
+    steps = [{"edges": [{"op": op, "input": inp} for op, inp in edges[i : i + 2]]} for i in range(0, len(edges), 2)]
     return {"reduction": reduction, "steps": steps, "concat": concat}
 
 
 def _node(node_id: str, reduction: int, channels: int, *inputs: str, **fields: Any) -> dict:
-    return {"id": node_id, "reduction": reduction, "channels": channels,
-            "inputs": [{"paths": [{"node": i}]} for i in inputs], **fields}
+    return {
+        "id": node_id,
+        "reduction": reduction,
+        "channels": channels,
+        "inputs": [{"paths": [{"node": i}]} for i in inputs],
+        **fields,
+    }
 
 
 def darts_spec(
     genotype: DartsGenotype,
     network: str = "cifar",
-    name: Optional[str] = None,
-    channels: Optional[int] = None,
-    layers: Optional[int] = None,
-    num_classes: Optional[int] = None,
+    name: str | None = None,
+    channels: int | None = None,
+    layers: int | None = None,
+    num_classes: int | None = None,
     auxiliary: bool = True,
-    description: Optional[str] = None,
+    description: str | None = None,
 ) -> Genotype:
     """The evaluation network of ``network`` ('cifar' or 'imagenet') built from ``genotype``."""
     if network not in NETWORKS:
@@ -191,8 +210,11 @@ def darts_spec(
 
     head: dict[str, Any] = {"type": "classifier", "input": prev}
     if auxiliary:
-        head["auxiliary"] = {"input": f"cell{reductions[1]}", "pool_stride": 3 if network == "cifar" else 2,
-                             "hidden_norm": network == "cifar"}
+        head["auxiliary"] = {
+            "input": f"cell{reductions[1]}",
+            "pool_stride": 3 if network == "cifar" else 2,
+            "hidden_norm": network == "cifar",
+        }
     defaults: dict[str, Any] = {"num_classes": num_classes}
     if network == "cifar":
         defaults.update(input_size=[3, 32, 32], mean=list(CIFAR_MEAN), std=list(CIFAR_STD))
@@ -203,8 +225,11 @@ def darts_spec(
     doc = {
         "format_version": 1,
         "name": name or f"darts_{network}",
-        "description": description or (f"A DARTS-family genotype in the DARTS {network} evaluation network "
-                                       f"({layers} cells, C={net.channels if channels is None else channels})."),
+        "description": description
+        or (
+            f"A DARTS-family genotype in the DARTS {network} evaluation network "
+            f"({layers} cells, C={net.channels if channels is None else channels})."
+        ),
         "provenance": {"searcher": "imported", "dataset": net.dataset, "notes": str(genotype)},
         "cells": {
             "normal": _cell(genotype.normal, genotype.normal_concat, reduction=False),

@@ -8,9 +8,10 @@ input and its output; every repeat applies the stride. The pool is [l1, l2, bloc
 blocks in the first half resize to the smaller size, the rest to the larger. Block outputs that no
 later block reads are the head's inputs.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..ops import NAS_SEGM_OPS
 from ..plan import cell_layout
@@ -19,8 +20,10 @@ from ..specfile import genotype_from_dict
 from . import CITYSCAPES_CLASSES, GenotypeImportError, int_list, literal
 
 AGGREGATIONS = ("psum", "cat")
-EXPECTED = ("[templates, blocks]: templates as [op_a, op_b, agg] (ops 0..5, agg 0 psum / 1 cat), "
-            "blocks as [pos1, pos2, template, repeats - 1, stride_exp]")
+EXPECTED = (
+    "[templates, blocks]: templates as [op_a, op_b, agg] (ops 0..5, agg 0 psum / 1 cat), "
+    "blocks as [pos1, pos2, template, repeats - 1, stride_exp]"
+)
 MAX_REPEATS = 8
 MAX_STRIDE_EXP = 2
 
@@ -43,22 +46,30 @@ def parse_config(text: str) -> tuple[list[list[int]], list[list[int]]]:
     if not isinstance(config, (list, tuple)) or len(config) != 2:
         raise GenotypeImportError(f"expected {EXPECTED}")
     templates = [int_list(t, f"template {i} as [op_a, op_b, agg]") for i, t in enumerate(config[0])]
-    blocks = [int_list(b, f"block {j} as [pos1, pos2, template, repeats - 1, stride_exp]") for j, b in enumerate(config[1])]
+    blocks = [
+        int_list(b, f"block {j} as [pos1, pos2, template, repeats - 1, stride_exp]") for j, b in enumerate(config[1])
+    ]
     if not templates or not blocks:
         raise GenotypeImportError(f"expected {EXPECTED}; got no templates or no blocks")
     for i, t in enumerate(templates):
         if len(t) != 3 or not all(0 <= op < len(NAS_SEGM_OPS) for op in t[:2]) or t[2] not in (0, 1):
-            raise GenotypeImportError(f"template {i} = {t}: expected [op_a, op_b, agg] with ops 0..{len(NAS_SEGM_OPS) - 1} and agg 0 or 1")
+            raise GenotypeImportError(
+                f"template {i} = {t}: expected [op_a, op_b, agg] with ops 0..{len(NAS_SEGM_OPS) - 1} and agg 0 or 1"
+            )
     for j, b in enumerate(blocks):
         if len(b) != 5:
             raise GenotypeImportError(f"block {j} = {b}: expected [pos1, pos2, template, repeats - 1, stride_exp]")
         pos1, pos2, template, repeats, stride_exp = b
         if not (0 <= pos1 < len(POOL) + j and 0 <= pos2 < len(POOL) + j):
-            raise GenotypeImportError(f"block {j} = {b}: positions index [l1, l2, block 0..{j - 1}], so 0..{len(POOL) + j - 1}")
+            raise GenotypeImportError(
+                f"block {j} = {b}: positions index [l1, l2, block 0..{j - 1}], so 0..{len(POOL) + j - 1}"
+            )
         if not 0 <= template < len(templates):
             raise GenotypeImportError(f"block {j} = {b}: template {template} does not exist (0..{len(templates) - 1})")
         if not 0 <= repeats < MAX_REPEATS or not 0 <= stride_exp <= MAX_STRIDE_EXP:
-            raise GenotypeImportError(f"block {j} = {b}: repeats - 1 must be in 0..{MAX_REPEATS - 1}, stride_exp in 0..{MAX_STRIDE_EXP}")
+            raise GenotypeImportError(
+                f"block {j} = {b}: repeats - 1 must be in 0..{MAX_REPEATS - 1}, stride_exp in 0..{MAX_STRIDE_EXP}"
+            )
     return templates, blocks
 
 
@@ -67,8 +78,8 @@ def nas_segm_spec(
     blocks: list[list[int]],
     agg_size: int = 64,
     num_classes: int = 19,
-    name: Optional[str] = None,
-    description: Optional[str] = None,
+    name: str | None = None,
+    description: str | None = None,
 ) -> Genotype:
     nodes: list[dict[str, Any]] = []
     width: dict[str, int] = {}
@@ -76,18 +87,33 @@ def nas_segm_spec(
     prev = "input"
     for node_id, layer, channels, red, expand in ENCODER:
         args = {"act": "relu6"} if expand is None else {"expand_ratio": expand}
-        nodes.append({"id": node_id, "layer": layer, "args": args, "reduction": red, "channels": channels,
-                      "inputs": [{"paths": [{"node": prev}]}]})
+        nodes.append(
+            {
+                "id": node_id,
+                "layer": layer,
+                "args": args,
+                "reduction": red,
+                "channels": channels,
+                "inputs": [{"paths": [{"node": prev}]}],
+            }
+        )
         width[node_id], reduction[node_id], prev = channels, red, node_id
     cells = {
-        f"t{i}": {"steps": [{"edges": [{"input": 0, "op": NAS_SEGM_OPS[a]}, {"input": 1, "op": NAS_SEGM_OPS[b]}],
-                             "aggregate": AGGREGATIONS[agg]}], "concat": [2]}
+        f"t{i}": {
+            "steps": [
+                {
+                    "edges": [{"input": 0, "op": NAS_SEGM_OPS[a]}, {"input": 1, "op": NAS_SEGM_OPS[b]}],
+                    "aggregate": AGGREGATIONS[agg],
+                }
+            ],
+            "concat": [2],
+        }
         for i, (a, b, agg) in enumerate(templates)
     }
     pool = list(POOL)
     unread: list[str] = []
     for j, (pos1, pos2, t, repeats, stride_exp) in enumerate(blocks):
-        template = {"stride": 2 ** stride_exp, "resize": "smaller" if j < len(blocks) // 2 else "larger"}
+        template = {"stride": 2**stride_exp, "resize": "smaller" if j < len(blocks) // 2 else "larger"}
         for pos in (pos1, pos2):
             if pool[pos] in unread:
                 unread.remove(pool[pos])
@@ -95,12 +121,24 @@ def nas_segm_spec(
         for r in range(repeats + 1):
             node_id = f"block{j}" if r == repeats else f"block{j}_r{r}"
             args = Template(widen=r == 0, **template)
-            layout = cell_layout(Cell.model_validate(cells[f"t{t}"]), [width[x_a], width[x_b]],
-                                 [reduction[x_a], reduction[x_b]], args.stride, args)
+            layout = cell_layout(
+                Cell.model_validate(cells[f"t{t}"]),
+                [width[x_a], width[x_b]],
+                [reduction[x_a], reduction[x_b]],
+                args.stride,
+                args,
+            )
             width[node_id], reduction[node_id] = layout.widths[-1], layout.reductions[-1]
-            nodes.append({"id": node_id, "cell": f"t{t}", "template": args.model_dump(exclude_defaults=True),
-                          "reduction": reduction[node_id], "channels": width[node_id],
-                          "inputs": [{"paths": [{"node": x_a}]}, {"paths": [{"node": x_b}]}]})
+            nodes.append(
+                {
+                    "id": node_id,
+                    "cell": f"t{t}",
+                    "template": args.model_dump(exclude_defaults=True),
+                    "reduction": reduction[node_id],
+                    "channels": width[node_id],
+                    "inputs": [{"paths": [{"node": x_a}]}, {"paths": [{"node": x_b}]}],
+                }
+            )
             x_a, x_b = x_b, node_id
         pool.append(f"block{j}")
         unread.append(f"block{j}")
@@ -112,7 +150,10 @@ def nas_segm_spec(
         "cells": cells,
         "network": {"nodes": nodes},
         "head": {"type": "concat", "inputs": unread, "channels": agg_size, "classifier_kernel": 3, "upsample": "none"},
-        "defaults": {"num_classes": num_classes, "input_size": [3, 512, 1024],
-                     **({"class_names": CITYSCAPES_CLASSES} if num_classes == len(CITYSCAPES_CLASSES) else {})},
+        "defaults": {
+            "num_classes": num_classes,
+            "input_size": [3, 512, 1024],
+            **({"class_names": CITYSCAPES_CLASSES} if num_classes == len(CITYSCAPES_CLASSES) else {}),
+        },
     }
     return genotype_from_dict(doc)
