@@ -126,14 +126,19 @@ def build_folder(
     card_note: str = "",
     folder_name: str | None = None,
     class_names: Sequence[str] | None = None,
+    model_args: dict[str, Any] | None = None,
+    cfg_overrides: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all.
 
     ``class_names`` (trained weights) replace the spec's default label names in the cfg and metadata.
+    ``model_args`` (e.g. ``aux_head``) are stored for timm to rebuild the model with; ``cfg_overrides``
+    are the weights' own preprocessing facts (imported weights: normalisation, crop, notes).
     """
+    model_args = dict(model_args or {})
     num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
     torch.manual_seed(seed)
-    model: GenotypeNet = create_genotype_net(genotype.name, genotype, num_classes=num_classes)
+    model: GenotypeNet = create_genotype_net(genotype.name, genotype, num_classes=num_classes, **model_args)
     if weights is not None:
         load_weights(model, weights)
     stats = dict(
@@ -144,11 +149,12 @@ def build_folder(
     cfg = pretrained_cfg_for(genotype, num_classes=num_classes)
     if class_names:
         cfg["label_names"] = tuple(class_names)
+    cfg.update(cfg_overrides or {})
     config = {
         "architecture": genotype.name if registered else GENERIC_ARCH,
         "num_classes": num_classes,
         "num_features": model.num_features,
-        "model_args": {"genotype": canonical_dict(genotype), "num_classes": num_classes},
+        "model_args": {"genotype": canonical_dict(genotype), "num_classes": num_classes, **model_args},
         "pretrained_cfg": {k: v for k, v in cfg.items() if k not in ("url", "architecture")},
     }
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,326 @@
+"""Published reference checkpoints into the zoo, and zoo weights back into the reference layout.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` only (or as safetensors): a pickle that
+carries code is refused. A family's :class:`~rspnet_zoo.conversions.Layout` says which reference
+module holds which of our modules' tensors; :func:`key_map` expands it over our state dict, and the
+conversion is strict both ways: every reference tensor is used exactly once, every parameter and BN
+buffer of ours is filled, or nothing is written and one line names what did not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .conversions import Alias, ConversionError, Family, Layout, Rename, Row, families
+from .fsutil import atomic_path
+from .model import GenotypeNet
+from .spec import Genotype
+from .stats import count_parameters
+from .zoo import load_trained, resolve_genotype, zoo_home
+
+# Where the repositories keep a state dict inside a saved dict, most specific first.
+STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
+SHOWN = 6  # keys listed per kind in a one-line error
+BN_STATISTICS = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+def family(name: str) -> Family:
+    known = families()
+    if name not in known:
+        raise ConversionError(f"unknown family '{name}': choose one of {', '.join(known)}")
+    return known[name]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a reference checkpoint: bare, under a key such as 'state_dict', DataParallel's
+    'module.' prefix removed. Never a full unpickle."""
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise ConversionError(f"{path}: not a safetensors file ({e})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "")
+        raise ConversionError(
+            f"{path}: refused: the pickle holds more than tensors, which torch.load(weights_only=True) will not run"
+            + (f" ({reason})" if reason else "")
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"{path}: not a PyTorch checkpoint ({first})") from None
+    state = obj
+    if not _is_state_dict(obj) and isinstance(obj, dict):
+        held = [k for k in STATE_KEYS if _is_state_dict(obj.get(k))]
+        if not held:
+            held = [k for k, v in obj.items() if _is_state_dict(v)]
+        state = obj[held[0]] if len(held) >= 1 and (held[0] in STATE_KEYS or len(held) == 1) else None
+    if not _is_state_dict(state) or not all(isinstance(k, str) for k in state):
+        found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise ConversionError(f"{path}: no state dict of tensors found (top-level keys: {found})")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return dict(state)
+
+
+@dataclass
+class KeyMap:
+    """A layout expanded over our tensors: reference key -> (our key, row or None), in reference order."""
+
+    source: dict[str, tuple[str, int | None]]
+    aliases: dict[str, str]  # reference key -> the reference key it shares its tensor with
+    order: list[str]  # every reference key, aliases included, as the reference's state_dict() lists them
+
+
+def key_map(layout: Layout, ours: dict[str, torch.Tensor]) -> KeyMap:
+    """Expand ``layout`` over our state dict; refuse if any tensor of ours would have no reference name."""
+    leaves: dict[str, list[str]] = {}
+    for key in ours:
+        leaves.setdefault(key.rpartition(".")[0], []).append(key)
+    source: dict[str, tuple[str, int | None]] = {}
+    aliases: dict[str, str] = {}
+    order: list[str] = []
+    for entry in layout.entries:
+        if isinstance(entry, Rename):
+            for key in leaves.get(entry.ours, ()):
+                ref = f"{entry.ref}.{key.rpartition('.')[2]}"
+                source[ref] = (key, None)
+                order.append(ref)
+        elif isinstance(entry, Row) and entry.ours in ours:
+            source[entry.ref] = (entry.ours, entry.row)
+            order.append(entry.ref)
+        elif isinstance(entry, Alias):
+            for ref in [r for r in source if r.startswith(entry.same_as + ".")]:
+                alias = entry.ref + ref[len(entry.same_as) :]
+                aliases[alias] = ref
+                order.append(alias)
+    unnamed = [k for k, refs in _by_key(source, ours).items() if not _filled(refs, ours[k])]
+    if unnamed:
+        raise ConversionError(
+            f"the layout names no reference tensor for {len(unnamed)} of ours: {_listing(unnamed, ours)}"
+        )
+    return KeyMap(source, aliases, order)
+
+
+def _by_key(source: dict[str, tuple[str, int | None]], ours: dict[str, torch.Tensor]) -> dict[str, list]:
+    """Our key -> its (row, reference key) pairs, rows in order."""
+    by_key: dict[str, list] = {k: [] for k in ours}
+    for ref, (key, row) in source.items():
+        by_key[key].append((row, ref))
+    return {k: sorted(refs, key=lambda r: -1 if r[0] is None else r[0]) for k, refs in by_key.items()}
+
+
+def _filled(refs: list, t: torch.Tensor) -> bool:
+    """Exactly one whole reference tensor, or one per row."""
+    if len(refs) == 1 and refs[0][0] is None:
+        return True
+    return t.dim() > 0 and [row for row, _ in refs] == list(range(t.shape[0]))
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ",".join(map(str, t.shape)) + "]"
+
+
+def _listing(keys: list[str], tensors: dict[str, torch.Tensor]) -> str:
+    shown = ", ".join(f"{k} {_shape(tensors[k])}" for k in keys[:SHOWN])
+    return shown + (f", ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else "")
+
+
+def to_zoo(
+    layout: Layout, ours: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], where: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Our state dict from a reference one; ``ours`` gives our keys, shapes and dtypes (meta tensors do)."""
+    km = key_map(layout, ours)
+    reference = dict(reference)
+    for alias, primary in km.aliases.items():  # the same tensor twice in a torch file, once in safetensors
+        if alias in reference:
+            twin = reference.pop(alias)
+            if primary in reference and not torch.equal(twin, reference[primary]):
+                raise ConversionError(f"{where}: {alias} should be the same tensor as {primary}, but differs")
+    # PyTorch < 0.4.1 saved no num_batches_tracked (the released DARTS files): they start at 0 here.
+    legacy_bn = not any(k.endswith(".num_batches_tracked") for k in reference)
+    expected = {ref: _expected_shape(ours, key, row) for ref, (key, row) in km.source.items()}
+    unmatched = [k for k in reference if k not in expected]
+    missing = [k for k in expected if k not in reference and not (legacy_bn and k.endswith(".num_batches_tracked"))]
+    wrong = [k for k in expected if k in reference and tuple(reference[k].shape) != expected[k]]
+    if unmatched or missing or wrong:
+        parts = []
+        if unmatched:
+            parts.append(f"{len(unmatched)} reference tensors match none of ours: {_listing(unmatched, reference)}")
+        if missing:
+            shown = ", ".join(f"{k} [{','.join(map(str, expected[k]))}]" for k in missing[:SHOWN])
+            more = f", ... ({len(missing) - SHOWN} more)" if len(missing) > SHOWN else ""
+            parts.append(f"{len(missing)} of ours have no reference tensor: {shown}{more}")
+        if wrong:
+            shown = ", ".join(
+                f"{k} {_shape(reference[k])} (ours [{','.join(map(str, expected[k]))}])" for k in wrong[:SHOWN]
+            )
+            parts.append(f"{len(wrong)} mis-shaped: {shown}" + (", ..." if len(wrong) > SHOWN else ""))
+        raise ConversionError(f"{where} does not fit the {layout.origin} layout of this spec: " + "; ".join(parts))
+    state: dict[str, torch.Tensor] = {}
+    for key, refs in _by_key(km.source, ours).items():
+        pieces = [_take(reference, ref, ours[key]) for _, ref in refs]
+        state[key] = pieces[0] if refs[0][0] is None else torch.stack(pieces)
+    report = dict(
+        tensors=len(km.source),
+        aliases=len(km.aliases),
+        legacy_bn=legacy_bn,
+        # the reference's trainable parameters: every mapped tensor but the BN statistics
+        reference_parameters=sum(t.numel() for k, t in reference.items() if not k.endswith(BN_STATISTICS)),
+    )
+    return state, report
+
+
+def _expected_shape(ours: dict[str, torch.Tensor], key: str, row: int | None) -> tuple[int, ...]:
+    shape = tuple(ours[key].shape)
+    return shape if row is None else shape[1:]
+
+
+def _take(reference: dict[str, torch.Tensor], ref: str, like: torch.Tensor) -> torch.Tensor:
+    if ref not in reference:  # a legacy num_batches_tracked
+        return torch.zeros((), dtype=like.dtype)
+    return reference[ref].detach().to(like.dtype).clone().contiguous()
+
+
+def to_reference(layout: Layout, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference state dict, in its order; an alias is the same tensor object as its primary."""
+    km = key_map(layout, ours)
+    out: dict[str, torch.Tensor] = {}
+    for ref in km.order:
+        if ref in km.aliases:
+            out[ref] = out[km.aliases[ref]]
+        else:
+            key, row = km.source[ref]
+            t = ours[key] if row is None else ours[key][row]
+            out[ref] = t.detach().clone().contiguous()
+    return out
+
+
+def wants_aux(fam: Family, genotype: Genotype, reference: dict[str, torch.Tensor]) -> bool:
+    """The auxiliary head is built when the spec declares one and the checkpoint holds it."""
+    declared = getattr(genotype.head, "auxiliary", None) is not None
+    return bool(fam.aux_prefix) and declared and any(k.startswith(fam.aux_prefix) for k in reference)
+
+
+def card_note(fam: Family, layout: Layout, checkpoint: Path, sha256: str, report: dict[str, Any], params: int) -> str:
+    bn = "absent in the source (saved before PyTorch 0.4.1), set to 0" if report["legacy_bn"] else "from the source"
+    notes = "\n".join(f"- {line}" for line in layout.notes)
+    return f"""
+## Imported weights
+
+**Imported** from a published reference checkpoint with `rspnet-zoo convert {fam.name}`: not trained here, not
+initialised. The outputs are the reference implementation's on the same inputs.
+
+| | |
+|---|---|
+| weights | imported |
+| source checkpoint | `{checkpoint.name}` |
+| source sha256 | `{sha256}` |
+| family | {fam.name} ({layout.origin}) |
+| mapping version | {fam.version} |
+| reference tensors mapped | {report["tensors"]} (+{report["aliases"]} aliases) |
+| parameters, reference / zoo | {report["reference_parameters"]:,} / {params:,} |
+| BN num_batches_tracked | {bn} |
+
+### Preprocessing and outputs
+
+{notes}
+"""
+
+
+def convert_checkpoint(
+    family_name: str,
+    checkpoint: Path,
+    spec: str,
+    out: Path | None = None,
+    name: str | None = None,
+    tag: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Write ``out/<name>/`` (a built folder) from a reference checkpoint; ``name`` defaults to
+    ``<spec>.<tag>``, or the spec's name without a tag."""
+    from .artifacts import build_folder
+
+    fam = family(family_name)
+    genotype = resolve_genotype(spec)
+    reference = read_checkpoint(checkpoint)
+    model_args = {"aux_head": True} if wants_aux(fam, genotype, reference) else {}
+    with torch.device("meta"):
+        skeleton = GenotypeNet(genotype, **model_args)
+    layout = fam.layout(genotype, bool(model_args))
+    state, report = to_zoo(layout, skeleton.state_dict(), reference, str(checkpoint))
+    params = count_parameters(skeleton)
+    sha256 = file_sha256(checkpoint)
+    folder_name = name or (f"{genotype.name}.{tag}" if tag else genotype.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "imported.safetensors"
+        save_file(state, str(weights))
+        folder, info = build_folder(
+            genotype,
+            out or zoo_home(),
+            weights=weights,
+            card_note=card_note(fam, layout, checkpoint, sha256, report, params),
+            folder_name=folder_name,
+            model_args=model_args,
+            cfg_overrides=dict(layout.cfg, notes=layout.notes, origin_url=f"https://github.com/{layout.origin}"),
+        )
+    info.update(
+        family=fam.name,
+        mapping_version=fam.version,
+        source=str(checkpoint),
+        source_sha256=sha256,
+        tensors=report["tensors"],
+        reference_parameters=report["reference_parameters"],
+        legacy_bn=report["legacy_bn"],
+        aux_head=bool(model_args),
+    )
+    return folder, info
+
+
+def export_checkpoint(family_name: str, model_ref: str, out: Path) -> dict[str, Any]:
+    """A zoo model (built folder or registered name[.tag]) as the family's reference checkpoint: the
+    published wrapper for ``.pth``/``.pt``/``.tar``, or a flat ``.safetensors`` (aliases written once)."""
+    fam = family(family_name)
+    model = load_trained(model_ref)
+    layout = fam.layout(model.genotype, model.has_aux)
+    state = to_reference(layout, model.state_dict())
+    with atomic_path(out) as tmp:
+        if out.suffix == ".safetensors":
+            once: dict[int, str] = {}
+            for key, t in state.items():
+                once.setdefault(id(t), key)
+            save_file({key: state[key] for key in once.values()}, str(tmp))
+        else:
+            torch.save({layout.wrapper: state} if layout.wrapper else state, tmp)
+    return dict(
+        family=fam.name,
+        mapping_version=fam.version,
+        model=model_ref,
+        path=str(out),
+        tensors=len(state),
+        parameters=sum(p.numel() for p in model.parameters()),
+        wrapper=layout.wrapper,
+    )
