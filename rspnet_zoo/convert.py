@@ -226,14 +226,18 @@ def wants_aux(fam: Family, genotype: Genotype, reference: dict[str, torch.Tensor
     return bool(fam.aux_prefix) and declared and any(k.startswith(fam.aux_prefix) for k in reference)
 
 
-def card_note(fam: Family, layout: Layout, checkpoint: Path, sha256: str, report: dict[str, Any], params: int) -> str:
+def card_note(
+    fam: Family, layout: Layout, checkpoint: Path, sha256: str, report: dict[str, Any], params: int, aux: bool
+) -> str:
     bn = "absent in the source (saved before PyTorch 0.4.1), set to 0" if report["legacy_bn"] else "from the source"
     notes = "\n".join(f"- {line}" for line in layout.notes)
+    aliases = f" (+{report['aliases']} aliases of these)" if report["aliases"] else ""
+    aux_row = "| auxiliary head | imported (the folder builds it: model_args aux_head=True) |\n" if aux else ""
     return f"""
 ## Imported weights
 
 **Imported** from a published reference checkpoint with `rspnet-zoo convert {fam.name}`: not trained here, not
-initialised. The outputs are the reference implementation's on the same inputs.
+initialised. Every reference tensor was used exactly once and every parameter and BN buffer here filled from it.
 
 | | |
 |---|---|
@@ -242,10 +246,10 @@ initialised. The outputs are the reference implementation's on the same inputs.
 | source sha256 | `{sha256}` |
 | family | {fam.name} ({layout.origin}) |
 | mapping version | {fam.version} |
-| reference tensors mapped | {report["tensors"]} (+{report["aliases"]} aliases) |
+| reference tensors mapped | {report["tensors"]}{aliases} |
 | parameters, reference / zoo | {report["reference_parameters"]:,} / {params:,} |
 | BN num_batches_tracked | {bn} |
-
+{aux_row}
 ### Preprocessing and outputs
 
 {notes}
@@ -282,10 +286,10 @@ def convert_checkpoint(
             genotype,
             out or zoo_home(),
             weights=weights,
-            card_note=card_note(fam, layout, checkpoint, sha256, report, params),
+            card_note=card_note(fam, layout, checkpoint, sha256, report, params, bool(model_args)),
             folder_name=folder_name,
             model_args=model_args,
-            cfg_overrides=dict(layout.cfg, notes=layout.notes, origin_url=f"https://github.com/{layout.origin}"),
+            cfg_overrides=dict(layout.cfg, notes=layout.notes),
         )
     info.update(
         family=fam.name,

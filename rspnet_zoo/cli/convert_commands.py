@@ -1,0 +1,74 @@
+"""convert: published reference checkpoints into built folders, and zoo weights back (--to)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ..conversions import ConversionError
+from . import app
+from .output import JSON_OPTION_HELP, emit
+
+
+class FamilyName(str, Enum):
+    darts = "darts"
+    autodeeplab = "autodeeplab"
+    nas_segm = "nas-segm"
+
+
+FAMILIES = ", ".join(f.value for f in FamilyName)
+
+
+@app.command()
+def convert(
+    args: list[str] = typer.Argument(
+        ...,
+        metavar="FAMILY CHECKPOINT | MODEL",
+        help=f"FAMILY ({FAMILIES}) and a reference checkpoint (.pt/.pth/.tar/.safetensors); "
+        "with --to, a zoo MODEL (built folder or registered name[.tag]).",
+    ),
+    spec: str | None = typer.Option(None, "--spec", help="The spec (registered name or file) the checkpoint is of."),
+    to: FamilyName | None = typer.Option(
+        None, "--to", help="Write MODEL's weights as this family's reference state dict instead."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder for the built folder (default: $RSPNET_ZOO_HOME); with --to, the file to write "
+        "(default: ./<model>.<family>.pth; a .safetensors name writes a flat state dict).",
+    ),
+    name: str | None = typer.Option(None, "--name", help="Built folder name [default: <spec>[.<tag>]]."),
+    tag: str | None = typer.Option(None, "--tag", help="Weights tag: the folder becomes <spec>.<tag>."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Import a published DARTS / PC-DARTS, Auto-DeepLab or nas-segm checkpoint into the zoo, or export one."""
+    from ..convert import convert_checkpoint, export_checkpoint
+
+    if to is not None:
+        if len(args) != 1 or spec or name or tag:
+            raise ConversionError("convert --to FAMILY takes one MODEL (and --out FILE), no --spec, --name or --tag")
+        model = args[0]
+        dest = out or Path(f"{Path(model).name}.{to.value}.pth")
+        info = export_checkpoint(to.value, model, dest)
+
+        def human_export(console):
+            console.print(f"wrote {info['tensors']} reference tensors ({to.value} layout) -> {dest}", soft_wrap=True)
+
+        emit(info, human_export, as_json)
+        return
+    if len(args) != 2:
+        raise ConversionError(f"convert takes FAMILY CHECKPOINT (FAMILY: {FAMILIES}), or --to FAMILY MODEL")
+    if spec is None:
+        raise ConversionError("convert FAMILY CHECKPOINT needs --spec: the spec the checkpoint's network is built from")
+    folder, info = convert_checkpoint(args[0], Path(args[1]), spec, out=out, name=name, tag=tag)
+
+    def human(console):
+        console.print(
+            f"imported {info['tensors']} reference tensors into [bold]{info['name']}[/bold] "
+            f"({info['parameters']:,} parameters) -> {folder}",
+            soft_wrap=True,
+        )
+
+    emit(info, human, as_json)
