@@ -65,7 +65,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "")
+        reason = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line.upper()), "")
         raise ConversionError(
             f"{path}: refused: the pickle holds more than tensors, which torch.load(weights_only=True) will not run"
             + (f" ({reason})" if reason else "")
