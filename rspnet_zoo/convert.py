@@ -48,22 +48,27 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in a reference checkpoint: bare, under a key such as 'state_dict', DataParallel's
     'module.' prefix removed. Never a full unpickle."""
     if not path.is_file():
         raise ConversionError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as e:
-            raise ConversionError(f"{path}: not a safetensors file ({e})") from None
+    state = _load_safetensors(path) if path.suffix == ".safetensors" else _unwrap(path, _load_torch(path))
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ConversionError(f"{path}: not a safetensors file ({e})") from None
+
+
+def _load_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line.upper()), "")
         raise ConversionError(
@@ -73,18 +78,27 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"{path}: not a PyTorch checkpoint ({first})") from None
-    state = obj
-    if not _is_state_dict(obj) and isinstance(obj, dict):
+
+
+def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:
+    """A bare state dict, the one under a known key, or the only one in the dict."""
+    if _is_state_dict(obj):
+        return dict(obj)
+    if isinstance(obj, dict):
         held = [k for k in STATE_KEYS if _is_state_dict(obj.get(k))]
-        if not held:
-            held = [k for k, v in obj.items() if _is_state_dict(v)]
-        state = obj[held[0]] if len(held) >= 1 and (held[0] in STATE_KEYS or len(held) == 1) else None
-    if not _is_state_dict(state) or not all(isinstance(k, str) for k in state):
-        found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
-        raise ConversionError(f"{path}: no state dict of tensors found (top-level keys: {found})")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return dict(state)
+        others = [k for k, v in obj.items() if _is_state_dict(v)]
+        if held or len(others) == 1:
+            return dict(obj[(held or others)[0]])
+    found = f"top-level keys: {sorted(map(str, obj))}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+    raise ConversionError(f"{path}: no state dict of tensors found ({found})")
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 @dataclass
@@ -105,25 +119,31 @@ def key_map(layout: Layout, ours: dict[str, torch.Tensor]) -> KeyMap:
     aliases: dict[str, str] = {}
     order: list[str] = []
     for entry in layout.entries:
-        if isinstance(entry, Rename):
-            for key in leaves.get(entry.ours, ()):
-                ref = f"{entry.ref}.{key.rpartition('.')[2]}"
-                source[ref] = (key, None)
-                order.append(ref)
-        elif isinstance(entry, Row) and entry.ours in ours:
-            source[entry.ref] = (entry.ours, entry.row)
-            order.append(entry.ref)
-        elif isinstance(entry, Alias):
+        if isinstance(entry, Alias):
             for ref in [r for r in source if r.startswith(entry.same_as + ".")]:
                 alias = entry.ref + ref[len(entry.same_as) :]
                 aliases[alias] = ref
                 order.append(alias)
+            continue
+        for ref, key, row in _named(entry, leaves, ours):
+            if ref in source:
+                raise ConversionError(f"the layout names reference tensor {ref} twice ({source[ref][0]}, {key})")
+            source[ref] = (key, row)
+            order.append(ref)
     unnamed = [k for k, refs in _by_key(source, ours).items() if not _filled(refs, ours[k])]
     if unnamed:
         raise ConversionError(
-            f"the layout names no reference tensor for {len(unnamed)} of ours: {_listing(unnamed, ours)}"
+            f"the layout names no reference tensor for {len(unnamed)} of ours: "
+            + _listing(unnamed, {k: t.shape for k, t in ours.items()})
         )
     return KeyMap(source, aliases, order)
+
+
+def _named(entry: Rename | Row, leaves: dict[str, list[str]], ours: dict[str, torch.Tensor]) -> list[tuple]:
+    """(reference key, our key, row) for each tensor of ours an entry names."""
+    if isinstance(entry, Row):
+        return [(entry.ref, entry.ours, entry.row)] if entry.ours in ours else []
+    return [(f"{entry.ref}.{key.rpartition('.')[2]}", key, None) for key in leaves.get(entry.ours, ())]
 
 
 def _by_key(source: dict[str, tuple[str, int | None]], ours: dict[str, torch.Tensor]) -> dict[str, list]:
@@ -141,12 +161,13 @@ def _filled(refs: list, t: torch.Tensor) -> bool:
     return t.dim() > 0 and [row for row, _ in refs] == list(range(t.shape[0]))
 
 
-def _shape(t: torch.Tensor) -> str:
-    return "[" + ",".join(map(str, t.shape)) + "]"
+def _dims(shape: Any) -> str:
+    return "[" + ",".join(map(str, shape)) + "]"
 
 
-def _listing(keys: list[str], tensors: dict[str, torch.Tensor]) -> str:
-    shown = ", ".join(f"{k} {_shape(tensors[k])}" for k in keys[:SHOWN])
+def _listing(keys: list[str], shapes: dict[str, Any], suffix: dict[str, str] | None = None) -> str:
+    """The first keys with their shapes (and a remark each), and how many more there are."""
+    shown = ", ".join(f"{k} {_dims(shapes[k])}{(suffix or {}).get(k, '')}" for k in keys[:SHOWN])
     return shown + (f", ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else "")
 
 
@@ -170,16 +191,14 @@ def to_zoo(
     if unmatched or missing or wrong:
         parts = []
         if unmatched:
-            parts.append(f"{len(unmatched)} reference tensors match none of ours: {_listing(unmatched, reference)}")
+            shapes = {k: reference[k].shape for k in unmatched}
+            parts.append(f"{len(unmatched)} reference tensors match none of ours: {_listing(unmatched, shapes)}")
         if missing:
-            shown = ", ".join(f"{k} [{','.join(map(str, expected[k]))}]" for k in missing[:SHOWN])
-            more = f", ... ({len(missing) - SHOWN} more)" if len(missing) > SHOWN else ""
-            parts.append(f"{len(missing)} of ours have no reference tensor: {shown}{more}")
+            parts.append(f"{len(missing)} of ours have no reference tensor: {_listing(missing, expected)}")
         if wrong:
-            shown = ", ".join(
-                f"{k} {_shape(reference[k])} (ours [{','.join(map(str, expected[k]))}])" for k in wrong[:SHOWN]
-            )
-            parts.append(f"{len(wrong)} mis-shaped: {shown}" + (", ..." if len(wrong) > SHOWN else ""))
+            ours_shape = {k: f" (ours {_dims(expected[k])})" for k in wrong}
+            shapes = {k: reference[k].shape for k in wrong}
+            parts.append(f"{len(wrong)} mis-shaped: {_listing(wrong, shapes, ours_shape)}")
         raise ConversionError(f"{where} does not fit the {layout.origin} layout of this spec: " + "; ".join(parts))
     state: dict[str, torch.Tensor] = {}
     for key, refs in _by_key(km.source, ours).items():

@@ -80,7 +80,14 @@ class Payload:
 
 def test_pickle_with_code_is_refused(run_cli, tmp_path, state):
     marker = tmp_path / "ran"
-    refused(run_cli, tmp_path, {"state_dict": state, "hook": Payload(marker)}, "refused", "weights_only=True", "posix.system")
+    refused(
+        run_cli,
+        tmp_path,
+        {"state_dict": state, "hook": Payload(marker)},
+        "refused",
+        "weights_only=True",
+        "posix.system",
+    )
     assert not marker.exists()
 
 
