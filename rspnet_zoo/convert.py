@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .conversions import Alias, ConversionError, Family, Layout, Rename, Row, families
@@ -25,7 +25,7 @@ from .fsutil import atomic_path
 from .model import GenotypeNet
 from .spec import Genotype
 from .stats import count_parameters
-from .zoo import load_trained, resolve_genotype, zoo_home
+from .zoo import load_trained, resolve_genotype, tag_weights, zoo_home
 
 # Where the repositories keep a state dict inside a saved dict, most specific first.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
@@ -251,7 +251,11 @@ def card_note(
     bn = "absent in the source (saved before PyTorch 0.4.1), set to 0" if report["legacy_bn"] else "from the source"
     notes = "\n".join(f"- {line}" for line in layout.notes)
     aliases = f" (+{report['aliases']} aliases of these)" if report["aliases"] else ""
-    aux_row = "| auxiliary head | imported (the folder builds it: model_args aux_head=True) |\n" if aux else ""
+    aux_row = (
+        "| auxiliary head | imported: `local-dir:` builds it (model_args), a tag needs `aux_head=True` |\n"
+        if aux
+        else ""
+    )
     return f"""
 ## Imported weights
 
@@ -323,11 +327,23 @@ def convert_checkpoint(
     return folder, info
 
 
+def _saved_model_args(model_ref: str) -> dict[str, Any]:
+    """A tag's weights file has no config.json to say that it holds an auxiliary head; its keys do."""
+    if Path(model_ref).is_dir() or "." not in model_ref:
+        return {}
+    name, _, tag = model_ref.partition(".")
+    file = tag_weights(name, tag)
+    if file is None:
+        return {}
+    with safe_open(str(file), framework="pt") as f:
+        return {"aux_head": True} if any(k.startswith("aux_head.") for k in f.keys()) else {}
+
+
 def export_checkpoint(family_name: str, model_ref: str, out: Path) -> dict[str, Any]:
     """A zoo model (built folder or registered name[.tag]) as the family's reference checkpoint: the
     published wrapper for ``.pth``/``.pt``/``.tar``, or a flat ``.safetensors`` (aliases written once)."""
     fam = family(family_name)
-    model = load_trained(model_ref)
+    model = load_trained(model_ref, **_saved_model_args(model_ref))
     layout = fam.layout(model.genotype, model.has_aux)
     state = to_reference(layout, model.state_dict())
     with atomic_path(out) as tmp:

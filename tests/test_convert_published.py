@@ -134,10 +134,17 @@ def test_legacy_checkpoint_without_num_batches_tracked(tmp_path, run_cli):
 
 
 def test_tag_names_the_zoo_folder(tmp_path, run_cli, zoo_home):
-    layout = reference_layout("nas_segm_arch0")
-    checkpoint = save_published(layout, random_state(layout), tmp_path)
-    code, _, err = run_cli("convert", "nas-segm", str(checkpoint), "--spec", "nas_segm_arch0", "--tag", "wacv")
+    """--tag writes <spec>.<tag> into the zoo home; the tag loads by name and exports back, auxiliary head included."""
+    layout = reference_layout("darts_v2_cifar")
+    reference = random_state(layout)
+    checkpoint = save_published(layout, reference, tmp_path)
+    code, _, err = run_cli("convert", "darts", str(checkpoint), "--spec", "darts_v2_cifar", "--tag", "published")
     assert code == 0, err
-    assert (zoo_home / "nas_segm_arch0.wacv" / "model.safetensors").is_file()
-    model = timm.create_model("nas_segm_arch0.wacv", pretrained=True)
-    assert torch.equal(model.classifier.bias, random_state(layout)["decoder.conv_clf.bias"])
+    assert (zoo_home / "darts_v2_cifar.published" / "model.safetensors").is_file()
+    model = timm.create_model("darts_v2_cifar.published", pretrained=True, aux_head=True)
+    assert torch.equal(model.aux_head.classifier.bias, reference["auxiliary_head.classifier.bias"])
+    exported = tmp_path / "back.pt"
+    code, _, err = run_cli("convert", "--to", "darts", "darts_v2_cifar.published", "--out", str(exported))
+    assert code == 0, err
+    back = torch.load(exported, weights_only=True)
+    assert list(back) == list(reference) and all(torch.equal(back[k], reference[k]) for k in reference)
