@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import SpecError, pointer
-from .ops import OPS, STRIDE_REPEATS, WIDENING_OPS
+from .ops import OPS
 from .spec import Cell, ClassifierHead, DeepLabV3PlusHead, Genotype, LayerArgs, Node, Partial, Template
 
 IMAGE = "input"
@@ -77,7 +77,7 @@ def cell_layout(
                     w,
                     w * s if widen and reads_input else w,
                     s,
-                    reductions[edge.input] * s ** STRIDE_REPEATS.get(edge.op, 1),
+                    reductions[edge.input] * s ** OPS[edge.op].stride_repeats,
                 )
             )
         reduction = (max if coarsest else min)(e.reduction for e in edges)
@@ -415,7 +415,7 @@ def _lower_template_node(genotype, node: Node, i, index, widths, reductions, out
     layout = cell_layout(cell, [widths[s] for s in states], [reductions[s] for s in states], template.stride, template)
     for s, step in enumerate(layout.steps):
         for e, edge in enumerate(step.edges):
-            if edge.out_chs != edge.in_chs and edge.op not in WIDENING_OPS:
+            if edge.out_chs != edge.in_chs and not OPS[edge.op].widens:
                 raise SpecError(
                     pointer("cells", node.cell, "steps", s, "edges", e, "op"),
                     f"'{edge.op}' keeps its width, but node '{node.id}' widens its inputs (template.widen)",

@@ -32,7 +32,7 @@ from rspnet_zoo.specfile import dump_spec, load_spec, parse_spec, spec_sha256
 from rspnet_zoo.train import load_checkpoint
 
 from .bilevel import Bilevel
-from .budgets import NUM_LEVELS, SearchConfig
+from .budgets import SearchConfig
 from .cell_search import CellSearch
 from .decode import CellDecision, PathDecision
 from .path_search import PathSearch
@@ -265,7 +265,7 @@ def search(request: SearchRequest, progress=None, on_epoch_end: EpochHook | None
             cell_decision = None
         else:
             torch.manual_seed(request.seed)
-            cell_stage = CellSearch(cfg, data.num_classes)
+            cell_stage = CellSearch(cfg, data.num_classes, cfg.cell.primitives)
             runner.run(cell_stage)
             cell_decision = cell_stage.decode()
             cell = cell_decision.cell
@@ -338,9 +338,9 @@ def _cell_genotype(
     return proxy_chain(
         cell,
         cfg.cell.layers,
-        min(NUM_LEVELS, cfg.cell.layers),
+        cfg.cell.levels,
         cfg.path.spec_channels,
-        stem_reduction=4,
+        stem_reduction=cfg.cell.stem_reduction,
         head_channels=HEAD_CHANNELS,
         num_classes=data.num_classes,
         name=f"{request.name}_cell" if request.stage != "cell" else request.name,

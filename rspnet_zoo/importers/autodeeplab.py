@@ -13,13 +13,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ops import DARTS_PRIMITIVES
 from ..spec import Genotype
 from ..specfile import genotype_from_dict
 from . import CITYSCAPES_CLASSES, GenotypeImportError, int_list, literal
 
-# a5b5710's dil_conv is a full (not separable) dilated conv.
-OP_NAMES = tuple(op.replace("dil_conv", "full_dil_conv") for op in DARTS_PRIMITIVES)
+# a5b5710's op indices (its genotypes.PRIMITIVES), named as the ops table names them: its dil_conv
+# is a full (not separable) dilated conv.
+OP_NAMES = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "full_dil_conv_3x3",
+    "full_dil_conv_5x5",
+)
 MAX_LEVEL = 3
 STEM = (("stem0", 2, 64), ("stem1", 2, 64), ("stem2", 4, 128))
 PATH_EXPECTED = "a network path of levels 0..3, comma-separated, starting at 0 and moving at most one level per cell"
