@@ -18,8 +18,8 @@ from torch import nn
 from .errors import ZooError
 from .heads import HEADS, AuxiliaryClassifier
 from .ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
-from .plan import CellLayout, NodePlan, PathPlan, SlotPlan, _partial_widths, lower
-from .spec import ClassifierHead, Genotype
+from .plan import CellLayout, CellPlan, LayerPlan, NodePlan, PathPlan, SlotPlan, TemplatePlan, lower
+from .spec import Genotype
 
 
 def _reduced(size: list[int], reduction: int) -> list[int]:
@@ -134,24 +134,13 @@ class PartialStage(nn.Module):
         return torch.cat([y, self.bypass(inputs[-1][:, self.split :])], dim=1)
 
 
-def _cell_body(plan: NodePlan, drop_path_rate: float) -> nn.Module:
-    """The cell at the innermost width, wrapped once per level of the recursive partial split."""
-    widths = _partial_widths(plan.channels, plan.partial)
-    body: nn.Module = CellModule(plan.layout, list(plan.cell.concat), plan.dilation, drop_path_rate)
-    for k in range(len(widths) - 1, 0, -1):
-        body = PartialStage(body, widths[k], plan.stride)
-    return body
-
-
 class CellNode(nn.Module):
     """A cell instance: its input fusions, then the cell ``body`` (a search passes its own, see ``GenotypeNet``)."""
 
-    def __init__(
-        self, plan: NodePlan, drop_path_rate: float = 0.0, body: Callable[[NodePlan], nn.Module] | None = None
-    ):
+    def __init__(self, inputs: list[InputFusion], body: nn.Module):
         super().__init__()
-        self.inputs = nn.ModuleList([InputFusion(slot, plan.channels, plan.input_reduction) for slot in plan.slots])
-        self.body = _cell_body(plan, drop_path_rate) if body is None else body(plan)
+        self.inputs = nn.ModuleList(inputs)
+        self.body = body
 
     def fuse_inputs(
         self, states: list[torch.Tensor], size: list[int], fusion_weights: list[torch.Tensor] | None = None
@@ -175,8 +164,8 @@ class CellNode(nn.Module):
         return self.body(self.fuse_inputs(states, size, fusion_weights), *cell_args)
 
 
-def _make_layer(plan: NodePlan) -> nn.Module:
-    a, in_chs = plan.args, plan.slots[0].paths[0].channels
+def _make_layer(plan: LayerPlan) -> nn.Module:
+    a, in_chs = plan.args, plan.input.channels
     if plan.layer == "inverted_residual":
         return InvertedResidual(in_chs, plan.out_channels, a.kernel, plan.stride, plan.dilation, a.expand_ratio)
     return ConvBNAct(in_chs, plan.out_channels, a.kernel, plan.stride, plan.dilation, a.act, a.pre_act, a.bias)
@@ -185,9 +174,9 @@ def _make_layer(plan: NodePlan) -> nn.Module:
 class LayerNode(nn.Module):
     """A plain layer: it reads one state as it is, so fusion weights and cell arguments pass it by."""
 
-    def __init__(self, plan: NodePlan):
+    def __init__(self, plan: LayerPlan):
         super().__init__()
-        self.state = plan.slots[0].paths[0].state
+        self.state = plan.input.state
         self.layer = _make_layer(plan)
 
     def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
@@ -195,6 +184,33 @@ class LayerNode(nn.Module):
 
     def forward_weighted(self, states, size, fusion_weights, cell_args) -> torch.Tensor:
         return self(states, size)
+
+
+CellBody = Callable[[CellPlan], nn.Module]  # a cell node's body from its plan: (xs, *cell_args) -> output
+
+
+def _cell_node(plan: CellPlan, drop_path_rate: float, cell_body: CellBody | None) -> CellNode:
+    """Inputs brought to C; the cell at the innermost width, wrapped once per level of the partial split."""
+    inputs = [InputFusion(slot, plan.channels, plan.input_reduction) for slot in plan.slots]
+    if cell_body is not None:
+        return CellNode(inputs, cell_body(plan))
+    body: nn.Module = CellModule(plan.layout, list(plan.concat), plan.dilation, drop_path_rate)
+    for k in range(len(plan.widths) - 1, 0, -1):
+        body = PartialStage(body, plan.widths[k], plan.stride)
+    return CellNode(inputs, body)
+
+
+def _template_node(plan: TemplatePlan, drop_path_rate: float, cell_body: CellBody | None) -> CellNode:
+    """Paths read as they are; the cell as its layout says, no dilation."""
+    inputs = [InputFusion(slot, plan.out_channels, plan.reduction) for slot in plan.slots]
+    return CellNode(inputs, CellModule(plan.layout, list(plan.concat), 1, drop_path_rate))
+
+
+NODE_MODULES: dict[type[NodePlan], Callable[[Any, float, CellBody | None], nn.Module]] = {
+    CellPlan: _cell_node,
+    TemplatePlan: _template_node,
+    LayerPlan: lambda plan, drop_path_rate, cell_body: LayerNode(plan),
+}
 
 
 def input_convs(module: nn.Module) -> list[str]:
@@ -245,7 +261,7 @@ class GenotypeNet(nn.Module):
         drop_rate: float | None = None,
         drop_path_rate: float = 0.0,
         aux_head: bool = False,
-        cell_body: Callable[[NodePlan], nn.Module] | None = None,
+        cell_body: CellBody | None = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -261,12 +277,10 @@ class GenotypeNet(nn.Module):
         self.num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
         self.in_chans = plan.in_chans
         self.output_stride = plan.output_stride
-        self.nodes = nn.ModuleList(
-            [CellNode(n, drop_path_rate, cell_body) if n.cell is not None else LayerNode(n) for n in plan.nodes]
-        )
-        self.decoder = HEADS[head.type](plan.head_inputs, head)
+        self.nodes = nn.ModuleList([NODE_MODULES[type(n)](n, drop_path_rate, cell_body) for n in plan.nodes])
+        self.decoder = HEADS[head.type].module(plan.head_inputs, head)
         self.num_features = self.head_hidden_size = self.decoder.num_features
-        self.is_classifier = isinstance(head, ClassifierHead)
+        self.is_classifier = HEADS[head.type].classifies
         self.global_pool = (
             SelectAdaptivePool2d(pool_type=head.pool, flatten=True) if self.is_classifier else nn.Identity()
         )

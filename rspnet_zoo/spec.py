@@ -217,9 +217,6 @@ class ClassifierHead(Strict):
     auxiliary: AuxiliaryHead | None = None
 
 
-Head = Annotated[FusionHead | ConcatHead | DeepLabV3PlusHead | ClassifierHead, Field(discriminator="type")]
-
-
 class Network(Strict):
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
@@ -244,5 +241,5 @@ class Genotype(Strict):
     provenance: Provenance = Provenance()
     cells: Annotated[dict[Identifier, Cell], Field(max_length=64)] = {}
     network: Network
-    head: Head
+    head: Head  # noqa: F821  (the union of the heads table's spec models: set and rebuilt by rspnet_zoo.heads)
     defaults: Defaults

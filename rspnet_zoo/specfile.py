@@ -54,11 +54,15 @@ def parse_spec(text: str, source: str | None = None) -> Genotype:
 
 
 def genotype_from_dict(doc: Any) -> Genotype:
+    from .heads import HEADS
     from .plan import check_genotype  # semantic checks need the ops table and the lowering
 
     if not isinstance(doc, dict):
         raise SpecError("", f"a genotype spec is a JSON object, got {type(doc).__name__}")
     doc = migrate(doc)
+    head_type = doc["head"].get("type") if isinstance(doc.get("head"), dict) else None
+    if isinstance(head_type, str) and head_type not in HEADS:
+        raise SpecError(pointer("head", "type"), f"unknown head type '{head_type}' (known: {', '.join(HEADS)})")
     _check_schema(doc)
     try:
         genotype = Genotype.model_validate(doc)

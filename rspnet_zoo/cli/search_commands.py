@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from searchers.budgets import budgets_help
+
 from ..errors import ZooError
 from ..zoo import zoo_home
 from . import app
@@ -61,7 +63,7 @@ def _command(options: dict[str, Any], overrides: dict[str, Any]) -> str:
 @app.command()
 def search(
     stage: str = typer.Option("both", "--stage", help="cell (stage 1), path (stage 2, needs --cell) or both."),
-    budget: str = typer.Option("small", "--budget", help="Preset: smoke, small or paper."),
+    budget: str = typer.Option("small", "--budget", help=budgets_help()),
     data: str = typer.Option(
         "synthetic", "--data", help="Data set (synthetic, cityscapes, camvid, folder); its train split is used."
     ),
