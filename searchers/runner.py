@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,14 +108,17 @@ class StageRun:
     wall_s: float = 0.0
 
 
-EpochHook = Callable[[str, int], None]
+EpochHook = Callable[[str, int], None]  # (stage, epoch) after each saved epoch
+StepHook = Callable[[dict], None]  # dict(stage, epoch, epochs, step, total, loss) after each step; step 0 at a start
 
 
 class Runner:
-    def __init__(self, request: SearchRequest, data: SearchData, progress, on_epoch_end: EpochHook | None):
+    def __init__(
+        self, request: SearchRequest, data: SearchData, on_step: StepHook | None, on_epoch_end: EpochHook | None
+    ):
         self.request = request
         self.data = data
-        self.progress = progress
+        self.on_step = on_step
         self.on_epoch_end = on_epoch_end
         self.runs: dict[str, StageRun] = {}
 
@@ -141,15 +143,10 @@ class Runner:
             bilevel.load_state_dict(state["bilevel"])
             torch.set_rng_state(state["rng"])
             start, run.history, run.wall_s = state["epoch"], list(state["history"]), state["wall_s"]
-        steps = self.data.steps_per_epoch
-        task = (
-            self.progress.add_task(f"{stage.name} search", total=schedule.epochs * steps, completed=start * steps)
-            if self.progress
-            else None
-        )
+        self._report(stage, start, start * self.data.steps_per_epoch, None)
         for epoch in range(start, schedule.epochs):
             started = time.perf_counter()
-            row = self._epoch(stage, bilevel, epoch, task)
+            row = self._epoch(stage, bilevel, epoch)
             row["seconds"] = round(time.perf_counter() - started, 3)
             run.wall_s += row["seconds"]
             run.history.append(row)
@@ -170,7 +167,14 @@ class Runner:
         model.eval()
         return run
 
-    def _epoch(self, stage, bilevel: Bilevel, epoch: int, task) -> dict:
+    def _report(self, stage, epoch: int, step: int, loss: float | None) -> None:
+        if self.on_step is not None:
+            total = stage.schedule.epochs * self.data.steps_per_epoch
+            self.on_step(
+                dict(stage=stage.name, epoch=epoch, epochs=stage.schedule.epochs, step=step, total=total, loss=loss)
+            )
+
+    def _epoch(self, stage, bilevel: Bilevel, epoch: int) -> dict:
         model, schedule = stage.model, stage.schedule
         model.train()
         moves = epoch >= schedule.warmup_epochs
@@ -184,12 +188,7 @@ class Runner:
                 arch_losses.append(loss)
                 metrics.update(logits, y_arch)
             losses.append(bilevel.weight_step(x, y))
-            if task is not None:
-                self.progress.update(
-                    task,
-                    advance=1,
-                    description=f"{stage.name} search, epoch {epoch + 1}/{schedule.epochs}, loss {losses[-1]:.3f}",
-                )
+            self._report(stage, epoch + 1, epoch * self.data.steps_per_epoch + len(losses), losses[-1])
         bilevel.end_epoch()
         return dict(
             stage=stage.name,
@@ -247,19 +246,20 @@ def _check_request(r: SearchRequest) -> None:
             file.unlink()
 
 
-def search(request: SearchRequest, progress=None, on_epoch_end: EpochHook | None = None) -> dict:
+def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end: EpochHook | None = None) -> dict:
     """Run the requested stage(s) and write the emitted spec to ``request.out``; returns a summary.
 
-    ``progress`` is a rich Progress (or None); ``on_epoch_end(stage, epoch)`` runs after each saved epoch.
+    ``on_step`` reports progress (see ``StepHook``); ``on_epoch_end(stage, epoch)`` runs after each saved epoch.
+    The seeds and a resumed checkpoint's RNG state apply to a fork of torch's RNG: the caller's is left as it was.
     """
     _check_request(request)
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
     request.run_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner(request, data, progress, on_epoch_end)
+    runner = Runner(request, data, on_step, on_epoch_end)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
-    with progress if progress is not None else nullcontext():
+    with torch.random.fork_rng(devices=[]):
         if request.stage == "path":
             cell, parent = _cell_of(request.cell_spec, request.cell_name)
             cell_decision = None

@@ -117,6 +117,13 @@ def test_unregistered_spec_round_trips_through_local_dir(tmp_path):
     assert_same_weights(model, folder / "model.safetensors")
 
 
+def test_building_leaves_the_callers_random_state_alone(tmp_path):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    build_folder(rspnet_zoo.SHIPPED["rspnet_small"], tmp_path, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_build_with_weights_file(tmp_path, zoo_home, built_small):
     folder, _ = build_folder(
         load_spec(GENOTYPES / "rspnet_small.json"), tmp_path / "copy", weights=built_small / "model.safetensors"
