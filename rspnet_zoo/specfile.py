@@ -15,9 +15,10 @@ import jsonschema
 from pydantic import ValidationError
 
 from .errors import SpecError, pointer
-from .migrate import json_repr, migrate
+from .migrate import migrate
 from .schema import committed_schema
 from .spec import Genotype
+from .textutil import json_repr, shorten
 
 MAX_SPEC_BYTES = 8 * 1024 * 1024
 
@@ -105,7 +106,7 @@ def _short(error: jsonschema.ValidationError) -> str:
     ):
         return f"{json_repr(error.instance)} is not allowed: {error.validator} {json_repr(error.validator_value)}"
     message = error.message
-    return message if len(message) <= 160 else message[:157] + "..."
+    return shorten(message, 160)
 
 
 def canonical_dict(genotype: Genotype) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 The seed papers' recipe: SGD with momentum 0.9 and weight decay, a poly learning-rate schedule
 stepped per iteration, cross-entropy that ignores label 255. A checkpoint is written atomically at the
-end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout) inside
-a fork of its RNG, so the caller's random state is left as it was and
-so a resumed run continues exactly where the interrupted one would have gone.
+end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout)
+inside a fork of its RNG, so the caller's random state is left as it was and a resumed run continues
+exactly where the interrupted one would have gone.
 """
 
 from __future__ import annotations

@@ -15,16 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.ops import DARTS_PRIMITIVES, OPS
+from rspnet_zoo.spec import Strict
 
 NUM_LEVELS = 4  # the network levels 1/4 .. 1/32
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Schedule(Strict):

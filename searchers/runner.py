@@ -28,6 +28,7 @@ from rspnet_zoo.metrics import SegmentationMetrics
 from rspnet_zoo.render import render_graph
 from rspnet_zoo.spec import Cell, Genotype, Identifier, Provenance
 from rspnet_zoo.specfile import dump_spec, load_spec, parse_spec, spec_sha256
+from rspnet_zoo.textutil import step_text
 from rspnet_zoo.train import load_checkpoint
 
 from .bilevel import Bilevel
@@ -398,7 +399,7 @@ def _provenance(
 
 def _describe_cell(d: CellDecision) -> dict:
     return dict(
-        steps=[" + ".join(f"{e.op}(s{e.input})" for e in step.edges) for step in d.cell.steps],
+        steps=[step_text(step) for step in d.cell.steps],
         skips_before_cap=d.skips_before_cap,
         skips=d.skips,
         struck=[list(e) for e in d.struck],

@@ -13,6 +13,7 @@ from ..spec import Genotype
 from ..specfile import load_spec, spec_sha256
 from ..stats import cached_spec_stats
 from ..tasks import BuildRequest, run_build
+from ..textutil import step_text
 from ..zoo import SHIPPED, resolve_genotype, weights_path, zoo_home
 from . import app
 from .output import JSON_OPTION_HELP, emit, error_line
@@ -94,7 +95,7 @@ def _describe(g: Genotype) -> dict:
             num_inputs=c.num_inputs,
             reduction=c.reduction,
             concat=list(c.concat),
-            steps=[" + ".join(f"{e.op}(s{e.input})" for e in step.edges) for step in c.steps],
+            steps=[step_text(step) for step in c.steps],
         )
         for name, c in g.cells.items()
     }

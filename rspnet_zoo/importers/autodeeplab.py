@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..constants import CITYSCAPES_CLASSES
 from ..spec import Genotype
 from ..specfile import genotype_from_dict
-from . import CITYSCAPES_CLASSES, GenotypeImportError, int_list, literal
+from . import GenotypeImportError, int_list, literal
 
 # a5b5710's op indices (its genotypes.PRIMITIVES), named as the ops table names them: its dil_conv
 # is a full (not separable) dilated conv.
@@ -142,7 +143,7 @@ def autodeeplab_spec(
         "defaults": {
             "num_classes": num_classes,
             "input_size": [3, 1025, 2049],
-            **({"class_names": CITYSCAPES_CLASSES} if num_classes == len(CITYSCAPES_CLASSES) else {}),
+            **({"class_names": list(CITYSCAPES_CLASSES)} if num_classes == len(CITYSCAPES_CLASSES) else {}),
         },
     }
     return genotype_from_dict(doc)
