@@ -29,14 +29,14 @@ from rspnet_zoo.stats import count_parameters, meta_model
 from rspnet_zoo.train import evaluate, train
 from searchers.budgets import SearchConfig, resolve_config
 from searchers.decode import decode_cell, decode_paths
-from searchers.structures import STEM, lattice, path_network
+from searchers.structures import STEM, dense_edge_count, lattice, path_network
 from searchers.supernet import edge_groups
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def random_spec(cfg: SearchConfig, num_classes: int, class_names, g: torch.Generator, name: str) -> Genotype:
-    steps, edges = cfg.cell.steps, sum(2 + i for i in range(cfg.cell.steps))
+    steps, edges = cfg.cell.steps, dense_edge_count(cfg.cell.steps)
     alphas = F.softmax(torch.randn(edges, len(DARTS_PRIMITIVES), generator=g), dim=-1)
     raw = torch.randn(edges, generator=g)
     betas = torch.cat([F.softmax(raw[s], dim=0) for s in edge_groups(steps)])

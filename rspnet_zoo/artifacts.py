@@ -128,19 +128,24 @@ def build_folder(
     class_names: Sequence[str] | None = None,
     model_args: dict[str, Any] | None = None,
     cfg_overrides: dict[str, Any] | None = None,
+    model: GenotypeNet | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all.
 
+    The weights are ``model``'s (a trained model), else a ``weights`` file's, else a fresh initialisation
+    from ``seed`` (drawn from a forked RNG: the caller's random state is left as it was).
     ``class_names`` (trained weights) replace the spec's default label names in the cfg and metadata.
     ``model_args`` (e.g. ``aux_head``) are stored for timm to rebuild the model with; ``cfg_overrides``
     are the weights' own preprocessing facts (imported weights: normalisation, crop, notes).
     """
     model_args = dict(model_args or {})
     num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
-    torch.manual_seed(seed)
-    model: GenotypeNet = create_genotype_net(genotype.name, genotype, num_classes=num_classes, **model_args)
-    if weights is not None:
-        load_weights(model, weights)
+    if model is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_genotype_net(genotype.name, genotype, num_classes=num_classes, **model_args)
+        if weights is not None:
+            load_weights(model, weights)
     stats = dict(
         parameters=count_parameters(model),
         flops=count_flops(meta_model(genotype, num_classes), genotype.defaults.input_size),
@@ -162,7 +167,7 @@ def build_folder(
     final = out_dir / folder_name
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", dir=out_dir))
     try:
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=weights_metadata(genotype, class_names))
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, card_note))

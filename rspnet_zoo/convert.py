@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -302,18 +301,17 @@ def convert_checkpoint(
     params = count_parameters(skeleton)
     sha256 = file_sha256(checkpoint)
     folder_name = name or (f"{genotype.name}.{tag}" if tag else genotype.name)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "imported.safetensors"
-        save_file(state, str(weights))
-        folder, info = build_folder(
-            genotype,
-            out or zoo_home(),
-            weights=weights,
-            card_note=card_note(fam, layout, checkpoint, sha256, report, params, bool(model_args)),
-            folder_name=folder_name,
-            model_args=model_args,
-            cfg_overrides=dict(layout.cfg, notes=layout.notes),
-        )
+    model = GenotypeNet(genotype, **model_args)
+    model.load_state_dict(state)
+    folder, info = build_folder(
+        genotype,
+        out or zoo_home(),
+        model=model,
+        card_note=card_note(fam, layout, checkpoint, sha256, report, params, bool(model_args)),
+        folder_name=folder_name,
+        model_args=model_args,
+        cfg_overrides=dict(layout.cfg, notes=layout.notes),
+    )
     info.update(
         family=fam.name,
         mapping_version=fam.version,

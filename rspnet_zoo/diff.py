@@ -14,6 +14,7 @@ from typing import Any
 from .errors import pointer
 from .spec import Genotype
 from .specfile import spec_sha256
+from .textutil import shorten
 
 SECTIONS = ("identity", "cells", "network", "head", "defaults")
 IDENTITY = ("name", "version", "format_version", "description", "provenance")
@@ -149,7 +150,7 @@ def _summary(value: Any) -> str:
             via = "".join(f" via 1/{r}" for r in value["via"] or ())
             return value["node"] + via + ("" if value["weight"] is None else f" weight {value['weight']:g}")
     text = "none" if value is None else value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text, 80)
 
 
 def size_words(sizes: dict[str, dict[str, int]] | None) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .errors import SpecError
 from .spec import FORMAT_VERSION
+from .textutil import json_repr
 
 # MIGRATIONS[v] turns a format_version v document into a v + 1 one.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -29,8 +30,3 @@ def migrate(doc: dict[str, Any]) -> dict[str, Any]:
         version += 1
         doc["format_version"] = version
     return doc
-
-
-def json_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

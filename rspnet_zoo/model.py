@@ -6,6 +6,7 @@ TorchScript, torch.fx and torch.compile all follow.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -16,9 +17,9 @@ from torch import nn
 
 from .errors import ZooError
 from .heads import HEADS, AuxiliaryClassifier
-from .ops import AGGREGATES, OPS, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN
-from .plan import CellLayout, NodePlan, PathPlan, SlotPlan, _partial_widths, lower
-from .spec import ClassifierHead, Genotype
+from .ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
+from .plan import CellLayout, CellPlan, LayerPlan, NodePlan, PathPlan, SlotPlan, TemplatePlan, lower
+from .spec import Genotype
 
 
 def _reduced(size: list[int], reduction: int) -> list[int]:
@@ -60,19 +61,17 @@ class InputFusion(nn.Module):
         self.weights: list[float] = [(p.weight or 0.0) / total if total > 0 else 1.0 for p in slot.paths]
         self.weighted = weighted
 
-    def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
+    def forward(self, states: list[torch.Tensor], size: list[int], weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``weights`` (one per path), when given, replace the spec's: the path search's attention."""
         out = torch.zeros(0)
         for i, path in enumerate(self.paths):
             y = path(states[self.states[i]], size)
-            if self.weighted:
+            if weights is not None:
+                y = y * weights[i]
+            elif self.weighted:
                 y = y * self.weights[i]
             out = y if i == 0 else out + y
         return out
-
-
-def _edge_op(op: str, in_chs: int, out_chs: int, stride: int, dilation: int) -> nn.Module:
-    factory = OPS[op]
-    return factory(in_chs, stride, dilation) if out_chs == in_chs else factory(in_chs, stride, dilation, out_chs)
 
 
 class CellModule(nn.Module):
@@ -90,7 +89,7 @@ class CellModule(nn.Module):
         self.droppable: list[bool] = []
         for j, step in enumerate(layout.steps):
             for edge in step.edges:
-                op = _edge_op(edge.op, edge.in_chs, edge.out_chs, edge.stride, dilation)
+                op = make_op(edge.op, edge.in_chs, edge.stride, dilation, edge.out_chs)
                 self.ops.append(op)
                 self.sources.append(edge.source)
                 self.step_of.append(j)
@@ -135,62 +134,107 @@ class PartialStage(nn.Module):
         return torch.cat([y, self.bypass(inputs[-1][:, self.split :])], dim=1)
 
 
-def _cell_body(plan: NodePlan, drop_path_rate: float) -> nn.Module:
-    """The cell at the innermost width, wrapped once per level of the recursive partial split."""
-    widths = _partial_widths(plan.channels, plan.partial)
-    body: nn.Module = CellModule(plan.layout, list(plan.cell.concat), plan.dilation, drop_path_rate)
-    for k in range(len(widths) - 1, 0, -1):
-        body = PartialStage(body, widths[k], plan.stride)
-    return body
-
-
 class CellNode(nn.Module):
-    def __init__(self, plan: NodePlan, drop_path_rate: float = 0.0):
+    """A cell instance: its input fusions, then the cell ``body`` (a search passes its own, see ``GenotypeNet``)."""
+
+    def __init__(self, inputs: list[InputFusion], body: nn.Module):
         super().__init__()
-        self.inputs = nn.ModuleList([InputFusion(slot, plan.channels, plan.input_reduction) for slot in plan.slots])
-        self.body = _cell_body(plan, drop_path_rate)
+        self.inputs = nn.ModuleList(inputs)
+        self.body = body
+
+    def fuse_inputs(
+        self, states: list[torch.Tensor], size: list[int], fusion_weights: list[torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
+        xs: list[torch.Tensor] = []
+        for i, fusion in enumerate(self.inputs):
+            xs.append(fusion(states, size, None if fusion_weights is None else fusion_weights[i]))
+        return xs
 
     def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
-        xs: list[torch.Tensor] = []
-        for fusion in self.inputs:
-            xs.append(fusion(states, size))
-        return self.body(xs)
+        return self.body(self.fuse_inputs(states, size))
+
+    def forward_weighted(
+        self,
+        states: list[torch.Tensor],
+        size: list[int],
+        fusion_weights: list[torch.Tensor] | None,
+        cell_args: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """``forward`` with these path weights per input, and ``cell_args`` for a search cell's body."""
+        return self.body(self.fuse_inputs(states, size, fusion_weights), *cell_args)
 
 
-def _make_layer(plan: NodePlan) -> nn.Module:
-    a, in_chs = plan.args, plan.slots[0].paths[0].channels
+def _make_layer(plan: LayerPlan) -> nn.Module:
+    a, in_chs = plan.args, plan.input.channels
     if plan.layer == "inverted_residual":
         return InvertedResidual(in_chs, plan.out_channels, a.kernel, plan.stride, plan.dilation, a.expand_ratio)
     return ConvBNAct(in_chs, plan.out_channels, a.kernel, plan.stride, plan.dilation, a.act, a.pre_act, a.bias)
 
 
 class LayerNode(nn.Module):
-    def __init__(self, plan: NodePlan):
+    """A plain layer: it reads one state as it is, so fusion weights and cell arguments pass it by."""
+
+    def __init__(self, plan: LayerPlan):
         super().__init__()
-        self.state = plan.slots[0].paths[0].state
+        self.state = plan.input.state
         self.layer = _make_layer(plan)
 
     def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
         return self.layer(states[self.state])
 
+    def forward_weighted(self, states, size, fusion_weights, cell_args) -> torch.Tensor:
+        return self(states, size)
 
-def first_conv_names(plan_nodes: list[NodePlan]) -> tuple[str, ...]:
+
+CellBody = Callable[[CellPlan], nn.Module]  # a cell node's body from its plan: (xs, *cell_args) -> output
+
+
+def _cell_node(plan: CellPlan, drop_path_rate: float, cell_body: CellBody | None) -> CellNode:
+    """Inputs brought to C; the cell at the innermost width, wrapped once per level of the partial split."""
+    inputs = [InputFusion(slot, plan.channels, plan.input_reduction) for slot in plan.slots]
+    if cell_body is not None:
+        return CellNode(inputs, cell_body(plan))
+    body: nn.Module = CellModule(plan.layout, list(plan.concat), plan.dilation, drop_path_rate)
+    for k in range(len(plan.widths) - 1, 0, -1):
+        body = PartialStage(body, plan.widths[k], plan.stride)
+    return CellNode(inputs, body)
+
+
+def _template_node(plan: TemplatePlan, drop_path_rate: float, cell_body: CellBody | None) -> CellNode:
+    """Paths read as they are; the cell as its layout says, no dilation."""
+    inputs = [InputFusion(slot, plan.out_channels, plan.reduction) for slot in plan.slots]
+    return CellNode(inputs, CellModule(plan.layout, list(plan.concat), 1, drop_path_rate))
+
+
+NODE_MODULES: dict[type[NodePlan], Callable[[Any, float, CellBody | None], nn.Module]] = {
+    CellPlan: _cell_node,
+    TemplatePlan: _template_node,
+    LayerPlan: lambda plan, drop_path_rate, cell_body: LayerNode(plan),
+}
+
+
+def input_convs(module: nn.Module) -> list[str]:
+    """Names (inside ``module``) of the convs that read its input: those it names, else its first conv."""
+    if hasattr(module, "input_convs"):
+        return list(module.input_convs)
+    return next(([name] for name, m in module.named_modules() if isinstance(m, nn.Conv2d)), [])
+
+
+def first_conv_names(nodes: nn.ModuleList) -> tuple[str, ...]:
     """Module paths of the convs that read the image (timm adapts them for ``in_chans``)."""
-    names = []
-    for n in plan_nodes:
-        if n.layer is not None and n.slots[0].paths[0].state == 0:
-            if n.layer == "inverted_residual":
-                names.append(f"nodes.{n.index}.layer.conv.0.0")
-            else:
-                names.append(f"nodes.{n.index}.layer.{1 if n.args.pre_act else 0}")
-        elif n.cell is not None:
-            for s, slot in enumerate(n.slots):
-                for p, path in enumerate(slot.paths):
-                    if path.state == 0:
-                        base = f"nodes.{n.index}.inputs.{s}.paths.{p}.proj"
-                        names += (
-                            [f"{base}.conv_1", f"{base}.conv_2"] if path.resample == "factorized" else [f"{base}.1"]
-                        )
+    names: list[str] = []
+    for i, node in enumerate(nodes):
+        readers = []
+        if isinstance(node, LayerNode) and node.state == 0:
+            readers.append((f"nodes.{i}.layer", node.layer))
+        elif isinstance(node, CellNode):
+            for s, fusion in enumerate(node.inputs):
+                readers += [
+                    (f"nodes.{i}.inputs.{s}.paths.{p}.proj", path.proj)
+                    for p, (state, path) in enumerate(zip(fusion.states, fusion.paths))
+                    if state == 0
+                ]
+        names += [f"{prefix}.{name}" for prefix, module in readers for name in input_convs(module)]
     return tuple(names)
 
 
@@ -202,6 +246,10 @@ class GenotypeNet(nn.Module):
     unless the head says ``upsample: none`` (then ``output_reduction`` says where they are).
     Classifier heads: ``forward_head`` pools globally and ``forward`` returns ``(B, num_classes)``;
     with ``aux_head=True`` and in training mode it returns ``(logits, aux_logits)``, as DARTS does.
+
+    The seams a search needs: ``cell_body(plan)``, when given, builds every cell node's body in place of
+    the compiled cell (a supernet's mixed-op cell), and ``forward_weighted`` is ``forward`` with
+    per-node fusion weights in place of the spec's and arguments handed to every cell body.
     """
 
     def __init__(
@@ -213,6 +261,7 @@ class GenotypeNet(nn.Module):
         drop_rate: float | None = None,
         drop_path_rate: float = 0.0,
         aux_head: bool = False,
+        cell_body: CellBody | None = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -228,12 +277,10 @@ class GenotypeNet(nn.Module):
         self.num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
         self.in_chans = plan.in_chans
         self.output_stride = plan.output_stride
-        self.nodes = nn.ModuleList(
-            [CellNode(n, drop_path_rate) if n.cell is not None else LayerNode(n) for n in plan.nodes]
-        )
-        self.decoder = HEADS[head.type](plan.head_inputs, head)
+        self.nodes = nn.ModuleList([NODE_MODULES[type(n)](n, drop_path_rate, cell_body) for n in plan.nodes])
+        self.decoder = HEADS[head.type].module(plan.head_inputs, head)
         self.num_features = self.head_hidden_size = self.decoder.num_features
-        self.is_classifier = isinstance(head, ClassifierHead)
+        self.is_classifier = HEADS[head.type].classifies
         self.global_pool = (
             SelectAdaptivePool2d(pool_type=head.pool, flatten=True) if self.is_classifier else nn.Identity()
         )
@@ -261,7 +308,7 @@ class GenotypeNet(nn.Module):
             dict(num_chs=f.channels, reduction=f.reduction, module=f"nodes.{f.state - 1}") for f in plan.features
         ]
         self.feature_states: list[int] = [f.state for f in plan.features]
-        self._traits = dict(first_conv=first_conv_names(plan.nodes))
+        self._traits = dict(first_conv=first_conv_names(self.nodes))  # timm's model traits: in_chans adaptation
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:
@@ -303,7 +350,25 @@ class GenotypeNet(nn.Module):
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        states = self._run_nodes(x, len(self.nodes))
+        return self._outputs(self._run_nodes(x, len(self.nodes)), x)
+
+    @torch.jit.ignore
+    def forward_weighted(
+        self,
+        x: torch.Tensor,
+        fusion_weights: Sequence[Sequence[torch.Tensor]] | None = None,
+        cell_args: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` with ``fusion_weights[i]`` (one tensor of path weights per input of node i; an
+        empty list keeps the spec's) and ``cell_args`` passed to every cell body after its inputs."""
+        size = [x.shape[-2], x.shape[-1]]
+        states = [x]
+        for i, node in enumerate(self.nodes):
+            weights = list(fusion_weights[i]) if fusion_weights is not None and len(fusion_weights[i]) else None
+            states.append(node.forward_weighted(states, size, weights, cell_args))
+        return self._outputs(states, x)
+
+    def _outputs(self, states: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logits = self.forward_head(self.decoder(states))
         if self.upsample != "none":
             logits = F.interpolate(

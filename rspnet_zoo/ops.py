@@ -1,54 +1,92 @@
-"""The ops table: cell-edge op name -> module factory, plus the small layers the builder composes.
+"""The ops table: cell-edge op name -> ``OpDef`` (factory and properties), plus the small layers the builder composes.
 
-Edge factories take ``(channels, stride, dilation)``: DARTS cell edges keep the width, a reduction
-cell strides the edges that read its inputs, and ``output_stride`` turns strides into dilation.
-Ops in ``WIDENING_OPS`` also take ``out_chs`` (nas-segm templates widen by the stride), and
-``STRIDE_REPEATS`` names the ops that apply their stride other than once.
+Edge ops are built by ``make_op(name, channels, stride, dilation, out_chs, affine=, pre_act=, norm=)``:
+DARTS cell edges keep the width, a reduction cell strides the edges that read its inputs, and
+``output_stride`` turns strides into dilation. An ``OpDef`` says what the compiler and the search need
+to know of an op without reading its name: whether it can widen its input (nas-segm templates widen
+by the stride), how many times it applies its stride, and whether it opens with a ReLU and closes with
+a BN that a caller may leave off (``pre_act=False``, ``norm=False``) to share or fold them, as the
+search does. ``affine`` is the BN's, as in DARTS' ops.
 The step aggregations (``AGGREGATES``) live here too: they are what a cell does with its edges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+def _conv_unit(*layers: nn.Module, pre_act: bool, norm: nn.Module | None) -> list[nn.Module]:
+    """[ReLU] -> layers -> [norm]: the shape of every DARTS conv op."""
+    return ([nn.ReLU(inplace=False)] if pre_act else []) + list(layers) + ([norm] if norm is not None else [])
+
+
 class ReLUConvBN(nn.Sequential):
     """ReLU -> conv (no bias) -> BN: the DARTS pre-activation unit."""
 
     def __init__(
-        self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, padding: int = 0, dilation: int = 1
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        affine: bool = True,
     ):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, bias=False),
-            nn.BatchNorm2d(out_chs),
+            nn.BatchNorm2d(out_chs, affine=affine),
         )
 
 
 class DilConv(nn.Sequential):
     """ReLU -> depthwise dilated kxk -> pointwise 1x1 -> BN (DARTS dil_conv)."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, dilation: int):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int,
+        dilation: int,
+        affine: bool = True,
+        pre_act: bool = True,
+        norm: bool = True,
+    ):
         padding = dilation * (kernel_size - 1) // 2
         super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(in_chs, in_chs, kernel_size, stride, padding, dilation=dilation, groups=in_chs, bias=False),
-            nn.Conv2d(in_chs, out_chs, 1, bias=False),
-            nn.BatchNorm2d(out_chs),
+            *_conv_unit(
+                nn.Conv2d(in_chs, in_chs, kernel_size, stride, padding, dilation=dilation, groups=in_chs, bias=False),
+                nn.Conv2d(in_chs, out_chs, 1, bias=False),
+                pre_act=pre_act,
+                norm=nn.BatchNorm2d(out_chs, affine=affine) if norm else None,
+            )
         )
 
 
 class SepConv(nn.Sequential):
     """Two stacked DilConv units, the stride on the first (DARTS sep_conv)."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, dilation: int = 1):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int,
+        dilation: int = 1,
+        affine: bool = True,
+        pre_act: bool = True,
+        norm: bool = True,
+    ):
         super().__init__(
-            DilConv(in_chs, in_chs, kernel_size, stride, dilation),
-            DilConv(in_chs, out_chs, kernel_size, 1, dilation),
+            DilConv(in_chs, in_chs, kernel_size, stride, dilation, affine, pre_act=pre_act),
+            DilConv(in_chs, out_chs, kernel_size, 1, dilation, affine, norm=norm),
         )
 
 
@@ -71,13 +109,15 @@ class FactorizedReduce(nn.Module):
     the offset is dropped and the parameters stay the same.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 2):
+    input_convs = ("conv_1", "conv_2")  # both read the input (timm adapts them for in_chans)
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 2, affine: bool = True):
         super().__init__()
         self.stride = stride
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(in_chs, out_chs // 2, 1, stride=stride, bias=False)
         self.conv_2 = nn.Conv2d(in_chs, out_chs - out_chs // 2, 1, stride=stride, bias=False)
-        self.bn = nn.BatchNorm2d(out_chs)
+        self.bn = nn.BatchNorm2d(out_chs, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -88,23 +128,36 @@ class FactorizedReduce(nn.Module):
 class FullDilConv(nn.Sequential):
     """ReLU -> full (not separable) dilated kxk conv -> BN: Auto-DeepLab's dil_conv."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, dilation: int):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int,
+        dilation: int,
+        affine: bool = True,
+        pre_act: bool = True,
+        norm: bool = True,
+    ):
+        padding = dilation * (kernel_size - 1) // 2
         super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(
-                in_chs, out_chs, kernel_size, stride, dilation * (kernel_size - 1) // 2, dilation=dilation, bias=False
-            ),
-            nn.BatchNorm2d(out_chs),
+            *_conv_unit(
+                nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, bias=False),
+                pre_act=pre_act,
+                norm=nn.BatchNorm2d(out_chs, affine=affine) if norm else None,
+            )
         )
 
 
 class Conv7x1_1x7(nn.Sequential):
-    def __init__(self, chs: int, stride: int, dilation: int):
+    def __init__(self, chs: int, stride: int, dilation: int, affine: bool = True, pre_act: bool = True, norm=True):
         super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(chs, chs, (1, 7), stride=(1, stride), padding=(0, 3 * dilation), dilation=dilation, bias=False),
-            nn.Conv2d(chs, chs, (7, 1), stride=(stride, 1), padding=(3 * dilation, 0), dilation=dilation, bias=False),
-            nn.BatchNorm2d(chs),
+            *_conv_unit(
+                nn.Conv2d(chs, chs, (1, 7), (1, stride), padding=(0, 3 * dilation), dilation=dilation, bias=False),
+                nn.Conv2d(chs, chs, (7, 1), (stride, 1), padding=(3 * dilation, 0), dilation=dilation, bias=False),
+                pre_act=pre_act,
+                norm=nn.BatchNorm2d(chs, affine=affine) if norm else None,
+            )
         )
 
 
@@ -114,7 +167,16 @@ class StackedSepConv(nn.Sequential):
     Every unit applies the stride (so stride 2 reduces x4); the first unit changes the width.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, dilation: int = 1, units: int = 2):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int,
+        dilation: int = 1,
+        units: int = 2,
+        affine: bool = True,
+    ):
         padding = dilation * (kernel_size - 1) // 2
         layers = []
         for u in range(units):
@@ -123,7 +185,7 @@ class StackedSepConv(nn.Sequential):
                 nn.Sequential(
                     nn.Conv2d(chs, chs, kernel_size, stride, padding, dilation=dilation, groups=chs, bias=False),
                     nn.Conv2d(chs, out_chs, 1, bias=False),
-                    nn.BatchNorm2d(out_chs),
+                    nn.BatchNorm2d(out_chs, affine=affine),
                     nn.ReLU(inplace=False),
                 )
             )
@@ -133,10 +195,10 @@ class StackedSepConv(nn.Sequential):
 class ConvMaxPool(nn.Sequential):
     """nas-segm's max_pool_3x3: 1x1 conv -> BN (no ReLU) -> 3x3 max pool with the stride."""
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int):
+    def __init__(self, in_chs: int, out_chs: int, stride: int, affine: bool = True):
         super().__init__(
             nn.Conv2d(in_chs, out_chs, 1, bias=False),
-            nn.BatchNorm2d(out_chs),
+            nn.BatchNorm2d(out_chs, affine=affine),
             nn.MaxPool2d(3, stride, padding=1),
         )
 
@@ -144,9 +206,9 @@ class ConvMaxPool(nn.Sequential):
 class GlobalPoolConv(nn.Module):
     """nas-segm's global_average_pool: mean -> 1x1 conv -> BN -> ReLU, spread back over the input size."""
 
-    def __init__(self, in_chs: int, out_chs: int):
+    def __init__(self, in_chs: int, out_chs: int, affine: bool = True):
         super().__init__()
-        self.conv = ConvBNAct(in_chs, out_chs, 1)
+        self.conv = ConvBNAct(in_chs, out_chs, 1, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x.mean(dim=(2, 3), keepdim=True))
@@ -166,53 +228,99 @@ class TileChannels(nn.Module):
         return x if self.times == 1 else x.repeat(1, self.times, 1, 1)
 
 
-def _skip(chs: int, stride: int, dilation: int) -> nn.Module:
-    return nn.Identity() if stride == 1 else FactorizedReduce(chs, chs)
+# (in_chs, out_chs, stride, dilation, affine, pre_act, norm) -> module; ops without a leading ReLU or a
+# closing BN ignore pre_act / norm (their OpDef says so).
+OpFactory = Callable[[int, int, int, int, bool, bool, bool], nn.Module]
 
 
-def _max_pool(chs: int, stride: int, dilation: int) -> nn.Module:
-    return nn.MaxPool2d(3, stride, padding=dilation, dilation=dilation)
+@dataclass(frozen=True)
+class OpDef:
+    """One cell-edge op: how to build it and what the compiler and the search may assume about it."""
+
+    factory: OpFactory
+    widens: bool = False  # takes an out_chs other than its input's (a template edge that widens)
+    stride_repeats: int = 1  # how many times it applies its stride (nas-segm's stacked convs: 2; pooling: 0)
+    pre_act: bool = False  # opens with a ReLU that pre_act=False leaves off
+    norm: bool = False  # closes with a BN that norm=False leaves off
+
+    def __call__(
+        self,
+        channels: int,
+        stride: int,
+        dilation: int,
+        out_chs: int | None = None,
+        *,
+        affine: bool = True,
+        pre_act: bool = True,
+        norm: bool = True,
+    ) -> nn.Module:
+        if out_chs is not None and out_chs != channels and not self.widens:
+            raise ValueError(f"this op keeps its width: it cannot go from {channels} to {out_chs} channels")
+        return self.factory(channels, out_chs or channels, stride, dilation, affine, pre_act, norm)
 
 
-def _avg_pool(chs: int, stride: int, dilation: int) -> nn.Module:
-    return nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)
+def _darts_conv(cls: type[nn.Module], kernel: int, dilation: int) -> OpDef:
+    return OpDef(
+        lambda c, o, s, d, affine, pre_act, norm: cls(c, o, kernel, s, dilation * d, affine, pre_act, norm),
+        widens=True,
+        pre_act=True,
+        norm=True,
+    )
 
 
-OpFactory = Callable[..., nn.Module]  # (channels, stride, dilation[, out_chs])
+def _nas_segm_sep(kernel: int, dilation: int) -> OpDef:
+    return OpDef(
+        lambda c, o, s, d, affine, *_: StackedSepConv(c, o, kernel, s, dilation * d, affine=affine),
+        widens=True,
+        stride_repeats=2,
+    )
 
-OPS: dict[str, OpFactory] = {
-    "none": lambda c, s, d: Zero(s),
-    "skip_connect": _skip,
-    "max_pool_3x3": _max_pool,
-    "avg_pool_3x3": _avg_pool,
-    "sep_conv_3x3": lambda c, s, d, o=None: SepConv(c, o or c, 3, s, d),
-    "sep_conv_5x5": lambda c, s, d, o=None: SepConv(c, o or c, 5, s, d),
-    "sep_conv_7x7": lambda c, s, d, o=None: SepConv(c, o or c, 7, s, d),
-    "dil_conv_3x3": lambda c, s, d, o=None: DilConv(c, o or c, 3, s, 2 * d),
-    "dil_conv_5x5": lambda c, s, d, o=None: DilConv(c, o or c, 5, s, 2 * d),
-    "full_dil_conv_3x3": lambda c, s, d, o=None: FullDilConv(c, o or c, 3, s, 2 * d),
-    "full_dil_conv_5x5": lambda c, s, d, o=None: FullDilConv(c, o or c, 5, s, 2 * d),
-    "conv_7x1_1x7": Conv7x1_1x7,
+
+def _skip(c: int, o: int, s: int, d: int, affine: bool, *_: bool) -> nn.Module:
+    return nn.Identity() if s == 1 else FactorizedReduce(c, c, affine=affine)
+
+
+OPS: dict[str, OpDef] = {
+    "none": OpDef(lambda c, o, s, *_: Zero(s)),
+    "skip_connect": OpDef(_skip),
+    "max_pool_3x3": OpDef(lambda c, o, s, d, *_: nn.MaxPool2d(3, s, padding=d, dilation=d)),
+    "avg_pool_3x3": OpDef(lambda c, o, s, *_: nn.AvgPool2d(3, s, padding=1, count_include_pad=False)),
+    "sep_conv_3x3": _darts_conv(SepConv, 3, 1),
+    "sep_conv_5x5": _darts_conv(SepConv, 5, 1),
+    "sep_conv_7x7": _darts_conv(SepConv, 7, 1),
+    "dil_conv_3x3": _darts_conv(DilConv, 3, 2),
+    "dil_conv_5x5": _darts_conv(DilConv, 5, 2),
+    "full_dil_conv_3x3": _darts_conv(FullDilConv, 3, 2),
+    "full_dil_conv_5x5": _darts_conv(FullDilConv, 5, 2),
+    "conv_7x1_1x7": OpDef(
+        lambda c, o, s, d, affine, pre_act, norm: Conv7x1_1x7(c, s, d, affine, pre_act, norm), pre_act=True, norm=True
+    ),
     # nas-segm (WACV 2020 template decoder, repeats = 2)
-    "nas_segm_sep_conv_3x3": lambda c, s, d, o=None: StackedSepConv(c, o or c, 3, s, d),
-    "nas_segm_sep_conv_5x5": lambda c, s, d, o=None: StackedSepConv(c, o or c, 5, s, d),
-    "nas_segm_sep_conv_5x5_dil6": lambda c, s, d, o=None: StackedSepConv(c, o or c, 5, s, 6 * d),
-    "nas_segm_max_pool_3x3": lambda c, s, d, o=None: ConvMaxPool(c, o or c, s),
-    "nas_segm_global_average_pool": lambda c, s, d, o=None: GlobalPoolConv(c, o or c),
-    "nas_segm_skip_connect": lambda c, s, d, o=None: TileChannels(c, o or c),
+    "nas_segm_sep_conv_3x3": _nas_segm_sep(3, 1),
+    "nas_segm_sep_conv_5x5": _nas_segm_sep(5, 1),
+    "nas_segm_sep_conv_5x5_dil6": _nas_segm_sep(5, 6),
+    "nas_segm_max_pool_3x3": OpDef(lambda c, o, s, d, affine, *_: ConvMaxPool(c, o, s, affine=affine), widens=True),
+    "nas_segm_global_average_pool": OpDef(
+        lambda c, o, s, d, affine, *_: GlobalPoolConv(c, o, affine=affine), widens=True, stride_repeats=0
+    ),
+    "nas_segm_skip_connect": OpDef(lambda c, o, *_: TileChannels(c, o), widens=True, stride_repeats=0),
 }
 
-# Ops whose factory takes ``out_chs`` (a template edge that widens its input).
-WIDENING_OPS = frozenset(name for name in OPS if name.startswith(("sep_", "dil_", "full_dil_", "nas_segm_")))
 
-# How many times an op applies its stride, where that is not once.
-STRIDE_REPEATS: dict[str, int] = {
-    "nas_segm_sep_conv_3x3": 2,
-    "nas_segm_sep_conv_5x5": 2,
-    "nas_segm_sep_conv_5x5_dil6": 2,
-    "nas_segm_global_average_pool": 0,
-    "nas_segm_skip_connect": 0,
-}
+def make_op(
+    name: str,
+    channels: int,
+    stride: int,
+    dilation: int,
+    out_chs: int | None = None,
+    *,
+    affine: bool = True,
+    pre_act: bool = True,
+    norm: bool = True,
+) -> nn.Module:
+    """The edge op ``name`` of the table (a KeyError names an op the table lacks)."""
+    return OPS[name](channels, stride, dilation, out_chs, affine=affine, pre_act=pre_act, norm=norm)
+
 
 # The nas-segm WACV op list, in the order of its op indices.
 NAS_SEGM_OPS = (
@@ -250,12 +358,13 @@ class ConvBNAct(nn.Sequential):
         act: str | None = "relu",
         pre_act: bool = False,
         bias: bool = False,
+        affine: bool = True,
     ):
         layers: list[nn.Module] = [nn.ReLU(inplace=False)] if pre_act else []
         padding = dilation * (kernel_size - 1) // 2
         layers += [
             nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, bias=bias),
-            nn.BatchNorm2d(out_chs),
+            nn.BatchNorm2d(out_chs, affine=affine),
         ]
         if act is not None:
             layers.append(ACTIVATIONS[act]())

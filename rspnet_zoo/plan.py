@@ -1,18 +1,23 @@
-"""Lowering: a Genotype becomes a plan with every channel count, stride, dilation and input resolved.
+"""Lowering: a validated Genotype becomes a plan with every channel count, stride, dilation and input resolved.
 
-This is also where the semantic checks live, because resolving the graph is what finds its errors.
+One frozen dataclass per node kind (``CellPlan``, ``TemplatePlan``, ``LayerPlan``), each made by its own
+lowering function from a ``Lowering`` context (the resolved states so far and the output stride); the
+builder in ``model.py`` maps each plan type to its module. The errors found here are the ones resolving
+finds (widths, resolutions); the graph itself is checked first by ``graph.py``.
 State 0 is the image; node i of the network is state i + 1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import SpecError, pointer
-from .ops import OPS, STRIDE_REPEATS, WIDENING_OPS
-from .spec import Cell, ClassifierHead, DeepLabV3PlusHead, Genotype, LayerArgs, Node, Partial, Template
+from .graph import check_cells, check_node_kinds, check_reach_head, is_pow2, resolve_refs
+from .heads import HEADS
+from .ops import OPS
+from .spec import Cell, Genotype, LayerArgs, Node, Partial, Template
 
-IMAGE = "input"
 MAX_PARAMETERS = 2_000_000_000
 
 
@@ -77,7 +82,7 @@ def cell_layout(
                     w,
                     w * s if widen and reads_input else w,
                     s,
-                    reductions[edge.input] * s ** STRIDE_REPEATS.get(edge.op, 1),
+                    reductions[edge.input] * s ** OPS[edge.op].stride_repeats,
                 )
             )
         reduction = (max if coarsest else min)(e.reduction for e in edges)
@@ -96,22 +101,49 @@ class SlotPlan:
 
 @dataclass(frozen=True)
 class NodePlan:
+    """What every node plan has: where it is, what it reads, and what it gives."""
+
     index: int
     id: str
-    channels: int  # cell C, or a layer's output width
-    out_channels: int  # cell: len(concat) * C, less (len(concat) - 1) * the bypassed channels of a partial node
+    slots: tuple[SlotPlan, ...]
+    out_channels: int
     reduction: int  # nominal output stride
-    actual_reduction: int  # after output_stride
+
+
+@dataclass(frozen=True)
+class CellPlan(NodePlan):
+    """A DARTS cell instance: inputs brought to C at ``input_reduction``, the cell at the innermost width
+    of the RSP split (``widths``: C_0 = C > C_1 > ... > C_depth), strided or dilated."""
+
+    channels: int
     input_reduction: int  # actual resolution the inputs are brought to
     stride: int
     dilation: int
-    slots: tuple[SlotPlan, ...]
-    cell: Cell | None = None
-    cell_name: str | None = None
-    partial: Partial | None = None
-    layout: CellLayout | None = None  # cell nodes: at the innermost width of a partial split
-    layer: str | None = None
-    args: LayerArgs | None = None
+    concat: tuple[int, ...]
+    layout: CellLayout
+    widths: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TemplatePlan(NodePlan):
+    """A nas-segm template cell: it reads its paths as they are; widths and stride come from its ops."""
+
+    concat: tuple[int, ...]
+    layout: CellLayout
+
+
+@dataclass(frozen=True)
+class LayerPlan(NodePlan):
+    """A plain layer reading one path as it is."""
+
+    layer: str
+    args: LayerArgs
+    stride: int
+    dilation: int
+
+    @property
+    def input(self) -> PathPlan:
+        return self.slots[0].paths[0]
 
 
 @dataclass(frozen=True)
@@ -131,180 +163,88 @@ class NetworkPlan:
     aux_input: FeaturePlan | None = None
 
 
-def _is_pow2(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
+@dataclass(frozen=True)
+class Lowering:
+    """What lowering a node needs: the spec, node id -> state, the width and nominal reduction of every
+    state so far, and the output stride (reductions past it become dilation)."""
+
+    genotype: Genotype
+    index: dict[str, int]
+    widths: list[int]
+    reductions: list[int]
+    output_stride: int
+
+    def actual(self, reduction: int) -> int:
+        return min(reduction, self.output_stride)
 
 
-def _check_cells(genotype: Genotype) -> None:
-    for name, cell in genotype.cells.items():
-        at = ("cells", name)
-        n_states = cell.num_inputs
-        for s, step in enumerate(cell.steps):
-            for e, edge in enumerate(step.edges):
-                if edge.op not in OPS:
-                    raise SpecError(
-                        pointer(*at, "steps", s, "edges", e, "op"),
-                        f"unknown op '{edge.op}' (known: {', '.join(sorted(OPS))})",
-                    )
-                if edge.input >= n_states:
-                    raise SpecError(
-                        pointer(*at, "steps", s, "edges", e, "input"),
-                        f"step {s} reads state {edge.input}, but only states 0..{n_states - 1} exist before it",
-                    )
-            n_states += 1
-        for c, state in enumerate(cell.concat):
-            if state >= n_states:
-                raise SpecError(pointer(*at, "concat", c), f"state {state} does not exist (the cell has {n_states})")
-        if len(set(cell.concat)) != len(cell.concat):
-            raise SpecError(pointer(*at, "concat"), "lists a state twice")
-
-
-def _resolve_refs(genotype: Genotype) -> dict[str, int]:
-    """Map node ids to state indices; refuse duplicates, dangling and forward references, cycles."""
-    nodes = genotype.network.nodes
-    index = {node.id: i + 1 for i, node in enumerate(nodes)}
-    if len(index) != len(nodes) or IMAGE in index:
-        seen: set[str] = {IMAGE}
-        for i, node in enumerate(nodes):
-            if node.id in seen:
-                raise SpecError(pointer("network", "nodes", i, "id"), f"duplicate or reserved node id '{node.id}'")
-            seen.add(node.id)
-    index[IMAGE] = 0
-    for i, node in enumerate(nodes):
-        for s, slot in enumerate(node.inputs):
-            for p, path in enumerate(slot.paths):
-                at = pointer("network", "nodes", i, "inputs", s, "paths", p, "node")
-                ref = index.get(path.node)
-                if ref is None:
-                    raise SpecError(at, f"dangling input: no node '{path.node}'")
-                if ref == i + 1:
-                    raise SpecError(at, f"cycle: node '{node.id}' reads its own output")
-                if ref > i + 1:
-                    kind = "cycle" if _reaches(nodes, ref - 1, node.id, index) else "forward reference"
-                    raise SpecError(at, f"{kind}: node '{node.id}' reads '{path.node}', which comes after it")
-    return index
-
-
-def _reaches(nodes: list[Node], start: int, target: str, index: dict[str, int]) -> bool:
-    """Does node ``start`` (transitively) read ``target``?"""
-    stack, seen = [start], set()
-    while stack:
-        i = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        for slot in nodes[i].inputs:
-            for path in slot.paths:
-                if path.node == target:
-                    return True
-                j = index.get(path.node)
-                if j:
-                    stack.append(j - 1)
-    return False
-
-
-def _head_refs(genotype: Genotype) -> list[tuple[str, str]]:
-    """(pointer, node id) of every node the head reads; a classifier's auxiliary input comes last."""
-    head = genotype.head
-    if isinstance(head, DeepLabV3PlusHead):
-        return [(pointer("head", "input"), head.input), (pointer("head", "low_level"), head.low_level)]
-    if isinstance(head, ClassifierHead):
-        refs = [(pointer("head", "input"), head.input)]
-        if head.auxiliary is not None:
-            refs.append((pointer("head", "auxiliary", "input"), head.auxiliary.input))
-        return refs
-    return [(pointer("head", "inputs", i), ref) for i, ref in enumerate(head.inputs)]
-
-
-def _check_reach_head(genotype: Genotype, index: dict[str, int]) -> list[int]:
-    refs = _head_refs(genotype)
-    head_states = []
-    for at, ref in refs:
-        if ref not in index or ref == IMAGE:
-            raise SpecError(at, f"dangling input: no node '{ref}'")
-        head_states.append(index[ref])
-    nodes = genotype.network.nodes
-    alive = set(head_states)
-    for i in range(len(nodes), 0, -1):
-        if i in alive:
-            alive.update(index[p.node] for slot in nodes[i - 1].inputs for p in slot.paths)
-    for i, node in enumerate(nodes):
-        if i + 1 not in alive:
-            raise SpecError(pointer("network", "nodes", i), f"node '{node.id}' never reaches the head")
-    return head_states
-
-
-def _partial_widths(channels: int, partial: Partial | None) -> list[int]:
+def partial_widths(channels: int, partial: Partial | None) -> tuple[int, ...]:
     """Widths C_0 = C > C_1 > ... > C_depth of the recursive stage-partial split."""
     widths = [channels]
     if partial is not None:
         for _ in range(partial.depth):
             widths.append(int(round(widths[-1] * partial.ratio)))
-    return widths
+    return tuple(widths)
 
 
-def _estimate_parameters(plan_nodes: list[NodePlan]) -> int:
-    total = 0
-    for n in plan_nodes:
-        if n.cell is not None:
-            c = _partial_widths(n.channels, n.partial)[-1]
-            total += sum(len(step.edges) for step in n.cell.steps) * 2 * c * (c + 50)
-            total += sum(p.channels * n.channels for slot in n.slots for p in slot.paths)
-        else:
-            total += n.out_channels * sum(p.channels for p in n.slots[0].paths) * (n.args or LayerArgs()).kernel ** 2
+def edge_parameter_bound(in_chs: int, out_chs: int) -> int:
+    """At least the parameters of any op of the table between these widths. The largest are a 7x7
+    separable conv (98c + c^2 + co + 2c + 2o), a full dilated 5x5 conv (25co + 2o), a 7x1/1x7 pair
+    (14c^2 + 2c, c = o) and nas-segm's stacked 5x5 (25c + co + 27o + o^2); tests hold every op to it."""
+    c, o = in_chs, out_chs
+    return 25 * c * o + c * c + o * o + 100 * (c + o)
+
+
+def _node_parameter_bound(plan: NodePlan) -> int:
+    """Paths (a 1x1 conv + BN each), edge ops, and step aggregations (n edges of width w: adapts, a
+    concat's BN and 1x1, psum weights: at most 2nw(w + 2)); a layer: its conv or inverted residual."""
+    if isinstance(plan, LayerPlan):
+        c, o, k, e = plan.input.channels, plan.out_channels, plan.args.kernel, plan.args.expand_ratio
+        return k * k * c * o + 3 * o + e * c * (c + k * k + o + 4)
+    width = plan.channels if isinstance(plan, CellPlan) else 0
+    total = sum(p.channels * width + 2 * width for slot in plan.slots for p in slot.paths)
+    for step in plan.layout.steps:
+        total += sum(edge_parameter_bound(e.in_chs, e.out_chs) for e in step.edges)
+        total += 2 * len(step.edges) * step.width * (step.width + 2)
     return total
 
 
 def lower(genotype: Genotype, in_chans: int | None = None, output_stride: int | None = None) -> NetworkPlan:
     """Resolve the graph. ``output_stride`` caps the reduction: deeper strides become dilation."""
     in_chans = in_chans or genotype.defaults.input_size[0]
-    _check_cells(genotype)
-    index = _resolve_refs(genotype)
-    head_states = _check_reach_head(genotype, index)
-    max_reduction = max(n.reduction for n in genotype.network.nodes)
-    os_ = output_stride or max_reduction
-    if not _is_pow2(os_):
+    head = HEADS[genotype.head.type]
+    check_cells(genotype)
+    index = resolve_refs(genotype)
+    aux_ref = head.auxiliary(genotype.head)
+    head_states = check_reach_head(genotype, index, head.reads(genotype.head) + ([aux_ref] if aux_ref else []))
+    os_ = output_stride or max(n.reduction for n in genotype.network.nodes)
+    if not is_pow2(os_):
         raise SpecError("", f"output_stride must be a power of two, got {os_}")
+    check_node_kinds(genotype)
 
-    def actual(r: int) -> int:
-        return min(r, os_)
-
-    widths = [in_chans]  # out channels per state
-    reductions = [1]  # nominal reduction per state
+    ctx = Lowering(genotype, index, [in_chans], [1], os_)
     plan_nodes: list[NodePlan] = []
     for i, node in enumerate(genotype.network.nodes):
-        at = ("network", "nodes", i)
-        if not _is_pow2(node.reduction):
-            raise SpecError(pointer(*at, "reduction"), f"must be a power of two, got {node.reduction}")
-        if (node.cell is None) == (node.layer is None):
-            raise SpecError(pointer(*at), "a node names exactly one of 'cell' and 'layer'")
-        if node.args is not None and node.layer is None:
-            raise SpecError(pointer(*at, "args"), "only layer nodes take 'args'")
-        if node.template is not None and node.cell is None:
-            raise SpecError(pointer(*at, "template"), "only cell nodes take 'template'")
-        if node.template is not None:
-            plan_nodes.append(_lower_template_node(genotype, node, i, index, widths, reductions, os_))
-        elif node.cell is not None:
-            plan_nodes.append(_lower_cell_node(genotype, node, i, index, widths, reductions, actual))
-        else:
-            plan_nodes.append(_lower_layer_node(node, i, index, widths, reductions, actual))
-        widths.append(plan_nodes[-1].out_channels)
-        reductions.append(node.reduction)
+        plan_nodes.append(NODE_LOWERING[node_kind(node)](ctx, node, i))
+        ctx.widths.append(plan_nodes[-1].out_channels)
+        ctx.reductions.append(plan_nodes[-1].reduction)
 
-    if _estimate_parameters(plan_nodes) > MAX_PARAMETERS:
+    head_inputs = [FeaturePlan(s, ctx.widths[s], ctx.actual(ctx.reductions[s])) for s in head_states]
+    aux_input = head_inputs.pop() if aux_ref else None
+    head.check(genotype.head, [ctx.reductions[s] for s in head_states])
+    bound = sum(_node_parameter_bound(n) for n in plan_nodes)
+    bound += head.max_parameters(head_inputs, aux_input, genotype.head, genotype.defaults.num_classes)
+    if bound > MAX_PARAMETERS:
         raise SpecError(pointer("network"), f"the network would have over {MAX_PARAMETERS:.0e} parameters")
-
-    head_inputs = [FeaturePlan(s, widths[s], actual(reductions[s])) for s in head_states]
-    aux_input = None
-    if isinstance(genotype.head, ClassifierHead) and genotype.head.auxiliary is not None:
-        aux_input = head_inputs.pop()
-    if isinstance(genotype.head, DeepLabV3PlusHead) and reductions[head_states[1]] > reductions[head_states[0]]:
-        raise SpecError(pointer("head", "low_level"), "the low-level feature must not be coarser than the ASPP input")
     last_at: dict[int, int] = {}
     for n in plan_nodes:
         last_at[n.reduction] = n.index + 1
-    features = [FeaturePlan(s, widths[s], actual(r)) for r, s in sorted(last_at.items())]
+    features = [FeaturePlan(s, ctx.widths[s], ctx.actual(r)) for r, s in sorted(last_at.items())]
     return NetworkPlan(in_chans, os_, plan_nodes, head_inputs, features, aux_input)
+
+
+def node_kind(node: Node) -> str:
+    return "layer" if node.layer is not None else "template" if node.template is not None else "cell"
 
 
 def _node_cell(genotype: Genotype, node: Node, at: tuple) -> Cell:
@@ -322,77 +262,77 @@ def _node_cell(genotype: Genotype, node: Node, at: tuple) -> Cell:
     return cell
 
 
-def _lower_cell_node(genotype, node: Node, i, index, widths, reductions, actual) -> NodePlan:
+def _lower_cell_path(ctx: Lowering, node: Node, at: tuple, slot_fuse: str, path, target: int) -> PathPlan:
+    """One path of a cell node, resampled to the cell's input resolution ``target`` (nominal)."""
+    state = ctx.index[path.node]
+    src = ctx.reductions[state]
+    if slot_fuse == "attention" and path.weight is None:
+        raise SpecError(pointer(*at), "fuse 'attention' needs a weight on every path")
+    via = tuple(ctx.actual(r) for r in path.via or ())
+    if path.via is not None:
+        if node.downsample != "bilinear":
+            raise SpecError(pointer(*at, "via"), "resampling through other resolutions needs downsample 'bilinear'")
+        bad = next((r for r in path.via if not is_pow2(r)), None)
+        if bad is not None:
+            raise SpecError(pointer(*at, "via"), f"reductions are powers of two, got {bad}")
+    if src < target and node.downsample == "factorized":
+        if src * 2 != target:
+            raise SpecError(
+                pointer(*at),
+                f"factorized downsampling spans one level, not {src} -> {target}; use downsample 'bilinear'",
+            )
+        resample, stride = "factorized", ctx.actual(target) // ctx.actual(src)
+    else:
+        resample, stride = ("none" if ctx.actual(src) == ctx.actual(target) and not via else "bilinear"), 1
+    return PathPlan(state, ctx.widths[state], resample, stride, path.weight, via)
+
+
+def _lower_cell_node(ctx: Lowering, node: Node, i: int) -> CellPlan:
     at = ("network", "nodes", i)
-    cell = _node_cell(genotype, node, at)
+    cell = _node_cell(ctx.genotype, node, at)
     if cell.reduction and node.reduction < 2:
         raise SpecError(pointer(*at, "reduction"), "a reduction cell's node needs reduction >= 2")
     target = node.reduction // 2 if cell.reduction else node.reduction
-    slots = []
-    for s, slot in enumerate(node.inputs):
-        paths = []
-        for p, path in enumerate(slot.paths):
-            p_at = pointer(*at, "inputs", s, "paths", p)
-            state = index[path.node]
-            src = reductions[state]
-            if slot.fuse == "attention" and path.weight is None:
-                raise SpecError(p_at, "fuse 'attention' needs a weight on every path")
-            via = tuple(actual(r) for r in path.via or ())
-            if path.via is not None:
-                if node.downsample != "bilinear":
-                    raise SpecError(
-                        pointer(*at, "inputs", s, "paths", p, "via"),
-                        "resampling through other resolutions needs downsample 'bilinear'",
-                    )
-                bad = next((r for r in path.via if not _is_pow2(r)), None)
-                if bad is not None:
-                    raise SpecError(
-                        pointer(*at, "inputs", s, "paths", p, "via"), f"reductions are powers of two, got {bad}"
-                    )
-            if src < target and node.downsample == "factorized":
-                if src * 2 != target:
-                    raise SpecError(
-                        p_at,
-                        f"factorized downsampling spans one level, not {src} -> {target}; use downsample 'bilinear'",
-                    )
-                resample, stride = "factorized", actual(target) // actual(src)
-            else:
-                resample, stride = ("none" if actual(src) == actual(target) and not via else "bilinear"), 1
-            paths.append(PathPlan(state, widths[state], resample, stride, path.weight, via))
-        slots.append(SlotPlan(tuple(paths), slot.fuse))
-    widths_partial = _partial_widths(node.channels, node.partial)
-    for k in range(1, len(widths_partial)):
-        if not 1 <= widths_partial[k] < widths_partial[k - 1]:
+    slots = tuple(
+        SlotPlan(
+            tuple(
+                _lower_cell_path(ctx, node, (*at, "inputs", s, "paths", p), slot.fuse, path, target)
+                for p, path in enumerate(slot.paths)
+            ),
+            slot.fuse,
+        )
+        for s, slot in enumerate(node.inputs)
+    )
+    widths = partial_widths(node.channels, node.partial)
+    for k in range(1, len(widths)):
+        if not 1 <= widths[k] < widths[k - 1]:
             raise SpecError(
-                pointer(*at, "partial"),
-                f"ratio leaves {widths_partial[k]} of {widths_partial[k - 1]} channels at depth {k}",
+                pointer(*at, "partial"), f"ratio leaves {widths[k]} of {widths[k - 1]} channels at depth {k}"
             )
-    innermost = widths_partial[-1]
-    stride = actual(node.reduction) // actual(target)
-    layout = cell_layout(cell, [innermost] * cell.num_inputs, [actual(target)] * cell.num_inputs, stride)
-    return NodePlan(
+    innermost = widths[-1]
+    stride = ctx.actual(node.reduction) // ctx.actual(target)
+    layout = cell_layout(cell, [innermost] * cell.num_inputs, [ctx.actual(target)] * cell.num_inputs, stride)
+    return CellPlan(
         index=i,
         id=node.id,
-        channels=node.channels,
+        slots=slots,
         out_channels=len(cell.concat) * innermost + node.channels - innermost,
         reduction=node.reduction,
-        actual_reduction=actual(node.reduction),
-        input_reduction=actual(target),
+        channels=node.channels,
+        input_reduction=ctx.actual(target),
         stride=stride,
-        dilation=node.reduction // actual(node.reduction),
-        slots=tuple(slots),
-        cell=cell,
-        cell_name=node.cell,
-        partial=node.partial,
+        dilation=node.reduction // ctx.actual(node.reduction),
+        concat=tuple(cell.concat),
         layout=layout,
+        widths=widths,
     )
 
 
-def _lower_template_node(genotype, node: Node, i, index, widths, reductions, output_stride: int) -> NodePlan:
+def _lower_template_node(ctx: Lowering, node: Node, i: int) -> TemplatePlan:
     """A cell that reads its paths as they are: widths and the output reduction follow from the ops,
     and the node's ``channels`` and ``reduction`` must say what they come to."""
     at = ("network", "nodes", i)
-    cell = _node_cell(genotype, node, at)
+    cell = _node_cell(ctx.genotype, node, at)
     if node.partial is not None:
         raise SpecError(pointer(*at, "partial"), "partial channels do not apply to template nodes")
     if cell.reduction:
@@ -406,16 +346,18 @@ def _lower_template_node(genotype, node: Node, i, index, widths, reductions, out
             raise SpecError(pointer(*at, "inputs", s, "paths"), "a template node reads exactly one path per input")
         if slot.paths[0].via is not None:
             raise SpecError(pointer(*at, "inputs", s, "paths", 0, "via"), "template nodes read their paths as they are")
-        state = index[slot.paths[0].node]
+        state = ctx.index[slot.paths[0].node]
         states.append(state)
-        slots.append(SlotPlan((PathPlan(state, widths[state], "none", 1, None, project=False),), slot.fuse))
+        slots.append(SlotPlan((PathPlan(state, ctx.widths[state], "none", 1, None, project=False),), slot.fuse))
     template = node.template
-    if not _is_pow2(template.stride):
+    if not is_pow2(template.stride):
         raise SpecError(pointer(*at, "template", "stride"), f"must be a power of two, got {template.stride}")
-    layout = cell_layout(cell, [widths[s] for s in states], [reductions[s] for s in states], template.stride, template)
+    layout = cell_layout(
+        cell, [ctx.widths[s] for s in states], [ctx.reductions[s] for s in states], template.stride, template
+    )
     for s, step in enumerate(layout.steps):
         for e, edge in enumerate(step.edges):
-            if edge.out_chs != edge.in_chs and edge.op not in WIDENING_OPS:
+            if edge.out_chs != edge.in_chs and not OPS[edge.op].widens:
                 raise SpecError(
                     pointer("cells", node.cell, "steps", s, "edges", e, "op"),
                     f"'{edge.op}' keeps its width, but node '{node.id}' widens its inputs (template.widen)",
@@ -428,10 +370,10 @@ def _lower_template_node(genotype, node: Node, i, index, widths, reductions, out
         )
     reduction = out_reductions.pop()
     out_chs = sum(layout.widths[c] for c in cell.concat)
-    if max(layout.reductions) > output_stride:
+    if max(layout.reductions) > ctx.output_stride:
         raise SpecError(
             pointer(*at, "template"),
-            f"output_stride {output_stride} is finer than this node's 1/{max(layout.reductions)}: "
+            f"output_stride {ctx.output_stride} is finer than this node's 1/{max(layout.reductions)}: "
             "template nodes do not trade stride for dilation",
         )
     if reduction != node.reduction:
@@ -443,24 +385,18 @@ def _lower_template_node(genotype, node: Node, i, index, widths, reductions, out
         raise SpecError(
             pointer(*at, "channels"), f"the template's ops give {out_chs} channels, the node says {node.channels}"
         )
-    return NodePlan(
+    return TemplatePlan(
         index=i,
         id=node.id,
-        channels=node.channels,
+        slots=tuple(slots),
         out_channels=out_chs,
         reduction=reduction,
-        actual_reduction=reduction,
-        input_reduction=reduction,
-        stride=template.stride,
-        dilation=1,
-        slots=tuple(slots),
-        cell=cell,
-        cell_name=node.cell,
+        concat=tuple(cell.concat),
         layout=layout,
     )
 
 
-def _lower_layer_node(node: Node, i, index, widths, reductions, actual) -> NodePlan:
+def _lower_layer_node(ctx: Lowering, node: Node, i: int) -> LayerPlan:
     at = ("network", "nodes", i)
     if len(node.inputs) != 1 or len(node.inputs[0].paths) != 1:
         raise SpecError(pointer(*at, "inputs"), "a layer node reads exactly one path")
@@ -468,28 +404,31 @@ def _lower_layer_node(node: Node, i, index, widths, reductions, actual) -> NodeP
         raise SpecError(pointer(*at, "partial"), "partial channels apply to cell nodes only")
     if node.inputs[0].paths[0].via is not None:
         raise SpecError(pointer(*at, "inputs", 0, "paths", 0, "via"), "a layer reads its input as it is")
-    state = index[node.inputs[0].paths[0].node]
-    src = reductions[state]
+    state = ctx.index[node.inputs[0].paths[0].node]
+    src = ctx.reductions[state]
     if node.reduction not in (src, 2 * src):
         raise SpecError(
             pointer(*at, "reduction"),
             f"a layer keeps or halves the resolution: input is at {src}, node says {node.reduction}",
         )
-    path = PathPlan(state, widths[state], "none", 1, None)
-    return NodePlan(
+    return LayerPlan(
         index=i,
         id=node.id,
-        channels=node.channels,
+        slots=(SlotPlan((PathPlan(state, ctx.widths[state], "none", 1, None),), "sum"),),
         out_channels=node.channels,
         reduction=node.reduction,
-        actual_reduction=actual(node.reduction),
-        input_reduction=actual(src),
-        stride=actual(node.reduction) // actual(src),
-        dilation=node.reduction // actual(node.reduction),
-        slots=(SlotPlan((path,), "sum"),),
         layer=node.layer,
         args=node.args or LayerArgs(),
+        stride=ctx.actual(node.reduction) // ctx.actual(src),
+        dilation=node.reduction // ctx.actual(node.reduction),
     )
+
+
+NODE_LOWERING: dict[str, Callable[[Lowering, Node, int], NodePlan]] = {
+    "cell": _lower_cell_node,
+    "template": _lower_template_node,
+    "layer": _lower_layer_node,
+}
 
 
 def check_genotype(genotype: Genotype) -> None:

@@ -15,6 +15,7 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 
+from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .data.files import read_image
 from .errors import ZooError
 from .fsutil import atomic_path
@@ -42,8 +43,8 @@ def class_names_of(model: nn.Module) -> list[str]:
 def predict_labels(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Class ids (int64 HxW) for one float 3xHxW image in [0, 1], normalised as the model's cfg says."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(-1, 1, 1)
-    std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(-1, 1, 1)
+    mean = torch.tensor(cfg.get("mean", IMAGENET_DEFAULT_MEAN)).view(-1, 1, 1)
+    std = torch.tensor(cfg.get("std", IMAGENET_DEFAULT_STD)).view(-1, 1, 1)
     device = next(model.parameters()).device
     logits = model(((image - mean) / std)[None].to(device))
     return logits[0].argmax(0).cpu()

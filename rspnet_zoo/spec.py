@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
 FORMAT_VERSION = 1
 
 MAX_CHANNELS = 4096
@@ -217,9 +219,6 @@ class ClassifierHead(Strict):
     auxiliary: AuxiliaryHead | None = None
 
 
-Head = Annotated[FusionHead | ConcatHead | DeepLabV3PlusHead | ClassifierHead, Field(discriminator="type")]
-
-
 class Network(Strict):
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
@@ -229,8 +228,8 @@ class Defaults(Strict):
     input_size: tuple[
         Annotated[int, Field(ge=1, le=16)], Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]
     ] = (3, 512, 1024)
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD
     class_names: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_CLASSES)] | None = None
 
 
@@ -244,5 +243,5 @@ class Genotype(Strict):
     provenance: Provenance = Provenance()
     cells: Annotated[dict[Identifier, Cell], Field(max_length=64)] = {}
     network: Network
-    head: Head
+    head: Head  # noqa: F821  (the union of the heads table's spec models: set and rebuilt by rspnet_zoo.heads)
     defaults: Defaults

@@ -15,9 +15,10 @@ import jsonschema
 from pydantic import ValidationError
 
 from .errors import SpecError, pointer
-from .migrate import json_repr, migrate
+from .migrate import migrate
 from .schema import committed_schema
 from .spec import Genotype
+from .textutil import json_repr, shorten
 
 MAX_SPEC_BYTES = 8 * 1024 * 1024
 
@@ -54,11 +55,15 @@ def parse_spec(text: str, source: str | None = None) -> Genotype:
 
 
 def genotype_from_dict(doc: Any) -> Genotype:
+    from .heads import HEADS
     from .plan import check_genotype  # semantic checks need the ops table and the lowering
 
     if not isinstance(doc, dict):
         raise SpecError("", f"a genotype spec is a JSON object, got {type(doc).__name__}")
     doc = migrate(doc)
+    head_type = doc["head"].get("type") if isinstance(doc.get("head"), dict) else None
+    if isinstance(head_type, str) and head_type not in HEADS:
+        raise SpecError(pointer("head", "type"), f"unknown head type '{head_type}' (known: {', '.join(HEADS)})")
     _check_schema(doc)
     try:
         genotype = Genotype.model_validate(doc)
@@ -101,7 +106,7 @@ def _short(error: jsonschema.ValidationError) -> str:
     ):
         return f"{json_repr(error.instance)} is not allowed: {error.validator} {json_repr(error.validator_value)}"
     message = error.message
-    return message if len(message) <= 160 else message[:157] + "..."
+    return shorten(message, 160)
 
 
 def canonical_dict(genotype: Genotype) -> dict[str, Any]:

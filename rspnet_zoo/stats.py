@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .fsutil import atomic_write_text
 from .model import GenotypeNet
 from .spec import Genotype
 from .specfile import spec_sha256
-from .zoo import zoo_home
 
 
 def meta_model(genotype: Genotype, num_classes: int | None = None) -> GenotypeNet:
@@ -44,21 +41,9 @@ _MEMO: dict[str, dict[str, int]] = {}
 
 
 def cached_spec_stats(genotype: Genotype) -> dict[str, int]:
-    """spec_stats by spec sha, memoised in the process and in ``$RSPNET_ZOO_HOME/.stats.json``
-    (a meta forward pass of the larger specs at their default input size takes seconds)."""
+    """spec_stats memoised by spec sha for the life of the process (a meta forward pass of the larger
+    specs at their default input size takes seconds); nothing is written to disk."""
     sha = spec_sha256(genotype)
-    if sha in _MEMO:
-        return _MEMO[sha]
-    cache_file = zoo_home() / ".stats.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if sha not in cache:
-        cache[sha] = spec_stats(genotype)
-        try:
-            atomic_write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True))
-        except OSError:
-            pass
-    _MEMO[sha] = cache[sha]
+    if sha not in _MEMO:
+        _MEMO[sha] = spec_stats(genotype)
     return _MEMO[sha]

@@ -2,15 +2,15 @@
 
 The seed papers' recipe: SGD with momentum 0.9 and weight decay, a poly learning-rate schedule
 stepped per iteration, cross-entropy that ignores label 255. A checkpoint is written atomically at the
-end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout),
-so a resumed run continues exactly where the interrupted one would have gone.
+end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout)
+inside a fork of its RNG, so the caller's random state is left as it was and a resumed run continues
+exactly where the interrupted one would have gone.
 """
 
 from __future__ import annotations
 
 import math
 import shlex
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -119,57 +118,58 @@ def train(
         result.resumed_from = result.steps
 
     criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    for epoch in range(start_epoch, num_epochs):
-        torch.manual_seed(_epoch_seed(seed, epoch))
-        order = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-        loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, drop_last=False, generator=order, num_workers=num_workers
-        )
-        epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
-        tick = started
-        for images, masks in loader:
-            if result.steps >= total:
-                break
-            images, masks = images.to(device), masks.to(device)
-            logits = logits_of(model(images))
-            if logits.shape[-2:] != masks.shape[-2:]:
-                logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-            loss = criterion(logits, masks)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            result.steps += 1
-            value = float(loss.detach())
-            result.losses.append(value)
-            epoch_loss += value * images.shape[0]
-            epoch_images += images.shape[0]
-            now = time.perf_counter()
-            if on_step is not None:  # throughput with the data loading of the step included
-                on_step(
-                    dict(
-                        step=result.steps,
-                        total=total,
-                        epoch=epoch + 1,
-                        loss=value,
-                        lr=scheduler.get_last_lr()[0],
-                        images_per_s=images.shape[0] / (now - tick),
-                    )
-                )
-            tick = now
-        seconds = time.perf_counter() - started
-        result.history.append(
-            dict(
-                epoch=epoch + 1,
-                step=result.steps,
-                loss=epoch_loss / max(1, epoch_images),
-                lr=scheduler.get_last_lr()[0],
-                images_per_s=epoch_images / seconds,
-                seconds=seconds,
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays
+        for epoch in range(start_epoch, num_epochs):
+            torch.manual_seed(_epoch_seed(seed, epoch))
+            order = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+            loader = DataLoader(
+                dataset, batch_size=batch_size, shuffle=True, drop_last=False, generator=order, num_workers=num_workers
             )
-        )
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result)
+            epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
+            tick = started
+            for images, masks in loader:
+                if result.steps >= total:
+                    break
+                images, masks = images.to(device), masks.to(device)
+                logits = logits_of(model(images))
+                if logits.shape[-2:] != masks.shape[-2:]:
+                    logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+                loss = criterion(logits, masks)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                result.steps += 1
+                value = float(loss.detach())
+                result.losses.append(value)
+                epoch_loss += value * images.shape[0]
+                epoch_images += images.shape[0]
+                now = time.perf_counter()
+                if on_step is not None:  # throughput with the data loading of the step included
+                    on_step(
+                        dict(
+                            step=result.steps,
+                            total=total,
+                            epoch=epoch + 1,
+                            loss=value,
+                            lr=scheduler.get_last_lr()[0],
+                            images_per_s=images.shape[0] / (now - tick),
+                        )
+                    )
+                tick = now
+            seconds = time.perf_counter() - started
+            result.history.append(
+                dict(
+                    epoch=epoch + 1,
+                    step=result.steps,
+                    loss=epoch_loss / max(1, epoch_images),
+                    lr=scheduler.get_last_lr()[0],
+                    images_per_s=epoch_images / seconds,
+                    seconds=seconds,
+                )
+            )
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result)
     model.eval()
     return result
 
@@ -275,16 +275,13 @@ def save_to_zoo(
 ) -> Path:
     """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag."""
     name = f"{genotype.name}.{tag}"
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "trained.safetensors"
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))
-        folder, _ = build_folder(
-            genotype,
-            home or zoo_home(),
-            num_classes=len(class_names),
-            weights=weights,
-            card_note=trained_card_note(name, data, metrics, command),
-            folder_name=name,
-            class_names=class_names,
-        )
+    folder, _ = build_folder(
+        genotype,
+        home or zoo_home(),
+        num_classes=len(class_names),
+        card_note=trained_card_note(name, data, metrics, command),
+        folder_name=name,
+        class_names=class_names,
+        model=model,
+    )
     return folder

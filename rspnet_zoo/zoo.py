@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +207,54 @@ def rspnet(pretrained: bool = False, genotype: Genotype | dict | None = None, **
     return create_genotype_net(genotype.name, genotype, pretrained, **kwargs)
 
 
-def resolve_genotype(ref: str) -> Genotype:
-    """A spec file path or a registered name."""
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model reference on the command line names: a registered name (with an optional tag), a
+    spec file, or a built folder."""
+
+    kind: str  # 'registered' | 'spec' | 'folder'
+    ref: str
+    name: str | None = None  # registered: the spec name
+    path: Path | None = None  # spec or folder
+
+
+def resolve_ref(ref: str) -> ModelRef:
+    """Registered names and tags win over bare words: 'rspnet_small' is the registered spec even when a
+    folder of that name is in the working directory ('./rspnet_small' names the folder)."""
+    name = ref.split(".")[0]
+    if name in SHIPPED and "/" not in ref and os.sep not in ref and not ref.endswith(".json"):
+        return ModelRef("registered", ref, name=name)
     path = Path(ref)
-    if path.suffix == ".json" or "/" in ref or os.sep in ref or path.exists():
-        return load_spec(path)
-    if ref in SHIPPED:
-        return SHIPPED[ref]
-    raise ZooError(f"unknown model '{ref}': neither a spec file nor a registered name (see `rspnet-zoo list`)")
+    if path.is_dir():
+        return ModelRef("folder", ref, path=path)
+    if path.suffix == ".json" or path.exists() or "/" in ref or os.sep in ref:
+        return ModelRef("spec", ref, path=path)
+    raise ZooError(
+        f"unknown model '{ref}': neither a registered name[.tag], a spec file nor a built folder "
+        "(see `rspnet-zoo list`)"
+    )
+
+
+def _folder_config(path: Path) -> dict:
+    file = path / "config.json"
+    if not file.is_file():
+        raise WeightsError(
+            f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`"
+        )
+    try:
+        return json.loads(file.read_text())
+    except ValueError as e:
+        raise ZooError(f"{file}: not JSON ({e})") from None
+
+
+def resolve_genotype(ref: str) -> Genotype:
+    """The spec a reference names: a registered name[.tag], a spec file, or a built folder's."""
+    r = resolve_ref(ref)
+    if r.kind == "registered":
+        return SHIPPED[r.name]
+    if r.kind == "folder":
+        return genotype_from_dict(_folder_config(r.path).get("model_args", {}).get("genotype"))
+    return load_spec(r.path)
 
 
 def load_trained(ref: str, **kwargs: Any) -> GenotypeNet:
@@ -221,19 +262,15 @@ def load_trained(ref: str, **kwargs: Any) -> GenotypeNet:
     ('rspnet_small', 'rspnet_small.synth'), or a built folder."""
     import timm
 
-    path = Path(ref)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise WeightsError(
-                f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`"
-            )
-        return timm.create_model(f"local-dir:{path}", pretrained=True, **kwargs).eval()
-    name = ref.split(".")[0]
-    if name in SHIPPED and "/" not in ref and path.suffix != ".json":
+    r = resolve_ref(ref)
+    if r.kind == "registered":
         return timm.create_model(ref, pretrained=True, **kwargs).eval()
-    if path.is_file():
+    if r.kind == "folder":
+        _folder_config(r.path)
+        return timm.create_model(f"local-dir:{r.path}", pretrained=True, **kwargs).eval()
+    if r.path.is_file():
         raise WeightsError(
-            f"{path}: a spec has no weights; train it (`rspnet-zoo train {path} --tag TAG`) "
+            f"{r.path}: a spec has no weights; train it (`rspnet-zoo train {r.path} --tag TAG`) "
             f"and pass the folder it writes"
         )
     raise ZooError(f"unknown model '{ref}': neither a registered name[.tag] nor a built folder (see `rspnet-zoo list`)")

@@ -12,17 +12,16 @@ decided by the initialisation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.ops import DARTS_PRIMITIVES, OPS
+from rspnet_zoo.spec import Strict
 
 NUM_LEVELS = 4  # the network levels 1/4 .. 1/32
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Schedule(Strict):
@@ -70,9 +69,19 @@ class CellStage(Schedule):
     skip_cap: Annotated[
         int, Field(ge=0, le=16, description="most skip-connects the decoded cell may keep (P-DARTS)")
     ] = 2
+    primitives: Annotated[tuple[str, ...], Field(min_length=1, max_length=len(OPS))] = Field(
+        DARTS_PRIMITIVES, description="the ops each mixed edge chooses between (names of the ops table)"
+    )
 
     @model_validator(mode="after")
-    def _partial_divides(self):
+    def _consistent(self):
+        unknown = [p for p in self.primitives if p not in OPS]
+        if unknown:
+            raise ValueError(f"unknown op '{unknown[0]}' (known: {', '.join(sorted(OPS))})")
+        if len(set(self.primitives)) != len(self.primitives):
+            raise ValueError("lists an op twice")
+        if self.primitives == ("none",):
+            raise ValueError("'none' alone leaves nothing to choose")
         if self.channels % self.partial:
             raise ValueError(f"partial K={self.partial} must divide channels={self.channels}")
         if self.levels > self.layers:
@@ -117,27 +126,50 @@ class SearchConfig(Strict):
     path: PathStage
 
 
-BUDGETS: dict[str, SearchConfig] = {
-    "smoke": SearchConfig(
-        image_size=32,
-        batch_size=4,
-        samples=8,
-        cell=CellStage(epochs=2, warmup_epochs=1, layers=2, levels=2, channels=4, steps=2, partial=2, head_channels=8),
-        path=PathStage(epochs=2, warmup_epochs=1, layers=2, channels=4, spec_channels=8, head_channels=8, arch_lr=3e-3),
+@dataclass(frozen=True)
+class Budget:
+    """A named preset: what it is for (the CLI help and the README say it) and its settings."""
+
+    purpose: str
+    config: SearchConfig
+
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(
+        "both stages in seconds, for tests and a first look",
+        SearchConfig(
+            image_size=32,
+            batch_size=4,
+            samples=8,
+            cell=CellStage(
+                epochs=2, warmup_epochs=1, layers=2, levels=2, channels=4, steps=2, partial=2, head_channels=8
+            ),
+            path=PathStage(
+                epochs=2, warmup_epochs=1, layers=2, channels=4, spec_channels=8, head_channels=8, arch_lr=3e-3
+            ),
+        ),
     ),
-    "small": SearchConfig(
-        image_size=64,
-        batch_size=8,
-        samples=400,
-        cell=CellStage(epochs=40, warmup_epochs=12, layers=8, channels=8, steps=3, partial=2, lr=0.05, arch_lr=3e-3),
-        path=PathStage(epochs=20, warmup_epochs=6, layers=6, channels=12, arch_lr=3e-3, lr=0.05),
+    "small": Budget(
+        "10-12 minutes on one CPU core; emitted the shipped rspnet_searched",
+        SearchConfig(
+            image_size=64,
+            batch_size=8,
+            samples=400,
+            cell=CellStage(
+                epochs=40, warmup_epochs=12, layers=8, channels=8, steps=3, partial=2, lr=0.05, arch_lr=3e-3
+            ),
+            path=PathStage(epochs=20, warmup_epochs=6, layers=6, channels=12, arch_lr=3e-3, lr=0.05),
+        ),
     ),
-    "paper": SearchConfig(
-        image_size=321,
-        batch_size=256,
-        samples=None,
-        cell=CellStage(epochs=50, warmup_epochs=15, layers=8, channels=16, steps=4, partial=4, lr=0.1),
-        path=PathStage(epochs=40, warmup_epochs=20, layers=12, channels=8, arch_lr=3e-3, head_channels=256),
+    "paper": Budget(
+        "the published settings: PC-DARTS for the cell, Auto-DeepLab for the paths; GPU-sized",
+        SearchConfig(
+            image_size=321,
+            batch_size=256,
+            samples=None,
+            cell=CellStage(epochs=50, warmup_epochs=15, layers=8, channels=16, steps=4, partial=4, lr=0.1),
+            path=PathStage(epochs=40, warmup_epochs=20, layers=12, channels=8, arch_lr=3e-3, head_channels=256),
+        ),
     ),
 }
 
@@ -147,7 +179,7 @@ def resolve_config(budget: str, overrides: dict[str, Any] | None = None) -> Sear
     ('epochs' alone sets it in every stage that has it). Every error is one ZooError line."""
     if budget not in BUDGETS:
         raise ZooError(f"unknown budget '{budget}' (known: {', '.join(BUDGETS)})")
-    doc = BUDGETS[budget].model_dump()
+    doc = BUDGETS[budget].config.model_dump()
     for key, value in (overrides or {}).items():
         stage, _, field = key.rpartition(".")
         if stage:
@@ -166,6 +198,22 @@ def resolve_config(budget: str, overrides: dict[str, Any] | None = None) -> Sear
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ZooError(f"search setting {where}: {err['msg']}") from None
+
+
+def budgets_help() -> str:
+    """The --budget help, from the table."""
+    return "Preset: " + "; ".join(f"{name} ({b.purpose})" for name, b in BUDGETS.items()) + "."
+
+
+def budgets_markdown() -> str:
+    """The README's table of budgets, from the table (a test holds the README to it)."""
+    rows = [
+        f"| `{name}` | {b.purpose} | {c.cell.epochs} + {c.path.epochs} | {c.image_size} | {c.batch_size} |"
+        for name, b in BUDGETS.items()
+        for c in [b.config]
+    ]
+    head = "| budget | for | epochs (cell + path) | crop | batch |\n|---|---|---|---|---|\n"
+    return head + "\n".join(rows) + "\n"
 
 
 def known_settings() -> list[str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rspnet_zoo.ops import DARTS_PRIMITIVES
-
 from .budgets import CellStage, SearchConfig
 from .decode import CellDecision, decode_cell
 from .supernet import CellSupernet
@@ -14,7 +12,7 @@ from .supernet import CellSupernet
 class CellSearch:
     name = "cell"
 
-    def __init__(self, config: SearchConfig, num_classes: int, primitives: Sequence[str] = DARTS_PRIMITIVES):
+    def __init__(self, config: SearchConfig, num_classes: int, primitives: Sequence[str]):
         self.schedule: CellStage = config.cell
         self.primitives = tuple(primitives)
         self.model = CellSupernet(config.cell, num_classes, self.primitives)

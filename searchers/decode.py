@@ -21,6 +21,8 @@ import torch
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.spec import Cell, CellStep, Edge
 
+from .structures import dense_edge_count, dense_edge_rows
+
 SKIP = "skip_connect"
 EDGES_PER_STEP = 2
 
@@ -33,21 +35,12 @@ class CellDecision:
     struck: tuple[tuple[int, int], ...]  # (step, input) edges whose skip-connect the cap removed
 
 
-def _edge_index(steps: int, num_inputs: int) -> list[list[int]]:
-    """Rows of the edge list per step: step i reads states 0 .. num_inputs + i - 1."""
-    rows, offset = [], 0
-    for i in range(steps):
-        rows.append(list(range(offset, offset + num_inputs + i)))
-        offset += num_inputs + i
-    return rows
-
-
 def _argmax_cell(
     weights: torch.Tensor, primitives: Sequence[str], steps: int, num_inputs: int
 ) -> list[list[tuple[int, int, str, float]]]:
     """[(edge row, input, op, weight)] per step, the plain DARTS rule on masked weights."""
     decoded = []
-    for rows in _edge_index(steps, num_inputs):
+    for rows in dense_edge_rows(steps, num_inputs):
         best = []
         for j, row in enumerate(rows):
             w = weights[row]
@@ -66,7 +59,7 @@ def decode_cell(
     num_inputs: int = 2,
 ) -> CellDecision:
     """``weights``: edges x primitives (softmax(alpha), times the edge weight with edge normalisation)."""
-    expected = sum(num_inputs + i for i in range(steps))
+    expected = dense_edge_count(steps, num_inputs)
     if weights.shape != (expected, len(primitives)):
         raise ValueError(
             f"weights of shape {tuple(weights.shape)}; "

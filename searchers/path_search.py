@@ -50,6 +50,11 @@ class PathSupernet(nn.Module):
             for node in genotype.network.nodes
         ]
 
+    def fusion_weights(self) -> list[list[torch.Tensor]]:
+        """Per network node, per input, the attention of its paths (none for the stems: they keep the spec's)."""
+        attention = self.attention()
+        return [[attention[row, cols] for cols in node] for row, node in zip(self.rows, self.columns)]
+
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.logits]
 
@@ -60,20 +65,7 @@ class PathSupernet(nn.Module):
         return F.softmax(self.logits + self.mask, dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attention = self.attention()
-        size = [x.shape[-2], x.shape[-1]]
-        states = [x]
-        for node, row, columns in zip(self.net.nodes, self.rows, self.columns):
-            if row < 0:
-                states.append(node(states, size))
-                continue
-            xs = [
-                sum(attention[row, c] * path(states[s], size) for c, s, path in zip(cols, fusion.states, fusion.paths))
-                for fusion, cols in zip(node.inputs, columns)
-            ]
-            states.append(node.body(xs))
-        logits = self.net.forward_head(self.net.decoder(states))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.net.forward_weighted(x, self.fusion_weights())
 
 
 class PathSearch:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +28,11 @@ from rspnet_zoo.metrics import SegmentationMetrics
 from rspnet_zoo.render import render_graph
 from rspnet_zoo.spec import Cell, Genotype, Identifier, Provenance
 from rspnet_zoo.specfile import dump_spec, load_spec, parse_spec, spec_sha256
+from rspnet_zoo.textutil import step_text
 from rspnet_zoo.train import load_checkpoint
 
 from .bilevel import Bilevel
-from .budgets import NUM_LEVELS, SearchConfig
+from .budgets import SearchConfig
 from .cell_search import CellSearch
 from .decode import CellDecision, PathDecision
 from .path_search import PathSearch
@@ -109,14 +109,17 @@ class StageRun:
     wall_s: float = 0.0
 
 
-EpochHook = Callable[[str, int], None]
+EpochHook = Callable[[str, int], None]  # (stage, epoch) after each saved epoch
+StepHook = Callable[[dict], None]  # dict(stage, epoch, epochs, step, total, loss) after each step; step 0 at a start
 
 
 class Runner:
-    def __init__(self, request: SearchRequest, data: SearchData, progress, on_epoch_end: EpochHook | None):
+    def __init__(
+        self, request: SearchRequest, data: SearchData, on_step: StepHook | None, on_epoch_end: EpochHook | None
+    ):
         self.request = request
         self.data = data
-        self.progress = progress
+        self.on_step = on_step
         self.on_epoch_end = on_epoch_end
         self.runs: dict[str, StageRun] = {}
 
@@ -141,15 +144,10 @@ class Runner:
             bilevel.load_state_dict(state["bilevel"])
             torch.set_rng_state(state["rng"])
             start, run.history, run.wall_s = state["epoch"], list(state["history"]), state["wall_s"]
-        steps = self.data.steps_per_epoch
-        task = (
-            self.progress.add_task(f"{stage.name} search", total=schedule.epochs * steps, completed=start * steps)
-            if self.progress
-            else None
-        )
+        self._report(stage, start, start * self.data.steps_per_epoch, None)
         for epoch in range(start, schedule.epochs):
             started = time.perf_counter()
-            row = self._epoch(stage, bilevel, epoch, task)
+            row = self._epoch(stage, bilevel, epoch)
             row["seconds"] = round(time.perf_counter() - started, 3)
             run.wall_s += row["seconds"]
             run.history.append(row)
@@ -170,7 +168,14 @@ class Runner:
         model.eval()
         return run
 
-    def _epoch(self, stage, bilevel: Bilevel, epoch: int, task) -> dict:
+    def _report(self, stage, epoch: int, step: int, loss: float | None) -> None:
+        if self.on_step is not None:
+            total = stage.schedule.epochs * self.data.steps_per_epoch
+            self.on_step(
+                dict(stage=stage.name, epoch=epoch, epochs=stage.schedule.epochs, step=step, total=total, loss=loss)
+            )
+
+    def _epoch(self, stage, bilevel: Bilevel, epoch: int) -> dict:
         model, schedule = stage.model, stage.schedule
         model.train()
         moves = epoch >= schedule.warmup_epochs
@@ -184,12 +189,7 @@ class Runner:
                 arch_losses.append(loss)
                 metrics.update(logits, y_arch)
             losses.append(bilevel.weight_step(x, y))
-            if task is not None:
-                self.progress.update(
-                    task,
-                    advance=1,
-                    description=f"{stage.name} search, epoch {epoch + 1}/{schedule.epochs}, loss {losses[-1]:.3f}",
-                )
+            self._report(stage, epoch + 1, epoch * self.data.steps_per_epoch + len(losses), losses[-1])
         bilevel.end_epoch()
         return dict(
             stage=stage.name,
@@ -247,25 +247,26 @@ def _check_request(r: SearchRequest) -> None:
             file.unlink()
 
 
-def search(request: SearchRequest, progress=None, on_epoch_end: EpochHook | None = None) -> dict:
+def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end: EpochHook | None = None) -> dict:
     """Run the requested stage(s) and write the emitted spec to ``request.out``; returns a summary.
 
-    ``progress`` is a rich Progress (or None); ``on_epoch_end(stage, epoch)`` runs after each saved epoch.
+    ``on_step`` reports progress (see ``StepHook``); ``on_epoch_end(stage, epoch)`` runs after each saved epoch.
+    The seeds and a resumed checkpoint's RNG state apply to a fork of torch's RNG: the caller's is left as it was.
     """
     _check_request(request)
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
     request.run_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner(request, data, progress, on_epoch_end)
+    runner = Runner(request, data, on_step, on_epoch_end)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
-    with progress if progress is not None else nullcontext():
+    with torch.random.fork_rng(devices=[]):
         if request.stage == "path":
             cell, parent = _cell_of(request.cell_spec, request.cell_name)
             cell_decision = None
         else:
             torch.manual_seed(request.seed)
-            cell_stage = CellSearch(cfg, data.num_classes)
+            cell_stage = CellSearch(cfg, data.num_classes, cfg.cell.primitives)
             runner.run(cell_stage)
             cell_decision = cell_stage.decode()
             cell = cell_decision.cell
@@ -338,9 +339,9 @@ def _cell_genotype(
     return proxy_chain(
         cell,
         cfg.cell.layers,
-        min(NUM_LEVELS, cfg.cell.layers),
+        cfg.cell.levels,
         cfg.path.spec_channels,
-        stem_reduction=4,
+        stem_reduction=cfg.cell.stem_reduction,
         head_channels=HEAD_CHANNELS,
         num_classes=data.num_classes,
         name=f"{request.name}_cell" if request.stage != "cell" else request.name,
@@ -398,7 +399,7 @@ def _provenance(
 
 def _describe_cell(d: CellDecision) -> dict:
     return dict(
-        steps=[" + ".join(f"{e.op}(s{e.input})" for e in step.edges) for step in d.cell.steps],
+        steps=[step_text(step) for step in d.cell.steps],
         skips_before_cap=d.skips_before_cap,
         skips=d.skips,
         struck=[list(e) for e in d.struck],

@@ -34,12 +34,26 @@ STEM = "stem1"
 HEAD_CHANNELS = 64  # the fusion head of emitted networks
 
 
+def dense_edge_rows(steps: int, num_inputs: int = 2) -> list[range]:
+    """The dense cell's edge list, step by step: step i reads every earlier state, so it owns the next
+    ``num_inputs + i`` rows (edge j of a step reads state j). Every edge-indexed tensor follows it."""
+    rows, offset = [], 0
+    for i in range(steps):
+        rows.append(range(offset, offset + num_inputs + i))
+        offset += num_inputs + i
+    return rows
+
+
+def dense_edge_count(steps: int, num_inputs: int = 2) -> int:
+    return sum(len(r) for r in dense_edge_rows(steps, num_inputs))
+
+
 def dense_cell(steps: int, num_inputs: int = 2) -> Cell:
     """The search space's DAG: every step reads every earlier state. The ops are placeholders; the
     supernet puts a mixed op on each edge."""
     return Cell(
         num_inputs=num_inputs,
-        steps=[CellStep(edges=[Edge(input=j, op="none") for j in range(num_inputs + i)]) for i in range(steps)],
+        steps=[CellStep(edges=[Edge(input=j, op="none") for j in range(len(r))]) for r in dense_edge_rows(steps)],
         concat=list(range(num_inputs, num_inputs + steps)),
     )
 

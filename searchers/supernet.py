@@ -11,33 +11,28 @@ chain spec by the zoo's own building blocks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rspnet_zoo.heads import HEADS
-from rspnet_zoo.model import InputFusion, LayerNode
-from rspnet_zoo.ops import DARTS_PRIMITIVES, OPS
-from rspnet_zoo.plan import lower
+from rspnet_zoo.model import GenotypeNet
+from rspnet_zoo.ops import DARTS_PRIMITIVES, OPS, make_op
 from rspnet_zoo.spec import Genotype
 
 from .budgets import CellStage
-from .structures import dense_cell, proxy_chain
+from .structures import dense_cell, dense_edge_count, dense_edge_rows, proxy_chain
 
 POOLS = ("max_pool_3x3", "avg_pool_3x3")
 
 
-def search_op(name: str, channels: int) -> nn.Module:
+def search_op(name: str, channels: int, pre_act: bool = True, norm: bool = True) -> nn.Module:
     """An op of the ops table as the search builds it: BN without affine parameters, so that the
     architecture weights and not a BN scale decide an op's share, and pools followed by such a BN
-    (as DARTS' search network does)."""
-    op = OPS[name](channels, 1, 1)
-    for module in op.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.weight, module.bias, module.affine = None, None, False
-    if name in POOLS:
+    (as DARTS' search network does). ``pre_act`` / ``norm`` as in ``rspnet_zoo.ops.make_op``."""
+    op = make_op(name, channels, 1, 1, affine=False, pre_act=pre_act, norm=norm)
+    if name in POOLS and norm:
         op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
     return op
 
@@ -71,18 +66,6 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
-def _detach(op: nn.Module, index: int, kind: type[nn.Module]) -> nn.Module | None:
-    """Removes and returns the ``kind`` module that starts (``index`` 0) or ends (-1) a nest of Sequentials."""
-    seq = op
-    while isinstance(seq, nn.Sequential) and len(seq) and isinstance(seq[index], nn.Sequential):
-        seq = seq[index]
-    if not (isinstance(seq, nn.Sequential) and len(seq) and isinstance(seq[index], kind)):
-        return None
-    module = seq[index]
-    del seq[index]
-    return module
-
-
 class ScaledOp(nn.Module):
     """A search op whose closing BN (no affine) takes the architecture weight of each channel as its
     scale, so weighting the op costs no extra pass and saves no extra activation. The leading ReLU of
@@ -90,10 +73,10 @@ class ScaledOp(nn.Module):
 
     def __init__(self, name: str, channels: int, blocks: int):
         super().__init__()
-        op = blockwise(search_op(name, channels), blocks)
-        self.pre_act = _detach(op, 0, nn.ReLU) is not None
-        self.norm: nn.BatchNorm2d | None = _detach(op, -1, nn.BatchNorm2d)
-        self.body = op
+        self.pre_act = OPS[name].pre_act
+        self.body = blockwise(search_op(name, channels, pre_act=False, norm=False), blocks)
+        closes_with_norm = OPS[name].norm or name in POOLS
+        self.norm = nn.BatchNorm2d(channels, affine=False) if closes_with_norm else None
 
     def forward(self, x: torch.Tensor, x_relu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         y = self.body(x_relu if self.pre_act else x)
@@ -140,7 +123,7 @@ class SearchCell(nn.Module):
 
     def __init__(self, steps: int, channels: int, primitives: Sequence[str], partial: int):
         super().__init__()
-        self.steps = nn.ModuleList([MixedStep(2 + i, channels, primitives, partial) for i in range(steps)])
+        self.steps = nn.ModuleList([MixedStep(len(r), channels, primitives, partial) for r in dense_edge_rows(steps)])
 
     def forward(self, inputs: list[torch.Tensor], alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         states = list(inputs)
@@ -149,17 +132,14 @@ class SearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-def edge_groups(steps: int) -> Iterator[slice]:
-    """The slices of the edge list that belong to each step (2, 3, 4, ... edges)."""
-    offset = 0
-    for i in range(steps):
-        yield slice(offset, offset + 2 + i)
-        offset += 2 + i
+def edge_groups(steps: int) -> list[slice]:
+    """The slices of the edge list that belong to each step (``dense_edge_rows``)."""
+    return [slice(r.start, r.stop) for r in dense_edge_rows(steps)]
 
 
 class CellSupernet(nn.Module):
-    """Proxy chain of search cells; ``alphas`` (edges x primitives) and ``betas`` (edges) are the
-    architecture, every other parameter a weight."""
+    """The proxy chain compiled with a search cell as every cell's body; ``alphas`` (edges x primitives)
+    and ``betas`` (edges) are the architecture, every other parameter a weight."""
 
     def __init__(
         self, cfg: CellStage, num_classes: int, primitives: Sequence[str] = DARTS_PRIMITIVES, in_chans: int = 3
@@ -176,22 +156,13 @@ class CellSupernet(nn.Module):
             cfg.head_channels,
             num_classes,
         )
-        plan = lower(self.genotype, in_chans)
-        self.layers = nn.ModuleList()
-        self.inputs = nn.ModuleList()
-        self.is_cell: list[bool] = []
-        for node in plan.nodes:
-            self.is_cell.append(node.cell is not None)
-            if node.cell is None:
-                self.layers.append(LayerNode(node))
-            else:
-                self.inputs.append(
-                    nn.ModuleList([InputFusion(s, node.channels, node.input_reduction) for s in node.slots])
-                )
-                self.layers.append(SearchCell(cfg.steps, node.channels, self.primitives, cfg.partial))
-        self.decoder = HEADS["fusion"](plan.head_inputs, self.genotype.head)
-        self.classifier = nn.Conv2d(self.decoder.num_features, num_classes, 1)
-        num_edges = sum(2 + i for i in range(cfg.steps))
+        self.net = GenotypeNet(
+            self.genotype,
+            in_chans=in_chans,
+            drop_rate=0.0,
+            cell_body=lambda node: SearchCell(cfg.steps, node.channels, self.primitives, cfg.partial),
+        )
+        num_edges = dense_edge_count(cfg.steps)
         self.alphas = nn.Parameter(1e-3 * torch.randn(num_edges, len(self.primitives)))
         self.betas = nn.Parameter(1e-3 * torch.randn(num_edges))
 
@@ -207,18 +178,7 @@ class CellSupernet(nn.Module):
         return F.softmax(self.alphas, dim=-1), betas
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alphas, betas = self.edge_weights()
-        size = [x.shape[-2], x.shape[-1]]
-        states = [x]
-        cells = iter(self.inputs)
-        for layer, is_cell in zip(self.layers, self.is_cell):
-            if is_cell:
-                xs = [fusion(states, size) for fusion in next(cells)]
-                states.append(layer(xs, alphas, betas))
-            else:
-                states.append(layer(states, size))
-        logits = self.classifier(self.decoder(states))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.net.forward_weighted(x, cell_args=self.edge_weights())
 
     @torch.no_grad()
     def decode_weights(self) -> torch.Tensor:

@@ -41,6 +41,18 @@ def test_show_by_name_and_by_file_agree(run_cli):
     assert node["partial"] == {"ratio": 0.5, "depth": 1}
 
 
+def test_registered_names_win_over_a_folder_of_the_same_name(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("build", "rspnet_small", "--out", ".")  # makes ./rspnet_small/
+    assert code == 0 and (tmp_path / "rspnet_small").is_dir(), err
+    code, out, err = run_cli("show", "rspnet_small", "--json")
+    assert code == 0, err
+    code, by_folder, err = run_cli("show", "./rspnet_small", "--json")  # a path names the folder
+    assert code == 0, err
+    assert json.loads(by_folder)["sha256"] == json.loads(out)["sha256"]
+    assert not (tmp_path / "zoo-home" / ".stats.json").exists()  # list and show write nothing
+
+
 def test_show_draws_the_graph(run_cli, tmp_path):
     png = tmp_path / "graph.png"
     code, out, err = run_cli("show", "rspnet_c", "--plot", str(png))

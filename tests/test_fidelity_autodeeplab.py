@@ -1,14 +1,13 @@
-"""Auto-DeepLab-S/M/L (a5b5710): FIDELITY.md's exact parameter counts, run-time pairing, resampling, logits."""
+"""Auto-DeepLab-S/M/L (a5b5710): published exact parameter counts, run-time pairing, resampling, logits."""
 
 import pytest
 import timm
 import torch
+from published import AUTODEEPLAB_COUNTS as COUNTS
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
 from rspnet_zoo.stats import count_parameters
 from rspnet_zoo.zoo import SHIPPED
-
-COUNTS = {"autodeeplab_s": 10_147_683, "autodeeplab_m": 21_622_707, "autodeeplab_l": 44_424_947}
 
 
 def meta_net(name):

@@ -1,25 +1,16 @@
-"""DARTS V1/V2 and PC-DARTS evaluation networks: FIDELITY.md's exact parameter counts, logits, aux head, drop path."""
+"""DARTS V1/V2 and PC-DARTS evaluation networks: published exact parameter counts, logits, aux head, drop path."""
 
 import pytest
 import timm
 import torch
-from test_import_published import DARTS_V2
+from published import DARTS_COUNTS as COUNTS
+from published import DARTS_V2
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
 from rspnet_zoo.importers.darts import darts_spec, parse_genotype
 from rspnet_zoo.model import GenotypeNet
 from rspnet_zoo.stats import count_parameters
 from rspnet_zoo.zoo import SHIPPED
-
-# spec -> (parameters without the auxiliary head, with it), from FIDELITY.md section 2.3
-COUNTS = {
-    "darts_v1_cifar": (3_169_414, 3_645_840),
-    "darts_v2_cifar": (3_349_342, 3_825_768),
-    "pc_darts_cifar": (3_634_678, 4_111_104),
-    "darts_v1_imagenet": (4_510_432, 5_771_208),
-    "darts_v2_imagenet": (4_718_752, 5_979_528),
-    "pc_darts_imagenet": (5_342_464, 6_603_240),
-}
 
 
 def meta_net(name, **kwargs):

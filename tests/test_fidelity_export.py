@@ -8,7 +8,7 @@ specs themselves run under the slow mark.
 import pytest
 import timm
 import torch
-from test_import_published import AUTODEEPLAB_CELL, DARTS_V2
+from published import AUTODEEPLAB_CELL, DARTS_V2
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
 from rspnet_zoo.importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path

@@ -1,20 +1,15 @@
-"""nas-segm arch0/arch1 (WACV 2020): FIDELITY.md's exact parameter counts, block by block, logits at 1/4."""
+"""nas-segm arch0/arch1 (WACV 2020): published exact parameter counts, block by block, logits at 1/4."""
 
 import pytest
 import timm
 import torch
+from published import NAS_SEGM_BLOCKS as BLOCKS
+from published import NAS_SEGM_CLASSIFIER as CONV_CLF
+from published import NAS_SEGM_COUNTS as COUNTS
+from published import NAS_SEGM_ENCODER as ENCODER
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
 from rspnet_zoo.stats import count_parameters
-
-COUNTS = {"nas_segm_arch0": 280_147, "nas_segm_arch1": 268_235}
-# FIDELITY.md section 4.4: parameters of blocks 0..6 (all repeats) and of the head's 1x1 conv
-BLOCKS = {
-    "nas_segm_arch0": ([20_160, 41_984, 52_096, 7_040, 16_784, 47_680, 12_400], 14_464),
-    "nas_segm_arch1": ([7_616, 21_256, 57_344, 38_528, 5_296, 19_712, 38_528], 12_416),
-}
-ENCODER = 56_576
-CONV_CLF = 10_963
 
 
 def meta_net(name):

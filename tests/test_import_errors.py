@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_import_published import AUTODEEPLAB_CELL, AUTODEEPLAB_PATH, DARTS_V2, NAS_SEGM_ARCH0
+from published import AUTODEEPLAB_CELL, AUTODEEPLAB_PATH, DARTS_V2, NAS_SEGM_ARCH0
 
 CASES = [
     ("darts-not-a-genotype", ["darts", "[1, 2, 3]"], "expected Genotype(normal="),

@@ -26,9 +26,9 @@ def test_overrides_reach_one_stage_or_every_stage_that_has_the_setting():
         "smoke", {"epochs": 5, "cell.layers": 3, "skip_cap": 0, "batch_size": 2, "path.two_back": True}
     )
     assert cfg.cell.epochs == cfg.path.epochs == 5
-    assert cfg.cell.layers == 3 and cfg.path.layers == BUDGETS["smoke"].path.layers
+    assert cfg.cell.layers == 3 and cfg.path.layers == BUDGETS["smoke"].config.path.layers
     assert cfg.cell.skip_cap == 0 and cfg.batch_size == 2 and cfg.path.two_back
-    assert BUDGETS["smoke"].cell.epochs == 2  # presets are not modified
+    assert BUDGETS["smoke"].config.cell.epochs == 2  # presets are not modified
 
 
 @pytest.mark.parametrize(

@@ -93,15 +93,23 @@ def test_the_run_folder_has_a_log_row_per_epoch_and_the_plots(both_spec):
         assert (run_dir / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cell_stage_alone_emits_the_cell_on_the_proxy_chain(run_cli, tmp_path):
+def test_cell_stage_alone_emits_the_cell_on_the_proxy_chain_it_was_configured_with(run_cli, tmp_path):
     out = tmp_path / "cell_only.json"
-    code, stdout, stderr = run_cli("search", "--stage", "cell", *SMOKE, "--out", str(out), "--json")
+    primitives = ["none", "skip_connect", "sep_conv_3x3"]
+    settings = dict(stem_reduction=2, levels=1, primitives=primitives)
+    sets = [arg for k, v in settings.items() for arg in ("--set", f"cell.{k}={json.dumps(v)}")]
+    code, stdout, stderr = run_cli("search", "--stage", "cell", *SMOKE, *sets, "--out", str(out), "--json")
     assert code == 0, stderr
     summary = json.loads(stdout)
     assert summary["name"] == "cell_only" and "paths" not in summary and summary["parent_sha256"] is None
     g = load_spec(out)
     assert g.provenance.stage == "cell" and g.provenance.epochs == 2
     assert summary["cell"]["skips"] <= 2
+    cells = [n for n in g.network.nodes if n.cell is not None]
+    assert {n.reduction for n in cells} == {settings["stem_reduction"]}  # one level, at the stem's resolution
+    assert {e.op for step in g.cells["normal"].steps for e in step.edges} <= set(primitives)
+    rows = [json.loads(line) for line in (Path(summary["log"])).read_text().splitlines()]
+    assert all(len(a) == len(primitives) for a in rows[-1]["alphas"])
     assert_compiles(out)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from searchers.budgets import budgets_help
+
 from ..errors import ZooError
 from ..zoo import zoo_home
 from . import app
@@ -61,7 +63,7 @@ def _command(options: dict[str, Any], overrides: dict[str, Any]) -> str:
 @app.command()
 def search(
     stage: str = typer.Option("both", "--stage", help="cell (stage 1), path (stage 2, needs --cell) or both."),
-    budget: str = typer.Option("small", "--budget", help="Preset: smoke, small or paper."),
+    budget: str = typer.Option("small", "--budget", help=budgets_help()),
     data: str = typer.Option(
         "synthetic", "--data", help="Data set (synthetic, cityscapes, camvid, folder); its train split is used."
     ),
@@ -106,6 +108,7 @@ def search(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
+    flags = {k: v for k, v in locals().items() if k in FLAG_SETTINGS}  # the setting flags, as given
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -114,22 +117,6 @@ def search(
     from searchers.runner import SearchRequest
     from searchers.runner import search as run_search
 
-    flags = dict(
-        epochs=epochs,
-        batch_size=batch_size,
-        image_size=image_size,
-        samples=samples,
-        layers=layers,
-        channels=channels,
-        partial=partial,
-        order=order,
-        skip_cap=skip_cap,
-        path_layers=path_layers,
-        path_channels=path_channels,
-        topk=topk,
-        threshold=threshold,
-        two_back=two_back,
-    )
     overrides = {FLAG_SETTINGS[k]: v for k, v in flags.items() if v is not None}
     overrides.update(_parse_set(settings))
     config = resolve_config(budget, overrides)
@@ -171,16 +158,24 @@ def search(
         force=force,
         command=command,
     )
-    bars = None
-    if progress and not as_json:
-        bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-    summary = run_search(request, progress=bars)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not progress or as_json,
+    ) as bars:
+        tasks: dict[str, int] = {}
+
+        def on_step(s: dict) -> None:
+            if s["stage"] not in tasks:
+                tasks[s["stage"]] = bars.add_task(f"{s['stage']} search", total=s["total"])
+            loss = "" if s["loss"] is None else f", loss {s['loss']:.3f}"
+            description = f"{s['stage']} search, epoch {s['epoch']}/{s['epochs']}{loss}"
+            bars.update(tasks[s["stage"]], completed=s["step"], description=description)
+
+        summary = run_search(request, on_step=on_step)
     summary["command"] = command
 
     def human(console):

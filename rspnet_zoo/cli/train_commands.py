@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,12 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..data import build_dataset
-from ..errors import ZooError
-from ..fsutil import atomic_write_text
-from ..predict import predict_files, save_png
-from ..train import CHECKPOINT_FILE, evaluate, save_to_zoo, train_command
-from ..train import train as run_training
-from ..zoo import SHIPPED, create_genotype_net, load_trained, resolve_genotype, zoo_home
+from ..predict import save_png
+from ..tasks import EvalRequest, PredictRequest, TrainRequest, run_eval, run_predict, run_train
 from . import app
 from .output import JSON_OPTION_HELP, emit, errors
 
@@ -65,12 +60,17 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | None) -> dict:
-    if data != "synthetic":
-        if length is not None or size is not None:
-            raise typer.BadParameter("--length and --size apply to the synthetic data set only")
-        return {}
-    return {k: v for k, v in dict(length=length, size=size).items() if v is not None}
+class _LazyBars:
+    """A bar appears with its first report, so an error before any work leaves stderr one line."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def get(self, name: str) -> int:
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=None, status="")
+        return self.tasks[name]
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
@@ -117,90 +117,26 @@ def train(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
-    tag = tag or data
-    if not re.fullmatch(r"[a-z0-9_]+", tag):
-        raise typer.BadParameter(f"'{tag}' is not a tag: use lower-case letters, digits and _", param_hint="--tag")
-    crop_size = parse_size(crop, "--crop") or ((128, 128) if data == "synthetic" else (512, 512))
-    torch_device = parse_device(device)
-    g = resolve_genotype(model)
-    scene_size = parse_size(size, "--size")
-    options = _synthetic_options(data, length, scene_size)
-    train_set = build_dataset(data, "train", root=root, crop=crop_size, train=True, seed=seed, **options)
-    val_set = build_dataset(data, "val", root=root)  # the fixed split every card reports on
-    run_dir = out or zoo_home() / "runs" / f"{g.name}.{tag}"
-    checkpoint = run_dir / CHECKPOINT_FILE
-    if resume and not checkpoint.is_file():
-        raise ZooError(f"{checkpoint}: no checkpoint to resume from")
-    torch.manual_seed(seed)
-    net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
-    command = train_command(
-        model,
-        data=data,
-        root=root,
-        epochs=epochs,
-        iterations=iterations,
-        batch_size=batch_size,
-        crop=crop_size,
-        size=scene_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        length=length,
-        tag=tag,
-    )
-
+    sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
+    request = TrainRequest(
+        model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, seed=seed, length=length, resume=resume, out=out, tag=tag,
+        device=parse_device(device), **sizes,
+    )  # fmt: skip
     with _progress(not as_json) as progress:
-        task = progress.add_task(f"train {g.name}.{tag}", total=None, status="")
+        bars = _LazyBars(progress)
 
         def on_step(s: dict) -> None:
-            progress.update(
-                task,
-                completed=s["step"],
-                total=s["total"],
-                status=f"epoch {s['epoch']}  loss {s['loss']:.4f}  {s['images_per_s']:.1f} img/s",
-            )
+            status = f"epoch {s['epoch']}  loss {s['loss']:.4f}  {s['images_per_s']:.1f} img/s"
+            progress.update(bars.get(f"train {model}"), completed=s["step"], total=s["total"], status=status)
 
-        result = run_training(
-            net,
-            train_set,
-            epochs=epochs,
-            iterations=iterations,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            seed=seed,
-            checkpoint=checkpoint,
-            resume=resume,
-            device=torch_device,
-            on_step=on_step,
-        )
-        evaluating = progress.add_task("evaluate val", total=len(val_set), status="")
-        metrics = evaluate(
-            net, val_set, batch_size=batch_size, device=torch_device, on_batch=lambda n: progress.advance(evaluating, n)
-        )
-    folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=data, command=command)
-    atomic_write_text(
-        run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
-    )
-    info = dict(
-        name=f"{g.name}.{tag}",
-        folder=str(folder),
-        checkpoint=str(checkpoint),
-        steps=result.steps,
-        resumed_from=result.resumed_from,
-        history=result.history,
-        command=command,
-        metrics={k: v for k, v in metrics.items() if k != "confusion"},
-    )
+        info = run_train(request, on_step, lambda n: progress.advance(bars.get("evaluate val"), n))
 
     def human(console):
-        _print_metrics(console, metrics, f"{g.name}.{tag} on {data} val")
-        console.print(f"weights -> {folder}")
-        console.print(
-            f"load them with timm.create_model('{g.name}.{tag}', pretrained=True)"
-            if g.name in SHIPPED
-            else f"load them with timm.create_model('local-dir:{folder}', pretrained=True)"
-        )
+        _print_metrics(console, info["metrics"], f"{info['name']} on {data} val")
+        console.print(f"weights -> {info['folder']}")
+        ref = info["name"] if info["registered"] else f"local-dir:{info['folder']}"
+        console.print(f"load them with timm.create_model('{ref}', pretrained=True)")
 
     emit(info, human, as_json)
 
@@ -219,18 +155,17 @@ def evaluate_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
-    options = _synthetic_options(data, length, parse_size(size, "--size"))
-    torch_device = parse_device(device)
-    dataset = build_dataset(data, split, root=root, seed=seed, **options)
-    net = load_trained(model)
-    if net.num_classes != dataset.num_classes:
-        raise ZooError(f"'{model}' predicts {net.num_classes} classes, the {data} data set has {dataset.num_classes}")
+    request = EvalRequest(
+        model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
+        size=parse_size(size, "--size"), device=parse_device(device),
+    )  # fmt: skip
     with _progress(not as_json) as progress:
-        task = progress.add_task(f"evaluate {split}", total=len(dataset), status="")
-        metrics = evaluate(
-            net, dataset, batch_size=batch_size, device=torch_device, on_batch=lambda n: progress.advance(task, n)
+        bars = _LazyBars(progress)
+        metrics = run_eval(
+            request,
+            on_batch=lambda n: progress.advance(bars.get(f"evaluate {split}"), n),
+            on_start=lambda total: progress.update(bars.get(f"evaluate {split}"), total=total),
         )
-    metrics = dict(model=model, data=data, split=split, **metrics)
 
     def human(console):
         _print_metrics(console, metrics, f"{model} on {data} {split} ({metrics['images']} images)")
@@ -248,14 +183,7 @@ def predict(
     as_json: bool = JsonOpt,
 ) -> None:
     """A colour-coded mask and an overlay PNG per image."""
-    missing = next((p for p in images if not p.is_file()), None)
-    if missing is not None:
-        raise ZooError(f"{missing}: no such image file")
-    torch_device = parse_device(device)
-    net = load_trained(model)
-    if torch_device is not None:
-        net.to(torch_device)
-    results = predict_files(net, images, out, alpha=alpha)
+    results = run_predict(PredictRequest(model, tuple(images), out, alpha=alpha, device=parse_device(device)))
 
     def human(console):
         for r in results:

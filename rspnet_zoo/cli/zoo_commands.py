@@ -8,10 +8,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..errors import SpecError, ZooError
+from ..errors import SpecError
 from ..spec import Genotype
 from ..specfile import load_spec, spec_sha256
 from ..stats import cached_spec_stats
+from ..tasks import BuildRequest, run_build
+from ..textutil import step_text
 from ..zoo import SHIPPED, resolve_genotype, weights_path, zoo_home
 from . import app
 from .output import JSON_OPTION_HELP, emit, error_line
@@ -93,7 +95,7 @@ def _describe(g: Genotype) -> dict:
             num_inputs=c.num_inputs,
             reduction=c.reduction,
             concat=list(c.concat),
-            steps=[" + ".join(f"{e.op}(s{e.input})" for e in step.edges) for step in c.steps],
+            steps=[step_text(step) for step in c.steps],
         )
         for name, c in g.cells.items()
     }
@@ -191,18 +193,13 @@ def build(
     as_json: bool = JsonOpt,
 ) -> None:
     """Compile a spec into OUT/<name>/: config.json, model.safetensors and a README.md model card."""
-    from ..artifacts import build_folder
-
-    g = resolve_genotype(spec)
-    if weights is not None and not weights.is_file():
-        raise ZooError(f"{weights}: no such weights file")
-    folder, info = build_folder(g, out or zoo_home(), num_classes=num_classes, weights=weights, seed=seed)
+    info = run_build(BuildRequest(spec, out=out, num_classes=num_classes, weights=weights, seed=seed))
 
     def human(console):
         console.print(
-            f"built [bold]{g.name}[/bold] ({info['parameters']:,} parameters, "
-            f"{info['flops'] / 1e9:.2f} GFLOPs) -> {folder}"
+            f"built [bold]{info['name']}[/bold] ({info['parameters']:,} parameters, "
+            f"{info['flops'] / 1e9:.2f} GFLOPs) -> {info['path']}"
         )
-        console.print(f"load it with timm.create_model('local-dir:{folder}', pretrained=True)")
+        console.print(f"load it with timm.create_model('local-dir:{info['path']}', pretrained=True)")
 
     emit(info, human, as_json)

@@ -11,30 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import CITYSCAPES_CLASSES
 from .files import ImageMaskPairs, image_files, pair_by_name, require_dir
 from .transforms import IGNORE_INDEX
 
-CLASS_NAMES = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic_light",
-    "traffic_sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
+CLASS_NAMES = CITYSCAPES_CLASSES
 # labelId -> trainId for the evaluated classes, in trainId order.
 LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
 

@@ -11,30 +11,9 @@ import ast
 from typing import Any
 
 from ..errors import ZooError
+from ..textutil import shorten
 
 MAX_ENCODING_CHARS = 65_536
-
-CITYSCAPES_CLASSES = [
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic_light",
-    "traffic_sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-]
 
 
 class GenotypeImportError(ZooError, ValueError):
@@ -60,4 +39,4 @@ def int_list(value: Any, expected: str) -> list[int]:
 
 def _clip(text: str) -> str:
     text = " ".join(text.split())
-    return repr(text if len(text) <= 60 else text[:57] + "...")
+    return repr(shorten(text, 60))

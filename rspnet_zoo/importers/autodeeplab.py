@@ -13,13 +13,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ops import DARTS_PRIMITIVES
+from ..constants import CITYSCAPES_CLASSES
 from ..spec import Genotype
 from ..specfile import genotype_from_dict
-from . import CITYSCAPES_CLASSES, GenotypeImportError, int_list, literal
+from . import GenotypeImportError, int_list, literal
 
-# a5b5710's dil_conv is a full (not separable) dilated conv.
-OP_NAMES = tuple(op.replace("dil_conv", "full_dil_conv") for op in DARTS_PRIMITIVES)
+# a5b5710's op indices (its genotypes.PRIMITIVES), named as the ops table names them: its dil_conv
+# is a full (not separable) dilated conv.
+OP_NAMES = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "full_dil_conv_3x3",
+    "full_dil_conv_5x5",
+)
 MAX_LEVEL = 3
 STEM = (("stem0", 2, 64), ("stem1", 2, 64), ("stem2", 4, 128))
 PATH_EXPECTED = "a network path of levels 0..3, comma-separated, starting at 0 and moving at most one level per cell"
@@ -133,7 +143,7 @@ def autodeeplab_spec(
         "defaults": {
             "num_classes": num_classes,
             "input_size": [3, 1025, 2049],
-            **({"class_names": CITYSCAPES_CLASSES} if num_classes == len(CITYSCAPES_CLASSES) else {}),
+            **({"class_names": list(CITYSCAPES_CLASSES)} if num_classes == len(CITYSCAPES_CLASSES) else {}),
         },
     }
     return genotype_from_dict(doc)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..constants import CITYSCAPES_CLASSES
 from ..ops import NAS_SEGM_OPS
 from ..plan import cell_layout
 from ..spec import Cell, Genotype, Template
 from ..specfile import genotype_from_dict
-from . import CITYSCAPES_CLASSES, GenotypeImportError, int_list, literal
+from . import GenotypeImportError, int_list, literal
 
 AGGREGATIONS = ("psum", "cat")
 EXPECTED = (
@@ -153,7 +154,7 @@ def nas_segm_spec(
         "defaults": {
             "num_classes": num_classes,
             "input_size": [3, 512, 1024],
-            **({"class_names": CITYSCAPES_CLASSES} if num_classes == len(CITYSCAPES_CLASSES) else {}),
+            **({"class_names": list(CITYSCAPES_CLASSES)} if num_classes == len(CITYSCAPES_CLASSES) else {}),
         },
     }
     return genotype_from_dict(doc)

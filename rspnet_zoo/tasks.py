@@ -1,0 +1,188 @@
+"""The library behind the CLI: train, eval, predict and build, each one request object in and a plain
+result out, with progress reported through plain callbacks (the CLI draws the bars; nothing here prints).
+
+Model references go through ``zoo.resolve_ref``; random initialisation happens in a fork of torch's
+RNG, so a call leaves the caller's random state as it was. The search has its own request and entry
+point (``searchers.runner``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data import build_dataset
+from .errors import ZooError
+from .fsutil import atomic_write_text
+from .predict import predict_files
+from .train import CHECKPOINT_FILE, evaluate, save_to_zoo, train, train_command
+from .zoo import SHIPPED, create_genotype_net, load_trained, resolve_genotype, zoo_home
+
+StepCallback = Callable[[dict], None]  # dict(step, total, epoch, loss, lr, images_per_s)
+BatchCallback = Callable[[int], None]  # images done in this batch
+
+
+def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | None) -> dict:
+    if data != "synthetic":
+        if length is not None or size is not None:
+            raise ZooError("--length and --size apply to the synthetic data set only")
+        return {}
+    return {k: v for k, v in dict(length=length, size=size).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    model: str  # a registered name, a spec file or a built folder
+    data: str = "synthetic"
+    root: Path | None = None
+    epochs: int = 10
+    iterations: int | None = None
+    batch_size: int = 8
+    crop: tuple[int, int] | None = None  # default: 128x128 synthetic, 512x512 otherwise
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    seed: int = 0
+    length: int | None = None  # synthetic: training images per epoch
+    size: tuple[int, int] | None = None  # synthetic: scene size the crops are cut from
+    resume: bool = False
+    out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
+    tag: str | None = None  # default: the data set name
+    device: torch.device | None = None
+
+
+def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batch: BatchCallback | None = None) -> dict:
+    """Train, evaluate on the val split, and save the weights into the zoo as ``<name>.<tag>``."""
+    tag = r.tag or r.data
+    if not re.fullmatch(r"[a-z0-9_]+", tag):
+        raise ZooError(f"'{tag}' is not a tag: use lower-case letters, digits and _")
+    crop = r.crop or ((128, 128) if r.data == "synthetic" else (512, 512))
+    g = resolve_genotype(r.model)
+    options = _synthetic_options(r.data, r.length, r.size)
+    train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
+    val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
+    run_dir = r.out or zoo_home() / "runs" / f"{g.name}.{tag}"
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if r.resume and not checkpoint.is_file():
+        raise ZooError(f"{checkpoint}: no checkpoint to resume from")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(r.seed)
+        net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
+    command = train_command(
+        r.model,
+        data=r.data,
+        root=r.root,
+        epochs=r.epochs,
+        iterations=r.iterations,
+        batch_size=r.batch_size,
+        crop=crop,
+        size=r.size,
+        lr=r.lr,
+        weight_decay=r.weight_decay,
+        seed=r.seed,
+        length=r.length,
+        tag=tag,
+    )
+    result = train(
+        net,
+        train_set,
+        epochs=r.epochs,
+        iterations=r.iterations,
+        batch_size=r.batch_size,
+        lr=r.lr,
+        weight_decay=r.weight_decay,
+        seed=r.seed,
+        checkpoint=checkpoint,
+        resume=r.resume,
+        device=r.device,
+        on_step=on_step,
+    )
+    metrics = evaluate(net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch)
+    folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=r.data, command=command)
+    atomic_write_text(
+        run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
+    )
+    return dict(
+        name=f"{g.name}.{tag}",
+        folder=str(folder),
+        checkpoint=str(checkpoint),
+        steps=result.steps,
+        resumed_from=result.resumed_from,
+        history=result.history,
+        command=command,
+        registered=g.name in SHIPPED,
+        val_images=len(val_set),
+        metrics={k: v for k, v in metrics.items() if k != "confusion"},
+    )
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    model: str  # a registered name[.tag] or a built folder
+    data: str = "synthetic"
+    root: Path | None = None
+    split: str = "val"
+    batch_size: int = 8
+    seed: int = 0
+    length: int | None = None
+    size: tuple[int, int] | None = None
+    device: torch.device | None = None
+
+
+def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: BatchCallback | None = None) -> dict:
+    """Metrics over a whole split; ``on_start(images)`` says how many there are before the first batch."""
+    options = _synthetic_options(r.data, r.length, r.size)
+    dataset = build_dataset(r.data, r.split, root=r.root, seed=r.seed, **options)
+    net = load_trained(r.model)
+    if net.num_classes != dataset.num_classes:
+        raise ZooError(
+            f"'{r.model}' predicts {net.num_classes} classes, the {r.data} data set has {dataset.num_classes}"
+        )
+    if on_start is not None:
+        on_start(len(dataset))
+    metrics = evaluate(net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch)
+    return dict(model=r.model, data=r.data, split=r.split, **metrics)
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    model: str
+    images: tuple[Path, ...]
+    out: Path
+    alpha: float = 0.5
+    device: torch.device | None = None
+
+
+def run_predict(r: PredictRequest) -> list[dict]:
+    """A colour-coded mask and an overlay PNG per image, in ``r.out``."""
+    missing = next((p for p in r.images if not p.is_file()), None)
+    if missing is not None:
+        raise ZooError(f"{missing}: no such image file")
+    net = load_trained(r.model)
+    if r.device is not None:
+        net.to(r.device)
+    return predict_files(net, list(r.images), r.out, alpha=r.alpha)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    spec: str  # a spec file or a registered name
+    out: Path | None = None  # parent folder; default $RSPNET_ZOO_HOME
+    num_classes: int | None = None
+    weights: Path | None = None
+    seed: int = 0
+
+
+def run_build(r: BuildRequest) -> dict:
+    """Compile a spec into ``<out>/<name>/`` (config.json, model.safetensors, README.md)."""
+    from .artifacts import build_folder
+
+    g = resolve_genotype(r.spec)
+    if r.weights is not None and not r.weights.is_file():
+        raise ZooError(f"{r.weights}: no such weights file")
+    _, info = build_folder(g, r.out or zoo_home(), num_classes=r.num_classes, weights=r.weights, seed=r.seed)
+    return info
