@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 # (position, the actions before it) -> which choices are allowed there (None: all)
-MaskFn = Callable[[int, tuple[int, ...]], "list[bool] | None"]
+MaskFn = Callable[[int, tuple[int, ...]], "tuple[bool, ...] | None"]
 
 
 class Controller(nn.Module):
@@ -71,7 +71,9 @@ class Controller(nn.Module):
         masks = [self.mask(t, prefix) for prefix in prefixes]
         if all(m is None for m in masks):
             return logits
-        allowed = torch.tensor([[True] * logits.shape[1] if m is None else m for m in masks], device=logits.device)
+        allowed = torch.tensor(
+            [[True] * logits.shape[1] if m is None else list(m) for m in masks], device=logits.device
+        )
         return logits.masked_fill(~allowed, float("-inf"))
 
 

@@ -165,6 +165,11 @@ class TemplateSearch:
         self.clock = time.perf_counter()
         self.file = request.run_dir / CHECKPOINT
 
+    @staticmethod
+    def rows_in(run_dir: Path) -> list[dict]:
+        """The sample rows of the checkpoint in ``run_dir``."""
+        return load_checkpoint(run_dir / CHECKPOINT)["rows"]
+
     def load(self) -> None:
         state = load_checkpoint(self.file)
         if state.get("settings") != self.request.settings():

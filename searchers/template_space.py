@@ -15,6 +15,7 @@ larger in the second), the repeats and the strides mean the same in both.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,8 @@ class TemplateSpace:
                 )
         return self.check(actions)
 
-    def allowed(self, position: int, prefix: Actions) -> list[bool] | None:
+    @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 (spaces are few, frozen and live as long as the process)
+    def allowed(self, position: int, prefix: Actions) -> tuple[bool, ...] | None:
         """Which choices of ``position`` may follow ``prefix`` (None: all). Stride 2 is refused where the
         block would end below 1/64 (the spec's deepest reduction): the published ops apply the stride
         in every repeat, and a separable conv applies it twice."""
@@ -122,7 +124,7 @@ class TemplateSpace:
         try:
             self.decode(tuple(rest))
         except SpecError:
-            return [True, False]
+            return (True, False)
         return None
 
     def sample(self, generator: torch.Generator) -> Actions:
