@@ -116,7 +116,8 @@ class Pool:
             self.executor.shutdown(cancel_futures=True)
 
 
-def _check_request(r: TemplateSearchRequest) -> None:
+def check_request(r: TemplateSearchRequest) -> None:
+    """Refuse bad input in one line before anything runs; with --force, drop an earlier checkpoint."""
     try:
         TypeAdapter(Identifier).validate_python(r.name)
     except ValidationError:
@@ -249,7 +250,7 @@ class TemplateSearch:
 def search(request: TemplateSearchRequest, on_sample=None) -> dict:
     """Run the template search of ``request`` and write the emitted spec; returns a summary.
     ``on_sample(row, total)`` runs after each recorded sample (the CLI's progress)."""
-    _check_request(request)
+    check_request(request)
     cfg = request.config
     request.run_dir.mkdir(parents=True, exist_ok=True)
     state = TemplateSearch(request)

@@ -159,3 +159,56 @@ def test_a_killed_search_with_workers_resumes_losing_only_samples_in_flight(tmp_
     assert len(after) == 8
     assert after[: len(before)] == before
     assert (run / CHECKPOINT).exists()
+
+
+def test_stem_weights_and_a_latency_target_reach_every_sample(tmp_path, run_cli):
+    import timm
+    from safetensors.torch import save_file
+
+    arch0 = timm.create_model("nas_segm_arch0")  # a built nas-segm model holds the stem as nodes.0-6
+    weights = tmp_path / "arch0.safetensors"
+    save_file({k: v.contiguous() for k, v in arch0.state_dict().items()}, str(weights))
+    run = tmp_path / "run"
+    code, stdout, err = run_cli(
+        "search", "--method", "template", "--budget", "smoke", "--out", str(tmp_path / "s.json"), "--run-dir", str(run),
+        "--stem-weights", str(weights), "--latency-target", "0.001", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    stem = torch.load(run / "stem.pt", weights_only=True)
+    assert set(stem) == {k for k in arch0.state_dict() if k.split(".")[1] in map(str, range(7))}
+    assert all(torch.equal(v, arch0.state_dict()[k]) for k, v in stem.items())
+    rows = TemplateSearch.rows_in(run)
+    # every measured latency is above 0.001 ms, so every reward is cut by (latency / target) ** -0.07
+    assert all(r["reward"] == pytest.approx(r["accuracy_reward"] * (r["latency_ms"] / 0.001) ** -0.07) for r in rows)
+    assert "MobileNet-v2 blocks from" in load_spec(tmp_path / "s.json").provenance.notes
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "template", "--layers", "3"], "--layers: not an option of --method template"),
+        (["--workers", "2"], "--workers: options of --method template"),
+        (["--method", "evolution"], "unknown search method 'evolution'"),
+        (["--method", "template", "--stem-weights", "nowhere.safetensors"], "nowhere.safetensors: no such stem"),
+        (["--method", "template", "--set", "blocks=0"], "template search setting blocks"),
+        (["--method", "template", "--set", "epochs=3"], "unknown template search setting 'epochs'"),
+    ],
+)
+def test_bad_template_search_options_are_one_line_and_exit_2(tmp_path, run_cli, args, message):
+    code, out, err = run_cli("search", "--budget", "smoke", "--out", str(tmp_path / "s.json"), *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_stem_weights_without_the_stem_are_refused(tmp_path, run_cli):
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "other.safetensors"
+    save_file({"nodes.0.layer.conv.weight": torch.zeros(1)}, str(weights))
+    code, _, err = run_cli(
+        "search", "--method", "template", "--budget", "smoke", "--out", str(tmp_path / "s.json"),
+        "--run-dir", str(tmp_path / "run"), "--stem-weights", str(weights),
+    )  # fmt: skip
+    assert code == 2 and str(weights) in err and "stem weight" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.json").exists()

@@ -97,17 +97,22 @@ def run_template_search(
     if bars is None:
         summary = search(request)
     else:
-        with bars:
-            task = bars.add_task("template search", total=config.architectures)
+        task = None
 
-            def on_sample(row: dict, total: int) -> None:
-                bars.update(
-                    task,
-                    completed=row["index"] + 1,
-                    description=f"template search, reward {row['reward']:.3f}{' (cached)' if row['cached'] else ''}",
-                )
+        def on_sample(row: dict, total: int) -> None:
+            nonlocal task
+            if task is None:  # shown from the first sample on, so bad input stays one line
+                bars.start()
+                task = bars.add_task("template search", total=total)
+            cached = " (cached)" if row["cached"] else ""
+            bars.update(
+                task, completed=row["index"] + 1, description=f"template search, reward {row['reward']:.3f}{cached}"
+            )
 
+        try:
             summary = search(request, on_sample=on_sample)
+        finally:
+            bars.stop()
     summary["command"] = command
 
     def human(console):
