@@ -73,15 +73,16 @@ class SearchData:
 
     def __init__(self, budget: TemplateBudget, dataset: str, data_root: Path | None, seed: int):
         size = (budget.image_size, budget.image_size)
-        options = dict(size=size, length=budget.images, seed=seed) if dataset == "synthetic" else {}
-        data = build_dataset(dataset, "train", root=data_root, crop=size, **options)
+        if dataset == "synthetic":  # generated at the search size
+            data = build_dataset(dataset, "train", size=size, length=budget.images, seed=seed)
+        else:  # one random-scale crop per image, drawn once (seeded), so the stem outputs can be precomputed
+            torch.manual_seed(seed)
+            data = build_dataset(dataset, "train", root=data_root, crop=size, train=True)
         count = min(budget.images, len(data))
         val = max(1, count // 10)
         if count - val < budget.batch_size:
             raise ZooError(f"{count} training images leave {count - val} for meta-train, fewer than one batch")
         images, masks = zip(*(data[i] for i in range(count)))
-        if any(m.shape[-2:] != size for m in masks):
-            raise ZooError(f"the {dataset} images must be at least {size[0]}x{size[1]} for this search budget")
         x, y = torch.stack(images), torch.stack(masks)
         self.train = (x[: count - val], y[: count - val])
         self.val = (x[count - val :], y[count - val :])

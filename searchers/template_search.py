@@ -111,9 +111,10 @@ class Pool:
             for f in done:
                 on_done(futures.pop(f), f.result())
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers; ``wait=False`` (an interrupted search) returns without waiting for samples in flight."""
         if self.executor is not None:
-            self.executor.shutdown(cancel_futures=True)
+            self.executor.shutdown(wait=wait, cancel_futures=True)
 
 
 def check_request(r: TemplateSearchRequest) -> None:
@@ -295,8 +296,10 @@ def search(request: TemplateSearchRequest, on_sample=None) -> dict:
                     finished(slot, state.cache[state.config_of(actions)], cached=True)
             state.finish_batch()
             state.save()
-    finally:
-        pool.close()
+    except BaseException:
+        pool.close(wait=False)
+        raise
+    pool.close()
     return _emit(request, state)
 
 

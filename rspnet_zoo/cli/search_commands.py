@@ -128,7 +128,8 @@ def search(
         return run_template_search(
             **dict(budget=budget, data=data, root=root, seed=seed, name=name, out=out, run_dir=run_dir),
             **dict(resume=resume, force=force, workers=workers or 1, latency_target=latency_target),
-            **dict(stem_weights=stem_weights, settings=_parse_set(settings), progress=progress, as_json=as_json),
+            **dict(stem_weights=stem_weights, settings=_parse_set(settings), threads=threads),
+            **dict(progress=progress, as_json=as_json),
             refused={f"--{k.replace('_', '-')}": v for k, v in flags.items()},
         )
     if method != "rspnet":

@@ -32,10 +32,12 @@ def run_template_search(
     stem_weights: Path | None,
     settings: dict[str, Any],
     refused: dict[str, Any],
+    threads: int | None,
     progress: bool,
     as_json: bool,
 ) -> None:
     """``refused``: options of the RSPNet search that were given (flag -> value); they mean nothing here."""
+    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -46,6 +48,8 @@ def run_template_search(
     if given:
         raise ZooError(f"{', '.join(given)}: not an option of --method template")
     config = resolve_template_budget(budget, settings)
+    if threads is not None:  # this process's threads; each worker process uses one
+        torch.set_num_threads(threads)
     name = name or (out.stem if out is not None else f"template_{budget}_s{seed}")
     out = out or Path("genotypes") / f"{name}.json"
     options = dict(
