@@ -121,16 +121,28 @@ def search(
     if method == "template":
         from .template_search import run_template_search
 
-        flags = dict(epochs=epochs, batch_size=batch_size, image_size=image_size, samples=samples, layers=layers)
-        flags.update(channels=channels, partial=partial, order=order, skip_cap=skip_cap, path_layers=path_layers)
-        flags.update(path_channels=path_channels, topk=topk, threshold=threshold, two_back=two_back, cell=cell)
-        flags.update(cell_name=cell_name, stage=None if stage == "both" else stage)
+        rspnet_only = dict(stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, epochs=epochs)
+        rspnet_only.update(batch_size=batch_size, image_size=image_size, samples=samples, layers=layers)
+        rspnet_only.update(channels=channels, partial=partial, order=order, skip_cap=skip_cap, topk=topk)
+        rspnet_only.update(path_layers=path_layers, path_channels=path_channels, threshold=threshold, two_back=two_back)
         return run_template_search(
-            **dict(budget=budget, data=data, root=root, seed=seed, name=name, out=out, run_dir=run_dir),
-            **dict(resume=resume, force=force, workers=workers or 1, latency_target=latency_target),
-            **dict(stem_weights=stem_weights, settings=_parse_set(settings), threads=threads),
-            **dict(progress=progress, as_json=as_json),
-            refused={f"--{k.replace('_', '-')}": v for k, v in flags.items()},
+            budget=budget,
+            data=data,
+            root=root,
+            seed=seed,
+            name=name,
+            out=out,
+            run_dir=run_dir,
+            resume=resume,
+            force=force,
+            workers=workers or 1,
+            latency_target=latency_target,
+            stem_weights=stem_weights,
+            settings=_parse_set(settings),
+            refused={f"--{k.replace('_', '-')}": v for k, v in rspnet_only.items()},
+            threads=threads,
+            progress=progress,
+            as_json=as_json,
         )
     if method != "rspnet":
         raise ZooError(f"unknown search method '{method}' (choose rspnet or template)")
