@@ -6,7 +6,7 @@ A block ``[pos1, pos2, template, repeats - 1, stride_exp]`` becomes one template
 repeat 0 reads pool[pos1] and pool[pos2] and widens by the stride; repeat r reads repeat r-1's second
 input and its output; every repeat applies the stride. The pool is [l1, l2, block 0, block 1, ...];
 blocks in the first half resize to the smaller size, the rest to the larger. Block outputs that no
-later block reads are the head's inputs.
+later block reads are the head's inputs; when no block reads l2, the encoder ends at l1.
 """
 
 from __future__ import annotations
