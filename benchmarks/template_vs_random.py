@@ -14,7 +14,11 @@ It prints mean and median rewards per group at both lengths, Spearman's rho (tor
 the paper's figures beside them, wall and CPU time and the load average, and writes everything to
 ``--out`` (JSON).
 
-    python benchmarks/template_vs_random.py [--budget small] [--set images=200 ...] [--workers 2]
+The defaults are the ``small`` budget cut to fit about 13 CPU minutes (160 images, 1 + 1 epochs per
+sample at search time, 3 + 3 for the longer training, 20 strings of controller training): the full
+``small`` setting for all 60 + 40 trainings would take over an hour of one core.
+
+    python benchmarks/template_vs_random.py [--budget small] [--set images=300 ...] [--workers 2]
 """
 
 from __future__ import annotations
@@ -61,8 +65,13 @@ def summary(rewards: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", default="small")
-    parser.add_argument("--set", nargs="*", default=[], help="budget overrides KEY=VALUE (JSON values)")
-    parser.add_argument("--train-samples", type=int, default=25, help="strings the controller is trained on")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=["images=160", "frozen_epochs=1", "end_to_end_epochs=1"],
+        help="budget overrides KEY=VALUE (JSON values)",
+    )
+    parser.add_argument("--train-samples", type=int, default=20, help="strings the controller is trained on")
     parser.add_argument("--compare", type=int, default=20, help="strings per group")
     parser.add_argument("--longer", type=int, default=3, help="epoch multiple of the longer training")
     parser.add_argument("--workers", type=int, default=2)
