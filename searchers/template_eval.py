@@ -187,9 +187,13 @@ class Evaluator:
         self.data = SearchData(context.budget, context.dataset, context.data_root, context.seed)
         self.stem = torch.load(context.stem_file, map_location="cpu", weights_only=True)
         probe = self.build(probe_actions(self.budget))
+        outputs: list[list[torch.Tensor]] = [[] for _ in POOL_STATES]
         with torch.no_grad():
-            states = probe._run_nodes(self.data.train[0].to(device), STEM_NODES)
-        self.pool = [states[s] for s in POOL_STATES]
+            for x in self.data.train[0].split(self.budget.batch_size):
+                states = probe._run_nodes(x.to(device), STEM_NODES)
+                for out, state in zip(outputs, POOL_STATES):
+                    out.append(states[state])
+        self.pool = [torch.cat(out) for out in outputs]
 
     def build(self, actions: Actions) -> GenotypeNet:
         model = sample_model(self.budget, self.data, actions)
