@@ -48,7 +48,6 @@ CHECKPOINT = "checkpoint-template.pt"
 SAMPLES = "samples.jsonl"
 STEM = "stem.pt"
 SEARCHER = "rspnet-zoo searchers (template, Nekrasov et al. WACV 2020)"
-POLICIES = ("ppo", "random")
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,6 @@ class TemplateSearchRequest:
     workers: int = 1
     latency_target_ms: float | None = None
     stem_weights: Path | None = None
-    policy: str = "ppo"  # "random": uniform samples, the baseline of the paper's Sect. 5
     resume: bool = False
     force: bool = False
     command: str = ""
@@ -78,7 +76,6 @@ class TemplateSearchRequest:
             seed=self.seed,
             latency_target_ms=self.latency_target_ms,
             stem_weights=str(self.stem_weights) if self.stem_weights else None,
-            policy=self.policy,
         )
 
 
@@ -123,8 +120,6 @@ def check_request(r: TemplateSearchRequest) -> None:
         TypeAdapter(Identifier).validate_python(r.name)
     except ValidationError:
         raise ZooError(f"spec name '{r.name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
-    if r.policy not in POLICIES:
-        raise ZooError(f"unknown policy '{r.policy}' (choose {', '.join(POLICIES)})")
     if r.workers < 1:
         raise ZooError(f"--workers must be at least 1, not {r.workers}")
     if r.latency_target_ms is not None and r.latency_target_ms <= 0:
@@ -205,13 +200,9 @@ class TemplateSearch:
         atomic_write_text(self.request.run_dir / SAMPLES, text)
 
     def sample_batch(self, batch: int, count: int) -> None:
-        if self.request.policy == "random":
-            actions = [self.space.sample(self.generator) for _ in range(count)]
-            logp = [0.0] * count
-        else:
-            with torch.no_grad():
-                taken, lp, _ = self.controller(batch=count, generator=self.generator)
-            actions, logp = [tuple(a) for a in taken.tolist()], lp.tolist()
+        with torch.no_grad():
+            taken, lp, _ = self.controller(batch=count, generator=self.generator)
+        actions, logp = [tuple(a) for a in taken.tolist()], lp.tolist()
         self.pending = dict(actions=actions, logp=logp, batch=batch)
 
     def config_of(self, actions: Actions) -> str:
@@ -240,10 +231,8 @@ class TemplateSearch:
         rows = sorted((r for r in self.rows if r["batch"] == batch), key=lambda r: r["slot"])
         rewards = torch.tensor([r["reward"] for r in rows])
         update = dict(batch=batch, mean_reward=float(rewards.mean()))
-        if self.request.policy == "ppo":
-            actions = torch.tensor(self.pending["actions"])
-            stats = self.ppo.update(actions, rewards, torch.tensor(self.pending["logp"]))
-            update.update(loss=stats["loss"], baseline=stats["baseline"], entropy=stats["entropy"])
+        stats = self.ppo.update(torch.tensor(self.pending["actions"]), rewards, torch.tensor(self.pending["logp"]))
+        update.update(loss=stats["loss"], baseline=stats["baseline"], entropy=stats["entropy"])
         self.updates.append(update)
         self.pending = None
 
@@ -362,7 +351,7 @@ def _provenance(request: TemplateSearchRequest, state: TemplateSearch, best: dic
         f"nas-segm config {best['config']}; reward {best['reward']:.4f} (mIoU {best['miou']:.4f}, mean acc "
         f"{best['mean_acc']:.4f}, fwIoU {best['fw_iou']:.4f}) on meta-val after {cfg.frozen_epochs} frozen-stem + "
         f"{cfg.end_to_end_epochs} end-to-end epochs; best of {len(state.rows)} samples ({len(state.cache)} "
-        f"evaluated), policy {request.policy}, M={cfg.templates}, N={cfg.blocks}; {stem}{latency}"
+        f"evaluated), M={cfg.templates}, N={cfg.blocks}; {stem}{latency}"
     )
     return Provenance(
         searcher=SEARCHER,
