@@ -334,7 +334,8 @@ class GenotypeNet(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(stem=r"^nodes\.0\.", blocks=r"^nodes\.(\d+)")
 
-    def _run_nodes(self, x: torch.Tensor, count: int) -> list[torch.Tensor]:
+    def run_nodes(self, x: torch.Tensor, count: int) -> list[torch.Tensor]:
+        """The input and the outputs of the first ``count`` nodes (a searcher's precomputed stem, features)."""
         size = [x.shape[-2], x.shape[-1]]
         states = [x]
         for i, node in enumerate(self.nodes):
@@ -343,14 +344,14 @@ class GenotypeNet(nn.Module):
         return states
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self._run_nodes(x, len(self.nodes)))
+        return self.decoder(self.run_nodes(x, len(self.nodes)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        return self._outputs(self._run_nodes(x, len(self.nodes)), x)
+        return self._outputs(self.run_nodes(x, len(self.nodes)), x)
 
     @torch.jit.ignore
     def forward_weighted(
@@ -394,7 +395,7 @@ class GenotypeNet(nn.Module):
         take, _ = feature_take_indices(len(self.feature_info), indices)
         wanted = [self.feature_states[i] for i in take]
         count = max(wanted) if intermediates_only or stop_early else len(self.nodes)
-        states = self._run_nodes(x, count)
+        states = self.run_nodes(x, count)
         intermediates = [states[s] for s in wanted]
         if intermediates_only:
             return intermediates

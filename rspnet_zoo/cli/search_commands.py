@@ -62,6 +62,18 @@ def _command(options: dict[str, Any], overrides: dict[str, Any]) -> str:
 
 @app.command()
 def search(
+    method: str = typer.Option(
+        "rspnet", "--method", help="rspnet (the two-stage RSPNet search) or template (Nekrasov et al., WACV 2020)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="--method template: worker processes that train samples."
+    ),
+    latency_target: float | None = typer.Option(
+        None, "--latency-target", help="--method template: milliseconds; slower samples get a lower reward."
+    ),
+    stem_weights: Path | None = typer.Option(
+        None, "--stem-weights", help="--method template: safetensors with MobileNet-v2 stem blocks (nodes.0-6)."
+    ),
     stage: str = typer.Option("both", "--stage", help="cell (stage 1), path (stage 2, needs --cell) or both."),
     budget: str = typer.Option("small", "--budget", help=budgets_help()),
     data: str = typer.Option(
@@ -109,6 +121,35 @@ def search(
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
     flags = {k: v for k, v in locals().items() if k in FLAG_SETTINGS}  # the setting flags, as given
+    if method == "template":
+        from .template_search import run_template_search
+
+        rspnet_only = dict(stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, **flags)
+        return run_template_search(
+            budget=budget,
+            data=data,
+            root=root,
+            seed=seed,
+            name=name,
+            out=out,
+            run_dir=run_dir,
+            resume=resume,
+            force=force,
+            workers=workers or 1,
+            latency_target=latency_target,
+            stem_weights=stem_weights,
+            settings=_parse_set(settings),
+            refused={f"--{k.replace('_', '-')}": v for k, v in rspnet_only.items()},
+            threads=threads,
+            progress=progress,
+            as_json=as_json,
+        )
+    if method != "rspnet":
+        raise ZooError(f"unknown search method '{method}' (choose rspnet or template)")
+    template_only = {"--workers": workers, "--latency-target": latency_target, "--stem-weights": stem_weights}
+    if any(v is not None for v in template_only.values()):
+        given = ", ".join(k for k, v in template_only.items() if v is not None)
+        raise ZooError(f"{given}: options of --method template")
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -6,7 +6,7 @@ A block ``[pos1, pos2, template, repeats - 1, stride_exp]`` becomes one template
 repeat 0 reads pool[pos1] and pool[pos2] and widens by the stride; repeat r reads repeat r-1's second
 input and its output; every repeat applies the stride. The pool is [l1, l2, block 0, block 1, ...];
 blocks in the first half resize to the smaller size, the rest to the larger. Block outputs that no
-later block reads are the head's inputs.
+later block reads are the head's inputs; when no block reads l2, the encoder ends at l1.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from ..constants import CITYSCAPES_CLASSES
 from ..ops import NAS_SEGM_OPS
 from ..plan import cell_layout
-from ..spec import Cell, Genotype, Template
+from ..spec import Cell, Genotype, Provenance, Template
 from ..specfile import genotype_from_dict
 from . import GenotypeImportError, int_list, literal
 
@@ -81,14 +81,23 @@ def nas_segm_spec(
     num_classes: int = 19,
     name: str | None = None,
     description: str | None = None,
+    *,
+    provenance: Provenance | None = None,
+    input_size: tuple[int, int, int] = (3, 512, 1024),
+    class_names: list[str] | None = None,
 ) -> Genotype:
+    """The spec of ``[templates, blocks]``: the one decoder of this encoding, for the importer and for
+    the template search (which passes its own provenance, input size and class names)."""
+    if class_names is None and num_classes == len(CITYSCAPES_CLASSES):
+        class_names = CITYSCAPES_CLASSES
+    encoder: list[dict[str, Any]] = []
     nodes: list[dict[str, Any]] = []
     width: dict[str, int] = {}
     reduction: dict[str, int] = {}
     prev = "input"
     for node_id, layer, channels, red, expand in ENCODER:
         args = {"act": "relu6"} if expand is None else {"expand_ratio": expand}
-        nodes.append(
+        encoder.append(
             {
                 "id": node_id,
                 "layer": layer,
@@ -147,14 +156,26 @@ def nas_segm_spec(
         "format_version": 1,
         "name": name or "nas_segm",
         "description": description or "A nas-segm (WACV 2020) template decoder on MobileNet-v2's first stages.",
-        "provenance": {"searcher": "imported", "dataset": "cityscapes", "notes": str([templates, blocks])},
+        "provenance": (
+            provenance.model_dump(exclude_defaults=True)
+            if provenance is not None
+            else {"searcher": "imported", "dataset": "cityscapes", "notes": str([templates, blocks])}
+        ),
         "cells": cells,
-        "network": {"nodes": nodes},
+        "network": {"nodes": encoder[: _encoder_used(blocks)] + nodes},
         "head": {"type": "concat", "inputs": unread, "channels": agg_size, "classifier_kernel": 3, "upsample": "none"},
         "defaults": {
             "num_classes": num_classes,
-            "input_size": [3, 512, 1024],
-            **({"class_names": list(CITYSCAPES_CLASSES)} if num_classes == len(CITYSCAPES_CLASSES) else {}),
+            "input_size": list(input_size),
+            **({"class_names": list(class_names)} if class_names else {}),
         },
     }
     return genotype_from_dict(doc)
+
+
+def _encoder_used(blocks: list[list[int]]) -> int:
+    """Encoder stages up to the deepest pool output a block reads: when no block reads l2 (the search
+    may sample that), the 1/8 stage would reach nothing and is left out."""
+    read = {pos for b in blocks for pos in b[:2] if pos < len(POOL)}
+    ids = [node[0] for node in ENCODER]
+    return 1 + max(ids.index(POOL[pos]) for pos in read)

@@ -1,0 +1,136 @@
+"""``rspnet-zoo search --method template``: the template-based search (searchers/template_search.py).
+
+The search command declares the options; this module turns them into a TemplateSearchRequest, runs it
+with a progress bar for people, and prints the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ..errors import ZooError
+from ..zoo import zoo_home
+from .output import emit
+
+
+def run_template_search(
+    *,
+    budget: str,
+    data: str,
+    root: Path | None,
+    seed: int,
+    name: str | None,
+    out: Path | None,
+    run_dir: Path | None,
+    resume: bool,
+    force: bool,
+    workers: int,
+    latency_target: float | None,
+    stem_weights: Path | None,
+    settings: dict[str, Any],
+    refused: dict[str, Any],
+    threads: int | None,
+    progress: bool,
+    as_json: bool,
+) -> None:
+    """``refused``: options of the RSPNet search that were given (flag -> value); they mean nothing here."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from searchers.template_budgets import resolve_template_budget
+    from searchers.template_search import TemplateSearchRequest, search
+
+    given = [flag for flag, value in refused.items() if value is not None]
+    if given:
+        raise ZooError(f"{', '.join(given)}: not an option of --method template")
+    config = resolve_template_budget(budget, settings)
+    if threads is not None:  # this process's threads; each worker process uses one
+        torch.set_num_threads(threads)
+    name = name or (out.stem if out is not None else f"template_{budget}_s{seed}")
+    out = out or Path("genotypes") / f"{name}.json"
+    options = dict(
+        method="template",
+        budget=budget,
+        data=data,
+        root=root,
+        seed=seed,
+        name=name,
+        out=out,
+        workers=workers,
+        latency_target=latency_target,
+        stem_weights=stem_weights,
+    )
+    parts = ["rspnet-zoo", "search"]
+    for flag, value in options.items():
+        if value is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    for key, value in settings.items():
+        parts += ["--set", f"{key}={json.dumps(value)}"]
+    command = shlex.join(parts)
+    request = TemplateSearchRequest(
+        budget=budget,
+        config=config,
+        name=name,
+        out=out,
+        run_dir=run_dir or zoo_home() / "searches" / name,
+        dataset=data,
+        data_root=root,
+        seed=seed,
+        workers=workers,
+        latency_target_ms=latency_target,
+        stem_weights=stem_weights,
+        resume=resume,
+        force=force,
+        command=command,
+    )
+    bars = (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        if progress and not as_json
+        else None
+    )
+    if bars is None:
+        summary = search(request)
+    else:
+        task = None
+
+        def on_sample(row: dict, total: int) -> None:
+            nonlocal task
+            if task is None:  # shown from the first sample on, so bad input stays one line
+                bars.start()
+                task = bars.add_task("template search", total=total)
+            cached = " (cached)" if row["cached"] else ""
+            bars.update(
+                task, completed=row["index"] + 1, description=f"template search, reward {row['reward']:.3f}{cached}"
+            )
+
+        try:
+            summary = search(request, on_sample=on_sample)
+        finally:
+            bars.stop()
+    summary["command"] = command
+
+    def human(console):
+        best = summary["best"]
+        console.print(
+            f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}  "
+            f"({summary['samples']} samples, {summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)"
+        )
+        console.print(
+            f"  best: sample {best['index']}, reward {best['reward']:.4f} (mIoU {best['miou']:.4f}), "
+            f"{best['parameters']:,} parameters, config {best['config']}"
+        )
+        console.print(f"  mean reward per batch: {summary['mean_reward_per_batch']}")
+        console.print(f"  log {summary['log']}; table {summary['best_table']}; plots in {summary['run_dir']}")
+        console.print(f"  reproduce: {command}")
+
+    emit(summary, human, as_json)
