@@ -10,6 +10,7 @@ or else the package data ``rspnet_zoo/weights/<name>.<tag>.safetensors``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -206,11 +207,22 @@ def rspnet(pretrained: bool = False, genotype: Genotype | dict | None = None, **
     return create_genotype_net(genotype.name, genotype, pretrained, **kwargs)
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_spec(path: Path, resolved: Path, mtime_ns: int, size: int) -> Genotype:
+    return load_spec(path)
+
+
 def resolve_genotype(ref: str) -> Genotype:
-    """A spec file path or a registered name."""
+    """A spec file path or a registered name. A file is read and validated once per version
+    (path, mtime, size), so building a model many times in one process costs the build alone."""
     path = Path(ref)
     if path.suffix == ".json" or "/" in ref or os.sep in ref or path.exists():
-        return load_spec(path)
+        try:
+            resolved = path.resolve()
+            stat = resolved.stat()
+        except OSError:
+            return load_spec(path)  # its error names the file
+        return _cached_spec(path, resolved, stat.st_mtime_ns, stat.st_size)
     if ref in SHIPPED:
         return SHIPPED[ref]
     raise ZooError(f"unknown model '{ref}': neither a spec file nor a registered name (see `rspnet-zoo list`)")

@@ -14,6 +14,7 @@ from rich.table import Table
 from ..data import build_dataset
 from ..errors import ZooError
 from ..fsutil import atomic_write_text
+from ..optimize import optimize as optimize_model
 from ..predict import predict_files, save_png
 from ..train import CHECKPOINT_FILE, evaluate, save_to_zoo, train_command
 from ..train import train as run_training
@@ -22,6 +23,9 @@ from . import app
 from .output import JSON_OPTION_HELP, emit, errors
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
+OptimizeOpt = typer.Option(
+    False, "--optimize", help="Run rspnet_zoo.optimize(model) (BN folded, channels_last): same outputs, faster."
+)
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
 SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
@@ -216,6 +220,7 @@ def evaluate_command(
     length: int | None = typer.Option(None, "--length", min=1, help="Synthetic: images in the split [default: 100]."),
     size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW [default: 128x128]."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    optimize: bool = OptimizeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
@@ -225,6 +230,8 @@ def evaluate_command(
     net = load_trained(model)
     if net.num_classes != dataset.num_classes:
         raise ZooError(f"'{model}' predicts {net.num_classes} classes, the {data} data set has {dataset.num_classes}")
+    if optimize:
+        net = optimize_model(net)
     with _progress(not as_json) as progress:
         task = progress.add_task(f"evaluate {split}", total=len(dataset), status="")
         metrics = evaluate(
@@ -245,6 +252,7 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Folder for <stem>_mask.png and <stem>_overlay.png."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cpu]."),
+    optimize: bool = OptimizeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """A colour-coded mask and an overlay PNG per image."""
@@ -255,6 +263,8 @@ def predict(
     net = load_trained(model)
     if torch_device is not None:
         net.to(torch_device)
+    if optimize:
+        net = optimize_model(net)
     results = predict_files(net, images, out, alpha=alpha)
 
     def human(console):
