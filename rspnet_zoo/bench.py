@@ -115,6 +115,7 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.
                 (x,),
                 str(file),
                 input_names=["image"],
+                output_names=["logits"],
                 opset_version=OPSET,
                 dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
                 dynamo=False,

@@ -80,11 +80,7 @@ def _torchscript(model: nn.Module, x: torch.Tensor, dest: Path, dynamic_size: bo
 
 
 def _exported(model: nn.Module, x: torch.Tensor, dest: Path, dynamic_size: bool, meta: dict[str, str]) -> Callable:
-    dims = None
-    if dynamic_size:
-        dims = (
-            {2: torch.export.Dim("height", min=MIN_DYNAMIC_SIZE), 3: torch.export.Dim("width", min=MIN_DYNAMIC_SIZE)},
-        )
+    dims = ({2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC},) if dynamic_size else None
     program = torch.export.export(model, (x,), dynamic_shapes=dims)
     torch.export.save(program, str(dest), extra_files={EXTRA_FILE: json.dumps(meta)})
     return torch.export.load(str(dest)).module()
