@@ -1,5 +1,7 @@
 """rspnet_zoo.optimize: the same outputs as the eager model on every shipped spec, and still a plain module."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -132,3 +134,20 @@ def test_an_untraceable_model_is_one_error():
 
     with pytest.raises(ZooError, match="torch.fx cannot trace"):
         optimize(DataDependent())
+
+
+def test_predict_and_eval_give_the_same_results_with_optimize(run_cli, tmp_path):
+    image = tmp_path / "scene.png"
+    run_cli("data", "sample", str(image), "--size", "48x64")
+    results = []
+    for flags in ([], ["--optimize"]):
+        out = tmp_path / ("fast" if flags else "eager")
+        code, stdout, err = run_cli("predict", "rspnet_small.synth", str(image), "--out", str(out), "--json", *flags)
+        assert code == 0, err
+        masks = (out / "scene_mask.png").read_bytes()
+        code, metrics, err = run_cli(
+            "eval", "rspnet_small.synth", "--length", "4", "--size", "48x64", "--device", "cpu", "--json", *flags
+        )
+        assert code == 0, err
+        results.append((json.loads(stdout)[0]["classes"], masks, json.loads(metrics)["miou"]))
+    assert results[0] == results[1]
