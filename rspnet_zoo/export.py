@@ -36,10 +36,11 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
     genotype = getattr(model, "genotype", None)
     meta = {
         "name": genotype.name if genotype is not None else str(cfg.get("architecture", type(model).__name__)),
-        "class_names": json.dumps(class_names_of(model)),
         "mean": json.dumps(list(cfg.get("mean", (0.485, 0.456, 0.406)))),
         "std": json.dumps(list(cfg.get("std", (0.229, 0.224, 0.225)))),
     }
+    if hasattr(model, "num_classes"):
+        meta["class_names"] = json.dumps(class_names_of(model))
     if genotype is not None:
         meta["genotype_sha256"] = spec_sha256(genotype)
     return meta

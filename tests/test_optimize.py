@@ -146,7 +146,7 @@ def test_predict_and_eval_give_the_same_results_with_optimize(run_cli, tmp_path)
         assert code == 0, err
         masks = (out / "scene_mask.png").read_bytes()
         code, metrics, err = run_cli(
-            "eval", "rspnet_small.synth", "--length", "4", "--size", "48x64", "--device", "cpu", "--json", *flags
+            "eval", "rspnet_small.synth", "--length", "2", "--size", "32x48", "--device", "cpu", "--json", *flags
         )
         assert code == 0, err
         results.append((json.loads(stdout)[0]["classes"], masks, json.loads(metrics)["miou"]))
