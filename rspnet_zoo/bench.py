@@ -103,9 +103,9 @@ def peak_memory_cuda(run: Callable[[torch.Tensor], Any], x: torch.Tensor) -> int
 
 def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.device) -> Callable:
     """The model exported to ONNX (dynamic batch and size) and run by an onnxruntime session."""
-    import onnxruntime
+    from .export import OPSET, require
 
-    from .export import OPSET
+    onnxruntime = require("onnxruntime")
 
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "model.onnx"

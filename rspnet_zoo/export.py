@@ -30,6 +30,16 @@ MIN_DYNAMIC_SIZE = 32
 OPSET = 18
 
 
+def require(module: str) -> Any:
+    """An optional dependency of the ONNX path, or one clear line saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ZooError(f"{module} is not installed: pip install 'rspnet-zoo[export]'") from None
+
+
 def export_metadata(model: nn.Module) -> dict[str, str]:
     """String metadata (ONNX stores strings only): what a runtime needs to feed and read the model."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
@@ -53,9 +63,7 @@ def check_sizes(size: tuple[int, int], dynamic_size: bool) -> list[tuple[int, in
 
 
 def _onnx(model: nn.Module, x: torch.Tensor, dest: Path, dynamic_size: bool, meta: dict[str, str]) -> Callable:
-    import onnx
-    import onnxruntime
-
+    onnx, onnxruntime = require("onnx"), require("onnxruntime")
     # the TorchScript-based exporter: a tenth of the dynamo exporter's time here, and just as exact
     torch.onnx.export(
         model,
@@ -94,9 +102,7 @@ def read_metadata(file: str | Path) -> dict[str, str]:
     """The metadata an export carries, whatever its format."""
     file = Path(file)
     if file.suffix == ".onnx":
-        import onnx
-
-        return {p.key: p.value for p in onnx.load(str(file), load_external_data=False).metadata_props}
+        return {p.key: p.value for p in require("onnx").load(str(file), load_external_data=False).metadata_props}
     extra = {EXTRA_FILE: ""}
     if file.suffix == ".pt2":
         torch.export.load(str(file), extra_files=extra)
