@@ -128,8 +128,10 @@ def _bn_slice(bn: nn.BatchNorm2d, start: int, stop: int) -> nn.BatchNorm2d:
 def _fold_before(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> None:
     """conv(scale * x + shift) = conv'(x): the scale goes into the input channels, the shift into the
     bias. Exact only when no padding is read (padding would see zeros, not the shift)."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
+    weight = torch.ones_like(bn.running_var) if bn.weight is None else bn.weight
+    bias = torch.zeros_like(bn.running_mean) if bn.bias is None else bn.bias
+    scale = weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bias - bn.running_mean * scale
     with torch.no_grad():
         bias = conv.weight.sum(dim=(2, 3)) @ shift
         if conv.bias is not None:
@@ -160,7 +162,11 @@ def fold_batch_norms(gm: fx.GraphModule) -> None:
             continue
         parts = _cat_channels(source) if len(source.users) == 1 else None
         convs = [_module(gm, p, nn.Conv2d) for p in parts or []]
-        if parts and all(c is not None and _single_reader(p, calls) for c, p in zip(convs, parts)):
+        if (
+            parts
+            and len(set(parts)) == len(parts)
+            and all(c is not None and _single_reader(p, calls) for c, p in zip(convs, parts))
+        ):
             start = 0
             for c in convs:
                 _fold_into(c, _bn_slice(bn, start, start + c.out_channels))

@@ -119,8 +119,10 @@ def test_batch_norm_before_an_unpadded_conv_and_after_a_concatenation_fold():
     )
     reduce = with_trained_statistics(FactorizedReduce(3, 7))
     padded = with_trained_statistics(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3, padding=1)))
+    plain = nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3, affine=False), nn.Conv2d(3, 4, 1)).eval()
+    plain[1].running_mean.fill_(0.3)
     x = torch.randn(2, 3, 9, 13)
-    for model, batch_norms_left in ((transition, 0), (reduce, 0), (padded, 1)):
+    for model, batch_norms_left in ((transition, 0), (reduce, 0), (padded, 1), (plain, 0)):
         fast = optimize(model)
         assert sum(isinstance(m, nn.BatchNorm2d) for m in fast.modules()) == batch_norms_left
         with torch.no_grad():
