@@ -8,7 +8,7 @@ The passes read the graph, not the zoo's module classes, so they hold for any mo
 - every BatchNorm folds into the convolution next to it where that is exact: after a conv (also the
   depthwise and dilated ones of separable convs), after a channel concatenation of convs (factorized
   reduce), and before an unpadded conv (a transition's 1x1);
-- a ReLU that is the only reader of its input runs in place;
+- a ReLU that is the only reader of a conv's (or BN's) output runs in place (never on a view, an input);
 - ``channels_last``: the weights and the input are NHWC, where oneDNN's convolutions (the depthwise
   ones above all) run much faster on CPU; outputs come back in that layout, as after
   ``model.to(memory_format=torch.channels_last)``;
@@ -188,12 +188,14 @@ def fold_batch_norms(gm: fx.GraphModule) -> None:
 
 
 def relu_in_place(gm: fx.GraphModule) -> None:
-    """A ReLU that is the only reader of a fresh (non-input) tensor overwrites it instead of allocating."""
+    """A ReLU that is the only reader of a conv's output overwrites it instead of allocating (a view or
+    an input could be read elsewhere, so only tensors a conv or BN just made)."""
     for node in list(gm.graph.nodes):
         if _module(gm, node, nn.ReLU) is None:
             continue
         source = node.args[0]
-        if isinstance(source, fx.Node) and source.op != "placeholder" and len(source.users) == 1:
+        fresh = isinstance(source, fx.Node) and _module(gm, source, (nn.Conv2d, nn.BatchNorm2d)) is not None
+        if fresh and len(source.users) == 1:
             with gm.graph.inserting_after(node):
                 fused = gm.graph.call_function(F.relu, (source,), {"inplace": True})
             _bypass(gm, node, fused)
