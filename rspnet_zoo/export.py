@@ -10,6 +10,7 @@ Every file carries the model's name, genotype sha256, class names and normalisat
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,10 +105,12 @@ def read_metadata(file: str | Path) -> dict[str, str]:
     if file.suffix == ".onnx":
         return {p.key: p.value for p in require("onnx").load(str(file), load_external_data=False).metadata_props}
     extra = {EXTRA_FILE: ""}
-    if file.suffix == ".pt2":
-        torch.export.load(str(file), extra_files=extra)
-    else:
+    with zipfile.ZipFile(file) as archive:  # a TorchScript archive holds constants.pkl, a torch.export one not
+        torchscript = any(name.endswith("/constants.pkl") for name in archive.namelist())
+    if torchscript:
         torch.jit.load(str(file), _extra_files=extra)
+    else:
+        torch.export.load(str(file), extra_files=extra)
     return json.loads(extra[EXTRA_FILE])
 
 
