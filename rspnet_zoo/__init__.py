@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from .errors import SpecError, ZooError  # noqa: E402
 from .model import GenotypeNet  # noqa: E402
+from .optimize import optimize  # noqa: E402
 from .spec import Genotype  # noqa: E402
 from .specfile import dump_spec, load_spec, parse_spec, spec_sha256  # noqa: E402
 from .zoo import SHIPPED, create_genotype_net, zoo_home  # noqa: E402
@@ -21,6 +22,7 @@ __all__ = [
     "create_genotype_net",
     "dump_spec",
     "load_spec",
+    "optimize",
     "parse_spec",
     "spec_sha256",
     "zoo_home",

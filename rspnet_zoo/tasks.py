@@ -19,6 +19,7 @@ import torch
 from .data import build_dataset
 from .errors import ZooError
 from .fsutil import atomic_write_text
+from .optimize import optimize
 from .predict import predict_files
 from .train import CHECKPOINT_FILE, evaluate, save_to_zoo, train, train_command
 from .zoo import SHIPPED, create_genotype_net, load_trained, resolve_genotype, zoo_home
@@ -131,6 +132,7 @@ class EvalRequest:
     length: int | None = None
     size: tuple[int, int] | None = None
     device: torch.device | None = None
+    optimize: bool = False  # rspnet_zoo.optimize: same outputs, faster
 
 
 def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: BatchCallback | None = None) -> dict:
@@ -144,6 +146,8 @@ def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: Ba
         )
     if on_start is not None:
         on_start(len(dataset))
+    if r.optimize:
+        net = optimize(net)
     metrics = evaluate(net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch)
     return dict(model=r.model, data=r.data, split=r.split, **metrics)
 
@@ -155,6 +159,7 @@ class PredictRequest:
     out: Path
     alpha: float = 0.5
     device: torch.device | None = None
+    optimize: bool = False
 
 
 def run_predict(r: PredictRequest) -> list[dict]:
@@ -165,6 +170,8 @@ def run_predict(r: PredictRequest) -> list[dict]:
     net = load_trained(r.model)
     if r.device is not None:
         net.to(r.device)
+    if r.optimize:
+        net = optimize(net)
     return predict_files(net, list(r.images), r.out, alpha=r.alpha)
 
 

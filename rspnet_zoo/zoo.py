@@ -10,6 +10,7 @@ or else the package data ``rspnet_zoo/weights/<name>.<tag>.safetensors``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -247,6 +248,22 @@ def _folder_config(path: Path) -> dict:
         raise ZooError(f"{file}: not JSON ({e})") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_spec(path: Path, resolved: Path, mtime_ns: int, size: int) -> Genotype:
+    return load_spec(path)
+
+
+def _load_spec_file(path: Path) -> Genotype:
+    """Read and validated once per version (path, mtime, size), so building a model many times in one
+    process costs the build alone."""
+    try:
+        resolved = path.resolve()
+        stat = resolved.stat()
+    except OSError:
+        return load_spec(path)  # its error names the file
+    return _cached_spec(path, resolved, stat.st_mtime_ns, stat.st_size)
+
+
 def resolve_genotype(ref: str) -> Genotype:
     """The spec a reference names: a registered name[.tag], a spec file, or a built folder's."""
     r = resolve_ref(ref)
@@ -254,7 +271,7 @@ def resolve_genotype(ref: str) -> Genotype:
         return SHIPPED[r.name]
     if r.kind == "folder":
         return genotype_from_dict(_folder_config(r.path).get("model_args", {}).get("genotype"))
-    return load_spec(r.path)
+    return _load_spec_file(r.path)
 
 
 def load_trained(ref: str, **kwargs: Any) -> GenotypeNet:

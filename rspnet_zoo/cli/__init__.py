@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 
 from . import (
+    bench_commands,  # noqa: E402,F401  (registers bench, export)
     convert_commands,  # noqa: E402,F401  (registers convert)
     import_commands,  # noqa: E402,F401  (registers import darts|autodeeplab|nas-segm, diff)
     search_commands,  # noqa: E402,F401  (registers search)
