@@ -49,7 +49,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _command(options: dict[str, Any], overrides: dict[str, Any]) -> str:
+def command_line(options: dict[str, Any], overrides: dict[str, Any]) -> str:
     """The command line that reproduces this search (run folder, resume and output mode left out)."""
     parts = ["rspnet-zoo", "search"]
     for flag, value in options.items():
@@ -168,7 +168,7 @@ def search(
         raise ZooError(f"{out}: the spec is written as a .json file")
     if threads is not None:
         torch.set_num_threads(threads)
-    command = _command(
+    command = command_line(
         dict(
             stage=stage,
             budget=budget,

@@ -6,14 +6,13 @@ with a progress bar for people, and prints the summary.
 
 from __future__ import annotations
 
-import json
-import shlex
 from pathlib import Path
 from typing import Any
 
 from ..errors import ZooError
 from ..zoo import zoo_home
 from .output import emit
+from .search_commands import command_line
 
 
 def run_template_search(
@@ -64,13 +63,7 @@ def run_template_search(
         latency_target=latency_target,
         stem_weights=stem_weights,
     )
-    parts = ["rspnet-zoo", "search"]
-    for flag, value in options.items():
-        if value is not None:
-            parts += [f"--{flag.replace('_', '-')}", str(value)]
-    for key, value in settings.items():
-        parts += ["--set", f"{key}={json.dumps(value)}"]
-    command = shlex.join(parts)
+    command = command_line(options, settings)
     request = TemplateSearchRequest(
         budget=budget,
         config=config,
