@@ -24,7 +24,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from .errors import WeightsError, ZooError
 from .model import GenotypeNet
 from .resources import shipped_specs
-from .spec import Genotype
+from .spec import MAX_CLASSES, Genotype
 from .specfile import genotype_from_dict, load_spec, spec_sha256
 from .weightsfile import read_weights
 
@@ -135,6 +135,9 @@ def create_genotype_net(
     """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first."""
     if not isinstance(genotype, Genotype):
         genotype = genotype_from_dict(genotype)
+    num_classes = kwargs.get("num_classes")
+    if num_classes is not None and not 0 <= num_classes <= MAX_CLASSES:  # 0: timm's "no classifier"
+        raise ZooError(f"num_classes={num_classes}: the spec format allows 0 to {MAX_CLASSES:,} classes")
     if isinstance(pretrained_cfg, str):  # a tag, as timm passes 'rspnet_small.synth'
         file = tag_weights(name, pretrained_cfg)
         if file is None:

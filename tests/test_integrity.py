@@ -3,6 +3,7 @@ spec documents are refused for non-finite normalisation, duplicate keys and over
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 
@@ -12,8 +13,11 @@ import torch
 from safetensors import safe_open
 
 from rspnet_zoo.artifacts import build_folder
-from rspnet_zoo.errors import WeightsError
+from rspnet_zoo.errors import SpecError, WeightsError, ZooError
 from rspnet_zoo.resources import shipped_specs
+from rspnet_zoo.schema import committed_schema
+from rspnet_zoo.spec import MAX_CLASSES
+from rspnet_zoo.specfile import canonical_dict, genotype_from_dict, parse_spec
 from rspnet_zoo.weightsfile import TENSORS_SHA256, read_weights, save_weights, tensors_sha256
 from rspnet_zoo.zoo import PACKAGE_WEIGHTS, SHIPPED
 
@@ -111,3 +115,67 @@ def test_cli_refuses_damaged_weights_in_one_line(damage, built, tmp_path, run_cl
     assert len(err.strip().splitlines()) == 1 and "damaged.safetensors" in err and "Traceback" not in err
     assert ("do not match the sha256" if damage == "flip" else "holds NaN or Inf") in err
     assert not (tmp_path / "out" / "rspnet_small").exists()
+
+
+def spec_text(**defaults) -> str:
+    doc = canonical_dict(SHIPPED["rspnet_small"])
+    doc["defaults"] = {**doc["defaults"], **defaults}
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("defaults", "where"),
+    [
+        (dict(std=[0.2, 0.0, 0.2]), "/defaults/std/1"),
+        (dict(std=[0.2, 0.2, -1.0]), "/defaults/std/2"),
+        (dict(std=[float("nan"), 1.0, 1.0]), "/defaults/std/0"),
+        (dict(mean=[0.5, float("inf"), 0.5]), "/defaults/mean/1"),
+    ],
+)
+def test_mean_and_std_must_be_finite_and_std_positive(defaults, where):
+    doc = json.loads(spec_text())
+    doc["defaults"].update(defaults)
+    with pytest.raises(SpecError) as e:
+        genotype_from_dict(doc)
+    assert e.value.pointer == where
+
+
+def test_the_schema_document_states_that_std_is_positive():
+    std = committed_schema()["$defs"]["Defaults"]["properties"]["std"]
+    assert std["items"]["exclusiveMinimum"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        ('{"a": 1, "b": {"c": 2, "c": 3}}', "/b/c", "duplicate key"),
+        ('{"x": [1, ' + "9" * 5000 + "]}", "/x/1", "5000 digits"),
+        ('{"x": [1, -' + "9" * 70 + ".5e1]}", "/x/1", "72 digits"),
+        ('{"x": {"y": NaN}}', "/x/y", "NaN is not JSON"),
+        ('{"y": -Infinity}', "/y", "-Infinity is not JSON"),
+        ('{"y": 1e999}', "/y", "overflows"),
+    ],
+)
+def test_spec_json_is_strict(text, where, reason):
+    with pytest.raises(SpecError, match=reason) as e:
+        parse_spec(text, source="s.json")
+    assert e.value.pointer == where and str(e.value).startswith(f"s.json: {where}: ")
+
+
+def test_a_duplicate_key_in_a_real_spec_is_named(tmp_path, run_cli):
+    text = spec_text().replace('"defaults": {', '"defaults": {"num_classes": 3, ', 1)
+    spec = tmp_path / "dup.json"
+    spec.write_text(text)
+    code, out, err = run_cli("validate", str(spec))
+    assert code == 2 and err.strip().endswith(
+        f"{spec}: /defaults/num_classes: duplicate key (JSON objects need unique keys)"
+    )
+
+
+def test_the_class_cap_covers_every_override(tmp_path, run_cli):
+    over = MAX_CLASSES + 1
+    with pytest.raises(ZooError, match=f"num_classes={over}: the spec format allows 0 to"):
+        timm.create_model("rspnet_small", num_classes=over)
+    code, out, err = run_cli("build", str(SPEC), "--out", str(tmp_path), "--num-classes", str(over))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"num_classes={over}" in err
+    assert list(tmp_path.iterdir()) == []
