@@ -3,7 +3,8 @@
 Builds the spec once into a temporary zoo home, then times ``timm.create_model(name, pretrained=True)``
 with the check (as shipped) and without it (only the metadata's genotype sha read, as before the check
 existed), interleaved, and prints medians of wall and CPU time, their ratio and the load average.
-It also times the check alone (``read_weights``) against a plain ``safetensors.torch.load_file``.
+It also times the check alone (``read_weights``) beside ``safetensors.torch.load_file``, which maps the
+file lazily: its bytes are read later, when the model copies them in.
 
     .venv/bin/python benchmarks/bench_weights_check.py                       # autodeeplab_l, ~44M parameters
     .venv/bin/python benchmarks/bench_weights_check.py --name darts_v2_imagenet --repeats 5
@@ -62,7 +63,7 @@ def main() -> None:
             "create_model, checked": load,
             "create_model, unchecked": load_unchecked,
             "read_weights (check)": lambda: read_weights(file),
-            "load_file (plain read)": lambda: load_file(str(file)),
+            "load_file (lazy mmap)": lambda: load_file(str(file)),
         }
         times: dict[str, list[tuple[float, float]]] = {k: [] for k in contenders}
         for fn in contenders.values():  # warm the page cache and the allocator
