@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import ZooError
@@ -24,6 +22,7 @@ from .model import GenotypeNet
 from .spec import FORMAT_VERSION, Genotype
 from .specfile import canonical_dict, dump_spec, spec_sha256
 from .stats import count_flops, count_parameters, meta_model
+from .weightsfile import read_weights, save_weights
 from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, pretrained_cfg_for
 
 
@@ -41,13 +40,8 @@ def weights_metadata(genotype: Genotype, class_names: Sequence[str] | None = Non
 
 
 def load_weights(model: torch.nn.Module, file: Path) -> None:
-    """Strict load of a safetensors file, with a one-line error when it does not fit the model."""
-    try:
-        state = load_file(str(file))
-    except FileNotFoundError:
-        raise ZooError(f"{file}: no such weights file") from None
-    except (SafetensorError, OSError) as e:
-        raise ZooError(f"{file}: not a safetensors file ({e})") from None
+    """Strict load of a safetensors file, with a one-line error when it is corrupted or does not fit the model."""
+    state, _ = read_weights(file)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -167,8 +161,7 @@ def build_folder(
     final = out_dir / folder_name
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", dir=out_dir))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata=weights_metadata(genotype, class_names))
+        save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, class_names))
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, card_note))
         _publishable(tmp)

@@ -7,6 +7,10 @@ class ZooError(Exception):
     """A problem with the user's input (a file, a name, a flag), not a bug."""
 
 
+class WeightsError(ZooError, FileNotFoundError):
+    """Weights are missing, corrupted, not finite, or were built from another spec."""
+
+
 class SpecError(ZooError, ValueError):
     """A genotype spec is invalid at ``pointer`` (a JSON pointer, '' for the whole document)."""
 

@@ -25,6 +25,9 @@ MAX_CLASSES = 100_000
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
 Reduction = Annotated[int, Field(ge=1, le=MAX_REDUCTION)]
+# Normalisation: a NaN, infinite or zero std turns every input into NaN (and config.json into non-JSON).
+Mean = Annotated[float, Field(allow_inf_nan=False)]
+Std = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -228,8 +231,8 @@ class Defaults(Strict):
     input_size: tuple[
         Annotated[int, Field(ge=1, le=16)], Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]
     ] = (3, 512, 1024)
-    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
-    std: tuple[float, ...] = IMAGENET_DEFAULT_STD
+    mean: tuple[Mean, ...] = IMAGENET_DEFAULT_MEAN
+    std: tuple[Std, ...] = IMAGENET_DEFAULT_STD
     class_names: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_CLASSES)] | None = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,62 @@ from .spec import Genotype
 from .textutil import json_repr, shorten
 
 MAX_SPEC_BYTES = 8 * 1024 * 1024
+MAX_NUMBER_DIGITS = 64  # far above any bound in the schema; Python refuses to parse ints over 4300 digits
+
+
+class _Refused:
+    """Stands in the parsed document where a value is not strict JSON, so its pointer can be named."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class _Object(dict):
+    """A JSON object that remembers the first key it saw twice (a plain dict keeps the last silently)."""
+
+    duplicate: str | None = None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    for key, value in pairs:
+        if key in obj and obj.duplicate is None:
+            obj.duplicate = key
+        obj[key] = value
+    return obj
+
+
+def _number(text: str, parse: Any) -> Any:
+    digits = sum(c.isdigit() for c in text)
+    if digits > MAX_NUMBER_DIGITS:
+        return _Refused(f"a number with {digits} digits, at most {MAX_NUMBER_DIGITS} allowed")
+    value = parse(text)
+    return value if math.isfinite(value) else _Refused(f"{text} overflows to {value}")
+
+
+def _strict_loads(text: str) -> Any:
+    return json.loads(
+        text,
+        object_pairs_hook=_object,
+        parse_int=lambda t: _number(t, int),
+        parse_float=lambda t: _number(t, float),
+        parse_constant=lambda t: _Refused(f"{t} is not JSON"),
+    )
+
+
+def _first_refusal(node: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], str] | None:
+    """The first non-strict value in document order, with its path: duplicate keys, NaN/Infinity,
+    numbers too long to be meant."""
+    if isinstance(node, _Refused):
+        return path, node.reason
+    if isinstance(node, _Object) and node.duplicate is not None:
+        return (*path, node.duplicate), "duplicate key (JSON objects need unique keys)"
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        found = _first_refusal(child, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def load_spec(path: str | Path) -> Genotype:
@@ -43,11 +100,14 @@ def parse_spec(text: str, source: str | None = None) -> Genotype:
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError("", f"document is larger than {MAX_SPEC_BYTES // 2**20} MiB", source)
     try:
-        doc = json.loads(text)
+        doc = _strict_loads(text)
+        refused = _first_refusal(doc)
     except json.JSONDecodeError as e:
         raise SpecError("", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", source) from None
     except RecursionError:
         raise SpecError("", "invalid JSON: nested too deeply", source) from None
+    if refused is not None:
+        raise SpecError(pointer(*refused[0]), refused[1], source)
     try:
         return genotype_from_dict(doc)
     except SpecError as e:

@@ -21,19 +21,16 @@ from typing import Any
 from safetensors import safe_open
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .errors import ZooError
+from .errors import WeightsError, ZooError
 from .model import GenotypeNet
 from .resources import shipped_specs
-from .spec import Genotype
+from .spec import MAX_CLASSES, Genotype
 from .specfile import genotype_from_dict, load_spec, spec_sha256
+from .weightsfile import read_weights
 
 GENERIC_ARCH = "rspnet"
 WEIGHTS_FILE = "model.safetensors"
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
-
-
-class WeightsError(ZooError, FileNotFoundError):
-    """Pretrained weights are missing or were built from another spec."""
 
 
 def zoo_home() -> Path:
@@ -76,11 +73,6 @@ def _load_shipped() -> dict[str, Genotype]:
 
 
 SHIPPED: dict[str, Genotype] = _load_shipped()
-
-
-def weights_sha256(file: Path) -> str | None:
-    with safe_open(str(file), framework="pt") as f:
-        return (f.metadata() or {}).get("genotype_sha256")
 
 
 def trained_cfg(genotype: Genotype, file: Path) -> dict[str, Any]:
@@ -143,6 +135,9 @@ def create_genotype_net(
     """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first."""
     if not isinstance(genotype, Genotype):
         genotype = genotype_from_dict(genotype)
+    num_classes = kwargs.get("num_classes")
+    if num_classes is not None and not 0 <= num_classes <= MAX_CLASSES:  # 0: timm's "no classifier"
+        raise ZooError(f"num_classes={num_classes}: the spec format allows 0 to {MAX_CLASSES:,} classes")
     if isinstance(pretrained_cfg, str):  # a tag, as timm passes 'rspnet_small.synth'
         file = tag_weights(name, pretrained_cfg)
         if file is None:
@@ -162,7 +157,8 @@ def create_genotype_net(
                     else "run `rspnet-zoo build SPEC --out DIR`"
                 )
                 raise WeightsError(f"no weights for '{name}' at {file}: {hint} to make them")
-            sha, expected = weights_sha256(file), spec_sha256(genotype)
+            _, metadata = read_weights(file)  # refuses corrupted or non-finite tensors
+            sha, expected = metadata.get("genotype_sha256"), spec_sha256(genotype)
             if sha != expected:
                 raise WeightsError(
                     f"{file} was built from spec {str(sha)[:12]}, "
