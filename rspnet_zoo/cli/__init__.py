@@ -1,5 +1,8 @@
 """The ``rspnet-zoo`` command: a thin typer shell over the library.
 
+Command modules import torch-side modules inside their functions, so that ``--help``, ``--version`` and
+the command tree load without torch or timm (``import rspnet_zoo`` defers those too; see its docstring).
+
 Known errors become one line on stderr and exit code 2; ``--json`` on a command prints its result
 as JSON on stdout; rich tables are for people.
 """
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 
 import typer
 
+from .. import __version__
 from ..errors import ZooError
 
 app = typer.Typer(
@@ -20,6 +24,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"rspnet-zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Genotype compiler and timm model zoo for RSPNet and NAS-found segmentation networks."""
+
 
 from . import (
     bench_commands,  # noqa: E402,F401  (registers bench, export)

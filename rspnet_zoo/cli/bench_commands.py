@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.table import Table
 
@@ -16,8 +16,13 @@ from .train_commands import OptimizeOpt, parse_device, parse_size
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 ClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of every model [default: each model's own].")
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _device(value: str) -> torch.device:
+    import torch
+
     device = parse_device(value)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ZooError("--device cuda: no CUDA device is available here")
@@ -41,6 +46,8 @@ def bench(
     as_json: bool = JsonOpt,
 ) -> None:
     """Latency, images/s, FLOPs, peak memory and achieved GFLOP/s of models measured interleaved."""
+    import torch
+
     from ..bench import RUNTIMES, load_model, measure, prepare
 
     if runtime not in RUNTIMES:

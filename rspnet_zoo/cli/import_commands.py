@@ -10,8 +10,6 @@ import typer
 from ..fsutil import atomic_write_text
 from ..spec import Genotype
 from ..specfile import dump_spec, spec_sha256
-from ..stats import count_parameters, meta_model
-from ..zoo import resolve_genotype
 from . import app
 from .output import JSON_OPTION_HELP, emit
 
@@ -32,6 +30,8 @@ class DartsNetwork(str, Enum):
 
 
 def _write(genotype: Genotype, out: Path | None, as_json: bool) -> None:
+    from ..stats import count_parameters, meta_model
+
     if out is None:
         dest = Path(f"{genotype.name}.json")
     elif out.is_dir():
@@ -141,6 +141,7 @@ def diff(
 ) -> None:
     """What differs between two specs: cells, ops, paths, head, defaults and sizes."""
     from ..diff import SECTIONS, diff_specs, size_words
+    from ..zoo import resolve_genotype
 
     ga, gb = resolve_genotype(a), resolve_genotype(b)
     result = diff_specs(ga, gb, with_sizes=sizes)

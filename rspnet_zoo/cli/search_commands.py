@@ -12,7 +12,6 @@ import typer
 from searchers.budgets import budgets_help
 
 from ..errors import ZooError
-from ..zoo import zoo_home
 from . import app
 from .output import JSON_OPTION_HELP, emit
 
@@ -157,6 +156,8 @@ def search(
     from searchers.budgets import resolve_config
     from searchers.runner import SearchRequest
     from searchers.runner import search as run_search
+
+    from ..zoo import zoo_home
 
     overrides = {FLAG_SETTINGS[k]: v for k, v in flags.items() if v is not None}
     overrides.update(_parse_set(settings))

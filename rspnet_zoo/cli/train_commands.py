@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..data import build_dataset
-from ..predict import save_png
-from ..tasks import EvalRequest, PredictRequest, TrainRequest, run_eval, run_predict, run_train
 from . import app
 from .output import JSON_OPTION_HELP, emit, errors
 
@@ -25,6 +22,9 @@ SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+if TYPE_CHECKING:
+    import torch
 
 
 def parse_size(value: str | None, flag: str) -> tuple[int, int] | None:
@@ -39,6 +39,8 @@ def parse_size(value: str | None, flag: str) -> tuple[int, int] | None:
 
 
 def parse_device(value: str | None) -> torch.device | None:
+    import torch
+
     if value is None:
         return None
     try:
@@ -120,6 +122,8 @@ def train(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
+    from ..tasks import TrainRequest, run_train
+
     sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
@@ -159,6 +163,8 @@ def evaluate_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
+    from ..tasks import EvalRequest, run_eval
+
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
         size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize,
@@ -188,6 +194,8 @@ def predict(
     as_json: bool = JsonOpt,
 ) -> None:
     """A colour-coded mask and an overlay PNG per image."""
+    from ..tasks import PredictRequest, run_predict
+
     results = run_predict(
         PredictRequest(model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize)
     )
@@ -211,6 +219,9 @@ def sample(
     as_json: bool = JsonOpt,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
+    from ..data import build_dataset
+    from ..predict import save_png
+
     dataset = build_dataset("synthetic", split, seed=seed, size=parse_size(size, "--size"), length=index + 1)
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)

@@ -11,10 +11,7 @@ from rich.table import Table
 from ..errors import SpecError
 from ..spec import Genotype
 from ..specfile import load_spec, spec_sha256
-from ..stats import cached_spec_stats
-from ..tasks import BuildRequest, run_build
 from ..textutil import step_text
-from ..zoo import SHIPPED, resolve_genotype, weights_path, zoo_home
 from . import app
 from .output import JSON_OPTION_HELP, emit, error_line
 
@@ -47,6 +44,9 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
 @app.command("list")
 def list_models(as_json: bool = JsonOpt) -> None:
     """Registered architectures, whether their weights are built, parameters and FLOPs."""
+    from ..stats import cached_spec_stats
+    from ..zoo import SHIPPED, weights_path, zoo_home
+
     rows = []
     for name, g in sorted(SHIPPED.items()):
         stats = cached_spec_stats(g)
@@ -135,6 +135,8 @@ def show(
 ) -> None:
     """Summarise a spec: cells, nodes, paths and sizes."""
     from ..render import check_picture_path, render_graph
+    from ..stats import cached_spec_stats
+    from ..zoo import resolve_genotype
 
     g = resolve_genotype(model)
     if plot is not None:
@@ -193,6 +195,8 @@ def build(
     as_json: bool = JsonOpt,
 ) -> None:
     """Compile a spec into OUT/<name>/: config.json, model.safetensors and a README.md model card."""
+    from ..tasks import BuildRequest, run_build
+
     info = run_build(BuildRequest(spec, out=out, num_classes=num_classes, weights=weights, seed=seed))
 
     def human(console):
