@@ -14,7 +14,7 @@ from .output import JSON_OPTION_HELP, emit
 from .train_commands import OptimizeOpt, parse_device, parse_size
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
-ClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of every model [default: each model's own].")
+ClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of every model.", show_default="each model's own")
 
 if TYPE_CHECKING:
     import torch
@@ -101,10 +101,10 @@ def bench(
 def export(
     model: str = typer.Argument(..., help="A registered name[.tag], a built folder or a spec file (random weights)."),
     fmt: str = typer.Option("onnx", "--format", help="onnx, torchscript or exported (torch.export)."),
-    size: str = typer.Option(None, "--size", help="Input HxW [default: the model's input size]."),
+    size: str = typer.Option(None, "--size", help="Input HxW.", show_default="the model's input size"),
     dynamic_size: bool = typer.Option(False, "--dynamic-size", help="Any height and width (and batch for ONNX)."),
     optimize: bool = OptimizeOpt,
-    out: Path | None = typer.Option(None, "--out", help="File to write [default: ./<name>.<onnx|pt|pt2>]."),
+    out: Path | None = typer.Option(None, "--out", help="File to write.", show_default="./<name>.<onnx|pt|pt2>"),
     as_json: bool = JsonOpt,
 ) -> None:
     """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model."""

@@ -14,10 +14,12 @@ from . import app
 from .output import JSON_OPTION_HELP, emit
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
-NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier) [default: from the importer].")
-DescriptionOpt = typer.Option(None, "--description", help="Spec description [default: a generic one].")
-OutOpt = typer.Option(None, "--out", help="Spec file to write, or a folder for <name>.json [default: ./<name>.json].")
-ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes [default: the network's].")
+NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier).", show_default="from the importer")
+DescriptionOpt = typer.Option(None, "--description", help="Spec description.", show_default="a generic one")
+OutOpt = typer.Option(
+    None, "--out", help="Spec file to write, or a folder for <name>.json.", show_default="./<name>.json"
+)
+ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes.", show_default="the network's")
 CityscapesClassesOpt = typer.Option(19, "--classes", min=1, help="Number of classes (19: Cityscapes).")
 
 import_app = typer.Typer(help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True)
@@ -63,10 +65,10 @@ def import_darts(
         DartsNetwork.cifar, "--network", help="The DARTS evaluation network to build."
     ),
     channels: int | None = typer.Option(
-        None, "--channels", "-C", min=2, help="Initial C [default: 36 CIFAR, 48 ImageNet]."
+        None, "--channels", "-C", min=2, help="Initial C.", show_default="36 CIFAR, 48 ImageNet"
     ),
     layers: int | None = typer.Option(
-        None, "--layers", min=3, help="Number of cells [default: 20 CIFAR, 14 ImageNet]."
+        None, "--layers", min=3, help="Number of cells.", show_default="20 CIFAR, 14 ImageNet"
     ),
     num_classes: int | None = ClassesOpt,
     auxiliary: bool = typer.Option(

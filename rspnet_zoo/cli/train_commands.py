@@ -100,7 +100,7 @@ def train(
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Stop after this many steps instead."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     crop: str | None = typer.Option(
-        None, "--crop", help="Training crop HxW [default: 128x128 synthetic, 512x512 otherwise]."
+        None, "--crop", help="Training crop HxW.", show_default="128x128 synthetic, 512x512 otherwise"
     ),
     lr: float = typer.Option(0.01, "--lr", min=0.0, help="Initial learning rate of SGD (momentum 0.9, poly decay)."),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
@@ -108,17 +108,22 @@ def train(
         0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic training stream."
     ),
     length: int | None = typer.Option(
-        None, "--length", min=1, help="Synthetic: training images per epoch [default: 2000]."
+        None, "--length", min=1, help="Synthetic: training images per epoch.", show_default="2000"
     ),
     size: str | None = typer.Option(
-        None, "--size", help="Synthetic: scene size HxW the crops are cut from [default: the crop]."
+        None, "--size", help="Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     out: Path | None = typer.Option(
-        None, "--out", help="Run folder (checkpoint.pt, history.json) [default: $RSPNET_ZOO_HOME/runs/<name>.<tag>]."
+        None,
+        "--out",
+        help="Run folder (checkpoint.pt, history.json).",
+        show_default="runs/<name>.<tag> in $RSPNET_ZOO_HOME",
     ),
-    tag: str | None = typer.Option(None, "--tag", help="Zoo tag of the trained weights [default: the data set name]."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    tag: str | None = typer.Option(
+        None, "--tag", help="Zoo tag of the trained weights.", show_default="the data set name"
+    ),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
@@ -156,9 +161,11 @@ def evaluate_command(
     split: str = typer.Option("val", "--split"),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed", help="Synthetic: the stream to draw the split from."),
-    length: int | None = typer.Option(None, "--length", min=1, help="Synthetic: images in the split [default: 100]."),
-    size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW [default: 128x128]."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    length: int | None = typer.Option(
+        None, "--length", min=1, help="Synthetic: images in the split.", show_default="100"
+    ),
+    size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW.", show_default="128x128"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     optimize: bool = OptimizeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -189,7 +196,7 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Folder for <stem>_mask.png and <stem>_overlay.png."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cpu]."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
     optimize: bool = OptimizeOpt,
     as_json: bool = JsonOpt,
 ) -> None:

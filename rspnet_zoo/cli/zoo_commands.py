@@ -187,7 +187,7 @@ def show(
 def build(
     spec: str = typer.Argument(..., help="A spec file or a registered name."),
     out: Path | None = typer.Option(
-        None, "--out", help="Parent folder of the built folder [default: $RSPNET_ZOO_HOME]."
+        None, "--out", help="Parent folder of the built folder.", show_default="$RSPNET_ZOO_HOME"
     ),
     num_classes: int | None = typer.Option(None, "--num-classes", min=1, help="Override the spec's class count."),
     weights: Path | None = typer.Option(None, "--weights", help="A safetensors file to load instead of random init."),
