@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from ..errors import ZooError
 from . import app
-from .output import JSON_OPTION_HELP, emit
+from .output import JSON_OPTION_HELP, emit, table
 from .train_commands import OptimizeOpt, parse_device, parse_size
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
@@ -68,15 +67,15 @@ def bench(
 
     def human(console):
         load = result["load_average"]
-        table = Table(
+        timings = table(
             title=f"{batch}x3x{h}x{w} on {device}, {threads} threads, {runtime}{' optimized' if optimize else ''}, "
             f"median of {rounds} interleaved rounds; fp32 matmul peak {result['matmul_peak_gflops_per_s']:.0f} GFLOP/s"
         )
         for column in ("model", "params", "GMAC", "ms median", "ms p90", "CPU ms", "img/s", "peak MiB", "GFLOP/s"):
-            table.add_column(column, justify="left" if column == "model" else "right")
-        table.add_column("x first", justify="right")
+            timings.add_column(column, justify="left" if column == "model" else "right")
+        timings.add_column("x first", justify="right")
         for r in result["models"]:
-            table.add_row(
+            timings.add_row(
                 r["name"],
                 f"{r['parameters']:,}",
                 f"{r['gmac']:.2f}",
@@ -88,7 +87,7 @@ def bench(
                 f"{r['gflops_per_s']:.1f} ({r['peak_fraction']:.0%})",
                 f"{r['latency_ratio']:.2f}",
             )
-        console.print(table)
+        console.print(timings)
         console.print(
             f"load average {' '.join(f'{v:.2f}' for v in load['before'])} before, "
             f"{' '.join(f'{v:.2f}' for v in load['after'])} after; 'x first' is latency relative to the first model"

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from . import app
-from .output import JSON_OPTION_HELP, emit, errors
+from .output import JSON_OPTION_HELP, emit, errors, table
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OptimizeOpt = typer.Option(
@@ -79,12 +78,12 @@ class _LazyBars:
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
-    table = Table(title=title)
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
+    per_class = table(title)
+    per_class.add_column("class")
+    per_class.add_column("IoU", justify="right")
     for name, iou in metrics["per_class_iou"].items():
-        table.add_row(name, "-" if iou is None else f"{iou:.4f}")
-    console.print(table)
+        per_class.add_row(name, "-" if iou is None else f"{iou:.4f}")
+    console.print(per_class)
     console.print(
         f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
         f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}"

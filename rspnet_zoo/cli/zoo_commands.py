@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from ..errors import SpecError
 from ..spec import Genotype
 from ..specfile import load_spec, spec_sha256
 from ..textutil import step_text
 from . import app
-from .output import JSON_OPTION_HELP, emit, error_line
+from .output import JSON_OPTION_HELP, emit, error_line, table
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 
@@ -62,20 +61,11 @@ def list_models(as_json: bool = JsonOpt) -> None:
         )
 
     def human(console):
-        table = Table(title=f"rspnet-zoo architectures (weights in {zoo_home()})")
-        widths = dict(
-            name=max(len(r["name"]) for r in rows), params=max(len(f"{r['parameters']:,}") for r in rows), GFLOPs=7
-        )
-        for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "at"):
-            table.add_column(
-                col,
-                justify="right" if col in ("params", "GFLOPs", "classes") else "left",
-                no_wrap=col in widths,
-                min_width=widths.get(col),
-                overflow="fold",
-            )
+        listing = table(f"rspnet-zoo architectures (weights in {zoo_home()})")
+        for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "input"):
+            listing.add_column(col, justify="right" if col in ("params", "GFLOPs", "classes") else "left", no_wrap=True)
         for r in rows:
-            table.add_row(
+            listing.add_row(
                 r["name"],
                 r["version"],
                 "yes" if r["weights"] else "-",
@@ -84,7 +74,7 @@ def list_models(as_json: bool = JsonOpt) -> None:
                 f"{r['flops'] / 1e9:.2f}",
                 "x".join(map(str, r["input_size"])),
             )
-        console.print(table)
+        console.print(listing)
 
     emit(rows, human, as_json)
 
@@ -155,19 +145,19 @@ def show(
         if g.description:
             console.print(g.description)
         for name, c in info["cells"].items():
-            table = Table(title=f"cell '{name}'" + (" (reduction)" if c["reduction"] else ""))
-            table.add_column("state")
-            table.add_column("= sum of edges")
+            cell_table = table(f"cell '{name}'" + (" (reduction)" if c["reduction"] else ""))
+            cell_table.add_column("state")
+            cell_table.add_column("= sum of edges")
             for i, step in enumerate(c["steps"]):
-                table.add_row(str(i + c["num_inputs"]), step)
-            table.caption = f"output: concat of states {c['concat']}"
-            console.print(table)
-        table = Table(title="network")
+                cell_table.add_row(str(i + c["num_inputs"]), step)
+            cell_table.caption = f"output: concat of states {c['concat']}"
+            console.print(cell_table)
+        network = table("network")
         for col in ("id", "kind", "reduction", "C", "inputs", "partial"):
-            table.add_column(col)
+            network.add_column(col)
         for n in info["nodes"]:
             p = n["partial"]
-            table.add_row(
+            network.add_row(
                 n["id"],
                 n["kind"],
                 f"1/{n['reduction']}",
@@ -175,7 +165,7 @@ def show(
                 " | ".join(n["inputs"]),
                 f"{p['ratio']:g} x{p['depth']}" if p else "",
             )
-        console.print(table)
+        console.print(network)
         console.print(f"head: {json.dumps(info['head'])}")
         if plot is not None:
             console.print(f"graph drawn to {info['plot']}")
