@@ -9,26 +9,32 @@ import typer
 
 from ..errors import SpecError
 from ..spec import Genotype
-from ..specfile import load_spec, spec_sha256
+from ..specfile import load_spec, spec_errors, spec_sha256
 from ..textutil import step_text
 from . import app
 from .output import JSON_OPTION_HELP, emit, error_line, table
 
+MAX_ERRORS = 20
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 
 
 @app.command()
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
-    """Check spec files; exit 2 with one line per bad file."""
+    """Check spec files; exit 2 with one line per error (up to 20 per file)."""
     results = []
     for path in specs:
         try:
             g = load_spec(path)
             results.append(dict(file=str(path), ok=True, name=g.name, sha256=spec_sha256(g)))
-        except SpecError as e:
-            results.append(dict(file=str(path), ok=False, pointer=e.pointer, error=e.reason))
+        except SpecError:
+            found = spec_errors(path, limit=MAX_ERRORS)
+            errors = [dict(pointer=e.pointer, error=e.reason) for e in found]
+            results.append(dict(file=str(path), ok=False, **errors[0], errors=errors))
             if not as_json:
-                error_line(str(e))
+                for e in found:
+                    error_line(str(e))
+                if len(found) == MAX_ERRORS:
+                    error_line(f"{path}: the first {MAX_ERRORS} errors are shown")
 
     def human(console):
         for r in results:
