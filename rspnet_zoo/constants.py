@@ -1,8 +1,13 @@
-"""Constants more than one module needs: data set class names and the input normalisation (timm's)."""
+"""Constants more than one module needs: data set class names and the input normalisation (timm's).
+
+The normalisation is written out, not imported from timm, so that spec checking never loads timm;
+tests/test_startup.py pins it to timm's values.
+"""
 
 from __future__ import annotations
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 __all__ = ["CITYSCAPES_CLASSES", "IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD"]
 

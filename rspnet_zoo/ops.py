@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .op_names import DARTS_PRIMITIVES, NAS_SEGM_OPS  # noqa: F401  (the names, re-exported beside the table)
+
 
 def _conv_unit(*layers: nn.Module, pre_act: bool, norm: nn.Module | None) -> list[nn.Module]:
     """[ReLU] -> layers -> [norm]: the shape of every DARTS conv op."""
@@ -320,29 +322,6 @@ def make_op(
 ) -> nn.Module:
     """The edge op ``name`` of the table (a KeyError names an op the table lacks)."""
     return OPS[name](channels, stride, dilation, out_chs, affine=affine, pre_act=pre_act, norm=norm)
-
-
-# The nas-segm WACV op list, in the order of its op indices.
-NAS_SEGM_OPS = (
-    "nas_segm_sep_conv_3x3",
-    "nas_segm_sep_conv_5x5",
-    "nas_segm_global_average_pool",
-    "nas_segm_max_pool_3x3",
-    "nas_segm_sep_conv_5x5_dil6",
-    "nas_segm_skip_connect",
-)
-
-# The DARTS search space, in the order of the original PRIMITIVES list.
-DARTS_PRIMITIVES = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
 
 
 class ConvBNAct(nn.Sequential):

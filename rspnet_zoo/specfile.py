@@ -7,6 +7,7 @@ sha256 is recorded in every artifact built from it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
@@ -132,6 +133,37 @@ def genotype_from_dict(doc: Any) -> Genotype:
         raise SpecError(pointer(*err["loc"]), err["msg"]) from None
     check_genotype(genotype)
     return genotype
+
+
+def spec_errors(path: str | Path, limit: int = 20) -> list[SpecError]:
+    """Up to ``limit`` errors of a spec file, where ``load_spec`` stops at the first: every schema
+    violation, or past the schema every model violation; the semantic checks still stop at their first."""
+    try:
+        load_spec(path)
+        return []
+    except SpecError as e:
+        errors = [e]
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = migrate(doc) if isinstance(doc, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # SpecError and JSON errors are ValueErrors
+        return errors
+    if doc is None:
+        return errors
+    validator = jsonschema.Draft202012Validator(committed_schema())
+    schema_errors = itertools.islice(validator.iter_errors(doc), limit)
+    more = [SpecError(pointer(*e.absolute_path), _short(e)) for e in map(_deepest, schema_errors)]
+    if not more:
+        try:
+            Genotype.model_validate(doc)
+        except ValidationError as e:
+            more = [SpecError(pointer(*err["loc"]), err["msg"]) for err in e.errors()]
+    seen = {(errors[0].pointer, errors[0].reason)}
+    for e in more:
+        if (e.pointer, e.reason) not in seen:
+            seen.add((e.pointer, e.reason))
+            errors.append(e.at(str(path)))
+    return errors[:limit]
 
 
 def _check_schema(doc: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.ops import DARTS_PRIMITIVES, OPS
+from rspnet_zoo.op_names import DARTS_PRIMITIVES
 from rspnet_zoo.spec import Strict
 
 NUM_LEVELS = 4  # the network levels 1/4 .. 1/32
@@ -69,15 +69,18 @@ class CellStage(Schedule):
     skip_cap: Annotated[
         int, Field(ge=0, le=16, description="most skip-connects the decoded cell may keep (P-DARTS)")
     ] = 2
-    primitives: Annotated[tuple[str, ...], Field(min_length=1, max_length=len(OPS))] = Field(
+    primitives: Annotated[tuple[str, ...], Field(min_length=1)] = Field(
         DARTS_PRIMITIVES, description="the ops each mixed edge chooses between (names of the ops table)"
     )
 
     @model_validator(mode="after")
     def _consistent(self):
-        unknown = [p for p in self.primitives if p not in OPS]
-        if unknown:
-            raise ValueError(f"unknown op '{unknown[0]}' (known: {', '.join(sorted(OPS))})")
+        if self.primitives != DARTS_PRIMITIVES:  # the default is the table's; only others need it (and torch)
+            from rspnet_zoo.ops import OPS
+
+            unknown = [p for p in self.primitives if p not in OPS]
+            if unknown:
+                raise ValueError(f"unknown op '{unknown[0]}' (known: {', '.join(sorted(OPS))})")
         if len(set(self.primitives)) != len(self.primitives):
             raise ValueError("lists an op twice")
         if self.primitives == ("none",):

@@ -1,5 +1,8 @@
 """The ``rspnet-zoo`` command: a thin typer shell over the library.
 
+Command modules import torch-side modules inside their functions, so that ``--help``, ``--version`` and
+the command tree load without torch or timm (``import rspnet_zoo`` defers those too; see its docstring).
+
 Known errors become one line on stderr and exit code 2; ``--json`` on a command prints its result
 as JSON on stdout; rich tables are for people.
 """
@@ -10,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
+from .. import __version__
 from ..errors import ZooError
 
 app = typer.Typer(
@@ -20,6 +25,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"rspnet-zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Genotype compiler and timm model zoo for RSPNet and NAS-found segmentation networks."""
+
 
 from . import (
     bench_commands,  # noqa: E402,F401  (registers bench, export)
@@ -31,9 +52,41 @@ from . import (
 )
 
 
+def _short_type(param) -> None:
+    """Flags show no value type (typer writes ``<bool>``); ranges show ``<int> [x>=1]``, not
+    ``<int range> [x>=1]``, which leaves the help column room at 80 columns."""
+    if getattr(param, "is_flag", False):
+        param.metavar = ""
+    elif getattr(param, "metavar", None) is None and getattr(param, "type_descriptor", None) is not None:
+        if param.type_descriptor.is_ranged:
+            param.metavar = f"<{param.type_descriptor.ranged_type_name}>"
+
+
+def command() -> TyperCommand | TyperGroup:
+    """The click command tree of ``app``, every option's type shown short (``_short_type``)."""
+    root = typer.main.get_command(app)
+    todo = [root]
+    while todo:
+        cmd = todo.pop()
+        todo.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            _short_type(param)
+        get_help_option = cmd.get_help_option
+        cmd.get_help_option = lambda ctx, get=get_help_option: _shortened(get(ctx))
+    return root
+
+
+def _shortened(option):
+    if option is not None:
+        _short_type(option)
+    return option
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        rc = app(args=list(argv) if argv is not None else None, prog_name="rspnet-zoo", standalone_mode=False)
+        rc = command().main(
+            args=list(argv) if argv is not None else None, prog_name="rspnet-zoo", standalone_mode=False
+        )
         sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as e:
         sys.exit(e.exit_code)

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
-from rich.table import Table
 
 from ..errors import ZooError
 from . import app
-from .output import JSON_OPTION_HELP, emit
+from .output import JSON_OPTION_HELP, emit, table
 from .train_commands import OptimizeOpt, parse_device, parse_size
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
-ClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of every model [default: each model's own].")
+ClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of every model.", show_default="each model's own")
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _device(value: str) -> torch.device:
+    import torch
+
     device = parse_device(value)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ZooError("--device cuda: no CUDA device is available here")
@@ -41,6 +45,8 @@ def bench(
     as_json: bool = JsonOpt,
 ) -> None:
     """Latency, images/s, FLOPs, peak memory and achieved GFLOP/s of models measured interleaved."""
+    import torch
+
     from ..bench import RUNTIMES, load_model, measure, prepare
 
     if runtime not in RUNTIMES:
@@ -61,15 +67,15 @@ def bench(
 
     def human(console):
         load = result["load_average"]
-        table = Table(
+        timings = table(
             title=f"{batch}x3x{h}x{w} on {device}, {threads} threads, {runtime}{' optimized' if optimize else ''}, "
             f"median of {rounds} interleaved rounds; fp32 matmul peak {result['matmul_peak_gflops_per_s']:.0f} GFLOP/s"
         )
         for column in ("model", "params", "GMAC", "ms median", "ms p90", "CPU ms", "img/s", "peak MiB", "GFLOP/s"):
-            table.add_column(column, justify="left" if column == "model" else "right")
-        table.add_column("x first", justify="right")
+            timings.add_column(column, justify="left" if column == "model" else "right")
+        timings.add_column("x first", justify="right")
         for r in result["models"]:
-            table.add_row(
+            timings.add_row(
                 r["name"],
                 f"{r['parameters']:,}",
                 f"{r['gmac']:.2f}",
@@ -81,7 +87,7 @@ def bench(
                 f"{r['gflops_per_s']:.1f} ({r['peak_fraction']:.0%})",
                 f"{r['latency_ratio']:.2f}",
             )
-        console.print(table)
+        console.print(timings)
         console.print(
             f"load average {' '.join(f'{v:.2f}' for v in load['before'])} before, "
             f"{' '.join(f'{v:.2f}' for v in load['after'])} after; 'x first' is latency relative to the first model"
@@ -94,10 +100,10 @@ def bench(
 def export(
     model: str = typer.Argument(..., help="A registered name[.tag], a built folder or a spec file (random weights)."),
     fmt: str = typer.Option("onnx", "--format", help="onnx, torchscript or exported (torch.export)."),
-    size: str = typer.Option(None, "--size", help="Input HxW [default: the model's input size]."),
+    size: str = typer.Option(None, "--size", help="Input HxW.", show_default="the model's input size"),
     dynamic_size: bool = typer.Option(False, "--dynamic-size", help="Any height and width (and batch for ONNX)."),
     optimize: bool = OptimizeOpt,
-    out: Path | None = typer.Option(None, "--out", help="File to write [default: ./<name>.<onnx|pt|pt2>]."),
+    out: Path | None = typer.Option(None, "--out", help="File to write.", show_default="./<name>.<onnx|pt|pt2>"),
     as_json: bool = JsonOpt,
 ) -> None:
     """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model."""

@@ -26,7 +26,7 @@ def convert(
     args: list[str] = typer.Argument(
         ...,
         metavar="FAMILY CHECKPOINT | MODEL",
-        help=f"FAMILY ({FAMILIES}) and a reference checkpoint (.pt/.pth/.tar/.safetensors); "
+        help=f"FAMILY ({FAMILIES}) and a reference checkpoint (.pt, .pth, .tar or .safetensors); "
         "with --to, a zoo MODEL (built folder or registered name[.tag]).",
     ),
     spec: str | None = typer.Option(None, "--spec", help="The spec (registered name or file) the checkpoint is of."),
@@ -36,10 +36,11 @@ def convert(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Folder for the built folder (default: $RSPNET_ZOO_HOME); with --to, the file to write "
-        "(default: ./<model>.<family>.pth; a .safetensors name writes a flat state dict).",
+        help="Folder for the built folder; with --to, the file to write (a .safetensors name writes a flat "
+        "state dict).",
+        show_default="$RSPNET_ZOO_HOME; with --to, ./<model>.<family>.pth",
     ),
-    name: str | None = typer.Option(None, "--name", help="Built folder name [default: <spec>[.<tag>]]."),
+    name: str | None = typer.Option(None, "--name", help="Built folder name.", show_default="<spec>[.<tag>]"),
     tag: str | None = typer.Option(None, "--tag", help="Weights tag: the folder becomes <spec>.<tag>."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:

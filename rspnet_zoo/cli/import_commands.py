@@ -7,19 +7,21 @@ from pathlib import Path
 
 import typer
 
+from ..errors import ZooError
 from ..fsutil import atomic_write_text
 from ..spec import Genotype
 from ..specfile import dump_spec, spec_sha256
-from ..stats import count_parameters, meta_model
-from ..zoo import resolve_genotype
 from . import app
 from .output import JSON_OPTION_HELP, emit
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
-NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier) [default: from the importer].")
-DescriptionOpt = typer.Option(None, "--description", help="Spec description [default: a generic one].")
-OutOpt = typer.Option(None, "--out", help="Spec file to write, or a folder for <name>.json [default: ./<name>.json].")
-ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes [default: the network's].")
+NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier).", show_default="from the importer")
+DescriptionOpt = typer.Option(None, "--description", help="Spec description.", show_default="a generic one")
+OutOpt = typer.Option(
+    None, "--out", help="Spec file to write, or a folder for <name>.json.", show_default="./<name>.json"
+)
+ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes.", show_default="the network's")
+ForceOpt = typer.Option(False, "--force", help="Overwrite an existing spec file.")
 CityscapesClassesOpt = typer.Option(19, "--classes", min=1, help="Number of classes (19: Cityscapes).")
 
 import_app = typer.Typer(help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True)
@@ -31,13 +33,17 @@ class DartsNetwork(str, Enum):
     imagenet = "imagenet"
 
 
-def _write(genotype: Genotype, out: Path | None, as_json: bool) -> None:
+def _write(genotype: Genotype, out: Path | None, force: bool, as_json: bool) -> None:
+    from ..stats import count_parameters, meta_model
+
     if out is None:
         dest = Path(f"{genotype.name}.json")
     elif out.is_dir():
         dest = out / f"{genotype.name}.json"
     else:
         dest = out
+    if dest.exists() and not force:
+        raise ZooError(f"{dest}: exists; pass --force to overwrite it")
     atomic_write_text(dest, dump_spec(genotype))
     info = dict(
         name=genotype.name,
@@ -63,10 +69,10 @@ def import_darts(
         DartsNetwork.cifar, "--network", help="The DARTS evaluation network to build."
     ),
     channels: int | None = typer.Option(
-        None, "--channels", "-C", min=2, help="Initial C [default: 36 CIFAR, 48 ImageNet]."
+        None, "--channels", "-C", min=2, help="Initial C.", show_default="36 CIFAR, 48 ImageNet"
     ),
     layers: int | None = typer.Option(
-        None, "--layers", min=3, help="Number of cells [default: 20 CIFAR, 14 ImageNet]."
+        None, "--layers", min=3, help="Number of cells.", show_default="20 CIFAR, 14 ImageNet"
     ),
     num_classes: int | None = ClassesOpt,
     auxiliary: bool = typer.Option(
@@ -75,6 +81,7 @@ def import_darts(
     name: str | None = NameOpt,
     description: str | None = DescriptionOpt,
     out: Path | None = OutOpt,
+    force: bool = ForceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """A DARTS / PC-DARTS genotype as the CIFAR or ImageNet evaluation network."""
@@ -90,7 +97,7 @@ def import_darts(
         auxiliary=auxiliary,
         description=description,
     )
-    _write(g, out, as_json)
+    _write(g, out, force, as_json)
 
 
 @import_app.command("autodeeplab")
@@ -102,13 +109,14 @@ def import_autodeeplab(
     name: str | None = NameOpt,
     description: str | None = DescriptionOpt,
     out: Path | None = OutOpt,
+    force: bool = ForceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """An Auto-DeepLab network path and cell, with ASPP and the DeepLabv3+ decoder."""
     from ..importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
 
     g = autodeeplab_spec(parse_path(path), parse_cell(cell), filter_multiplier, num_classes, name, description)
-    _write(g, out, as_json)
+    _write(g, out, force, as_json)
 
 
 @import_app.command("nas-segm")
@@ -123,13 +131,14 @@ def import_nas_segm(
     name: str | None = NameOpt,
     description: str | None = DescriptionOpt,
     out: Path | None = OutOpt,
+    force: bool = ForceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """A nas-segm (WACV 2020) template decoder on MobileNet-v2's first stages."""
     from ..importers.nas_segm import nas_segm_spec, parse_config
 
     templates, blocks = parse_config(config)
-    _write(nas_segm_spec(templates, blocks, agg_size, num_classes, name, description), out, as_json)
+    _write(nas_segm_spec(templates, blocks, agg_size, num_classes, name, description), out, force, as_json)
 
 
 @app.command()
@@ -139,8 +148,9 @@ def diff(
     sizes: bool = typer.Option(True, "--sizes/--no-sizes", help="Also compare parameters and FLOPs."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """What differs between two specs: cells, ops, paths, head, defaults and sizes."""
+    """What differs between two specs: cells, ops, paths, head, defaults and sizes. Exit 0 same, 1 different."""
     from ..diff import SECTIONS, diff_specs, size_words
+    from ..zoo import resolve_genotype
 
     ga, gb = resolve_genotype(a), resolve_genotype(b)
     result = diff_specs(ga, gb, with_sizes=sizes)
@@ -162,3 +172,5 @@ def diff(
             console.print(f"[bold]sizes[/bold] {line}")
 
     emit(result, human, as_json)
+    if not result["identical"]:
+        raise typer.Exit(1)  # as diff(1): 0 same, 1 different, 2 trouble

@@ -7,12 +7,19 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 console = Console()
 errors = Console(stderr=True)
 
 JSON_OPTION_HELP = "Print the result as JSON on stdout."
+
+
+def table(title: str) -> Table:
+    """A table for an 80-column terminal: a rule under the header, no side borders, two spaces between columns."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
 
 
 def emit(data: Any, human: Callable[[Console], None], as_json: bool) -> None:

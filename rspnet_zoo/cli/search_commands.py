@@ -12,7 +12,6 @@ import typer
 from searchers.budgets import budgets_help
 
 from ..errors import ZooError
-from ..zoo import zoo_home
 from . import app
 from .output import JSON_OPTION_HELP, emit
 
@@ -84,13 +83,19 @@ def search(
     name: str | None = typer.Option(
         None,
         "--name",
-        help="Name of the emitted spec (default: the --out file name, else rspnet_<stage>_<budget>_s<seed>).",
+        help="Name of the emitted spec.",
+        show_default="the --out file name, else from stage, budget and seed: rspnet_cell_small_s0",
     ),
-    out: Path | None = typer.Option(None, "--out", help="Where the spec is written (default: genotypes/<name>.json)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where the spec is written.", show_default="genotypes/<name>.json"
+    ),
     cell: Path | None = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
     cell_name: str | None = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
     run_dir: Path | None = typer.Option(
-        None, "--run-dir", help="Checkpoints, log.jsonl and plots (default: $RSPNET_ZOO_HOME/searches/<name>)."
+        None,
+        "--run-dir",
+        help="Checkpoints, log.jsonl and plots.",
+        show_default="searches/<name> in $RSPNET_ZOO_HOME",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the search whose checkpoints are in the run folder."),
     force: bool = typer.Option(
@@ -113,7 +118,7 @@ def search(
     threshold: float | None = typer.Option(None, "--threshold", help="Keep paths whose attention reaches this."),
     two_back: bool | None = typer.Option(None, "--two-back/--no-two-back", help="Offer paths from two layers back."),
     settings: list[str] = typer.Option(
-        [], "--set", help="Any search setting, KEY=VALUE (e.g. cell.steps=3, path.rsp_ratio=0.25)."
+        [], "--set", metavar="KEY=VALUE", help="Any search setting, e.g. cell.steps=3 or path.rsp_ratio=0.25."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (never with --json)."),
@@ -157,6 +162,8 @@ def search(
     from searchers.budgets import resolve_config
     from searchers.runner import SearchRequest
     from searchers.runner import search as run_search
+
+    from ..zoo import zoo_home
 
     overrides = {FLAG_SETTINGS[k]: v for k, v in flags.items() if v is not None}
     overrides.update(_parse_set(settings))

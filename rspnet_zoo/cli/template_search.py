@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ZooError
-from ..zoo import zoo_home
 from .output import emit
 from .search_commands import command_line
 
@@ -42,6 +41,8 @@ def run_template_search(
 
     from searchers.template_budgets import resolve_template_budget
     from searchers.template_search import TemplateSearchRequest, search
+
+    from ..zoo import zoo_home
 
     given = [flag for flag, value in refused.items() if value is not None]
     if given:

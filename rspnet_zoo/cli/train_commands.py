@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from ..data import build_dataset
-from ..predict import save_png
-from ..tasks import EvalRequest, PredictRequest, TrainRequest, run_eval, run_predict, run_train
 from . import app
-from .output import JSON_OPTION_HELP, emit, errors
+from .output import JSON_OPTION_HELP, emit, errors, table
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OptimizeOpt = typer.Option(
@@ -25,6 +21,9 @@ SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+if TYPE_CHECKING:
+    import torch
 
 
 def parse_size(value: str | None, flag: str) -> tuple[int, int] | None:
@@ -39,6 +38,8 @@ def parse_size(value: str | None, flag: str) -> tuple[int, int] | None:
 
 
 def parse_device(value: str | None) -> torch.device | None:
+    import torch
+
     if value is None:
         return None
     try:
@@ -77,12 +78,12 @@ class _LazyBars:
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
-    table = Table(title=title)
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
+    per_class = table(title)
+    per_class.add_column("class")
+    per_class.add_column("IoU", justify="right")
     for name, iou in metrics["per_class_iou"].items():
-        table.add_row(name, "-" if iou is None else f"{iou:.4f}")
-    console.print(table)
+        per_class.add_row(name, "-" if iou is None else f"{iou:.4f}")
+    console.print(per_class)
     console.print(
         f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
         f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}"
@@ -98,7 +99,7 @@ def train(
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Stop after this many steps instead."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     crop: str | None = typer.Option(
-        None, "--crop", help="Training crop HxW [default: 128x128 synthetic, 512x512 otherwise]."
+        None, "--crop", help="Training crop HxW.", show_default="128x128 synthetic, 512x512 otherwise"
     ),
     lr: float = typer.Option(0.01, "--lr", min=0.0, help="Initial learning rate of SGD (momentum 0.9, poly decay)."),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
@@ -106,20 +107,27 @@ def train(
         0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic training stream."
     ),
     length: int | None = typer.Option(
-        None, "--length", min=1, help="Synthetic: training images per epoch [default: 2000]."
+        None, "--length", min=1, help="Synthetic: training images per epoch.", show_default="2000"
     ),
     size: str | None = typer.Option(
-        None, "--size", help="Synthetic: scene size HxW the crops are cut from [default: the crop]."
+        None, "--size", help="Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     out: Path | None = typer.Option(
-        None, "--out", help="Run folder (checkpoint.pt, history.json) [default: $RSPNET_ZOO_HOME/runs/<name>.<tag>]."
+        None,
+        "--out",
+        help="Run folder (checkpoint.pt, history.json).",
+        show_default="runs/<name>.<tag> in $RSPNET_ZOO_HOME",
     ),
-    tag: str | None = typer.Option(None, "--tag", help="Zoo tag of the trained weights [default: the data set name]."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    tag: str | None = typer.Option(
+        None, "--tag", help="Zoo tag of the trained weights.", show_default="the data set name"
+    ),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
+    from ..tasks import TrainRequest, run_train
+
     sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
@@ -152,13 +160,17 @@ def evaluate_command(
     split: str = typer.Option("val", "--split"),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed", help="Synthetic: the stream to draw the split from."),
-    length: int | None = typer.Option(None, "--length", min=1, help="Synthetic: images in the split [default: 100]."),
-    size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW [default: 128x128]."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cuda if available]."),
+    length: int | None = typer.Option(
+        None, "--length", min=1, help="Synthetic: images in the split.", show_default="100"
+    ),
+    size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW.", show_default="128x128"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     optimize: bool = OptimizeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
+    from ..tasks import EvalRequest, run_eval
+
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
         size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize,
@@ -183,11 +195,13 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Folder for <stem>_mask.png and <stem>_overlay.png."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... [default: cpu]."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
     optimize: bool = OptimizeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """A colour-coded mask and an overlay PNG per image."""
+    from ..tasks import PredictRequest, run_predict
+
     results = run_predict(
         PredictRequest(model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize)
     )
@@ -211,6 +225,9 @@ def sample(
     as_json: bool = JsonOpt,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
+    from ..data import build_dataset
+    from ..predict import save_png
+
     dataset = build_dataset("synthetic", split, seed=seed, size=parse_size(size, "--size"), length=index + 1)
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)

@@ -6,33 +6,35 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from ..errors import SpecError
 from ..spec import Genotype
-from ..specfile import load_spec, spec_sha256
-from ..stats import cached_spec_stats
-from ..tasks import BuildRequest, run_build
+from ..specfile import load_spec, spec_errors, spec_sha256
 from ..textutil import step_text
-from ..zoo import SHIPPED, resolve_genotype, weights_path, zoo_home
 from . import app
-from .output import JSON_OPTION_HELP, emit, error_line
+from .output import JSON_OPTION_HELP, emit, error_line, table
 
+MAX_ERRORS = 20
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 
 
 @app.command()
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
-    """Check spec files; exit 2 with one line per bad file."""
+    """Check spec files; exit 2 with one line per error (up to 20 per file)."""
     results = []
     for path in specs:
         try:
             g = load_spec(path)
             results.append(dict(file=str(path), ok=True, name=g.name, sha256=spec_sha256(g)))
-        except SpecError as e:
-            results.append(dict(file=str(path), ok=False, pointer=e.pointer, error=e.reason))
+        except SpecError:
+            found = spec_errors(path, limit=MAX_ERRORS)
+            errors = [dict(pointer=e.pointer, error=e.reason) for e in found]
+            results.append(dict(file=str(path), ok=False, **errors[0], errors=errors))
             if not as_json:
-                error_line(str(e))
+                for e in found:
+                    error_line(str(e))
+                if len(found) == MAX_ERRORS:
+                    error_line(f"{path}: the first {MAX_ERRORS} errors are shown")
 
     def human(console):
         for r in results:
@@ -47,6 +49,9 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
 @app.command("list")
 def list_models(as_json: bool = JsonOpt) -> None:
     """Registered architectures, whether their weights are built, parameters and FLOPs."""
+    from ..stats import cached_spec_stats
+    from ..zoo import SHIPPED, weights_path, zoo_home
+
     rows = []
     for name, g in sorted(SHIPPED.items()):
         stats = cached_spec_stats(g)
@@ -62,20 +67,11 @@ def list_models(as_json: bool = JsonOpt) -> None:
         )
 
     def human(console):
-        table = Table(title=f"rspnet-zoo architectures (weights in {zoo_home()})")
-        widths = dict(
-            name=max(len(r["name"]) for r in rows), params=max(len(f"{r['parameters']:,}") for r in rows), GFLOPs=7
-        )
-        for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "at"):
-            table.add_column(
-                col,
-                justify="right" if col in ("params", "GFLOPs", "classes") else "left",
-                no_wrap=col in widths,
-                min_width=widths.get(col),
-                overflow="fold",
-            )
+        listing = table(f"rspnet-zoo architectures (weights in {zoo_home()})")
+        for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "input"):
+            listing.add_column(col, justify="right" if col in ("params", "GFLOPs", "classes") else "left", no_wrap=True)
         for r in rows:
-            table.add_row(
+            listing.add_row(
                 r["name"],
                 r["version"],
                 "yes" if r["weights"] else "-",
@@ -84,7 +80,7 @@ def list_models(as_json: bool = JsonOpt) -> None:
                 f"{r['flops'] / 1e9:.2f}",
                 "x".join(map(str, r["input_size"])),
             )
-        console.print(table)
+        console.print(listing)
 
     emit(rows, human, as_json)
 
@@ -135,6 +131,8 @@ def show(
 ) -> None:
     """Summarise a spec: cells, nodes, paths and sizes."""
     from ..render import check_picture_path, render_graph
+    from ..stats import cached_spec_stats
+    from ..zoo import resolve_genotype
 
     g = resolve_genotype(model)
     if plot is not None:
@@ -153,19 +151,19 @@ def show(
         if g.description:
             console.print(g.description)
         for name, c in info["cells"].items():
-            table = Table(title=f"cell '{name}'" + (" (reduction)" if c["reduction"] else ""))
-            table.add_column("state")
-            table.add_column("= sum of edges")
+            cell_table = table(f"cell '{name}'" + (" (reduction)" if c["reduction"] else ""))
+            cell_table.add_column("state")
+            cell_table.add_column("= sum of edges")
             for i, step in enumerate(c["steps"]):
-                table.add_row(str(i + c["num_inputs"]), step)
-            table.caption = f"output: concat of states {c['concat']}"
-            console.print(table)
-        table = Table(title="network")
+                cell_table.add_row(str(i + c["num_inputs"]), step)
+            cell_table.caption = f"output: concat of states {c['concat']}"
+            console.print(cell_table)
+        network = table("network")
         for col in ("id", "kind", "reduction", "C", "inputs", "partial"):
-            table.add_column(col)
+            network.add_column(col)
         for n in info["nodes"]:
             p = n["partial"]
-            table.add_row(
+            network.add_row(
                 n["id"],
                 n["kind"],
                 f"1/{n['reduction']}",
@@ -173,7 +171,7 @@ def show(
                 " | ".join(n["inputs"]),
                 f"{p['ratio']:g} x{p['depth']}" if p else "",
             )
-        console.print(table)
+        console.print(network)
         console.print(f"head: {json.dumps(info['head'])}")
         if plot is not None:
             console.print(f"graph drawn to {info['plot']}")
@@ -185,7 +183,7 @@ def show(
 def build(
     spec: str = typer.Argument(..., help="A spec file or a registered name."),
     out: Path | None = typer.Option(
-        None, "--out", help="Parent folder of the built folder [default: $RSPNET_ZOO_HOME]."
+        None, "--out", help="Parent folder of the built folder.", show_default="$RSPNET_ZOO_HOME"
     ),
     num_classes: int | None = typer.Option(None, "--num-classes", min=1, help="Override the spec's class count."),
     weights: Path | None = typer.Option(None, "--weights", help="A safetensors file to load instead of random init."),
@@ -193,6 +191,8 @@ def build(
     as_json: bool = JsonOpt,
 ) -> None:
     """Compile a spec into OUT/<name>/: config.json, model.safetensors and a README.md model card."""
+    from ..tasks import BuildRequest, run_build
+
     info = run_build(BuildRequest(spec, out=out, num_classes=num_classes, weights=weights, seed=seed))
 
     def human(console):

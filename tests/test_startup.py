@@ -1,0 +1,82 @@
+"""What the fast paths load: ``--help`` and ``--version`` never import torch or timm, while ``import
+rspnet_zoo`` still registers every shipped spec with timm, whichever is imported first."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+HEAVY = ("torch", "timm")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def _imported(importtime_log: str) -> set[str]:
+    """Module names from ``python -X importtime`` lines: 'import time: self | cumulative | name'."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime_log.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["search", "--help"], ["list", "--help"]])
+def test_fast_paths_import_neither_torch_nor_timm(args):
+    result = _run("-X", "importtime", "-m", "rspnet_zoo", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = _imported(result.stderr)
+    assert "rspnet_zoo.cli" in imported  # the log is the one we think it is
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_version_prints_the_package_version():
+    import rspnet_zoo
+
+    result = _run("-m", "rspnet_zoo", "--version")
+    assert result.stdout.strip() == f"rspnet-zoo {rspnet_zoo.__version__}"
+
+
+SHIPPED_NAMES = sorted(json.loads(p.read_text())["name"] for p in (ROOT / "genotypes").glob("*.json"))
+
+# each line: what a user may do first; every shipped spec must be a timm architecture afterwards
+# (timm first, then the package, is what this test process itself does)
+ORDERS = {
+    "package then timm": "import rspnet_zoo; import timm",
+    "a torch-side module first": "from rspnet_zoo.model import GenotypeNet; import timm",
+}
+
+
+@pytest.mark.parametrize("order", list(ORDERS))
+def test_import_rspnet_zoo_registers_every_shipped_spec(order):
+    code = f"{ORDERS[order]}; import json; print(json.dumps(timm.list_models()))"
+    result = _run("-c", code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    registered = set(json.loads(result.stdout))
+    assert set(SHIPPED_NAMES) <= registered
+    assert "rspnet" in registered
+
+
+def test_import_rspnet_zoo_alone_defers_torch_and_timm():
+    result = _run("-c", "import sys, rspnet_zoo; print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
+    assert result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+def test_public_names_resolve_on_first_use():
+    import rspnet_zoo
+    import rspnet_zoo.optimize  # noqa: F401  (loading the submodule must not hide the function)
+
+    assert rspnet_zoo.optimize is sys.modules["rspnet_zoo.optimize"].optimize
+    assert sorted(rspnet_zoo.SHIPPED) == SHIPPED_NAMES
+    assert rspnet_zoo.GenotypeNet.__module__ == "rspnet_zoo.model"
+
+
+def test_normalisation_constants_are_timms():
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from rspnet_zoo.constants import IMAGENET_DEFAULT_MEAN as mean
+    from rspnet_zoo.constants import IMAGENET_DEFAULT_STD as std
+
+    assert (mean, std) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
