@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,3 +24,18 @@ def json_repr(value: Any, limit: int = 60) -> str:
 def step_text(step: CellStep) -> str:
     """A cell step as 'op(s<input>) + ...', how summaries and logs write it."""
     return " + ".join(f"{e.op}(s{e.input})" for e in step.edges)
+
+
+def command_line(words: Sequence[str], options: dict[str, Any], settings: dict[str, Any] | None = None) -> str:
+    """The shell line that reruns a job: ``words``, then ``--option value`` for each option given (a size
+    tuple as HxW), then ``--set key=JSON`` for each setting; how provenance and model cards record it."""
+    parts = list(words)
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = "x".join(map(str, value))
+        parts += [f"--{key.replace('_', '-')}", str(value)]
+    for key, value in (settings or {}).items():
+        parts += ["--set", f"{key}={json.dumps(value)}"]
+    return shlex.join(parts)

@@ -10,7 +10,6 @@ exactly where the interrupted one would have gone.
 from __future__ import annotations
 
 import math
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from .errors import ZooError
 from .fsutil import atomic_path
 from .metrics import SegmentationMetrics
 from .spec import Genotype
+from .textutil import command_line
 from .zoo import zoo_home
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -229,14 +229,7 @@ def evaluate(
 
 def train_command(model: str, **options: Any) -> str:
     """The ``rspnet-zoo train`` line that reruns a training, every option spelled out."""
-    parts = ["rspnet-zoo", "train", model]
-    for key, value in options.items():
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            value = "x".join(map(str, value))
-        parts += [f"--{key.replace('_', '-')}", str(value)]
-    return shlex.join(parts)
+    return command_line(["rspnet-zoo", "train", model], options)
 
 
 def trained_card_note(name: str, data: str, metrics: dict, command: str) -> str:

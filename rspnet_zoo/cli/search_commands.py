@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import typer
 from searchers.budgets import budgets_help
 
 from ..errors import ZooError
+from ..textutil import command_line
 from . import app
 from .output import JSON_OPTION_HELP, emit
 
@@ -46,17 +46,6 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
-
-
-def command_line(options: dict[str, Any], overrides: dict[str, Any]) -> str:
-    """The command line that reproduces this search (run folder, resume and output mode left out)."""
-    parts = ["rspnet-zoo", "search"]
-    for flag, value in options.items():
-        if value is not None:
-            parts += [f"--{flag.replace('_', '-')}", str(value)]
-    for key, value in overrides.items():
-        parts += ["--set", f"{key}={json.dumps(value)}"]
-    return shlex.join(parts)
 
 
 @app.command()
@@ -176,6 +165,7 @@ def search(
     if threads is not None:
         torch.set_num_threads(threads)
     command = command_line(
+        ["rspnet-zoo", "search"],
         dict(
             stage=stage,
             budget=budget,

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ZooError
+from ..textutil import command_line
 from .output import emit
-from .search_commands import command_line
 
 
 def run_template_search(
@@ -64,7 +64,7 @@ def run_template_search(
         latency_target=latency_target,
         stem_weights=stem_weights,
     )
-    command = command_line(options, settings)
+    command = command_line(["rspnet-zoo", "search"], options, settings)
     request = TemplateSearchRequest(
         budget=budget,
         config=config,
