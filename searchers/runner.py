@@ -17,19 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from pydantic import TypeAdapter, ValidationError
 from torch.utils.data import DataLoader, Subset
 
 import rspnet_zoo
 from rspnet_zoo.data import build_dataset
-from rspnet_zoo.errors import SpecError, ZooError
+from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path, atomic_write_text
 from rspnet_zoo.metrics import SegmentationMetrics
 from rspnet_zoo.render import render_graph
-from rspnet_zoo.spec import Cell, Genotype, Identifier, Provenance
-from rspnet_zoo.specfile import dump_spec, load_spec, parse_spec, spec_sha256
+from rspnet_zoo.spec import Cell, Genotype, Provenance
+from rspnet_zoo.specfile import load_spec, spec_sha256
 from rspnet_zoo.textutil import step_text
-from rspnet_zoo.train import load_checkpoint
 
 from .bilevel import Bilevel
 from .budgets import SearchConfig
@@ -37,6 +35,7 @@ from .cell_search import CellSearch
 from .decode import CellDecision, PathDecision
 from .path_search import PathSearch
 from .plots import plot_alphas, plot_attention, plot_cell
+from .runs import check_run_folder, load_resumable, write_spec
 from .structures import HEAD_CHANNELS, path_network, proxy_chain
 
 STAGES = ("cell", "path", "both")
@@ -134,12 +133,7 @@ class Runner:
         start = 0
         file = self.checkpoint(stage.name)
         if file.exists():
-            state = load_checkpoint(file)
-            if state.get("settings") != self.request.settings():
-                raise ZooError(
-                    f"{file}: was made by a search with other settings; "
-                    f"resume it with the same command, or pass --force to start over"
-                )
+            state = load_resumable(file, self.request.settings())
             model.load_state_dict(state["model"])
             bilevel.load_state_dict(state["bilevel"])
             torch.set_rng_state(state["rng"])
@@ -229,22 +223,8 @@ def _check_request(r: SearchRequest) -> None:
             if r.stage == "path"
             else f"--cell is for --stage path; --stage {r.stage} searches its own cell"
         )
-    try:
-        TypeAdapter(Identifier).validate_python(r.name)
-    except ValidationError:
-        raise ZooError(f"spec name '{r.name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
-    if r.out.exists() and not r.force:
-        raise ZooError(f"{r.out}: exists; pass --force to overwrite it")
     checkpoints = sorted(r.run_dir.glob("checkpoint-*.pt")) if r.run_dir.is_dir() else []
-    if r.resume and not checkpoints:
-        raise ZooError(f"{r.run_dir}: no search checkpoint to resume")
-    if checkpoints and not r.resume:
-        if not r.force:
-            raise ZooError(
-                f"{r.run_dir}: holds an earlier search; pass --resume to continue it or --force to start over"
-            )
-        for file in checkpoints:
-            file.unlink()
+    check_run_folder(r.name, r.out, r.run_dir, checkpoints, r.resume, r.force)
 
 
 def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end: EpochHook | None = None) -> dict:
@@ -271,7 +251,7 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
             cell_decision = cell_stage.decode()
             cell = cell_decision.cell
             cell_spec = _cell_genotype(request, data, cell, runner, cell_decision)
-            parent = _write_spec(cell_spec, request.run_dir / CELL_SPEC_FILE)
+            parent = write_spec(cell_spec, request.run_dir / CELL_SPEC_FILE)
             plots.append(
                 str(plot_alphas(runner.runs["cell"].history, cell_stage.primitives, request.run_dir / "alphas.png"))
             )
@@ -306,7 +286,7 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
             )
         )
     )
-    sha = _write_spec(result, request.out)
+    sha = write_spec(result, request.out)
     plots.append(str(render_graph(result, request.run_dir / "network.png")))
     summary.update(
         out=str(request.out),
@@ -318,17 +298,6 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
         epochs=result.provenance.epochs,
     )
     return summary
-
-
-def _write_spec(genotype: Genotype, dest: Path) -> str:
-    """Check the spec exactly as a reader will see it, then write it atomically."""
-    text = dump_spec(genotype)
-    try:
-        parse_spec(text)
-    except SpecError as e:  # a searcher bug, not a user error: say what was emitted
-        raise RuntimeError(f"the search emitted an invalid spec for {dest}: {e}") from None
-    atomic_write_text(dest, text)
-    return spec_sha256(genotype)
 
 
 def _cell_genotype(

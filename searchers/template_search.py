@@ -20,17 +20,16 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
-from pydantic import TypeAdapter, ValidationError
 
 import rspnet_zoo
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path, atomic_write_text
 from rspnet_zoo.render import render_graph
-from rspnet_zoo.spec import Genotype, Identifier, Provenance
+from rspnet_zoo.spec import Genotype, Provenance
 from rspnet_zoo.train import load_checkpoint
 
 from .controller import PPO, Controller
-from .runner import _write_spec
+from .runs import check_run_folder, load_resumable, write_spec
 from .template_budgets import TemplateBudget
 from .template_eval import (
     EvalContext,
@@ -116,10 +115,6 @@ class Pool:
 
 def check_request(r: TemplateSearchRequest) -> None:
     """Refuse bad input in one line before anything runs; with --force, drop an earlier checkpoint."""
-    try:
-        TypeAdapter(Identifier).validate_python(r.name)
-    except ValidationError:
-        raise ZooError(f"spec name '{r.name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
     if r.workers < 1:
         raise ZooError(f"--workers must be at least 1, not {r.workers}")
     if r.latency_target_ms is not None and r.latency_target_ms <= 0:
@@ -128,17 +123,9 @@ def check_request(r: TemplateSearchRequest) -> None:
         raise ZooError(f"{r.stem_weights}: no such stem weights file")
     if r.out.suffix != ".json":
         raise ZooError(f"{r.out}: the spec is written as a .json file")
-    if r.out.exists() and not r.force:
-        raise ZooError(f"{r.out}: exists; pass --force to overwrite it")
     checkpoint = r.run_dir / CHECKPOINT
-    if r.resume and not checkpoint.exists():
-        raise ZooError(f"{r.run_dir}: no template search checkpoint to resume")
-    if checkpoint.exists() and not r.resume:
-        if not r.force:
-            raise ZooError(
-                f"{r.run_dir}: holds an earlier search; pass --resume to continue it or --force to start over"
-            )
-        checkpoint.unlink()
+    checkpoints = [checkpoint] if checkpoint.exists() else []
+    check_run_folder(r.name, r.out, r.run_dir, checkpoints, r.resume, r.force, what="template search")
 
 
 class TemplateSearch:
@@ -168,12 +155,7 @@ class TemplateSearch:
         return load_checkpoint(run_dir / CHECKPOINT)["rows"]
 
     def load(self) -> None:
-        state = load_checkpoint(self.file)
-        if state.get("settings") != self.request.settings():
-            raise ZooError(
-                f"{self.file}: was made by a search with other settings; "
-                f"resume it with the same command, or pass --force to start over"
-            )
+        state = load_resumable(self.file, self.request.settings())
         self.ppo.load_state_dict(state["ppo"])
         self.generator.set_state(state["generator"])
         self.rows, self.cache, self.pending = state["rows"], state["cache"], state["pending"]
@@ -310,7 +292,7 @@ def _emit(request: TemplateSearchRequest, state: TemplateSearch) -> dict:
         class_names=class_names,
         provenance=_provenance(request, state, best),
     )
-    sha = _write_spec(genotype, request.out)
+    sha = write_spec(genotype, request.out)
     run = request.run_dir
     plots = [
         str(plot_rewards(rows, run / "rewards.png")),

@@ -1,0 +1,56 @@
+"""What every search run shares: its run folder is never clobbered, it resumes only the same settings, and
+the spec it emits is checked as a reader will see it before it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+
+from rspnet_zoo.errors import SpecError, ZooError
+from rspnet_zoo.fsutil import atomic_write_text
+from rspnet_zoo.spec import Genotype, Identifier
+from rspnet_zoo.specfile import dump_spec, parse_spec, spec_sha256
+from rspnet_zoo.train import load_checkpoint
+
+
+def check_run_folder(
+    name: str, out: Path, run_dir: Path, checkpoints: list[Path], resume: bool, force: bool, what: str = "search"
+) -> None:
+    """Refuse a bad spec name, an existing output and an earlier run unless resumed; ``force`` drops the
+    earlier run's ``checkpoints``."""
+    try:
+        TypeAdapter(Identifier).validate_python(name)
+    except ValidationError:
+        raise ZooError(f"spec name '{name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
+    if out.exists() and not force:
+        raise ZooError(f"{out}: exists; pass --force to overwrite it")
+    if resume and not checkpoints:
+        raise ZooError(f"{run_dir}: no {what} checkpoint to resume")
+    if checkpoints and not resume:
+        if not force:
+            raise ZooError(f"{run_dir}: holds an earlier search; pass --resume to continue it or --force to start over")
+        for file in checkpoints:
+            file.unlink()
+
+
+def load_resumable(file: Path, settings: dict) -> dict:
+    """A checkpoint's state, refused when it was made with other settings than the ones resuming it."""
+    state = load_checkpoint(file)
+    if state.get("settings") != settings:
+        raise ZooError(
+            f"{file}: was made by a search with other settings; "
+            f"resume it with the same command, or pass --force to start over"
+        )
+    return state
+
+
+def write_spec(genotype: Genotype, dest: Path) -> str:
+    """Check the spec exactly as a reader will see it, then write it atomically; returns its sha256."""
+    text = dump_spec(genotype)
+    try:
+        parse_spec(text)
+    except SpecError as e:  # a searcher bug, not a user error: say what was emitted
+        raise RuntimeError(f"the search emitted an invalid spec for {dest}: {e}") from None
+    atomic_write_text(dest, text)
+    return spec_sha256(genotype)
