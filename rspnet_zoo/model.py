@@ -271,7 +271,7 @@ class GenotypeNet(nn.Module):
             from .specfile import genotype_from_dict
 
             genotype = genotype_from_dict(genotype)
-        plan = lower(genotype, in_chans, output_stride)
+        plan = lower(genotype, in_chans, output_stride, num_classes)
         head = genotype.head
         self.genotype = genotype
         self.num_classes = genotype.defaults.num_classes if num_classes is None else num_classes

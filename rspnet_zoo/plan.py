@@ -209,8 +209,14 @@ def _node_parameter_bound(plan: NodePlan) -> int:
     return total
 
 
-def lower(genotype: Genotype, in_chans: int | None = None, output_stride: int | None = None) -> NetworkPlan:
-    """Resolve the graph. ``output_stride`` caps the reduction: deeper strides become dilation."""
+def lower(
+    genotype: Genotype, in_chans: int | None = None, output_stride: int | None = None, num_classes: int | None = None
+) -> NetworkPlan:
+    """Resolve the graph. ``output_stride`` caps the reduction: deeper strides become dilation.
+
+    The parameter cap covers the whole network, decoder and classifiers included, at the class count the
+    model is built with (``num_classes`` overrides the spec's): it is checked here, before any module exists.
+    """
     in_chans = in_chans or genotype.defaults.input_size[0]
     head = HEADS[genotype.head.type]
     check_cells(genotype)
@@ -232,10 +238,11 @@ def lower(genotype: Genotype, in_chans: int | None = None, output_stride: int | 
     head_inputs = [FeaturePlan(s, ctx.widths[s], ctx.actual(ctx.reductions[s])) for s in head_states]
     aux_input = head_inputs.pop() if aux_ref else None
     head.check(genotype.head, [ctx.reductions[s] for s in head_states])
-    bound = sum(_node_parameter_bound(n) for n in plan_nodes)
-    bound += head.max_parameters(head_inputs, aux_input, genotype.head, genotype.defaults.num_classes)
-    if bound > MAX_PARAMETERS:
-        raise SpecError(pointer("network"), f"the network would have over {MAX_PARAMETERS:.0e} parameters")
+    classes = genotype.defaults.num_classes if num_classes is None else num_classes
+    head_bound = head.max_parameters(head_inputs, aux_input, genotype.head, classes)
+    if head_bound + sum(_node_parameter_bound(n) for n in plan_nodes) > MAX_PARAMETERS:
+        where = pointer("head") if head_bound > MAX_PARAMETERS else pointer("network")
+        raise SpecError(where, f"the network would have over {MAX_PARAMETERS:.0e} parameters with {classes:,} classes")
     last_at: dict[int, int] = {}
     for n in plan_nodes:
         last_at[n.reduction] = n.index + 1

@@ -179,3 +179,41 @@ def test_the_class_cap_covers_every_override(tmp_path, run_cli):
     code, out, err = run_cli("build", str(SPEC), "--out", str(tmp_path), "--num-classes", str(over))
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"num_classes={over}" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def wide_head_spec(classes: int) -> dict:
+    """rspnet_small with the widest fusion head the format allows and a 3x3 classifier."""
+    d = canonical_dict(SHIPPED["rspnet_small"])
+    d["head"].update(channels=4096, classifier_kernel=3)
+    d["defaults"].update(num_classes=classes, class_names=None)
+    return d
+
+
+def test_the_parameter_cap_covers_head_and_classifier(tmp_path, run_cli, monkeypatch):
+    from rspnet_zoo.heads import HEADS
+    from rspnet_zoo.plan import MAX_PARAMETERS, lower
+
+    # the classifier alone (9 * 4096 * classes weights) passes the cap somewhere between these counts
+    over = MAX_PARAMETERS // (9 * 4096) + 1
+    huge = wide_head_spec(over * 5 // 3)  # about 3.3e9 parameters in all, nearly all of them the classifier
+    with pytest.raises(SpecError, match=r"^/head: the network would have over 2e\+09 parameters"):
+        genotype_from_dict(huge)
+    spec = tmp_path / "huge.json"
+    spec.write_text(json.dumps(huge))
+    code, _, err = run_cli("validate", str(spec))
+    assert code == 2 and "/head: the network would have over 2e+09 parameters" in err
+
+    # a width that fits at the spec's 19 classes is refused when an override asks for 100,000, before any
+    # layer is allocated (a 3.7e9-parameter model would take 15 GB)
+    fits = genotype_from_dict(wide_head_spec(19))
+    plan = lower(fits)
+    bound = HEADS["fusion"].max_parameters(plan.head_inputs, None, fits.head, MAX_CLASSES)
+    assert bound > MAX_PARAMETERS
+    monkeypatch.setattr(torch.nn.Conv2d, "__init__", lambda *a, **k: pytest.fail("a layer was allocated"))
+    with pytest.raises(SpecError, match=r"over 2e\+09 parameters with 100,000 classes"):
+        timm.create_model("rspnet", genotype=fits, num_classes=MAX_CLASSES)
+    fits_file = tmp_path / "fits.json"
+    fits_file.write_text(json.dumps(wide_head_spec(19)))
+    code, _, err = run_cli("build", str(fits_file), "--out", str(tmp_path / "out"), "--num-classes", str(MAX_CLASSES))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "100,000 classes" in err
+    assert not (tmp_path / "out" / "rspnet_small").exists()
