@@ -7,9 +7,6 @@ The folder is self-describing: config.json carries the canonical genotype in ``m
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import torch
 
 from . import __version__
 from .errors import ZooError
+from .fsutil import atomic_dir, clean_leftovers, locked
 from .model import GenotypeNet
 from .spec import FORMAT_VERSION, Genotype
 from .specfile import canonical_dict, dump_spec, spec_sha256
@@ -39,23 +37,28 @@ def weights_metadata(genotype: Genotype, class_names: Sequence[str] | None = Non
     return meta
 
 
+def state_mismatch(own: dict[str, torch.Tensor], state: dict) -> str | None:
+    """What keeps ``state`` from loading strictly into a model whose state dict is ``own``, or None."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+    if not (missing or unexpected or wrong):
+        return None
+    first = (
+        (missing and f"missing {missing[0]}")
+        or (unexpected and f"unexpected {unexpected[0]}")
+        or f"{wrong[0]} has shape {tuple(getattr(state[wrong[0]], 'shape', ()))}, "
+        f"the spec needs {tuple(own[wrong[0]].shape)}"
+    )
+    return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors ({first})"
+
+
 def load_weights(model: torch.nn.Module, file: Path) -> None:
     """Strict load of a safetensors file, with a one-line error when it is corrupted or does not fit the model."""
     state, _ = read_weights(file)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        first = (
-            (missing and f"missing {missing[0]}")
-            or (unexpected and f"unexpected {unexpected[0]}")
-            or (f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the spec needs {tuple(own[wrong[0]].shape)}")
-        )
-        raise ZooError(
-            f"{file} does not match the spec: {len(missing)} missing, {len(unexpected)} unexpected, "
-            f"{len(wrong)} mis-shaped tensors ({first})"
-        )
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise ZooError(f"{file} does not match the spec: {problem}")
     model.load_state_dict(state)
 
 
@@ -102,15 +105,6 @@ logits = model(images)  # {output_description(model)}
 """
 
 
-def _publishable(folder: Path) -> None:
-    """mkdtemp makes private folders; a built folder gets the modes of a plain mkdir and write."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for f in folder.iterdir():
-        f.chmod(0o666 & ~umask)
-
-
 def build_folder(
     genotype: Genotype,
     out_dir: Path,
@@ -124,7 +118,8 @@ def build_folder(
     cfg_overrides: dict[str, Any] | None = None,
     model: GenotypeNet | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all.
+    """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all,
+    and replaces an older one without a moment of no folder (``fsutil.atomic_dir``).
 
     The weights are ``model``'s (a trained model), else a ``weights`` file's, else a fresh initialisation
     from ``seed`` (drawn from a forked RNG: the caller's random state is left as it was).
@@ -156,25 +151,14 @@ def build_folder(
         "model_args": {"genotype": canonical_dict(genotype), "num_classes": num_classes, **model_args},
         "pretrained_cfg": {k: v for k, v in cfg.items() if k not in ("url", "architecture")},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     folder_name = folder_name or genotype.name
     final = out_dir / folder_name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", dir=out_dir))
-    try:
-        save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, class_names))
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, card_note))
-        _publishable(tmp)
-        old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder_name}.old.", dir=out_dir))
-            final.rename(old / "previous")
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with locked(out_dir / f".{folder_name}.lock"):  # one writer of a name at a time; the other waits
+        clean_leftovers(out_dir, folder_name)
+        with atomic_dir(final) as tmp:
+            save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, class_names))
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, card_note))
     return final, dict(
         name=genotype.name, path=str(final), sha256=spec_sha256(genotype), num_classes=num_classes, **stats
     )

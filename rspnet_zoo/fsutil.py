@@ -1,12 +1,53 @@
-"""Atomic file writes: a temporary file beside the destination, renamed over it when complete."""
+"""Atomic writes: a temporary file or folder beside the destination, put in its place when complete.
+
+Temporary names are ``.<dest name>.rspnet-tmp.<random><suffix>``, so the next writer that owns the folder
+(it holds the folder's lock, see ``locked``) can recognise and remove what a killed write left behind.
+Outputs get the modes of a plain ``open``/``mkdir`` (0644/0755 under the usual umask), not mkstemp's 0600.
+
+A built folder replaces an older one by ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+, through libc): the
+two folders swap names in one step, so a reader always finds a whole build under the stable name. We chose
+the exchange over a versioned folder behind a symlink because users and timm's ``local-dir:`` hold the
+folder's own path, which then stays a plain folder. Where the call is missing (other systems, old libc)
+or the file system refuses it, the old folder is renamed aside first and the new one renamed in: a gap of
+two renames, but never a half-written folder.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+TMP_TAG = "rspnet-tmp"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def temp_prefix(name: str) -> str:
+    return f".{name}.{TMP_TAG}."
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publishable(path: Path) -> None:
+    """A file 0666, a folder and its files 0777/0666, less the umask: what open() and mkdir() make."""
+    mask = _umask()
+    if path.is_dir():
+        path.chmod(0o777 & ~mask)
+        for f in path.iterdir():
+            f.chmod((0o777 if f.is_dir() else 0o666) & ~mask)
+    else:
+        path.chmod(0o666 & ~mask)
 
 
 @contextlib.contextmanager
@@ -14,10 +55,11 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``dest``, on failure it is removed."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=dest.suffix, dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=dest.suffix, dir=dest.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        _publishable(Path(tmp))
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -28,3 +70,65 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 def atomic_write_text(dest: str | Path, text: str) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step; False where the system or file system cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """Yield a temporary folder to fill; on success it takes ``dest``'s place (see the module docstring)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
+    try:
+        yield tmp
+        _publishable(tmp)
+        if not dest.exists():
+            tmp.rename(dest)
+        elif not _exchange(tmp, dest):
+            aside = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
+            dest.rename(aside / "previous")
+            try:
+                tmp.rename(dest)
+            except BaseException:
+                (aside / "previous").rename(dest)
+                shutil.rmtree(aside, ignore_errors=True)
+                raise
+            tmp = aside
+        # tmp now holds the previous build (or nothing): removed below
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (waiting for it): one writer of a name at a time. The
+    kernel drops the lock when its holder dies, so a killed writer never leaves it held."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def clean_leftovers(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the temporary files and folders killed writes left in ``folder`` (only those of ``name``
+    when given); call it holding the lock that makes this process their owner."""
+    pattern = temp_prefix(name) + "*" if name else f".*.{TMP_TAG}.*"
+    found = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return found

@@ -18,9 +18,11 @@ import torch
 
 from .data import build_dataset
 from .errors import ZooError
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, clean_leftovers, locked
 from .optimize import optimize
 from .predict import predict_files
+from .runs import check_run
+from .specfile import spec_sha256
 from .train import CHECKPOINT_FILE, evaluate, save_to_zoo, train, train_command
 from .zoo import SHIPPED, create_genotype_net, load_trained, resolve_genotype, zoo_home
 
@@ -51,30 +53,15 @@ class TrainRequest:
     length: int | None = None  # synthetic: training images per epoch
     size: tuple[int, int] | None = None  # synthetic: scene size the crops are cut from
     resume: bool = False
+    force: bool = False  # start over an earlier run in the same folder
     out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
     tag: str | None = None  # default: the data set name
     device: torch.device | None = None
 
 
-def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batch: BatchCallback | None = None) -> dict:
-    """Train, evaluate on the val split, and save the weights into the zoo as ``<name>.<tag>``."""
-    tag = r.tag or r.data
-    if not re.fullmatch(r"[a-z0-9_]+", tag):
-        raise ZooError(f"'{tag}' is not a tag: use lower-case letters, digits and _")
-    crop = r.crop or ((128, 128) if r.data == "synthetic" else (512, 512))
-    g = resolve_genotype(r.model)
-    options = _synthetic_options(r.data, r.length, r.size)
-    train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
-    val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
-    run_dir = r.out or zoo_home() / "runs" / f"{g.name}.{tag}"
-    checkpoint = run_dir / CHECKPOINT_FILE
-    if r.resume and not checkpoint.is_file():
-        raise ZooError(f"{checkpoint}: no checkpoint to resume from")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(r.seed)
-        net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
-    command = train_command(
-        r.model,
+def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
+    """The options that decide what a run trains: its checkpoint records them and a resume must match."""
+    return dict(
         data=r.data,
         root=r.root,
         epochs=r.epochs,
@@ -88,25 +75,54 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         length=r.length,
         tag=tag,
     )
-    result = train(
-        net,
-        train_set,
-        epochs=r.epochs,
-        iterations=r.iterations,
-        batch_size=r.batch_size,
-        lr=r.lr,
-        weight_decay=r.weight_decay,
-        seed=r.seed,
-        checkpoint=checkpoint,
-        resume=r.resume,
-        device=r.device,
-        on_step=on_step,
-    )
-    metrics = evaluate(net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch)
-    folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=r.data, command=command)
-    atomic_write_text(
-        run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
-    )
+
+
+def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batch: BatchCallback | None = None) -> dict:
+    """Train, evaluate on the val split, and save the weights into the zoo as ``<name>.<tag>``.
+
+    One train owns its run folder at a time (a second one of the same folder waits for the lock); the owner
+    first removes what killed writes left there, and an earlier run is resumed or, with ``force``, replaced.
+    """
+    tag = r.tag or r.data
+    if not re.fullmatch(r"[a-z0-9_]+", tag):
+        raise ZooError(f"'{tag}' is not a tag: use lower-case letters, digits and _")
+    crop = r.crop or ((128, 128) if r.data == "synthetic" else (512, 512))
+    g = resolve_genotype(r.model)
+    options = _synthetic_options(r.data, r.length, r.size)
+    train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
+    val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
+    run_dir = r.out or zoo_home() / "runs" / f"{g.name}.{tag}"
+    checkpoint = run_dir / CHECKPOINT_FILE
+    settings = train_settings(r, tag, crop)
+    command = train_command(r.model, **settings)
+    settings = json.loads(json.dumps(dict(settings, spec_sha256=spec_sha256(g)), default=str))  # as stored
+    with locked(run_dir / ".lock"):
+        clean_leftovers(run_dir)
+        check_run(run_dir, [checkpoint] if checkpoint.is_file() else [], r.resume, r.force, "train")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(r.seed)
+            net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
+        result = train(
+            net,
+            train_set,
+            epochs=r.epochs,
+            iterations=r.iterations,
+            batch_size=r.batch_size,
+            lr=r.lr,
+            weight_decay=r.weight_decay,
+            seed=r.seed,
+            checkpoint=checkpoint,
+            resume=r.resume,
+            device=r.device,
+            on_step=on_step,
+            settings=settings,
+            command=command,
+        )
+        metrics = evaluate(net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch)
+        folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=r.data, commands=result.commands)
+        atomic_write_text(
+            run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
+        )
     return dict(
         name=f"{g.name}.{tag}",
         folder=str(folder),
@@ -114,6 +130,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         steps=result.steps,
         resumed_from=result.resumed_from,
         history=result.history,
+        commands=result.commands,
         command=command,
         registered=g.name in SHIPPED,
         val_images=len(val_set),

@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .artifacts import build_folder
+from .artifacts import build_folder, state_mismatch
 from .data.transforms import IGNORE_INDEX
 from .errors import ZooError
 from .fsutil import atomic_path
 from .metrics import SegmentationMetrics
+from .runs import check_settings
 from .spec import Genotype
 from .textutil import command_line
 from .zoo import zoo_home
@@ -40,6 +41,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # every iteration of this call
     steps: int = 0  # total iterations done, resumed ones included
     resumed_from: int | None = None  # the step the run resumed at
+    commands: list[str] = field(default_factory=list)  # the commands that made the run, in order
 
 
 def logits_of(output: torch.Tensor | dict) -> torch.Tensor:
@@ -68,6 +70,26 @@ def load_checkpoint(file: Path) -> dict:
         raise ZooError(f"{file}: not a readable checkpoint ({type(e).__name__}: {e})") from None
 
 
+CHECKPOINT_FIELDS = dict(
+    model=dict, optimizer=dict, scheduler=dict, epoch=int, step=int, history=list, settings=dict, commands=list
+)
+RESUMABLE_CHANGES = ("epochs", "iterations")  # a longer run: the card then lists every command that made it
+
+
+def check_checkpoint(file: Path, state: object, model: nn.Module) -> dict:
+    """A loaded checkpoint's structure, checked before any of it is used: one line naming the first fault."""
+    if not isinstance(state, dict):
+        raise ZooError(f"{file}: not a training checkpoint (it holds a {type(state).__name__})")
+    for key, kind in CHECKPOINT_FIELDS.items():
+        if not isinstance(state.get(key), kind):
+            found = "missing" if key not in state else f"a {type(state[key]).__name__}"
+            raise ZooError(f"{file}: not a training checkpoint of this run ('{key}' is {found}, not a {kind.__name__})")
+    problem = state_mismatch(model.state_dict(), state["model"])
+    if problem:
+        raise ZooError(f"{file}: does not fit this model: {problem}")
+    return state
+
+
 def train(
     model: nn.Module,
     dataset: Dataset,
@@ -85,12 +107,16 @@ def train(
     device: torch.device | None = None,
     num_workers: int = 0,
     on_step: Callable[[dict], None] | None = None,
+    settings: dict | None = None,
+    command: str | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
 
-    ``checkpoint`` is written after every epoch (model, optimizer, schedule, step, history); with
-    ``resume`` the run starts from it. ``on_step`` gets ``dict(step, total, epoch, loss, lr,
-    images_per_s)`` after each iteration (the CLI's progress bar).
+    ``checkpoint`` is written after every epoch (model, optimizer, schedule, step, history, the run's
+    ``settings`` and the ``command`` lines that made it); with ``resume`` the run starts from it, when it
+    was made with the same ``settings`` but for RESUMABLE_CHANGES and is not longer than asked.
+    ``on_step`` gets ``dict(step, total, epoch, loss, lr, images_per_s)`` after each iteration (the CLI's
+    progress bar).
     """
     device = device or default_device()
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
@@ -102,12 +128,16 @@ def train(
     model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, poly_power))
+    settings = dict(settings or {})
     result = TrainResult(model)
     start_epoch = 0
     if resume:
         if checkpoint is None:
             raise ZooError("resuming needs a checkpoint file")
-        state = load_checkpoint(checkpoint)
+        state = check_checkpoint(checkpoint, load_checkpoint(checkpoint), model)
+        check_settings(checkpoint, state["settings"], settings, RESUMABLE_CHANGES)
+        if total < state["step"]:
+            raise ZooError(f"{checkpoint}: the run already did {state['step']} steps; resuming cannot shorten it")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -116,6 +146,9 @@ def train(
             raise ZooError(f"{checkpoint}: does not fit this model and optimizer ({str(e).splitlines()[0]})") from None
         start_epoch, result.steps, result.history = state["epoch"], state["step"], list(state["history"])
         result.resumed_from = result.steps
+        result.commands = list(state["commands"])
+    if command is not None and command not in result.commands[-1:]:
+        result.commands.append(command)
 
     criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays
@@ -169,15 +202,23 @@ def train(
                 )
             )
             if checkpoint is not None:
-                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result)
+                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings)
     model.eval()
     return result
 
 
 def save_checkpoint(
-    file: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int, result: TrainResult
+    file: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    epoch: int,
+    result: TrainResult,
+    settings: dict,
 ) -> None:
     state = dict(
+        settings=settings,
+        commands=result.commands,
         model=model.state_dict(),
         optimizer=optimizer.state_dict(),
         scheduler=scheduler.state_dict(),
@@ -232,7 +273,7 @@ def train_command(model: str, **options: Any) -> str:
     return command_line(["rspnet-zoo", "train", model], options)
 
 
-def trained_card_note(name: str, data: str, metrics: dict, command: str) -> str:
+def trained_card_note(name: str, data: str, metrics: dict, commands: Sequence[str]) -> str:
     rows = "\n".join(f"| {c} | {'-' if iou is None else f'{iou:.4f}'} |" for c, iou in metrics["per_class_iou"].items())
     return f"""
 ## Trained weights `{name}`
@@ -241,10 +282,10 @@ Trained on the {data} data set. Validation split ({metrics["images"]} images): *
 mean accuracy {metrics["mean_acc"]:.4f}, frequency-weighted IoU {metrics["fw_iou"]:.4f},
 pixel accuracy {metrics["pixel_acc"]:.4f}.
 
-Reproduce with
+Reproduce with {"this command" if len(commands) == 1 else "these commands, in order"}
 
 ```
-{command}
+{chr(10).join(commands)}
 ```
 
 and load with `timm.create_model("{name}", pretrained=True)` after `import rspnet_zoo`.
@@ -263,7 +304,7 @@ def save_to_zoo(
     metrics: dict,
     *,
     data: str,
-    command: str,
+    commands: Sequence[str],
     home: Path | None = None,
 ) -> Path:
     """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag."""
@@ -272,7 +313,7 @@ def save_to_zoo(
         genotype,
         home or zoo_home(),
         num_classes=len(class_names),
-        card_note=trained_card_note(name, data, metrics, command),
+        card_note=trained_card_note(name, data, metrics, commands),
         folder_name=name,
         class_names=class_names,
         model=model,

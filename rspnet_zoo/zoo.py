@@ -34,7 +34,8 @@ PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def zoo_home() -> Path:
-    return Path(os.environ.get("RSPNET_ZOO_HOME", "~/.cache/rspnet-zoo")).expanduser()
+    """``$RSPNET_ZOO_HOME``; empty counts as unset, so it never means the working directory."""
+    return Path(os.environ.get("RSPNET_ZOO_HOME") or "~/.cache/rspnet-zoo").expanduser()
 
 
 def weights_path(name: str) -> Path:

@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from rspnet_zoo.errors import SpecError, ZooError
 from rspnet_zoo.fsutil import atomic_write_text
+from rspnet_zoo.runs import check_run, check_settings
 from rspnet_zoo.spec import Genotype, Identifier
 from rspnet_zoo.specfile import dump_spec, parse_spec, spec_sha256
 from rspnet_zoo.train import load_checkpoint
@@ -25,23 +26,13 @@ def check_run_folder(
         raise ZooError(f"spec name '{name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
     if out.exists() and not force:
         raise ZooError(f"{out}: exists; pass --force to overwrite it")
-    if resume and not checkpoints:
-        raise ZooError(f"{run_dir}: no {what} checkpoint to resume")
-    if checkpoints and not resume:
-        if not force:
-            raise ZooError(f"{run_dir}: holds an earlier search; pass --resume to continue it or --force to start over")
-        for file in checkpoints:
-            file.unlink()
+    check_run(run_dir, checkpoints, resume, force, what)
 
 
 def load_resumable(file: Path, settings: dict) -> dict:
     """A checkpoint's state, refused when it was made with other settings than the ones resuming it."""
     state = load_checkpoint(file)
-    if state.get("settings") != settings:
-        raise ZooError(
-            f"{file}: was made by a search with other settings; "
-            f"resume it with the same command, or pass --force to start over"
-        )
+    check_settings(file, state.get("settings"), settings)
     return state
 
 

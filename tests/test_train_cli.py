@@ -68,7 +68,7 @@ def test_train_then_resume_then_load_and_evaluate(run_cli, zoo_home, tmp_path, c
 def test_resume_without_a_checkpoint(run_cli, tmp_path):
     code, out, err = run_cli("train", str(TINY), *FAST, "--resume", "--out", str(tmp_path / "empty"))
     assert code == 2 and out == ""
-    assert err.strip() == f"rspnet-zoo: error: {tmp_path / 'empty' / 'checkpoint.pt'}: no checkpoint to resume from"
+    assert err.strip() == f"rspnet-zoo: error: {tmp_path / 'empty'}: no train checkpoint to resume"
 
 
 def test_bad_flags_are_one_line(run_cli, tmp_path):

@@ -112,7 +112,10 @@ def train(
     size: str | None = typer.Option(
         None, "--size", help="Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the checkpoint in --out (same settings; more --epochs/--iterations)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Start over an earlier run in --out, dropping its checkpoint."),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -131,7 +134,7 @@ def train(
     sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, seed=seed, length=length, resume=resume, out=out, tag=tag,
+        weight_decay=weight_decay, seed=seed, length=length, resume=resume, force=force, out=out, tag=tag,
         device=parse_device(device), **sizes,
     )  # fmt: skip
     with _progress(not as_json) as progress:
