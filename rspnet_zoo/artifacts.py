@@ -7,7 +7,7 @@ The folder is self-describing: config.json carries the canonical genotype in ``m
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,17 @@ from .model import GenotypeNet
 from .spec import FORMAT_VERSION, Genotype
 from .specfile import canonical_dict, dump_spec, spec_sha256
 from .stats import count_flops, count_parameters, meta_model
-from .weightsfile import read_weights, save_weights
+from .weightsfile import describe_status, imported, initialised, read_weights, save_weights, status_facts
 from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, pretrained_cfg_for
 
 
-def weights_metadata(genotype: Genotype, class_names: Sequence[str] | None = None) -> dict[str, str]:
-    """safetensors metadata holds strings only; trained weights add the class names they predict."""
+def weights_metadata(
+    genotype: Genotype, status: Mapping[str, str], class_names: Sequence[str] | None = None
+) -> dict[str, str]:
+    """safetensors metadata holds strings only: the spec, what the weights are (``weightsfile``'s status),
+    and for trained weights the class names they predict."""
     meta = {
+        **status,
         "genotype": dump_spec(genotype),
         "genotype_sha256": spec_sha256(genotype),
         "format_version": str(FORMAT_VERSION),
@@ -53,13 +57,15 @@ def state_mismatch(own: dict[str, torch.Tensor], state: dict) -> str | None:
     return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors ({first})"
 
 
-def load_weights(model: torch.nn.Module, file: Path) -> None:
-    """Strict load of a safetensors file, with a one-line error when it is corrupted or does not fit the model."""
-    state, _ = read_weights(file)
+def load_weights(model: torch.nn.Module, file: Path) -> dict[str, str]:
+    """Strict load of a safetensors file, with a one-line error when it is corrupted or does not fit the
+    model; returns the file's metadata."""
+    state, metadata = read_weights(file)
     problem = state_mismatch(model.state_dict(), state)
     if problem:
         raise ZooError(f"{file} does not match the spec: {problem}")
     model.load_state_dict(state)
+    return metadata
 
 
 def output_description(model: GenotypeNet) -> str:
@@ -70,7 +76,14 @@ def output_description(model: GenotypeNet) -> str:
     return f"(B, {model.num_classes}, H/{model.output_reduction}, W/{model.output_reduction}) (ceil)"
 
 
-def model_card(genotype: Genotype, folder_name: str, model: GenotypeNet, stats: dict[str, int], note: str = "") -> str:
+def model_card(
+    genotype: Genotype,
+    folder_name: str,
+    model: GenotypeNet,
+    stats: dict[str, int],
+    status: Mapping[str, str],
+    note: str = "",
+) -> str:
     num_classes = model.num_classes
     p = genotype.provenance
     c, h, w = genotype.defaults.input_size
@@ -82,6 +95,7 @@ def model_card(genotype: Genotype, folder_name: str, model: GenotypeNet, stats: 
 
 | | |
 |---|---|
+| weights | {describe_status(status)} |
 | genotype sha256 | `{spec_sha256(genotype)}` |
 | format_version | {FORMAT_VERSION} |
 | classes | {num_classes} |
@@ -117,6 +131,7 @@ def build_folder(
     model_args: dict[str, Any] | None = None,
     cfg_overrides: dict[str, Any] | None = None,
     model: GenotypeNet | None = None,
+    status: Mapping[str, str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all,
     and replaces an older one without a moment of no folder (``fsutil.atomic_dir``).
@@ -126,6 +141,8 @@ def build_folder(
     ``class_names`` (trained weights) replace the spec's default label names in the cfg and metadata.
     ``model_args`` (e.g. ``aux_head``) are stored for timm to rebuild the model with; ``cfg_overrides``
     are the weights' own preprocessing facts (imported weights: normalisation, crop, notes).
+    ``status`` (``weightsfile.trained``/``imported``) says what ``model``'s weights are; a ``weights`` file
+    keeps its own status (else counts as imported from that file), and a fresh one is ``initialised``.
     """
     model_args = dict(model_args or {})
     num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
@@ -133,8 +150,11 @@ def build_folder(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = create_genotype_net(genotype.name, genotype, num_classes=num_classes, **model_args)
+        status = initialised(seed)
         if weights is not None:
-            load_weights(model, weights)
+            status = status_facts(load_weights(model, weights)) or imported(str(weights))
+    elif status is None:
+        raise TypeError("build_folder(model=...) needs the status of the model's weights")
     stats = dict(
         parameters=count_parameters(model),
         flops=count_flops(meta_model(genotype, num_classes), genotype.defaults.input_size),
@@ -153,12 +173,17 @@ def build_folder(
     }
     folder_name = folder_name or genotype.name
     final = out_dir / folder_name
-    with locked(out_dir / f".{folder_name}.lock"):  # one writer of a name at a time; the other waits
+    with locked(out_dir):  # one writer in a zoo at a time; the other waits
         clean_leftovers(out_dir, folder_name)
         with atomic_dir(final) as tmp:
-            save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, class_names))
+            save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, status, class_names))
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, card_note))
+            (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, status, card_note))
     return final, dict(
-        name=genotype.name, path=str(final), sha256=spec_sha256(genotype), num_classes=num_classes, **stats
+        name=genotype.name,
+        path=str(final),
+        sha256=spec_sha256(genotype),
+        num_classes=num_classes,
+        weights=dict(status),
+        **stats,
     )

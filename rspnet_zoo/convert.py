@@ -24,6 +24,7 @@ from .fsutil import atomic_path
 from .model import GenotypeNet
 from .spec import Genotype
 from .stats import count_parameters
+from .weightsfile import imported
 from .zoo import load_trained, resolve_genotype, tag_weights, zoo_home
 
 # Where the repositories keep a state dict inside a saved dict, most specific first.
@@ -311,6 +312,7 @@ def convert_checkpoint(
         folder_name=folder_name,
         model_args=model_args,
         cfg_overrides=dict(layout.cfg, notes=layout.notes),
+        status=imported(str(checkpoint), sha256),
     )
     info.update(
         family=fam.name,

@@ -1,7 +1,7 @@
 """Atomic writes: a temporary file or folder beside the destination, put in its place when complete.
 
 Temporary names are ``.<dest name>.rspnet-tmp.<random><suffix>``, so the next writer that owns the folder
-(it holds the folder's lock, see ``locked``) can recognise and remove what a killed write left behind.
+(it holds the folder's ``flock``, see ``locked``) can recognise and remove what a killed write left behind.
 Outputs get the modes of a plain ``open``/``mkdir`` (0644/0755 under the usual umask), not mkstemp's 0600.
 
 A built folder replaces an older one by ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+, through libc): the
@@ -111,13 +111,17 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def locked(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file`` (waiting for it): one writer of a name at a time. The
-    kernel drops the lock when its holder dies, so a killed writer never leaves it held."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+def locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself (made if missing), waiting for it: one writer in a
+    zoo or run folder at a time, and no lock file left behind. The kernel drops the lock when its holder
+    dies, so a killed writer never leaves it held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def clean_leftovers(folder: Path, name: str | None = None) -> list[Path]:

@@ -96,7 +96,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     settings = train_settings(r, tag, crop)
     command = train_command(r.model, **settings)
     settings = json.loads(json.dumps(dict(settings, spec_sha256=spec_sha256(g)), default=str))  # as stored
-    with locked(run_dir / ".lock"):
+    with locked(run_dir):
         clean_leftovers(run_dir)
         check_run(run_dir, [checkpoint] if checkpoint.is_file() else [], r.resume, r.force, "train")
         with torch.random.fork_rng(devices=[]):

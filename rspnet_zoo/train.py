@@ -29,6 +29,7 @@ from .metrics import SegmentationMetrics
 from .runs import check_settings
 from .spec import Genotype
 from .textutil import command_line
+from .weightsfile import trained
 from .zoo import zoo_home
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -317,5 +318,6 @@ def save_to_zoo(
         folder_name=name,
         class_names=class_names,
         model=model,
+        status=trained(data, metrics),
     )
     return folder

@@ -1,14 +1,28 @@
-"""Zoo weight files: safetensors whose metadata carries a sha256 of the tensors, checked on every read.
+"""Zoo weight files: safetensors whose metadata carries a sha256 of the tensors, checked on every read,
+and says what the weights are.
 
 The hash covers each tensor in sorted key order (name, dtype, shape, bytes), so a flipped byte, a
 renamed or reshaped tensor all change it. It is computed while the tensors are read, in the same pass
 that refuses NaN and Inf. Files without the field (plain safetensors from elsewhere) are read unchecked
 for the hash but still refused when not finite.
+
+The metadata keys this module owns (safetensors metadata values are strings):
+
+- ``tensors_sha256``: the hash above.
+- ``weights_status``: ``trained``, ``imported`` or ``initialised`` (see ``STATUSES``), with its facts:
+  trained: ``trained_on`` (the data set) and ``metrics`` (JSON: the val split's mIoU, mean accuracy, ...);
+  imported: ``source`` (the published checkpoint it was converted from) and ``source_sha256``;
+  initialised: ``init_seed``, the seed of the random initialisation (never trained, not for prediction).
+  Files written before the field existed have no status ("unrecorded").
+
+Every writer of a zoo weight file goes through ``save_weights`` with one of ``trained``, ``imported`` or
+``initialised`` below merged into its metadata.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +34,55 @@ from safetensors.torch import save_file
 from .errors import WeightsError
 
 TENSORS_SHA256 = "tensors_sha256"
+STATUS = "weights_status"
+TRAINED, IMPORTED, INITIALISED, UNRECORDED = "trained", "imported", "initialised", "unrecorded"
+STATUSES = (TRAINED, IMPORTED, INITIALISED)
+USABLE = (TRAINED, IMPORTED)  # what pretrained=True loads and timm.list_pretrained() lists
+
+
+def trained(data: str, metrics: Mapping[str, object]) -> dict[str, str]:
+    summary = {k: metrics[k] for k in ("miou", "mean_acc", "fw_iou", "pixel_acc", "images") if k in metrics}
+    return {STATUS: TRAINED, "trained_on": data, "metrics": json.dumps(summary, sort_keys=True)}
+
+
+def imported(source: str, source_sha256: str | None = None) -> dict[str, str]:
+    return {STATUS: IMPORTED, "source": source, **({"source_sha256": source_sha256} if source_sha256 else {})}
+
+
+def initialised(seed: int) -> dict[str, str]:
+    return {STATUS: INITIALISED, "init_seed": str(seed)}
+
+
+def status_facts(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The status keys of ``metadata``: what a copy of the weights (``build --weights``) carries over."""
+    keys = (STATUS, "trained_on", "metrics", "source", "source_sha256", "init_seed")
+    return {k: metadata[k] for k in keys if k in metadata}
+
+
+def weights_status(metadata: Mapping[str, str]) -> str:
+    return metadata.get(STATUS, UNRECORDED)
+
+
+def describe_status(metadata: Mapping[str, str]) -> str:
+    """One line for ``list`` and the model card."""
+    status = weights_status(metadata)
+    if status == TRAINED:
+        miou = json.loads(metadata.get("metrics", "{}")).get("miou")
+        return f"trained on {metadata.get('trained_on', '?')}" + (f" (val mIoU {miou:.4f})" if miou is not None else "")
+    if status == IMPORTED:
+        return f"imported from {metadata.get('source', '?')}"
+    if status == INITIALISED:
+        return f"initialised (seed {metadata.get('init_seed', '?')}), never trained"
+    return "status unrecorded (written before weight files recorded it)"
+
+
+def read_metadata(file: Path) -> dict[str, str]:
+    """The metadata alone (the header), for listings; a file that is not safetensors reads as empty."""
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError):
+        return {}
 
 
 def _update(h: hashlib._Hash, key: str, tensor: torch.Tensor) -> None:

@@ -6,6 +6,11 @@ Weights are local safetensors only: ``$RSPNET_ZOO_HOME/<name>/model.safetensors`
 tag (written by ``rspnet-zoo build``), a folder for ``local-dir:``, and for a trained tag
 (``<name>.<tag>``) ``$RSPNET_ZOO_HOME/<name>.<tag>/model.safetensors`` (written by ``rspnet-zoo train``)
 or else the package data ``rspnet_zoo/weights/<name>.<tag>.safetensors``.
+
+``pretrained=True`` loads trained or imported weights (``weightsfile``'s status); initialised ones, which
+``build`` writes, are refused unless asked for: ``allow_untrained=True`` to ``create_model``, or
+``RSPNET_ZOO_ALLOW_UNTRAINED=1`` in the environment (for the CLI's eval and predict). ``timm.list_pretrained()``
+lists only names and tags whose files hold trained or imported weights.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from .model import GenotypeNet
 from .resources import shipped_specs
 from .spec import MAX_CLASSES, Genotype
 from .specfile import genotype_from_dict, load_spec, spec_sha256
-from .weightsfile import read_weights
+from .weightsfile import INITIALISED, USABLE, describe_status, read_metadata, read_weights, weights_status
 
 GENERIC_ARCH = "rspnet"
+ALLOW_UNTRAINED_ENV = "RSPNET_ZOO_ALLOW_UNTRAINED"
 WEIGHTS_FILE = "model.safetensors"
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -96,6 +102,17 @@ def packaged_tags() -> dict[str, Path]:
     return {f.stem: f for f in files if f.stem.split(".")[0] in SHIPPED and "." in f.stem}
 
 
+def home_tags() -> dict[str, Path]:
+    """``'<name>.<tag>' -> file`` for the tags trained (or converted) into the zoo home."""
+    home = zoo_home()
+    files = sorted(home.glob(f"*.*/{WEIGHTS_FILE}")) if home.is_dir() else []
+    return {f.parent.name: f for f in files if f.parent.name.split(".")[0] in SHIPPED}
+
+
+def _usable(file: Path) -> bool:
+    return file.is_file() and weights_status(read_metadata(file)) in USABLE
+
+
 def tag_weights(name: str, tag: str) -> Path | None:
     """A tag trained here (zoo home) wins over the same tag shipped in the package."""
     trained = zoo_home() / f"{name}.{tag}" / WEIGHTS_FILE
@@ -104,13 +121,29 @@ def tag_weights(name: str, tag: str) -> Path | None:
     return packaged_tags().get(f"{name}.{tag}")
 
 
-# The untagged cfg of each spec names the zoo-home file, so it stays the default tag; trained tags follow.
+# The untagged cfg of each spec is the default tag ('name.*' marks it so for timm even without weights);
+# it names the zoo-home file only when that holds trained or imported weights, since timm lists a cfg with
+# a file as pretrained (create_model finds a build either way). Tags follow: shipped ones, then ones
+# trained here, which win; initialised ones are left out.
 default_cfgs = generate_default_cfgs(
     {
-        **{name: pretrained_cfg_for(g, file=str(weights_path(name))) for name, g in SHIPPED.items()},
-        **{key: trained_cfg(SHIPPED[key.split(".")[0]], file) for key, file in packaged_tags().items()},
+        **{
+            key: trained_cfg(SHIPPED[key.split(".")[0]], file)
+            for key, file in {**packaged_tags(), **home_tags()}.items()
+            if _usable(file)
+        },
+        **{  # after the tags: timm makes a '*' key the default only over the tags registered before it
+            f"{name}.*": pretrained_cfg_for(
+                g, **({"file": str(weights_path(name))} if _usable(weights_path(name)) else {})
+            )
+            for name, g in SHIPPED.items()
+        },
     }
 )
+
+
+def _untrained_allowed_by_env() -> bool:
+    return os.environ.get(ALLOW_UNTRAINED_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _weights_file(name: str, pretrained_cfg: Any) -> Path | None:
@@ -131,9 +164,11 @@ def create_genotype_net(
     pretrained: bool = False,
     pretrained_cfg: Any = None,
     pretrained_cfg_overlay: dict | None = None,
+    allow_untrained: bool = False,
     **kwargs: Any,
 ) -> GenotypeNet:
-    """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first."""
+    """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first
+    (intact, from this spec, and trained or imported unless ``allow_untrained``)."""
     if not isinstance(genotype, Genotype):
         genotype = genotype_from_dict(genotype)
     num_classes = kwargs.get("num_classes")
@@ -164,6 +199,12 @@ def create_genotype_net(
                 raise WeightsError(
                     f"{file} was built from spec {str(sha)[:12]}, "
                     f"not from this '{name}' spec ({expected[:12]}): rebuild it"
+                )
+            if weights_status(metadata) == INITIALISED and not (allow_untrained or _untrained_allowed_by_env()):
+                raise WeightsError(
+                    f"{file}: {describe_status(metadata)}; train them (`rspnet-zoo train {name}`) or build from "
+                    f"trained weights (`rspnet-zoo build SPEC --weights FILE`), or pass allow_untrained=True "
+                    f"(CLI: {ALLOW_UNTRAINED_ENV}=1) to load them anyway"
                 )
             if pretrained_cfg is None:
                 overlay["file"] = str(file)

@@ -15,13 +15,14 @@ def test_list_json_reports_sizes_and_weights(run_cli, zoo_home):
     code, out, err = run_cli("list", "--json")
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
-    assert rows["rspnet_small"]["weights"] is False
+    assert rows["rspnet_small"]["weights"] is None
+    assert rows["rspnet_small"]["tags"] == {"synth": "trained"}
     assert 0 < rows["rspnet_small"]["parameters"] < 1_000_000
     assert rows["rspnet_small"]["flops"] > 0
     code, out, err = run_cli("build", SMALL)
     assert code == 0, err
     code, out, _ = run_cli("list", "--json")
-    assert {r["name"]: r for r in json.loads(out)}["rspnet_small"]["weights"] is True
+    assert {r["name"]: r for r in json.loads(out)}["rspnet_small"]["weights"] == "initialised"
 
 
 def test_list_for_people(run_cli):

@@ -177,11 +177,12 @@ def test_class_id_out_of_range(run_cli, camvid_root, tmp_path):
         build_dataset("camvid", "val", root=camvid_root)[2]
 
 
-def test_class_id_out_of_range_in_the_cli(run_cli, folder_root, tmp_path):
+def test_class_id_out_of_range_in_the_cli(run_cli, folder_root, tmp_path, monkeypatch):
     """eval reads masks as it goes: the bad one stops it with one line, nothing else printed on stdout."""
     from rspnet_zoo.artifacts import build_folder
     from rspnet_zoo.specfile import load_spec
 
+    monkeypatch.setenv("RSPNET_ZOO_ALLOW_UNTRAINED", "1")  # a build's initialised weights, asked for
     tiny = Path(__file__).parent / "data" / "tiny_net.json"
     folder, _ = build_folder(load_spec(tiny), tmp_path / "built", num_classes=3)
     write_labels(folder_root / "masks" / "img2.png", np.full((8, 10), 7, dtype=np.uint8))

@@ -25,12 +25,14 @@ def test_shipped_weights_are_small_safetensors_with_the_specs_metadata():
     assert WEIGHTS.stat().st_size < 10 * 2**20
     with safe_open(str(WEIGHTS), framework="pt") as f:
         meta = f.metadata()
-    expected = weights_metadata(SHIPPED["rspnet_small"], CLASS_NAMES)
+    expected = weights_metadata(SHIPPED["rspnet_small"], {}, CLASS_NAMES)
     assert {k: meta[k] for k in ("genotype", "genotype_sha256", "class_names")} == {
         k: expected[k] for k in ("genotype", "genotype_sha256", "class_names")
     }
+    assert meta["weights_status"] == "trained" and meta["trained_on"] == "synthetic"
+    assert json.loads(meta["metrics"])["miou"] == documented_miou()
     assert "rspnet_small.synth" in timm.list_pretrained("rspnet_small*")
-    assert timm.models.get_pretrained_cfg("rspnet_small").file.endswith("rspnet_small/model.safetensors")
+    assert timm.models.get_pretrained_cfg("rspnet_small").num_classes == SHIPPED["rspnet_small"].defaults.num_classes
 
 
 def test_the_card_says_how_to_reproduce_them():

@@ -18,7 +18,9 @@ TINY = Path(__file__).parent / "data" / "tiny_net.json"
 
 
 @pytest.fixture
-def tiny_folder(tmp_path):
+def tiny_folder(tmp_path, monkeypatch):
+    """A built folder: its weights are initialised, which predict loads only when asked to."""
+    monkeypatch.setenv("RSPNET_ZOO_ALLOW_UNTRAINED", "1")
     folder, _ = build_folder(load_spec(TINY), tmp_path / "built", class_names=CLASS_NAMES)
     return folder
 

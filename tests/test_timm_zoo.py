@@ -36,6 +36,13 @@ def test_import_registers_every_shipped_spec():
     assert timm.models.get_pretrained_cfg("rspnet_small").num_classes == 19
 
 
+@pytest.fixture(autouse=True)
+def allow_untrained(monkeypatch):
+    """These tests check how built folders load; a build's weights are initialised, which pretrained=True
+    refuses unless asked (tests/test_weight_status.py)."""
+    monkeypatch.setenv("RSPNET_ZOO_ALLOW_UNTRAINED", "1")
+
+
 @pytest.fixture
 def built_small(zoo_home):
     folder, info = build_folder(load_spec(GENOTYPES / "rspnet_small.json"), zoo_home, seed=3)

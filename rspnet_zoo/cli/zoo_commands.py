@@ -46,12 +46,21 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
         raise typer.Exit(2)
 
 
+WEIGHTS_CELL = {"trained": "trained", "imported": "imported", "initialised": "init", "unrecorded": "?"}
+
+
 @app.command("list")
 def list_models(as_json: bool = JsonOpt) -> None:
-    """Registered architectures, whether their weights are built, parameters and FLOPs."""
+    """Registered architectures, what their built weights are (trained, imported, initialised), parameters
+    and FLOPs; then the trained tags."""
     from ..stats import cached_spec_stats
-    from ..zoo import SHIPPED, weights_path, zoo_home
+    from ..weightsfile import describe_status, read_metadata, weights_status
+    from ..zoo import SHIPPED, home_tags, packaged_tags, weights_path, zoo_home
 
+    def status(file: Path) -> str | None:
+        return weights_status(read_metadata(file)) if file.is_file() else None
+
+    tags = {**packaged_tags(), **home_tags()}
     rows = []
     for name, g in sorted(SHIPPED.items()):
         stats = cached_spec_stats(g)
@@ -59,7 +68,12 @@ def list_models(as_json: bool = JsonOpt) -> None:
             dict(
                 name=name,
                 version=g.version,
-                weights=weights_path(name).is_file(),
+                weights=status(weights_path(name)),
+                tags={
+                    key.split(".", 1)[1]: status(file)
+                    for key, file in sorted(tags.items())
+                    if key.split(".")[0] == name
+                },
                 num_classes=g.defaults.num_classes,
                 input_size=list(g.defaults.input_size),
                 **stats,
@@ -74,13 +88,21 @@ def list_models(as_json: bool = JsonOpt) -> None:
             listing.add_row(
                 r["name"],
                 r["version"],
-                "yes" if r["weights"] else "-",
+                WEIGHTS_CELL.get(r["weights"], "-"),
                 str(r["num_classes"]),
                 f"{r['parameters']:,}",
                 f"{r['flops'] / 1e9:.2f}",
                 "x".join(map(str, r["input_size"])),
             )
+        listing.caption = "weights: init = initialised by `build`, never trained (pretrained=True refuses them)"
         console.print(listing)
+        if tags:
+            tagged = table("trained tags (timm.create_model(NAME.TAG, pretrained=True))")
+            tagged.add_column("name.tag", no_wrap=True)
+            tagged.add_column("weights")
+            for key, file in sorted(tags.items()):
+                tagged.add_row(key, describe_status(read_metadata(file)))
+            console.print(tagged)
 
     emit(rows, human, as_json)
 
