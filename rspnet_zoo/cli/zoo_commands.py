@@ -222,6 +222,13 @@ def build(
             f"built [bold]{info['name']}[/bold] ({info['parameters']:,} parameters, "
             f"{info['flops'] / 1e9:.2f} GFLOPs) -> {info['path']}"
         )
-        console.print(f"load it with timm.create_model('local-dir:{info['path']}', pretrained=True)")
+        load = f"timm.create_model('local-dir:{info['path']}', pretrained=True"
+        if info["weights"]["weights_status"] == "initialised":
+            console.print(
+                f"its weights are initialised (seed {seed}), never trained: train it with `rspnet-zoo train`, "
+                f"or load them anyway with {load}, allow_untrained=True)"
+            )
+        else:
+            console.print(f"load it with {load})")
 
     emit(info, human, as_json)
