@@ -201,8 +201,9 @@ def create_genotype_net(
                     f"not from this '{name}' spec ({expected[:12]}): rebuild it"
                 )
             if weights_status(metadata) == INITIALISED and not (allow_untrained or _untrained_allowed_by_env()):
+                train = f"rspnet-zoo train {name if name in SHIPPED else 'SPEC'}"
                 raise WeightsError(
-                    f"{file}: {describe_status(metadata)}; train them (`rspnet-zoo train {name}`) or build from "
+                    f"{file}: {describe_status(metadata)}; train them (`{train}`) or build from "
                     f"trained weights (`rspnet-zoo build SPEC --weights FILE`), or pass allow_untrained=True "
                     f"(CLI: {ALLOW_UNTRAINED_ENV}=1) to load them anyway"
                 )

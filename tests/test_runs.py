@@ -167,15 +167,14 @@ def _cli(*args: str, home: Path) -> subprocess.Popen:
 
 
 def test_two_concurrent_builds_of_one_name_both_finish(tmp_path):
-    spec = str(ROOT / "genotypes" / "rspnet_small.json")
-    runs = [_cli("build", spec, "--seed", str(seed), "--json", home=tmp_path) for seed in (1, 2)]
+    runs = [_cli("build", str(TINY), "--seed", str(seed), "--json", home=tmp_path) for seed in (1, 2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
     assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
     assert all("Traceback" not in err for _, _, err in results)
-    folder = tmp_path / "rspnet_small"
+    folder = tmp_path / "tiny_net"
     _, meta = read_weights(folder / "model.safetensors")  # whole: its hash checks out
-    assert meta["init_seed"] in ("1", "2") and json.loads((folder / "config.json").read_text())["num_classes"] == 19
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rspnet_small"]
+    assert meta["init_seed"] in ("1", "2") and json.loads((folder / "config.json").read_text())["num_classes"] == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny_net"]
 
 
 @pytest.mark.slow

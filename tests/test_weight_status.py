@@ -87,7 +87,10 @@ def test_trained_and_imported_weights_say_so_and_copies_keep_it(zoo_home, tmp_pa
     assert timm.create_model(f"local-dir:{imported}", pretrained=True).num_classes == 9
 
 
-def test_list_shows_the_status_of_builds_and_tags(run_cli, zoo_home):
+def test_list_shows_the_status_of_builds_and_tags(run_cli, zoo_home, monkeypatch):
+    from rspnet_zoo import stats
+
+    monkeypatch.setattr(stats, "cached_spec_stats", lambda g: dict(parameters=1, flops=1))  # sizes: not tested here
     code, out, _ = run_cli("build", SPEC, "--seed", "2", "--json")
     assert code == 0 and json.loads(out)["weights"]["weights_status"] == "initialised"
     code, out, _ = run_cli("build", SPEC, "--seed", "2")
@@ -112,8 +115,9 @@ def listed(home: Path) -> list[str]:
 def test_list_pretrained_lists_trained_and_imported_never_initialised(zoo_home, tmp_path):
     build_folder(SMALL, zoo_home, seed=1)  # initialised, untagged
     build_folder(SMALL, zoo_home, seed=1, folder_name="rspnet_small.fresh")  # initialised, tagged
-    assert listed(zoo_home) == ["rspnet_small.synth"]
     net = create_genotype_net("rspnet_small", SMALL, num_classes=3)
     save_to_zoo(net, SMALL, "mine", ["a", "b", "c"], metrics_of(["a", "b", "c"]), data="folder", commands=["x"])
-    build_folder(SMALL, zoo_home, num_classes=9, weights=SYNTH)  # the untagged build, now trained weights
-    assert listed(zoo_home) == ["rspnet_small", "rspnet_small.mine", "rspnet_small.synth"]
+    plain = tmp_path / "plain.safetensors"
+    save_weights(read_weights(SYNTH)[0], plain, {})
+    build_folder(SMALL, zoo_home, num_classes=9, weights=plain, folder_name="rspnet_small.imp")  # imported
+    assert listed(zoo_home) == ["rspnet_small.imp", "rspnet_small.mine", "rspnet_small.synth"]
