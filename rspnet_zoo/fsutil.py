@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import ZooError
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
@@ -28,3 +30,24 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 def atomic_write_text(dest: str | Path, text: str) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def writable_output(dest: str | Path, folder: bool = False) -> Path:
+    """Refuse, before any work is done, an output that cannot be written: a file where a folder is meant
+    (or the reverse), a path under a file, or a place without write permission."""
+    dest = Path(dest)
+    if os.path.exists(dest):
+        if folder and not dest.is_dir():
+            raise ZooError(f"{dest}: is a file; name a folder to write into")
+        if not folder and dest.is_dir():
+            raise ZooError(f"{dest}: is a folder; name a file to write")
+        where = dest if folder else dest.parent
+    else:
+        where = dest.parent
+        while not os.path.exists(where):
+            where = where.parent
+        if not where.is_dir():
+            raise ZooError(f"{dest}: cannot be written: {where} is a file, not a folder")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ZooError(f"{dest}: cannot be written: no write permission in {where}")
+    return dest

@@ -28,6 +28,7 @@ from .fsutil import atomic_path
 from .metrics import SegmentationMetrics
 from .spec import Genotype
 from .textutil import command_line
+from .weightsfile import torch_load
 from .zoo import zoo_home
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -60,12 +61,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def load_checkpoint(file: Path) -> dict:
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ZooError(f"{file}: no checkpoint to resume from") from None
-    except Exception as e:  # a truncated or foreign file: pickle, zip and torch errors alike
-        raise ZooError(f"{file}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not file.is_file():
+        raise ZooError(f"{file}: no checkpoint to resume from")
+    return torch_load(file)
 
 
 def train(

@@ -226,8 +226,11 @@ def sample(
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
     from ..data import build_dataset
+    from ..fsutil import writable_output
     from ..predict import save_png
 
+    for dest in (out, mask) if mask is not None else (out,):
+        writable_output(dest)
     dataset = build_dataset("synthetic", split, seed=seed, size=parse_size(size, "--size"), length=index + 1)
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
