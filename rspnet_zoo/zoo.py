@@ -33,7 +33,8 @@ PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def zoo_home() -> Path:
-    return Path(os.environ.get("RSPNET_ZOO_HOME", "~/.cache/rspnet-zoo")).expanduser()
+    """``$RSPNET_ZOO_HOME``; unset or empty means the default (empty would be the working directory)."""
+    return Path(os.environ.get("RSPNET_ZOO_HOME") or "~/.cache/rspnet-zoo").expanduser()
 
 
 def weights_path(name: str) -> Path:
