@@ -125,5 +125,5 @@ def torch_load(file: Path, error: type[ZooError] = ZooError):
                 f"will not run ({reason})"
             ) from None
         raise error(f"{file}: not a readable checkpoint ({reason})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except Exception as e:  # a damaged file fails anywhere in zip, pickle or storage code, with any type
         raise error(f"{file}: not a readable checkpoint ({_first_line(e)})") from None
