@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import pickle
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -117,13 +116,11 @@ def torch_load(file: Path, error: type[ZooError] = ZooError):
             return torch.load(file, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise error(f"{file}: no such file") from None
-    except pickle.UnpicklingError as e:
+    except Exception as e:  # a damaged file fails anywhere in zip, pickle or storage code, with any type
         reason = _first_line(e)
-        if "GLOBAL" in reason.upper():  # a class or function to import and call: code, not tensors
+        if "GLOBAL" in reason:  # a class or function to import and call: code, not tensors
             raise error(
                 f"{file}: refused: the pickle holds more than tensors, which torch.load(weights_only=True) "
                 f"will not run ({reason})"
             ) from None
         raise error(f"{file}: not a readable checkpoint ({reason})") from None
-    except Exception as e:  # a damaged file fails anywhere in zip, pickle or storage code, with any type
-        raise error(f"{file}: not a readable checkpoint ({_first_line(e)})") from None

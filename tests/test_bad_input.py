@@ -25,6 +25,13 @@ TINY = Path(__file__).parent / "data" / "tiny_net.json"
 SMOKE_SEARCH = ("search", "--stage", "cell", "--budget", "smoke", "--no-progress")
 
 
+@pytest.fixture(autouse=True)
+def untrained_weights_allowed(monkeypatch):
+    """The built folders here hold initialised weights; loading those is asked for explicitly (issue 11,
+    part 2), so that the damage under test is what gets refused."""
+    monkeypatch.setenv("RSPNET_ZOO_ALLOW_UNTRAINED", "1")
+
+
 def refused(run_cli, *args, needle: str = "") -> str:
     code, stdout, err = run_cli(*map(str, args))
     assert code == 2, (args, code, err)
