@@ -10,21 +10,19 @@ buffer of ours is filled, or nothing is written and one line names what did not 
 from __future__ import annotations
 
 import hashlib
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .conversions import Alias, ConversionError, Family, Layout, Rename, Row, families
-from .fsutil import atomic_path
+from .fsutil import atomic_path, writable_output
 from .model import GenotypeNet
 from .spec import Genotype
 from .stats import count_parameters
-from .weightsfile import imported
+from .weightsfile import imported, read_header, read_weights, torch_load
 from .zoo import load_trained, resolve_genotype, tag_weights, zoo_home
 
 # Where the repositories keep a state dict inside a saved dict, most specific first.
@@ -53,31 +51,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     'module.' prefix removed. Never a full unpickle."""
     if not path.is_file():
         raise ConversionError(f"{path}: no such checkpoint file")
-    state = _load_safetensors(path) if path.suffix == ".safetensors" else _unwrap(path, _load_torch(path))
+    state = read_weights(path)[0] if path.suffix == ".safetensors" else _unwrap(path, torch_load(path, ConversionError))
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise ConversionError(f"{path}: not a safetensors file ({e})") from None
-
-
-def _load_torch(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line.upper()), "")
-        raise ConversionError(
-            f"{path}: refused: the pickle holds more than tensors, which torch.load(weights_only=True) will not run"
-            + (f" ({reason})" if reason else "")
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConversionError(f"{path}: not a PyTorch checkpoint ({first})") from None
 
 
 def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:
@@ -293,6 +270,7 @@ def convert_checkpoint(
 
     fam = family(family_name)
     genotype = resolve_genotype(spec)
+    writable_output(out or zoo_home(), folder=True)
     reference = read_checkpoint(checkpoint)
     model_args = {"aux_head": True} if wants_aux(fam, genotype, reference) else {}
     with torch.device("meta"):
@@ -335,14 +313,15 @@ def _saved_model_args(model_ref: str) -> dict[str, Any]:
     file = tag_weights(name, tag)
     if file is None:
         return {}
-    with safe_open(str(file), framework="pt") as f:
-        return {"aux_head": True} if any(k.startswith("aux_head.") for k in f.keys()) else {}
+    shapes, _ = read_header(file)
+    return {"aux_head": True} if any(k.startswith("aux_head.") for k in shapes) else {}
 
 
 def export_checkpoint(family_name: str, model_ref: str, out: Path) -> dict[str, Any]:
     """A zoo model (built folder or registered name[.tag]) as the family's reference checkpoint: the
     published wrapper for ``.pth``/``.pt``/``.tar``, or a flat ``.safetensors`` (aliases written once)."""
     fam = family(family_name)
+    writable_output(out)
     model = load_trained(model_ref, **_saved_model_args(model_ref))
     layout = fam.layout(model.genotype, model.has_aux)
     state = to_reference(layout, model.state_dict())

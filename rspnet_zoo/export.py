@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .errors import ZooError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, writable_output
 from .predict import class_names_of
 from .specfile import spec_sha256
 
@@ -132,7 +132,7 @@ def export_model(
     model.eval()
     meta = export_metadata(reference)
     in_chans = getattr(reference, "in_chans", 3)
-    dest = Path(dest)
+    dest = writable_output(dest)
     worst = 0.0
     with atomic_path(dest) as tmp, torch.no_grad():
         generator = torch.Generator().manual_seed(0)

@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import ZooError
+
 TMP_TAG = "rspnet-tmp"
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -136,3 +138,24 @@ def clean_leftovers(folder: Path, name: str | None = None) -> list[Path]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
     return found
+
+
+def writable_output(dest: str | Path, folder: bool = False) -> Path:
+    """Refuse, before any work is done, an output that cannot be written: a file where a folder is meant
+    (or the reverse), a path under a file, or a place without write permission."""
+    dest = Path(dest)
+    if os.path.exists(dest):
+        if folder and not dest.is_dir():
+            raise ZooError(f"{dest}: is a file; name a folder to write into")
+        if not folder and dest.is_dir():
+            raise ZooError(f"{dest}: is a folder; name a file to write")
+        where = dest if folder else dest.parent
+    else:
+        where = dest.parent
+        while not os.path.exists(where):
+            where = where.parent
+        if not where.is_dir():
+            raise ZooError(f"{dest}: cannot be written: {where} is a file, not a folder")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ZooError(f"{dest}: cannot be written: no write permission in {where}")
+    return dest

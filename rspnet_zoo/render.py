@@ -6,14 +6,14 @@ import math
 from pathlib import Path
 
 from .errors import ZooError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, writable_output
 from .spec import Genotype
 
 
 def check_picture_path(out: Path) -> Path:
     if out.suffix.lower() not in (".svg", ".png"):
         raise ZooError(f"{out}: the picture is written as .svg or .png")
-    return out
+    return writable_output(out)
 
 
 def render_graph(genotype: Genotype, out: Path) -> Path:

@@ -18,7 +18,7 @@ import torch
 
 from .data import build_dataset
 from .errors import ZooError
-from .fsutil import atomic_write_text, clean_leftovers, locked
+from .fsutil import atomic_write_text, clean_leftovers, locked, writable_output
 from .optimize import optimize
 from .predict import predict_files
 from .runs import check_run
@@ -91,7 +91,8 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     options = _synthetic_options(r.data, r.length, r.size)
     train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
     val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
-    run_dir = r.out or zoo_home() / "runs" / f"{g.name}.{tag}"
+    run_dir = writable_output(r.out or zoo_home() / "runs" / f"{g.name}.{tag}", folder=True)
+    writable_output(zoo_home(), folder=True)
     checkpoint = run_dir / CHECKPOINT_FILE
     settings = train_settings(r, tag, crop)
     command = train_command(r.model, **settings)
@@ -184,6 +185,7 @@ def run_predict(r: PredictRequest) -> list[dict]:
     missing = next((p for p in r.images if not p.is_file()), None)
     if missing is not None:
         raise ZooError(f"{missing}: no such image file")
+    writable_output(r.out, folder=True)
     net = load_trained(r.model)
     if r.device is not None:
         net.to(r.device)
@@ -208,5 +210,23 @@ def run_build(r: BuildRequest) -> dict:
     g = resolve_genotype(r.spec)
     if r.weights is not None and not r.weights.is_file():
         raise ZooError(f"{r.weights}: no such weights file")
-    _, info = build_folder(g, r.out or zoo_home(), num_classes=r.num_classes, weights=r.weights, seed=r.seed)
+    out = writable_output(r.out or zoo_home(), folder=True)
+    try:
+        _, info = build_folder(g, out, num_classes=r.num_classes, weights=r.weights, seed=r.seed)
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        from .stats import count_parameters, meta_model
+
+        parameters = count_parameters(meta_model(g, r.num_classes))
+        raise ZooError(
+            f"{r.spec}: out of memory building '{g.name}' ({parameters:,} parameters, "
+            f"{parameters * 4 / 2**30:.1f} GiB of float32 weights before activations)"
+        ) from None
     return info
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's CUDA OOM, or the CPU allocator's RuntimeError."""
+    text = str(e).lower()
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text

@@ -29,7 +29,7 @@ from .metrics import SegmentationMetrics
 from .runs import check_settings
 from .spec import Genotype
 from .textutil import command_line
-from .weightsfile import trained
+from .weightsfile import torch_load, trained
 from .zoo import zoo_home
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -63,12 +63,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def load_checkpoint(file: Path) -> dict:
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ZooError(f"{file}: no checkpoint to resume from") from None
-    except Exception as e:  # a truncated or foreign file: pickle, zip and torch errors alike
-        raise ZooError(f"{file}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not file.is_file():
+        raise ZooError(f"{file}: no checkpoint to resume from")
+    return torch_load(file)
 
 
 CHECKPOINT_FIELDS = dict(

@@ -23,15 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .errors import WeightsError, ZooError
+from .errors import SpecError, WeightsError, ZooError, pointer
 from .model import GenotypeNet
 from .resources import shipped_specs
 from .spec import MAX_CLASSES, Genotype
 from .specfile import genotype_from_dict, load_spec, spec_sha256
-from .weightsfile import INITIALISED, USABLE, describe_status, read_metadata, read_weights, weights_status
+from .weightsfile import INITIALISED, USABLE, describe_status, read_header, read_metadata, read_weights, weights_status
 
 GENERIC_ARCH = "rspnet"
 ALLOW_UNTRAINED_ENV = "RSPNET_ZOO_ALLOW_UNTRAINED"
@@ -85,12 +84,12 @@ SHIPPED: dict[str, Genotype] = _load_shipped()
 def trained_cfg(genotype: Genotype, file: Path) -> dict[str, Any]:
     """A trained tag's cfg, from its safetensors header alone: the class count is the classifier's
     width, the class names are the ``class_names`` metadata that training wrote."""
+    shapes, metadata = read_header(file)
     try:
-        with safe_open(str(file), framework="pt") as f:
-            names = json.loads((f.metadata() or {}).get("class_names", "null"))
-            num_classes = f.get_slice("classifier.weight").get_shape()[0]
-    except Exception as e:  # a truncated or foreign file
-        raise WeightsError(f"{file}: not the safetensors weights of a trained zoo model ({e})") from None
+        names = json.loads(metadata.get("class_names", "null"))
+        num_classes = shapes["classifier.weight"][0]
+    except (ValueError, KeyError, IndexError) as e:  # a foreign file, or metadata not written by training
+        raise WeightsError(f"{file}: not the safetensors weights of a trained zoo model ({e!r})") from None
     return pretrained_cfg_for(
         genotype, file=str(file), num_classes=num_classes, label_names=tuple(names) if names else None
     )
@@ -275,6 +274,17 @@ def resolve_ref(ref: str) -> ModelRef:
     )
 
 
+# What timm's local-dir: loader and resolve_genotype read from a built folder's config.json.
+FOLDER_CONFIG = (
+    (("architecture",), str),
+    (("num_classes",), int),
+    (("pretrained_cfg",), dict),
+    (("model_args",), dict),
+    (("model_args", "genotype"), dict),
+)
+FOLDER_CONFIG_KINDS = {str: "a string", int: "an integer", dict: "an object"}
+
+
 def _folder_config(path: Path) -> dict:
     file = path / "config.json"
     if not file.is_file():
@@ -282,9 +292,19 @@ def _folder_config(path: Path) -> dict:
             f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`"
         )
     try:
-        return json.loads(file.read_text())
+        config = json.loads(file.read_text())
     except ValueError as e:
         raise ZooError(f"{file}: not JSON ({e})") from None
+    for key, kind in FOLDER_CONFIG:
+        value = config
+        for part in key:
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, kind):
+            where = pointer(*key)
+            raise ZooError(
+                f"{file}: {where}: missing or not {FOLDER_CONFIG_KINDS[kind]}; not a folder built by rspnet-zoo"
+            )
+    return config
 
 
 @functools.lru_cache(maxsize=64)
@@ -309,7 +329,12 @@ def resolve_genotype(ref: str) -> Genotype:
     if r.kind == "registered":
         return SHIPPED[r.name]
     if r.kind == "folder":
-        return genotype_from_dict(_folder_config(r.path).get("model_args", {}).get("genotype"))
+        try:
+            return genotype_from_dict(_folder_config(r.path)["model_args"]["genotype"])
+        except SpecError as e:
+            raise SpecError(
+                pointer("model_args", "genotype") + e.pointer, e.reason, str(r.path / "config.json")
+            ) from None
     return _load_spec_file(r.path)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from rspnet_zoo.errors import SpecError, ZooError
-from rspnet_zoo.fsutil import atomic_write_text
+from rspnet_zoo.fsutil import atomic_write_text, writable_output
 from rspnet_zoo.runs import check_run, check_settings
 from rspnet_zoo.spec import Genotype, Identifier
 from rspnet_zoo.specfile import dump_spec, parse_spec, spec_sha256
@@ -24,6 +24,8 @@ def check_run_folder(
         TypeAdapter(Identifier).validate_python(name)
     except ValidationError:
         raise ZooError(f"spec name '{name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
+    writable_output(out)
+    writable_output(run_dir, folder=True)
     if out.exists() and not force:
         raise ZooError(f"{out}: exists; pass --force to overwrite it")
     check_run(run_dir, checkpoints, resume, force, what)

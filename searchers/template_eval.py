@@ -30,6 +30,7 @@ from rspnet_zoo.importers.nas_segm import ENCODER, POOL
 from rspnet_zoo.metrics import SegmentationMetrics
 from rspnet_zoo.model import GenotypeNet
 from rspnet_zoo.stats import count_flops, count_parameters
+from rspnet_zoo.weightsfile import read_weights, torch_load
 
 from .template_budgets import TemplateBudget
 from .template_space import Actions
@@ -97,15 +98,9 @@ def stem_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_stem_weights(file: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The stem keys (``nodes.0.`` .. ``nodes.6.``, as a built nas-segm model names them) of a safetensors
     file; other keys are ignored, so a zoo-built nas_segm_arch0/1 ``model.safetensors`` serves."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if not file.is_file():
         raise ZooError(f"{file}: no such stem weights file")
-    try:
-        weights = load_file(str(file))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ZooError(f"{file}: not a safetensors file ({str(e).splitlines()[0]})") from None
+    weights, _ = read_weights(file)
     for key, value in expected.items():
         if key not in weights:
             raise ZooError(f"{file}: has no stem weight '{key}' (MobileNet-v2 blocks as nodes.0-{STEM_NODES - 1})")
@@ -185,7 +180,7 @@ class Evaluator:
         self.budget = context.budget
         self.device = device
         self.data = SearchData(context.budget, context.dataset, context.data_root, context.seed)
-        self.stem = torch.load(context.stem_file, map_location="cpu", weights_only=True)
+        self.stem = torch_load(context.stem_file)
         probe = self.build(probe_actions(self.budget))
         outputs: list[list[torch.Tensor]] = [[] for _ in POOL_STATES]
         with torch.no_grad():

@@ -101,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ZooError as e:
         print(f"rspnet-zoo: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # what the up-front checks cannot foresee: a disk that fills, a file removed meanwhile
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"rspnet-zoo: error: {where}{e.strerror or e}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("rspnet-zoo: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ZooError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_text, writable_output
 from ..spec import Genotype
 from ..specfile import dump_spec, spec_sha256
 from . import app
@@ -42,6 +42,7 @@ def _write(genotype: Genotype, out: Path | None, force: bool, as_json: bool) -> 
         dest = out / f"{genotype.name}.json"
     else:
         dest = out
+    writable_output(dest)
     if dest.exists() and not force:
         raise ZooError(f"{dest}: exists; pass --force to overwrite it")
     atomic_write_text(dest, dump_spec(genotype))

@@ -196,24 +196,30 @@ def search(
         force=force,
         command=command,
     )
-    with Progress(
+    bars = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         disable=not progress or as_json,
-    ) as bars:
-        tasks: dict[str, int] = {}
+    )
+    tasks: dict[str, int] = {}
 
-        def on_step(s: dict) -> None:
-            if s["stage"] not in tasks:
-                tasks[s["stage"]] = bars.add_task(f"{s['stage']} search", total=s["total"])
-            loss = "" if s["loss"] is None else f", loss {s['loss']:.3f}"
-            description = f"{s['stage']} search, epoch {s['epoch']}/{s['epochs']}{loss}"
-            bars.update(tasks[s["stage"]], completed=s["step"], description=description)
+    def on_step(s: dict) -> None:
+        if not tasks:  # drawn from the first step on, so bad input stays one line
+            bars.start()
+        if s["stage"] not in tasks:
+            tasks[s["stage"]] = bars.add_task(f"{s['stage']} search", total=s["total"])
+        loss = "" if s["loss"] is None else f", loss {s['loss']:.3f}"
+        description = f"{s['stage']} search, epoch {s['epoch']}/{s['epochs']}{loss}"
+        bars.update(tasks[s["stage"]], completed=s["step"], description=description)
 
+    try:
         summary = run_search(request, on_step=on_step)
+    finally:
+        if tasks:  # rich's stop() writes a newline even for bars never started
+            bars.stop()
     summary["command"] = command
 
     def human(console):

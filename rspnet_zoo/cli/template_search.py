@@ -110,7 +110,8 @@ def run_template_search(
         try:
             summary = search(request, on_sample=on_sample)
         finally:
-            bars.stop()
+            if task is not None:  # rich's stop() writes a newline even for bars never started
+                bars.stop()
     summary["command"] = command
 
     def human(console):

@@ -65,16 +65,25 @@ def _progress(enabled: bool) -> Progress:
 
 
 class _LazyBars:
-    """A bar appears with its first report, so an error before any work leaves stderr one line."""
+    """Bars drawn from their first report on, so an error before any work leaves stderr one line."""
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
+    def __init__(self, enabled: bool):
+        self.progress = _progress(enabled)
         self.tasks: dict[str, int] = {}
 
     def get(self, name: str) -> int:
+        if not self.tasks:
+            self.progress.start()
         if name not in self.tasks:
             self.tasks[name] = self.progress.add_task(name, total=None, status="")
         return self.tasks[name]
+
+    def __enter__(self) -> _LazyBars:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tasks:  # rich's stop() writes a newline even for bars never started
+            self.progress.stop()
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
@@ -137,8 +146,8 @@ def train(
         weight_decay=weight_decay, seed=seed, length=length, resume=resume, force=force, out=out, tag=tag,
         device=parse_device(device), **sizes,
     )  # fmt: skip
-    with _progress(not as_json) as progress:
-        bars = _LazyBars(progress)
+    with _LazyBars(not as_json) as bars:
+        progress = bars.progress
 
         def on_step(s: dict) -> None:
             status = f"epoch {s['epoch']}  loss {s['loss']:.4f}  {s['images_per_s']:.1f} img/s"
@@ -178,8 +187,8 @@ def evaluate_command(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
         size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize,
     )  # fmt: skip
-    with _progress(not as_json) as progress:
-        bars = _LazyBars(progress)
+    with _LazyBars(not as_json) as bars:
+        progress = bars.progress
         metrics = run_eval(
             request,
             on_batch=lambda n: progress.advance(bars.get(f"evaluate {split}"), n),
@@ -195,7 +204,7 @@ def evaluate_command(
 @app.command()
 def predict(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
-    images: list[Path] = typer.Argument(..., help="Image files."),
+    images: list[Path] = typer.Argument(..., help="Image files, at most 4096x2048 pixels each."),
     out: Path = typer.Option(..., "--out", help="Folder for <stem>_mask.png and <stem>_overlay.png."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
@@ -229,8 +238,11 @@ def sample(
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
     from ..data import build_dataset
+    from ..fsutil import writable_output
     from ..predict import save_png
 
+    for dest in (out, mask) if mask is not None else (out,):
+        writable_output(dest)
     dataset = build_dataset("synthetic", split, seed=seed, size=parse_size(size, "--size"), length=index + 1)
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)

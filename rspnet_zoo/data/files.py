@@ -2,11 +2,14 @@
 
 A layout only finds the pairs and says how raw mask values map to training ids (a 256-entry lookup
 table; 255 is ignore, -1 marks a value the layout does not allow). Everything that can be wrong with
-a file is reported as one line naming it.
+a file is reported as one line naming it: missing, undecodable or truncated, and larger than
+MAX_IMAGE_PIXELS, which is checked from the header before any pixel is decoded (predicting at that size
+with rspnet_small peaks near 3 GB; the README's "Images" section has the measurement).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from .transforms import IGNORE_INDEX
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 INVALID = -1
+MAX_IMAGE_PIXELS = 4096 * 2048  # four Cityscapes frames; PIL's own decompression-bomb limit is 89M
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")  # how PIL opens 16-bit grey PNGs and TIFFs
 
 
 class DataError(ZooError):
@@ -45,25 +50,56 @@ def identity_lut(num_classes: int, void: Sequence[int] = ()) -> np.ndarray:
 
 
 def _open(path: Path) -> Image.Image:
+    """The image with its header read and its size checked; no pixel is decoded yet."""
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: refused, more than the {MAX_IMAGE_PIXELS:,} pixels an image may have ({e})") from None
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
+    if im.width * im.height > MAX_IMAGE_PIXELS:
+        im.close()
+        raise DataError(
+            f"{path}: {im.width}x{im.height} is {im.width * im.height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+            "(4096x2048) an image may have; downscale or crop it"
+        )
+    return im
+
+
+def _decode(path: Path, im: Image.Image) -> None:
+    """Decode the pixels now, so a truncated or damaged file is one line naming it."""
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: the image data are truncated or damaged ({e})") from None
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """float32 3xHxW in [0, 1]."""
+    """float32 3xHxW in [0, 1]: 8-bit channels divided by 255, 16-bit grey by 65535 (not clipped), palette
+    and grey images through their colours, alpha dropped."""
     with _open(path) as im:
-        array = np.array(im.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+        _decode(path, im)
+        if im.mode in SIXTEEN_BIT:
+            grey = np.asarray(im)
+            if grey.min() < 0 or grey.max() > 65535:
+                raise DataError(f"{path}: a {im.mode} image with values outside 0-65535 is not a 16-bit image")
+            array = np.repeat((grey.astype(np.float32) / 65535.0)[..., None], 3, axis=2)
+        elif im.mode == "F":
+            raise DataError(f"{path}: a floating-point image has no defined range; save it as 8 or 16 bits")
+        else:
+            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 def read_mask(path: Path, lut: np.ndarray, num_classes: int) -> torch.Tensor:
     """int64 HxW training ids from a single-channel (L or P) label PNG."""
     with _open(path) as im:
-        if im.mode not in ("L", "P", "I;16", "I"):
+        _decode(path, im)
+        if im.mode not in ("L", "P", *SIXTEEN_BIT):
             raise DataError(f"{path}: a mask must be a single-channel label image, not mode {im.mode}")
         raw = np.asarray(im)
     if raw.min() < 0 or raw.max() > 255:
