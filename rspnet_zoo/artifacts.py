@@ -18,16 +18,20 @@ import torch
 
 from . import __version__
 from .errors import ZooError
+from .hub import front_matter
 from .model import GenotypeNet
 from .spec import FORMAT_VERSION, Genotype
 from .specfile import canonical_dict, dump_spec, spec_sha256
 from .stats import count_flops, count_parameters, meta_model
 from .weightsfile import read_weights, save_weights
-from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, pretrained_cfg_for
+from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, first_conv_cfg, pretrained_cfg_for
 
 
-def weights_metadata(genotype: Genotype, class_names: Sequence[str] | None = None) -> dict[str, str]:
-    """safetensors metadata holds strings only; trained weights add the class names they predict."""
+def weights_metadata(
+    genotype: Genotype, class_names: Sequence[str] | None = None, input_size: Sequence[int] | None = None
+) -> dict[str, str]:
+    """safetensors metadata holds strings only; trained weights add the class names they predict and the
+    ``input_size`` (C, H, W) they were evaluated at, which their timm cfg reports."""
     meta = {
         "genotype": dump_spec(genotype),
         "genotype_sha256": spec_sha256(genotype),
@@ -36,6 +40,8 @@ def weights_metadata(genotype: Genotype, class_names: Sequence[str] | None = Non
     }
     if class_names:
         meta["class_names"] = json.dumps(list(class_names))
+    if input_size:
+        meta["input_size"] = json.dumps([int(v) for v in input_size])
     return meta
 
 
@@ -67,13 +73,29 @@ def output_description(model: GenotypeNet) -> str:
     return f"(B, {model.num_classes}, H/{model.output_reduction}, W/{model.output_reduction}) (ceil)"
 
 
-def model_card(genotype: Genotype, folder_name: str, model: GenotypeNet, stats: dict[str, int], note: str = "") -> str:
+def model_card(
+    genotype: Genotype,
+    folder_name: str,
+    model: GenotypeNet,
+    stats: dict[str, int],
+    note: str = "",
+    results: dict | None = None,
+    license: str = "apache-2.0",
+) -> str:
+    """The README of a built folder: the Hub front matter timm writes (``hub.front_matter``), then the card."""
     num_classes = model.num_classes
     p = genotype.provenance
     c, h, w = genotype.defaults.input_size
     rows = [(k, v) for k, v in p.model_dump(exclude_none=True).items()]
     provenance = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return f"""# {genotype.name} {genotype.version}
+    meta = front_matter(
+        segmentation=not model.is_classifier,
+        tags=[p.searcher] if p.searcher else [],
+        license=license,
+        name=Path(folder_name).name,
+        results=results,
+    )
+    return f"""{meta}# {genotype.name} {genotype.version}
 
 {genotype.description or "A genotype spec compiled by rspnet-zoo."}
 
@@ -95,10 +117,13 @@ def model_card(genotype: Genotype, folder_name: str, model: GenotypeNet, stats: 
 ## Use
 
 ```python
-import timm, rspnet_zoo
+import timm, rspnet_zoo  # rspnet_zoo registers the zoo's architectures with timm
 model = timm.create_model("local-dir:{folder_name}", pretrained=True).eval()
 logits = model(images)  # {output_description(model)}
 ```
+
+Pushed to the Hugging Face Hub (`rspnet-zoo push`), the same folder loads with
+`timm.create_model("hf-hub:OWNER/NAME", pretrained=True)` after `import rspnet_zoo`.
 """
 
 
@@ -123,6 +148,8 @@ def build_folder(
     model_args: dict[str, Any] | None = None,
     cfg_overrides: dict[str, Any] | None = None,
     model: GenotypeNet | None = None,
+    input_size: Sequence[int] | None = None,
+    results: dict | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all.
 
@@ -131,6 +158,9 @@ def build_folder(
     ``class_names`` (trained weights) replace the spec's default label names in the cfg and metadata.
     ``model_args`` (e.g. ``aux_head``) are stored for timm to rebuild the model with; ``cfg_overrides``
     are the weights' own preprocessing facts (imported weights: normalisation, crop, notes).
+    ``input_size`` (trained weights) is the (C, H, W) they were evaluated at: their cfg's ``input_size``,
+    so timm's ``resolve_data_config`` + ``create_transform`` prepare images as the weights saw them.
+    ``results`` (trained weights: data set, split, metrics) go into the card's Hub front matter.
     """
     model_args = dict(model_args or {})
     num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
@@ -148,6 +178,9 @@ def build_folder(
     cfg = pretrained_cfg_for(genotype, num_classes=num_classes)
     if class_names:
         cfg["label_names"] = tuple(class_names)
+    if input_size:
+        cfg["input_size"] = tuple(input_size)
+    cfg["first_conv"] = first_conv_cfg(model)
     cfg.update(cfg_overrides or {})
     config = {
         "architecture": genotype.name if registered else GENERIC_ARCH,
@@ -161,9 +194,10 @@ def build_folder(
     final = out_dir / folder_name
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", dir=out_dir))
     try:
-        save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, class_names))
+        save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, class_names, input_size))
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, card_note))
+        card = model_card(genotype, str(final), model, stats, card_note, results, cfg["license"])
+        (tmp / "README.md").write_text(card)
         _publishable(tmp)
         old = None
         if final.exists():
