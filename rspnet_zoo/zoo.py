@@ -26,6 +26,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from .errors import WeightsError, ZooError
 from .model import GenotypeNet
+from .plan import lower
 from .resources import shipped_specs
 from .spec import MAX_CLASSES, Genotype
 from .specfile import genotype_from_dict, load_spec, spec_sha256
@@ -197,12 +198,18 @@ def create_genotype_net(
         pretrained,
         pretrained_cfg=pretrained_cfg,
         pretrained_cfg_overlay=overlay or None,
-        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(5))),
+        feature_cfg=dict(feature_cls="getter", out_indices=_feature_levels(genotype, kwargs)),
         genotype=genotype,
         **kwargs,
     )
     _name_first_conv(model)
     return model
+
+
+def _feature_levels(genotype: Genotype, kwargs: dict) -> tuple[int, ...]:
+    """Every feature level a features_only model returns by default (a spec may have fewer than five;
+    timm's fx extractor indexes them all)."""
+    return tuple(range(len(lower(genotype).features) if kwargs.get("features_only") else 5))
 
 
 def first_conv_cfg(model: GenotypeNet) -> str | list[str]:
