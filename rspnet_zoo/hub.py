@@ -81,6 +81,19 @@ def check_folder(folder: Path) -> Path:
     return folder
 
 
+def built_folder(ref: str) -> Path:
+    """The folder a push names: a folder path, or a name[.tag] built or trained into the zoo home."""
+    from .zoo import zoo_home
+
+    for folder in (Path(ref), zoo_home() / ref):
+        if folder.is_dir():
+            return check_folder(folder)
+    raise ZooError(
+        f"'{ref}': no built folder here or in {zoo_home()}; "
+        "make one with `rspnet-zoo build` or `rspnet-zoo train`, or give its path"
+    )
+
+
 def push(folder: Path, repo_id: str, *, token: str | None = None, private: bool = False) -> str:
     """Create ``repo_id`` on the Hub if needed and upload the built folder's files; returns the commit URL.
     Any failure to reach or use the Hub is one ZooError line."""
