@@ -16,19 +16,24 @@ import torch
 from . import __version__
 from .errors import ZooError
 from .fsutil import atomic_dir, clean_leftovers, locked
+from .hub import front_matter
 from .model import GenotypeNet
 from .spec import FORMAT_VERSION, Genotype
 from .specfile import canonical_dict, dump_spec, spec_sha256
 from .stats import count_flops, count_parameters, meta_model
 from .weightsfile import describe_status, imported, initialised, read_weights, save_weights, status_facts
-from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, pretrained_cfg_for
+from .zoo import GENERIC_ARCH, SHIPPED, WEIGHTS_FILE, create_genotype_net, first_conv_cfg, pretrained_cfg_for
 
 
 def weights_metadata(
-    genotype: Genotype, status: Mapping[str, str], class_names: Sequence[str] | None = None
+    genotype: Genotype,
+    status: Mapping[str, str],
+    class_names: Sequence[str] | None = None,
+    input_size: Sequence[int] | None = None,
 ) -> dict[str, str]:
     """safetensors metadata holds strings only: the spec, what the weights are (``weightsfile``'s status),
-    and for trained weights the class names they predict."""
+    and for trained weights the class names they predict and the ``input_size`` (C, H, W) they were
+    evaluated at, which their timm cfg reports."""
     meta = {
         **status,
         "genotype": dump_spec(genotype),
@@ -38,6 +43,8 @@ def weights_metadata(
     }
     if class_names:
         meta["class_names"] = json.dumps(list(class_names))
+    if input_size:
+        meta["input_size"] = json.dumps([int(v) for v in input_size])
     return meta
 
 
@@ -83,13 +90,23 @@ def model_card(
     stats: dict[str, int],
     status: Mapping[str, str],
     note: str = "",
+    results: dict | None = None,
+    license: str = "apache-2.0",
 ) -> str:
+    """The README of a built folder: the Hub front matter timm writes (``hub.front_matter``), then the card."""
     num_classes = model.num_classes
     p = genotype.provenance
     c, h, w = genotype.defaults.input_size
     rows = [(k, v) for k, v in p.model_dump(exclude_none=True).items()]
     provenance = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return f"""# {genotype.name} {genotype.version}
+    meta = front_matter(
+        segmentation=not model.is_classifier,
+        tags=[p.searcher] if p.searcher else [],
+        license=license,
+        name=Path(folder_name).name,
+        results=results,
+    )
+    return f"""{meta}# {genotype.name} {genotype.version}
 
 {genotype.description or "A genotype spec compiled by rspnet-zoo."}
 
@@ -112,10 +129,13 @@ def model_card(
 ## Use
 
 ```python
-import timm, rspnet_zoo
+import timm, rspnet_zoo  # rspnet_zoo registers the zoo's architectures with timm
 model = timm.create_model("local-dir:{folder_name}", pretrained=True).eval()
 logits = model(images)  # {output_description(model)}
 ```
+
+Pushed to the Hugging Face Hub (`rspnet-zoo push`), the same folder loads with
+`timm.create_model("hf-hub:OWNER/NAME", pretrained=True)` after `import rspnet_zoo`.
 """
 
 
@@ -132,6 +152,8 @@ def build_folder(
     cfg_overrides: dict[str, Any] | None = None,
     model: GenotypeNet | None = None,
     status: Mapping[str, str] | None = None,
+    input_size: Sequence[int] | None = None,
+    results: dict | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all,
     and replaces an older one without a moment of no folder (``fsutil.atomic_dir``).
@@ -143,6 +165,9 @@ def build_folder(
     are the weights' own preprocessing facts (imported weights: normalisation, crop, notes).
     ``status`` (``weightsfile.trained``/``imported``) says what ``model``'s weights are; a ``weights`` file
     keeps its own status (else counts as imported from that file), and a fresh one is ``initialised``.
+    ``input_size`` (trained weights) is the (C, H, W) they were evaluated at: their cfg's ``input_size``,
+    so timm's ``resolve_data_config`` + ``create_transform`` prepare images as the weights saw them.
+    ``results`` (trained weights: data set, split, metrics) go into the card's Hub front matter.
     """
     model_args = dict(model_args or {})
     num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
@@ -163,6 +188,9 @@ def build_folder(
     cfg = pretrained_cfg_for(genotype, num_classes=num_classes)
     if class_names:
         cfg["label_names"] = tuple(class_names)
+    if input_size:
+        cfg["input_size"] = tuple(input_size)
+    cfg["first_conv"] = first_conv_cfg(model)
     cfg.update(cfg_overrides or {})
     config = {
         "architecture": genotype.name if registered else GENERIC_ARCH,
@@ -176,9 +204,11 @@ def build_folder(
     with locked(out_dir):  # one writer in a zoo at a time; the other waits
         clean_leftovers(out_dir, folder_name)
         with atomic_dir(final) as tmp:
-            save_weights(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(genotype, status, class_names))
+            metadata = weights_metadata(genotype, status, class_names, input_size)
+            save_weights(model.state_dict(), tmp / WEIGHTS_FILE, metadata)
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            (tmp / "README.md").write_text(model_card(genotype, str(final), model, stats, status, card_note))
+            card = model_card(genotype, str(final), model, stats, status, card_note, results, cfg["license"])
+            (tmp / "README.md").write_text(card)
     return final, dict(
         name=genotype.name,
         path=str(final),

@@ -9,9 +9,11 @@ Every file carries the model's name, genotype sha256, class names and normalisat
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +86,19 @@ def _onnx(model: nn.Module, x: torch.Tensor, dest: Path, dynamic_size: bool, met
     return lambda t: torch.from_numpy(session.run(None, {"image": t.numpy()})[0])
 
 
+@contextlib.contextmanager
+def torchscript_asked() -> Iterator[None]:
+    """Quiet torch's deprecation of ``torch.jit.script/save/load`` where the user asked for TorchScript by
+    name (``--format torchscript``, whose help says PyTorch deprecates it); nothing else here calls them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        yield
+
+
 def _torchscript(model: nn.Module, x: torch.Tensor, dest: Path, dynamic_size: bool, meta: dict[str, str]) -> Callable:
-    torch.jit.save(torch.jit.script(model), str(dest), _extra_files={EXTRA_FILE: json.dumps(meta)})
-    return torch.jit.load(str(dest))
+    with torchscript_asked():
+        torch.jit.save(torch.jit.script(model), str(dest), _extra_files={EXTRA_FILE: json.dumps(meta)})
+        return torch.jit.load(str(dest))
 
 
 def _exported(model: nn.Module, x: torch.Tensor, dest: Path, dynamic_size: bool, meta: dict[str, str]) -> Callable:
@@ -108,7 +120,8 @@ def read_metadata(file: str | Path) -> dict[str, str]:
     with zipfile.ZipFile(file) as archive:  # a TorchScript archive holds constants.pkl, a torch.export one not
         torchscript = any(name.endswith("/constants.pkl") for name in archive.namelist())
     if torchscript:
-        torch.jit.load(str(file), _extra_files=extra)
+        with torchscript_asked():
+            torch.jit.load(str(file), _extra_files=extra)
     else:
         torch.export.load(str(file), extra_files=extra)
     return json.loads(extra[EXTRA_FILE])

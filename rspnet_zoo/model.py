@@ -1,10 +1,10 @@
 """The builder: walks a lowered plan and assembles a timm-compatible ``nn.Module``.
 
 Every node reads earlier states by index from one list, so the forward pass is a flat loop that
-TorchScript, torch.fx and torch.compile all follow.
+TorchScript, torch.fx and torch.compile all follow. No ``from __future__ import annotations`` here: fx
+copies ``forward``'s annotations into the graph it traces, and TorchScript cannot read them as strings
+(``torch.jit.script`` of a timm or torchvision fx feature extractor would fail).
 """
-
-from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any

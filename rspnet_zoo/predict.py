@@ -1,7 +1,8 @@
-"""Prediction for people: class maps drawn as a colour-coded mask and as an overlay on the image.
+"""Prediction for people: class maps written as a palette-indexed mask and drawn as an overlay on the image.
 
 The palette comes from matplotlib's qualitative colour maps; a class named background or void stays
-black in the mask and leaves the image as it is in the overlay.
+black in the mask and leaves the image as it is in the overlay. The overlay blends the classes in at a
+stated alpha, outlines the borders between classes and carries a legend (``legend.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .data.files import read_image
 from .errors import ZooError
 from .fsutil import atomic_path
+from .legend import OUTLINE, draw_legend, outline, save_mask, write_palette
 
 UNPAINTED = ("background", "void", "unlabeled", "unlabelled")
 
@@ -50,19 +52,18 @@ def predict_labels(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return logits[0].argmax(0).cpu()
 
 
-def colour_mask(labels: torch.Tensor, colours: np.ndarray) -> np.ndarray:
-    return colours[labels.numpy()]
-
-
 def overlay(
     image: torch.Tensor, labels: torch.Tensor, colours: np.ndarray, class_names: Sequence[str], alpha: float = 0.5
 ) -> np.ndarray:
-    """The image with every painted class blended in at ``alpha``."""
+    """The image with every painted class blended in at ``alpha`` and a white line between classes."""
     rgb = image.permute(1, 2, 0).numpy() * 255.0
-    blend = rgb * (1 - alpha) + colours[labels.numpy()] * alpha
+    ids = labels.numpy()
+    blend = rgb * (1 - alpha) + colours[ids] * alpha
     unpainted = [i for i, name in enumerate(class_names) if name.lower() in UNPAINTED]
-    keep = np.isin(labels.numpy(), unpainted)[..., None]
-    return np.where(keep, rgb, blend).round().clip(0, 255).astype(np.uint8)
+    keep = np.isin(ids, unpainted)[..., None]
+    picture = np.where(keep, rgb, blend)
+    picture[outline(ids)] = OUTLINE
+    return picture.round().clip(0, 255).astype(np.uint8)
 
 
 def save_png(array: np.ndarray, dest: Path) -> Path:
@@ -78,7 +79,8 @@ def predict_files(
     alpha: float = 0.5,
     class_names: Sequence[str] | None = None,
 ) -> list[dict]:
-    """``<stem>_mask.png`` and ``<stem>_overlay.png`` in ``out_dir`` for each image; the class share of each."""
+    """``<stem>_mask.png`` (class ids, palette-indexed) and ``<stem>_overlay.png`` (with a legend of the classes
+    found) in ``out_dir`` for each image, and ``palette.json``; returns the share of every class found per image."""
     stems = [Path(p).stem for p in images]
     duplicate = next((s for s in stems if stems.count(s) > 1), None)
     if duplicate is not None:
@@ -91,14 +93,16 @@ def predict_files(
         image = read_image(path)
         labels = predict_labels(model, image)
         counts = torch.bincount(labels.flatten(), minlength=len(names)).double() / labels.numel()
+        found = sorted((i for i in range(len(names)) if counts[i] > 0), key=lambda i: -counts[i])
+        legend = [(names[i], tuple(colours[i]), float(counts[i])) for i in found]
+        picture = draw_legend(overlay(image, labels, colours, names, alpha), legend)
         results.append(
             dict(
                 image=str(path),
-                mask=str(save_png(colour_mask(labels, colours), out_dir / f"{path.stem}_mask.png")),
-                overlay=str(
-                    save_png(overlay(image, labels, colours, names, alpha), out_dir / f"{path.stem}_overlay.png")
-                ),
-                classes={n: round(float(c), 4) for n, c in zip(names, counts) if c > 0},
+                mask=str(save_mask(labels.numpy(), colours, out_dir / f"{path.stem}_mask.png")),
+                overlay=str(save_png(picture, out_dir / f"{path.stem}_overlay.png")),
+                classes={names[i]: round(float(counts[i]), 4) for i in found},
             )
         )
+    write_palette(out_dir, names, colours, alpha, UNPAINTED)
     return results

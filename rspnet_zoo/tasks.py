@@ -120,7 +120,10 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
             command=command,
         )
         metrics = evaluate(net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch)
-        folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=r.data, commands=result.commands)
+        input_size = (net.in_chans, *val_set[0][0].shape[-2:])  # what the card's metrics were measured at
+        folder = save_to_zoo(
+            net, g, tag, train_set.class_names, metrics, data=r.data, commands=result.commands, input_size=input_size
+        )
         atomic_write_text(
             run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
         )

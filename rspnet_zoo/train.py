@@ -30,7 +30,7 @@ from .runs import check_settings
 from .spec import Genotype
 from .textutil import command_line
 from .weightsfile import torch_load, trained
-from .zoo import zoo_home
+from .zoo import refresh_tags, zoo_home
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -271,12 +271,15 @@ def train_command(model: str, **options: Any) -> str:
     return command_line(["rspnet-zoo", "train", model], options)
 
 
-def trained_card_note(name: str, data: str, metrics: dict, commands: Sequence[str]) -> str:
+def trained_card_note(
+    name: str, data: str, metrics: dict, commands: Sequence[str], input_size: Sequence[int] | None = None
+) -> str:
     rows = "\n".join(f"| {c} | {'-' if iou is None else f'{iou:.4f}'} |" for c, iou in metrics["per_class_iou"].items())
+    at = f" at {input_size[1]}x{input_size[2]} (the cfg's input_size)" if input_size else ""
     return f"""
 ## Trained weights `{name}`
 
-Trained on the {data} data set. Validation split ({metrics["images"]} images): **mIoU {metrics["miou"]:.4f}**,
+Trained on the {data} data set. Validation split ({metrics["images"]} images{at}): **mIoU {metrics["miou"]:.4f}**,
 mean accuracy {metrics["mean_acc"]:.4f}, frequency-weighted IoU {metrics["fw_iou"]:.4f},
 pixel accuracy {metrics["pixel_acc"]:.4f}.
 
@@ -304,17 +307,22 @@ def save_to_zoo(
     data: str,
     commands: Sequence[str],
     home: Path | None = None,
+    input_size: Sequence[int] | None = None,
 ) -> Path:
-    """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag."""
+    """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag,
+    and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at."""
     name = f"{genotype.name}.{tag}"
     folder, _ = build_folder(
         genotype,
         home or zoo_home(),
         num_classes=len(class_names),
-        card_note=trained_card_note(name, data, metrics, commands),
+        card_note=trained_card_note(name, data, metrics, commands, input_size),
         folder_name=name,
         class_names=class_names,
         model=model,
         status=trained(data, metrics),
+        input_size=input_size,
+        results=dict(dataset=data, split="val", metrics=metrics),
     )
+    refresh_tags()
     return folder

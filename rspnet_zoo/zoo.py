@@ -1,7 +1,9 @@
 """The timm side of the zoo: every shipped spec becomes a registered architecture.
 
 timm has no plugin discovery, so ``import rspnet_zoo`` is the contract: the cfgs below are defined
-before the entrypoints are registered, exactly as a timm model module does it.
+before the entrypoints are registered, exactly as a timm model module does it. Without that import timm
+answers ``Unknown model (rspnet_small)``; nothing in timm can be hooked to say more, so the README and the
+CLI's unknown-model message say it instead.
 Weights are local safetensors only: ``$RSPNET_ZOO_HOME/<name>/model.safetensors`` for the default
 tag (written by ``rspnet-zoo build``), a folder for ``local-dir:``, and for a trained tag
 (``<name>.<tag>``) ``$RSPNET_ZOO_HOME/<name>.<tag>/model.safetensors`` (written by ``rspnet-zoo train``)
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from .errors import SpecError, WeightsError, ZooError, pointer
 from .model import GenotypeNet
+from .plan import lower
 from .resources import shipped_specs
 from .spec import MAX_CLASSES, Genotype
 from .specfile import genotype_from_dict, load_spec, spec_sha256
@@ -83,15 +87,17 @@ SHIPPED: dict[str, Genotype] = _load_shipped()
 
 def trained_cfg(genotype: Genotype, file: Path) -> dict[str, Any]:
     """A trained tag's cfg, from its safetensors header alone: the class count is the classifier's
-    width, the class names are the ``class_names`` metadata that training wrote."""
+    width, the class names and ``input_size`` (the size it was evaluated at) are metadata training wrote."""
     shapes, metadata = read_header(file)
     try:
         names = json.loads(metadata.get("class_names", "null"))
+        input_size = json.loads(metadata.get("input_size", "null"))
         num_classes = shapes["classifier.weight"][0]
     except (ValueError, KeyError, IndexError) as e:  # a foreign file, or metadata not written by training
         raise WeightsError(f"{file}: not the safetensors weights of a trained zoo model ({e!r})") from None
+    extra = dict(input_size=tuple(input_size)) if input_size else {}
     return pretrained_cfg_for(
-        genotype, file=str(file), num_classes=num_classes, label_names=tuple(names) if names else None
+        genotype, file=str(file), num_classes=num_classes, label_names=tuple(names) if names else None, **extra
     )
 
 
@@ -120,25 +126,29 @@ def tag_weights(name: str, tag: str) -> Path | None:
     return packaged_tags().get(f"{name}.{tag}")
 
 
-# The untagged cfg of each spec is the default tag ('name.*' marks it so for timm even without weights);
-# it names the zoo-home file only when that holds trained or imported weights, since timm lists a cfg with
-# a file as pretrained (create_model finds a build either way). Tags follow: shipped ones, then ones
-# trained here, which win; initialised ones are left out.
-default_cfgs = generate_default_cfgs(
-    {
-        **{
-            key: trained_cfg(SHIPPED[key.split(".")[0]], file)
-            for key, file in {**packaged_tags(), **home_tags()}.items()
-            if _usable(file)
-        },
-        **{  # after the tags: timm makes a '*' key the default only over the tags registered before it
-            f"{name}.*": pretrained_cfg_for(
-                g, **({"file": str(weights_path(name))} if _usable(weights_path(name)) else {})
-            )
-            for name, g in SHIPPED.items()
-        },
-    }
-)
+def _pretrained_cfgs() -> dict[str, Any]:
+    """The untagged cfg of each spec is the default tag ('name.*' marks it so for timm even without weights);
+    it names the zoo-home file only when that holds trained or imported weights, since timm lists a cfg with
+    a file as pretrained (create_model finds a build either way). Tags follow: shipped ones, then ones
+    trained here, which win (as ``tag_weights`` reads them); initialised ones are left out."""
+    return generate_default_cfgs(
+        {
+            **{
+                key: trained_cfg(SHIPPED[key.split(".")[0]], file)
+                for key, file in {**packaged_tags(), **home_tags()}.items()
+                if _usable(file)
+            },
+            **{  # after the tags: timm makes a '*' key the default only over the tags registered before it
+                f"{name}.*": pretrained_cfg_for(
+                    g, **({"file": str(weights_path(name))} if _usable(weights_path(name)) else {})
+                )
+                for name, g in SHIPPED.items()
+            },
+        }
+    )
+
+
+default_cfgs = _pretrained_cfgs()
 
 
 def _untrained_allowed_by_env() -> bool:
@@ -210,16 +220,39 @@ def create_genotype_net(
                 overlay["file"] = str(file)
     if pretrained_cfg is None and name not in SHIPPED:
         pretrained_cfg = pretrained_cfg_for(genotype, architecture=name)
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         GenotypeNet,
         name,
         pretrained,
         pretrained_cfg=pretrained_cfg,
         pretrained_cfg_overlay=overlay or None,
-        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(5))),
+        feature_cfg=dict(feature_cls="getter", out_indices=_feature_levels(genotype, kwargs)),
         genotype=genotype,
         **kwargs,
     )
+    _name_first_conv(model)
+    return model
+
+
+def _feature_levels(genotype: Genotype, kwargs: dict) -> tuple[int, ...]:
+    """Every feature level a features_only model returns by default (a spec may have fewer than five;
+    timm's fx extractor indexes them all)."""
+    return tuple(range(len(lower(genotype).features) if kwargs.get("features_only") else 5))
+
+
+def first_conv_cfg(model: GenotypeNet) -> str | list[str]:
+    """timm's cfg form of the convs that read the image: one name, or a list when a cell reads it twice."""
+    names = model._traits["first_conv"]
+    return names[0] if len(names) == 1 else list(names)
+
+
+def _name_first_conv(model: Any) -> None:
+    """timm's cfg names the convs that read the image; ours depend on the spec, so the built model fills
+    them in (a features_only wrapper too, from the model it wraps)."""
+    net = model if isinstance(model, GenotypeNet) else getattr(model, "model", None)
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(net, GenotypeNet) and isinstance(cfg, dict):
+        model.pretrained_cfg = model.default_cfg = {**cfg, "first_conv": first_conv_cfg(net)}
 
 
 def _entrypoint(name: str) -> Callable[..., GenotypeNet]:
@@ -236,14 +269,34 @@ for _name in SHIPPED:
     register_model(_entrypoint(_name))
 
 
+def refresh_tags() -> None:
+    """Register again every spec whose trained tags changed since import (``rspnet-zoo train`` calls this
+    after it writes a tag), so ``timm.list_pretrained()`` names exactly the tags that can be loaded now."""
+    fresh = _pretrained_cfgs()
+    for name in SHIPPED:
+        if fresh[name] != default_cfgs[name]:
+            default_cfgs[name] = fresh[name]  # timm's register_model reads this module's default_cfgs
+            with warnings.catch_warnings():  # timm warns on every re-registration; this one is deliberate
+                warnings.filterwarnings("ignore", message=f"Overwriting {name} in registry")
+                register_model(_entrypoint(name))
+
+
+DEFAULT_GENERIC = "rspnet_small"
+
+
 @register_model
 def rspnet(pretrained: bool = False, genotype: Genotype | dict | None = None, **kwargs: Any) -> GenotypeNet:
-    """Any genotype spec, passed as ``genotype=``: how built folders of unregistered specs rebuild."""
+    """Any genotype spec, passed as ``genotype=``: how built folders of unregistered specs rebuild.
+    Without one it builds the reference RSPNet, ``rspnet_small``."""
     if genotype is None:
-        raise ZooError("the generic 'rspnet' architecture needs genotype=<spec dict>")
+        genotype = SHIPPED[DEFAULT_GENERIC]
     if not isinstance(genotype, Genotype):
         genotype = genotype_from_dict(genotype)
     return create_genotype_net(genotype.name, genotype, pretrained, **kwargs)
+
+
+# timm knows the zoo's names only in a process that imported rspnet_zoo: say so where a name is not found
+SEE_LIST = "(see `rspnet-zoo list`; in Python, timm knows these names only after `import rspnet_zoo`)"
 
 
 @dataclass(frozen=True)
@@ -268,10 +321,7 @@ def resolve_ref(ref: str) -> ModelRef:
         return ModelRef("folder", ref, path=path)
     if path.suffix == ".json" or path.exists() or "/" in ref or os.sep in ref:
         return ModelRef("spec", ref, path=path)
-    raise ZooError(
-        f"unknown model '{ref}': neither a registered name[.tag], a spec file nor a built folder "
-        "(see `rspnet-zoo list`)"
-    )
+    raise ZooError(f"unknown model '{ref}': neither a registered name[.tag], a spec file nor a built folder {SEE_LIST}")
 
 
 # What timm's local-dir: loader and resolve_genotype read from a built folder's config.json.
@@ -354,4 +404,4 @@ def load_trained(ref: str, **kwargs: Any) -> GenotypeNet:
             f"{r.path}: a spec has no weights; train it (`rspnet-zoo train {r.path} --tag TAG`) "
             f"and pass the folder it writes"
         )
-    raise ZooError(f"unknown model '{ref}': neither a registered name[.tag] nor a built folder (see `rspnet-zoo list`)")
+    raise ZooError(f"unknown model '{ref}': neither a registered name[.tag] nor a built folder {SEE_LIST}")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from rspnet_zoo.artifacts import build_folder
 from rspnet_zoo.data.synthetic import CLASS_NAMES
-from rspnet_zoo.predict import palette
+from rspnet_zoo.legend import outline
 from rspnet_zoo.specfile import load_spec
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
@@ -64,16 +64,17 @@ def test_predict_writes_a_mask_and_an_overlay_per_image(run_cli, tmp_path, tiny_
     assert code == 0, err
     results = json.loads(out)
     assert [Path(r["overlay"]).name for r in results] == ["one_overlay.png", "two_overlay.png"]
-    colours = {tuple(c) for c in palette(CLASS_NAMES)}
     for r, (h, w) in zip(results, ((64, 64), (40, 72))):
-        mask = np.array(Image.open(r["mask"]))
+        mask = Image.open(r["mask"])
         overlay = Image.open(r["overlay"])
-        assert mask.shape == (h, w, 3) and overlay.size == (w, h)
-        assert {tuple(c) for c in mask.reshape(-1, 3)} <= colours
+        assert mask.mode == "P" and mask.size == (w, h)
+        assert overlay.size[0] > w and overlay.size[1] >= h  # the legend panel sits on the right
+        assert np.array(mask).max() < len(CLASS_NAMES)
         assert sum(r["classes"].values()) == pytest.approx(1.0, abs=1e-3)
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "one_mask.png",
         "one_overlay.png",
+        "palette.json",
         "two_mask.png",
         "two_overlay.png",
     ]
@@ -118,14 +119,14 @@ def test_shipped_weights_segment_a_generated_scene(run_cli, tmp_path):
     )
     assert code == 0, err
     [result] = json.loads(out)
-    colours = palette(CLASS_NAMES).astype(int)
-    mask = np.array(Image.open(result["mask"])).astype(int)
-    predicted = np.abs(mask[:, :, None, :] - colours[None, None]).sum(-1).argmin(-1)
+    predicted = np.array(Image.open(result["mask"]))  # palette-indexed: the pixel values are the class ids
     truth = np.array(Image.open(tmp_path / "truth.png"))
     objects = truth > 0
     assert (predicted == truth).mean() > 0.85
     assert (predicted[objects] == truth[objects]).mean() > 0.6
-    overlay = np.array(Image.open(result["overlay"])).astype(int)
     scene = np.array(Image.open(tmp_path / "scene.png")).astype(int)
+    h, w = predicted.shape
+    overlay = np.array(Image.open(result["overlay"]))[:h, :w].astype(int)
+    inside = (predicted == 0) & ~outline(predicted)
     assert np.abs(overlay - scene).sum(-1)[predicted > 0].mean() > 20  # objects are tinted
-    assert np.abs(overlay - scene).sum(-1)[predicted == 0].max() == 0  # background is left as it is
+    assert np.abs(overlay - scene).sum(-1)[inside].max() == 0  # background is left as it is, but for the outlines

@@ -45,6 +45,7 @@ def _options(
 from . import (
     bench_commands,  # noqa: E402,F401  (registers bench, export)
     convert_commands,  # noqa: E402,F401  (registers convert)
+    hub_commands,  # noqa: E402,F401  (registers push)
     import_commands,  # noqa: E402,F401  (registers import darts|autodeeplab|nas-segm, diff)
     search_commands,  # noqa: E402,F401  (registers search)
     train_commands,  # noqa: E402,F401  (registers train, eval, predict, data sample)

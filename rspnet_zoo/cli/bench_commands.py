@@ -99,7 +99,9 @@ def bench(
 @app.command()
 def export(
     model: str = typer.Argument(..., help="A registered name[.tag], a built folder or a spec file (random weights)."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx, torchscript or exported (torch.export)."),
+    fmt: str = typer.Option(
+        "onnx", "--format", help="onnx, torchscript (deprecated by PyTorch) or exported (torch.export)."
+    ),
     size: str = typer.Option(None, "--size", help="Input HxW.", show_default="the model's input size"),
     dynamic_size: bool = typer.Option(False, "--dynamic-size", help="Any height and width (and batch for ONNX)."),
     optimize: bool = OptimizeOpt,

@@ -205,13 +205,16 @@ def evaluate_command(
 def predict(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
     images: list[Path] = typer.Argument(..., help="Image files, at most 4096x2048 pixels each."),
-    out: Path = typer.Option(..., "--out", help="Folder for <stem>_mask.png and <stem>_overlay.png."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for <stem>_mask.png, <stem>_overlay.png and palette.json (class colours)."
+    ),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
     optimize: bool = OptimizeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """A colour-coded mask and an overlay PNG per image."""
+    """A class-id mask (palette-indexed PNG) and an overlay with a legend per image, and palette.json."""
+    from ..legend import PALETTE_FILE
     from ..tasks import PredictRequest, run_predict
 
     results = run_predict(
@@ -220,8 +223,9 @@ def predict(
 
     def human(console):
         for r in results:
-            top = ", ".join(f"{n} {c:.0%}" for n, c in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:4])
-            console.print(f"{r['image']} -> {r['overlay']}  ({top})")
+            found = ", ".join(f"{n} {c:.1%}" for n, c in r["classes"].items())  # every class found, largest first
+            console.print(f"{r['image']} -> {r['mask']}, {r['overlay']}  ({found})", soft_wrap=True)
+        console.print(f"class colours: {out / PALETTE_FILE}; overlay alpha {alpha}, white lines between classes")
 
     emit(results, human, as_json)
 

@@ -1,0 +1,112 @@
+"""What predict's pictures mean: palette-indexed masks with the class palette, outlines, a legend, palette.json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from rspnet_zoo.data.files import read_image
+from rspnet_zoo.data.synthetic import CLASS_NAMES
+from rspnet_zoo.legend import OUTLINE, draw_legend, outline, save_mask
+from rspnet_zoo.predict import UNPAINTED, overlay, palette, predict_labels
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory):
+    """One synthetic scene predicted by the shipped weights, with everything the CLI wrote about it."""
+    from rspnet_zoo.cli import main
+
+    folder = tmp_path_factory.mktemp("predict")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RSPNET_ZOO_HOME", str(folder / "zoo-home"))  # nothing read from or written to ~/.cache
+        for args in (
+            ["data", "sample", str(folder / "scene.png"), "--size", "96x128"],
+            [
+                "predict",
+                "rspnet_small.synth",
+                str(folder / "scene.png"),
+                "--out",
+                str(folder / "pred"),
+                "--alpha",
+                "0.4",
+            ],
+        ):
+            with pytest.raises(SystemExit) as e:
+                main(args)
+            assert e.value.code == 0
+        model = timm.create_model("rspnet_small.synth", pretrained=True).eval()
+    image = read_image(folder / "scene.png")
+    return folder, predict_labels(model, image).numpy(), image
+
+
+def test_mask_is_palette_indexed_with_the_class_ids(predicted):
+    folder, labels, _ = predicted
+    mask = Image.open(folder / "pred" / "scene_mask.png")
+    assert mask.mode == "P"
+    colours = palette(CLASS_NAMES)
+    assert mask.getpalette()[: 3 * len(CLASS_NAMES)] == colours.flatten().tolist()
+    assert np.array_equal(np.array(mask), labels)  # the pixel values are the model's class ids
+    assert np.array_equal(np.array(mask.convert("RGB")), colours[labels])  # viewers show the class colours
+
+
+def test_palette_file_names_every_class_and_the_overlay_settings(predicted):
+    folder, _, _ = predicted
+    doc = json.loads((folder / "pred" / "palette.json").read_text())
+    colours = palette(CLASS_NAMES)
+    assert [c["name"] for c in doc["classes"]] == list(CLASS_NAMES)
+    assert [c["id"] for c in doc["classes"]] == list(range(len(CLASS_NAMES)))
+    assert [c["rgb"] for c in doc["classes"]] == colours.tolist()
+    assert all(c["hex"] == "#" + bytes(c["rgb"]).hex() for c in doc["classes"])
+    assert doc["overlay"]["alpha"] == 0.4 and doc["overlay"]["unpainted"] == ["background"]
+
+
+def test_overlay_blends_at_alpha_outlines_classes_and_carries_a_legend(predicted):
+    folder, labels, image = predicted
+    picture = np.array(Image.open(folder / "pred" / "scene_overlay.png"))
+    h, w = labels.shape
+    assert picture.shape[0] >= h and picture.shape[1] > w
+    expected = overlay(image, torch.from_numpy(labels), palette(CLASS_NAMES), CLASS_NAMES, alpha=0.4)
+    assert np.array_equal(picture[:h, :w], expected)
+    edges = outline(labels)
+    assert edges.any() and (picture[:h, :w][edges] == OUTLINE).all()
+    painted = (labels > 0) & ~edges
+    rgb = image.permute(1, 2, 0).numpy() * 255
+    blend = 0.6 * rgb + 0.4 * palette(CLASS_NAMES)[labels]
+    assert np.abs(picture[:h, :w][painted] - blend[painted]).max() <= 1  # the stated alpha, to rounding
+    panel = picture[:, w:]
+    for i in np.unique(labels):  # a swatch of each class found is drawn in the legend panel
+        assert (panel == palette(CLASS_NAMES)[i]).all(-1).any(), CLASS_NAMES[i]
+
+
+def test_console_summary_lists_every_class_found(run_cli, predicted):
+    folder, labels, _ = predicted
+    code, out, err = run_cli("predict", "rspnet_small.synth", str(folder / "scene.png"), "--out", str(folder / "p2"))
+    assert code == 0, err
+    found = [CLASS_NAMES[i] for i in np.unique(labels)]
+    assert len(found) > 4  # more than the old top four
+    assert all(f"{name} " in out for name in found)
+    assert "palette.json" in out and "alpha 0.5" in out
+
+
+def test_legend_panel_grows_a_small_picture_to_fit_every_entry():
+    entries = [(f"class{i}", (i, 0, 0), 0.1) for i in range(10)]
+    picture = draw_legend(np.zeros((8, 8, 3), np.uint8), entries)
+    assert picture.shape[0] >= 10 * 12 and picture.shape[1] > 8
+
+
+def test_more_classes_than_a_palette_holds_are_written_as_16_bit_ids(tmp_path):
+    names = [str(i) for i in range(300)]
+    labels = np.arange(300, dtype=np.int64).reshape(15, 20)
+    mask = Image.open(save_mask(labels, palette(names), tmp_path / "m.png"))
+    assert mask.mode.startswith("I") and np.array_equal(np.array(mask), labels)
+
+
+def test_unpainted_names_are_black_in_the_palette():
+    colours = palette(["void", "road", "Background"])
+    assert colours[0].tolist() == [0, 0, 0] and colours[2].tolist() == [0, 0, 0] and colours[1].any()
+    assert {"void", "background"} <= set(UNPAINTED)  # the names the overlay leaves unpainted
