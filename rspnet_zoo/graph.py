@@ -8,7 +8,7 @@ op the ops table knows. The first violation is a SpecError with its JSON pointer
 from __future__ import annotations
 
 from .errors import SpecError, pointer
-from .ops import OPS
+from .op_names import OP_TRAITS
 from .spec import Genotype, Node
 
 IMAGE = "input"
@@ -24,10 +24,10 @@ def check_cells(genotype: Genotype) -> None:
         n_states = cell.num_inputs
         for s, step in enumerate(cell.steps):
             for e, edge in enumerate(step.edges):
-                if edge.op not in OPS:
+                if edge.op not in OP_TRAITS:
                     raise SpecError(
                         pointer(*at, "steps", s, "edges", e, "op"),
-                        f"unknown op '{edge.op}' (known: {', '.join(sorted(OPS))})",
+                        f"unknown op '{edge.op}' (known: {', '.join(sorted(OP_TRAITS))})",
                     )
                 if edge.input >= n_states:
                     raise SpecError(

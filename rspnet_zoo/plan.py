@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from .errors import SpecError, pointer
 from .graph import check_cells, check_node_kinds, check_reach_head, is_pow2, resolve_refs
-from .heads import HEADS
-from .ops import OPS
+from .head_defs import HEADS
+from .op_names import OP_TRAITS
 from .spec import Cell, Genotype, LayerArgs, Node, Partial, Template
 
 MAX_PARAMETERS = 2_000_000_000
@@ -82,7 +82,7 @@ def cell_layout(
                     w,
                     w * s if widen and reads_input else w,
                     s,
-                    reductions[edge.input] * s ** OPS[edge.op].stride_repeats,
+                    reductions[edge.input] * s ** OP_TRAITS[edge.op].stride_repeats,
                 )
             )
         reduction = (max if coarsest else min)(e.reduction for e in edges)
@@ -357,7 +357,7 @@ def _lower_template_node(ctx: Lowering, node: Node, i: int) -> TemplatePlan:
     )
     for s, step in enumerate(layout.steps):
         for e, edge in enumerate(step.edges):
-            if edge.out_chs != edge.in_chs and not OPS[edge.op].widens:
+            if edge.out_chs != edge.in_chs and not OP_TRAITS[edge.op].widens:
                 raise SpecError(
                     pointer("cells", node.cell, "steps", s, "edges", e, "op"),
                     f"'{edge.op}' keeps its width, but node '{node.id}' widens its inputs (template.widen)",

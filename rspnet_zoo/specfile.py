@@ -17,7 +17,9 @@ import jsonschema
 from pydantic import ValidationError
 
 from .errors import SpecError, pointer
+from .head_defs import HEADS
 from .migrate import migrate
+from .plan import check_genotype
 from .schema import committed_schema
 from .spec import Genotype
 from .textutil import json_repr, shorten
@@ -116,9 +118,6 @@ def parse_spec(text: str, source: str | None = None) -> Genotype:
 
 
 def genotype_from_dict(doc: Any) -> Genotype:
-    from .heads import HEADS
-    from .plan import check_genotype  # semantic checks need the ops table and the lowering
-
     if not isinstance(doc, dict):
         raise SpecError("", f"a genotype spec is a JSON object, got {type(doc).__name__}")
     doc = migrate(doc)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.op_names import DARTS_PRIMITIVES
+from rspnet_zoo.op_names import DARTS_PRIMITIVES, OP_TRAITS
 from rspnet_zoo.spec import Strict
 
 NUM_LEVELS = 4  # the network levels 1/4 .. 1/32
@@ -75,12 +75,9 @@ class CellStage(Schedule):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.primitives != DARTS_PRIMITIVES:  # the default is the table's; only others need it (and torch)
-            from rspnet_zoo.ops import OPS
-
-            unknown = [p for p in self.primitives if p not in OPS]
-            if unknown:
-                raise ValueError(f"unknown op '{unknown[0]}' (known: {', '.join(sorted(OPS))})")
+        unknown = [p for p in self.primitives if p not in OP_TRAITS]
+        if unknown:
+            raise ValueError(f"unknown op '{unknown[0]}' (known: {', '.join(sorted(OP_TRAITS))})")
         if len(set(self.primitives)) != len(self.primitives):
             raise ValueError("lists an op twice")
         if self.primitives == ("none",):
