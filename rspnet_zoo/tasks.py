@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .curves import CURVES_FILE, plot_curves
 from .data import build_dataset
 from .errors import ZooError
 from .fsutil import atomic_write_text
@@ -26,6 +27,7 @@ from .zoo import SHIPPED, create_genotype_net, load_trained, resolve_genotype, z
 
 StepCallback = Callable[[dict], None]  # dict(step, total, epoch, loss, lr, images_per_s)
 BatchCallback = Callable[[int], None]  # images done in this batch
+TRAIN_LOSS, VAL_MIOU = {"train": "loss"}, {"val": "val_miou"}  # curves.png: legend label -> history key
 
 
 def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | None) -> dict:
@@ -88,6 +90,12 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         length=r.length,
         tag=tag,
     )
+    validated: dict = {}
+
+    def validate(model: torch.nn.Module, row: dict) -> None:  # the model after the last epoch is the result
+        validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device)
+        row["val_miou"] = validated["metrics"]["miou"]
+
     result = train(
         net,
         train_set,
@@ -101,15 +109,21 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         resume=r.resume,
         device=r.device,
         on_step=on_step,
+        on_epoch_end=validate,
     )
-    metrics = evaluate(net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch)
+    metrics = validated.get("metrics") or evaluate(
+        net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch
+    )
     folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=r.data, command=command)
     atomic_write_text(
         run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
     )
+    curves = plot_curves(result.history, run_dir / CURVES_FILE, f"train {g.name}.{tag}", TRAIN_LOSS, VAL_MIOU)
     return dict(
         name=f"{g.name}.{tag}",
         folder=str(folder),
+        run_dir=str(run_dir),
+        curves=str(curves),
         checkpoint=str(checkpoint),
         steps=result.steps,
         resumed_from=result.resumed_from,

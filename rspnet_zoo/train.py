@@ -85,12 +85,15 @@ def train(
     device: torch.device | None = None,
     num_workers: int = 0,
     on_step: Callable[[dict], None] | None = None,
+    on_epoch_end: Callable[[nn.Module, dict], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
 
     ``checkpoint`` is written after every epoch (model, optimizer, schedule, step, history); with
     ``resume`` the run starts from it. ``on_step`` gets ``dict(step, total, epoch, loss, lr,
-    images_per_s)`` after each iteration (the CLI's progress bar).
+    images_per_s)`` after each iteration (the CLI's progress bar). ``on_epoch_end(model, row)`` runs after
+    each epoch, before the checkpoint, and may add to the epoch's history row (``run_train`` adds the
+    validation mIoU); training resumes in train mode after it.
     """
     device = device or default_device()
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
@@ -168,6 +171,9 @@ def train(
                     seconds=seconds,
                 )
             )
+            if on_epoch_end is not None:
+                on_epoch_end(model, result.history[-1])
+                model.train()
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result)
     model.eval()

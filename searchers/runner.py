@@ -3,9 +3,10 @@ log of the architecture weights, the plots, and the emitted spec.
 
 A run folder holds ``checkpoint-cell.pt`` / ``checkpoint-path.pt`` (model, optimisers, schedule,
 history and torch's RNG state after each epoch), ``log.jsonl`` (one row per epoch), ``cell.json``
-(the stage-1 result, the parent of a ``both`` spec) and the PNGs. The data order of every epoch is a
-function of (seed, stage, epoch) and the augmentation draws from the checkpointed RNG, so a resumed
-search replays exactly what the interrupted one would have done.
+(the stage-1 result, the parent of a ``both`` spec), the emitted spec unless ``--out`` puts it elsewhere,
+and the PNGs (``curves-<stage>.png``: loss and held-out mIoU per epoch; alphas, attention, cell, network).
+The data order of every epoch is a function of (seed, stage, epoch) and the augmentation draws from the
+checkpointed RNG, so a resumed search replays exactly what the interrupted one would have done.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .budgets import SearchConfig
 from .cell_search import CellSearch
 from .decode import CellDecision, PathDecision
 from .path_search import PathSearch
-from .plots import plot_alphas, plot_attention, plot_cell
+from .plots import plot_alphas, plot_attention, plot_cell, plot_stage_curves
 from .runs import check_run_folder, load_resumable, write_spec
 from .structures import HEAD_CHANNELS, path_network, proxy_chain
 
@@ -248,6 +249,7 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
             torch.manual_seed(request.seed)
             cell_stage = CellSearch(cfg, data.num_classes, cfg.cell.primitives)
             runner.run(cell_stage)
+            plots.append(str(plot_stage_curves(runner.runs["cell"].history, "cell", request.run_dir)))
             cell_decision = cell_stage.decode()
             cell = cell_decision.cell
             cell_spec = _cell_genotype(request, data, cell, runner, cell_decision)
@@ -263,6 +265,7 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
             torch.manual_seed(request.seed + 1)
             path_stage = PathSearch(cfg, cell, data.num_classes)
             runner.run(path_stage)
+            plots.append(str(plot_stage_curves(runner.runs["path"].history, "path", request.run_dir)))
             decision = path_stage.decode()
             plots.append(str(plot_attention(runner.runs["path"].history, request.run_dir / "attention.png")))
             result = path_network(

@@ -89,8 +89,21 @@ def test_the_run_folder_has_a_log_row_per_epoch_and_the_plots(both_spec):
     assert len(rows[0]["alphas"]) == 5 and all(abs(sum(a) - 1) < 1e-3 for a in rows[0]["alphas"])
     assert set(rows[-1]["attention"]) == {"l1_r4", "l1_r8", "l2_r4", "l2_r8", "l2_r16"}
     assert rows[-1]["arch_miou"] is not None and rows[0]["arch_miou"] is None  # the first epoch is warm-up
-    for name in ("alphas.png", "cell.png", "attention.png", "network.png"):
+    for name in ("alphas.png", "cell.png", "attention.png", "network.png", "curves-cell.png", "curves-path.png"):
         assert (run_dir / name).read_bytes()[:4] == b"\x89PNG"
+        assert str(run_dir / name) in summary["plots"]
+
+
+def test_the_spec_goes_into_the_run_folder_unless_out_says_otherwise(run_cli, zoo_home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a checkout's genotypes/ would register whatever lands there
+    code, stdout, stderr = run_cli("search", "--stage", "cell", *SMOKE, "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    run_dir = zoo_home / "searches" / "rspnet_cell_smoke_s0"
+    assert summary["out"] == str(run_dir / "rspnet_cell_smoke_s0.json") and summary["run_dir"] == str(run_dir)
+    assert load_spec(summary["out"]).name == "rspnet_cell_smoke_s0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo-home"]
+    assert "--out" not in load_spec(summary["out"]).provenance.command  # the default is not spelled out
 
 
 def test_cell_stage_alone_emits_the_cell_on_the_proxy_chain_it_was_configured_with(run_cli, tmp_path):

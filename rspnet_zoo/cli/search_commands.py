@@ -76,7 +76,10 @@ def search(
         show_default="the --out file name, else from stage, budget and seed: rspnet_cell_small_s0",
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Where the spec is written.", show_default="genotypes/<name>.json"
+        None,
+        "--out",
+        help="Where the spec is written (registering it is a separate step, see the README).",
+        show_default="<run dir>/<name>.json",
     ),
     cell: Path | None = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
     cell_name: str | None = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
@@ -159,7 +162,8 @@ def search(
     config = resolve_config(budget, overrides)
     if name is None:
         name = out.stem if out is not None else f"rspnet_{stage}_{budget}_s{seed}"
-    out = out or Path("genotypes") / f"{name}.json"
+    run_dir = run_dir or zoo_home() / "searches" / name
+    given_out, out = out, out or run_dir / f"{name}.json"
     if out.suffix != ".json":
         raise ZooError(f"{out}: the spec is written as a .json file")
     if threads is not None:
@@ -173,7 +177,8 @@ def search(
             root=root,
             seed=seed,
             name=name,
-            out=out,
+            out=given_out,
+            run_dir=run_dir,
             cell=cell,
             cell_name=cell_name,
             threads=threads,
@@ -186,7 +191,7 @@ def search(
         config=config,
         name=name,
         out=out,
-        run_dir=run_dir or zoo_home() / "searches" / name,
+        run_dir=run_dir,
         dataset=data,
         data_root=root,
         seed=seed,

@@ -51,7 +51,8 @@ def run_template_search(
     if threads is not None:  # this process's threads; each worker process uses one
         torch.set_num_threads(threads)
     name = name or (out.stem if out is not None else f"template_{budget}_s{seed}")
-    out = out or Path("genotypes") / f"{name}.json"
+    run_dir = run_dir or zoo_home() / "searches" / name
+    given_out, out = out, out or run_dir / f"{name}.json"
     options = dict(
         method="template",
         budget=budget,
@@ -59,7 +60,8 @@ def run_template_search(
         root=root,
         seed=seed,
         name=name,
-        out=out,
+        out=given_out,
+        run_dir=run_dir,
         workers=workers,
         latency_target=latency_target,
         stem_weights=stem_weights,
@@ -70,7 +72,7 @@ def run_template_search(
         config=config,
         name=name,
         out=out,
-        run_dir=run_dir or zoo_home() / "searches" / name,
+        run_dir=run_dir,
         dataset=data,
         data_root=root,
         seed=seed,
