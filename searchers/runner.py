@@ -201,7 +201,7 @@ class Runner:
         atomic_write_text(self.request.run_dir / LOG_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def _cell_of(spec: Path, cell_name: str | None) -> tuple[Cell, str]:
+def cell_of(spec: Path, cell_name: str | None) -> tuple[Cell, str]:
     genotype = load_spec(spec)
     if cell_name is None:
         if len(genotype.cells) != 1:
@@ -226,24 +226,35 @@ def _check_request(r: SearchRequest) -> None:
         )
     checkpoints = sorted(r.run_dir.glob("checkpoint-*.pt")) if r.run_dir.is_dir() else []
     check_run_folder(r.name, r.out, r.run_dir, checkpoints, r.resume, r.force)
+    for file in checkpoints if r.resume else ():  # refused before the plan is printed, not after
+        load_resumable(file, r.settings())
 
 
-def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end: EpochHook | None = None) -> dict:
+def search(
+    request: SearchRequest,
+    on_step: StepHook | None = None,
+    on_epoch_end: EpochHook | None = None,
+    on_start: Callable[[SearchData], None] | None = None,
+) -> dict:
     """Run the requested stage(s) and write the emitted spec to ``request.out``; returns a summary.
 
-    ``on_step`` reports progress (see ``StepHook``); ``on_epoch_end(stage, epoch)`` runs after each saved epoch.
+    ``on_step`` reports progress (see ``StepHook``); ``on_epoch_end(stage, epoch)`` runs after each saved epoch;
+    ``on_start(data)`` once the request is checked and the data loaded, before any training (the CLI
+    prints its plan and estimate there).
     The seeds and a resumed checkpoint's RNG state apply to a fork of torch's RNG: the caller's is left as it was.
     """
     _check_request(request)
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
+    if on_start is not None:
+        on_start(data)
     request.run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(request, data, on_step, on_epoch_end)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
     with torch.random.fork_rng(devices=[]):
         if request.stage == "path":
-            cell, parent = _cell_of(request.cell_spec, request.cell_name)
+            cell, parent = cell_of(request.cell_spec, request.cell_name)
             cell_decision = None
         else:
             torch.manual_seed(request.seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,11 @@ def search(
         [], "--set", metavar="KEY=VALUE", help="Any search setting, e.g. cell.steps=3 or path.rsp_ratio=0.25."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (never with --json)."),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Show progress: bars on a terminal, else a line every 30 s (never with --json).",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
@@ -152,6 +157,7 @@ def search(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from searchers.budgets import resolve_config
+    from searchers.progress import SearchProgress, interrupted_line
     from searchers.runner import SearchRequest
     from searchers.runner import search as run_search
 
@@ -162,7 +168,7 @@ def search(
     config = resolve_config(budget, overrides)
     if name is None:
         name = out.stem if out is not None else f"rspnet_{stage}_{budget}_s{seed}"
-    run_dir = run_dir or zoo_home() / "searches" / name
+    given_run_dir, run_dir = run_dir, run_dir or zoo_home() / "searches" / name
     given_out, out = out, out or run_dir / f"{name}.json"
     if out.suffix != ".json":
         raise ZooError(f"{out}: the spec is written as a .json file")
@@ -178,7 +184,7 @@ def search(
             seed=seed,
             name=name,
             out=given_out,
-            run_dir=run_dir,
+            run_dir=given_run_dir,
             cell=cell,
             cell_name=cell_name,
             threads=threads,
@@ -201,24 +207,19 @@ def search(
         force=force,
         command=command,
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not progress or as_json,
-    ) as bars:
-        tasks: dict[str, int] = {}
-
-        def on_step(s: dict) -> None:
-            if s["stage"] not in tasks:
-                tasks[s["stage"]] = bars.add_task(f"{s['stage']} search", total=s["total"])
-            loss = "" if s["loss"] is None else f", loss {s['loss']:.3f}"
-            description = f"{s['stage']} search, epoch {s['epoch']}/{s['epochs']}{loss}"
-            bars.update(tasks[s["stage"]], completed=s["step"], description=description)
-
-        summary = run_search(request, on_step=on_step)
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    bars = Progress(*columns, console=console) if console.is_terminal else None
+    reporter = SearchProgress(
+        request, plan=not as_json, show=progress and not as_json, bars=bars, threads=torch.get_num_threads
+    )
+    try:
+        summary = run_search(request, on_step=reporter, on_start=reporter.start)
+    except KeyboardInterrupt:
+        reporter.stop()
+        print(f"rspnet-zoo: {interrupted_line(request.run_dir, command)}", file=sys.stderr)
+        raise typer.Exit(130) from None
+    reporter.stop()
     summary["command"] = command
 
     def human(console):

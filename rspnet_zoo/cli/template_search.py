@@ -51,7 +51,7 @@ def run_template_search(
     if threads is not None:  # this process's threads; each worker process uses one
         torch.set_num_threads(threads)
     name = name or (out.stem if out is not None else f"template_{budget}_s{seed}")
-    run_dir = run_dir or zoo_home() / "searches" / name
+    given_run_dir, run_dir = run_dir, run_dir or zoo_home() / "searches" / name
     given_out, out = out, out or run_dir / f"{name}.json"
     options = dict(
         method="template",
@@ -61,7 +61,7 @@ def run_template_search(
         seed=seed,
         name=name,
         out=given_out,
-        run_dir=run_dir,
+        run_dir=given_run_dir,
         workers=workers,
         latency_target=latency_target,
         stem_weights=stem_weights,
