@@ -128,6 +128,33 @@ class SearchProgress:
             self.bars.stop()
 
 
+class SampleProgress:
+    """The template search's ``on_sample`` without a terminal: a plain line at a steady interval, the ETA
+    from the pace of the samples this process has finished."""
+
+    def __init__(self, every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic):
+        self.every, self.clock = every, clock
+        self.began = clock()
+        self.done_before: int | None = None  # samples a resumed search had already
+        self.last_line: float | None = None
+
+    def __call__(self, row: dict, total: int) -> None:
+        now, done = self.clock(), row["index"] + 1
+        if self.done_before is None:
+            self.done_before = row["index"]
+        if self.last_line is not None and now - self.last_line < self.every and done < total:
+            return
+        self.last_line = now
+        pace = (now - self.began) / (done - self.done_before)
+        cached = " (cached)" if row["cached"] else ""
+        print(
+            f"template search: sample {done}/{total}, reward {row['reward']:.3f}{cached}, "
+            f"elapsed {duration(now - self.began)}, ETA {duration(pace * (total - done))}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def interrupted_line(run_dir: Path, command: str) -> str:
     """What an interrupted search says: how to resume it, or that there is nothing to resume yet."""
     checkpoints = sorted(p.name for p in run_dir.glob("checkpoint-*.pt")) if run_dir.is_dir() else []

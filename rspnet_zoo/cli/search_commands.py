@@ -216,10 +216,12 @@ def search(
     try:
         summary = run_search(request, on_step=reporter, on_start=reporter.start)
     except KeyboardInterrupt:
+        summary = None  # said once the bars are gone
+    finally:
         reporter.stop()
+    if summary is None:
         print(f"rspnet-zoo: {interrupted_line(request.run_dir, command)}", file=sys.stderr)
-        raise typer.Exit(130) from None
-    reporter.stop()
+        raise typer.Exit(130)
     summary["command"] = command
 
     def human(console):
