@@ -113,5 +113,5 @@ def test_budgets_give_the_cli_help_and_the_readme():
     assert budgets_markdown() in readme
     assert "[--budget " + "\\|".join(BUDGETS) + "]" in readme
     for name, budget in BUDGETS.items():
-        assert f"{name} ({budget.purpose})" in budgets_help()
+        assert f"{name} ({budget.purpose}; {budget.duration})" in budgets_help()
     assert re.findall(r"`(\w+)` \|", budgets_markdown()) == list(BUDGETS)
