@@ -9,11 +9,20 @@ State 0 is the image; node i of the network is state i + 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import SpecError, pointer
-from .graph import check_cells, check_node_kinds, check_reach_head, is_pow2, resolve_refs
+from .graph import (
+    cell_errors,
+    check_cells,
+    check_node_kinds,
+    check_reach_head,
+    is_pow2,
+    node_kind_errors,
+    raise_first,
+    resolve_refs,
+)
 from .head_defs import HEADS
 from .op_names import OP_TRAITS
 from .spec import Cell, Genotype, LayerArgs, Node, Partial, Template
@@ -431,14 +440,25 @@ NODE_LOWERING: dict[str, Callable[[Lowering, Node, int], NodePlan]] = {
 }
 
 
-def check_genotype(genotype: Genotype) -> None:
-    """Every semantic check; raises the first SpecError."""
+def semantic_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """Every semantic error: the defaults, cell and node-kind checks each report all they find; lowering,
+    which needs those to hold, adds its first error only when they do."""
     d = genotype.defaults
     for key in ("mean", "std"):
         if len(getattr(d, key)) != d.input_size[0]:
-            raise SpecError(pointer("defaults", key), f"needs {d.input_size[0]} values, one per input channel")
+            yield SpecError(pointer("defaults", key), f"needs {d.input_size[0]} values, one per input channel")
     if d.class_names is not None and len(d.class_names) != d.num_classes:
-        raise SpecError(
-            pointer("defaults", "class_names"), f"has {len(d.class_names)} names for {d.num_classes} classes"
-        )
-    lower(genotype)
+        names = f"has {len(d.class_names)} names for {d.num_classes} classes"
+        yield SpecError(pointer("defaults", "class_names"), names)
+    structural = [*cell_errors(genotype), *node_kind_errors(genotype)]
+    yield from structural
+    if not structural:
+        try:
+            lower(genotype)
+        except SpecError as e:
+            yield e
+
+
+def check_genotype(genotype: Genotype) -> None:
+    """Every semantic check; raises the first SpecError."""
+    raise_first(semantic_errors(genotype))
