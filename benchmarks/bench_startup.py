@@ -4,7 +4,8 @@ Three contenders run as fresh processes, interleaved round by round so that load
 ``rspnet-zoo --help``, ``rspnet-zoo validate genotypes/rspnet_small.json`` and
 ``python -c "import torch, timm"``. Printed per contender: median wall and CPU (user+sys) seconds, the
 ratio of medians to the torch+timm import, and the load average before and after. Then the modules that
-``python -X importtime`` charges most to ``--help`` (cumulative), as evidence of what it loads.
+``python -X importtime`` charges most to ``--help`` and to ``validate`` (cumulative), as evidence of what
+they load (neither loads torch or timm).
 
 Targets (issue 12): --help under half the torch+timm import, validate under three quarters of it.
 
@@ -51,9 +52,9 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
-def importtime_top(env: dict[str, str], n: int) -> list[tuple[int, str]]:
-    """The n modules with the largest cumulative import time (microseconds) under ``--help``."""
-    argv = [sys.executable, "-X", "importtime", "-m", "rspnet_zoo", "--help"]
+def importtime_top(args: list[str], env: dict[str, str], n: int) -> list[tuple[int, str]]:
+    """The n modules with the largest cumulative import time (microseconds) under ``rspnet-zoo ARGS``."""
+    argv = [sys.executable, "-X", "importtime", "-m", "rspnet_zoo", *args]
     log = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT, env=env).stderr
     rows = []
     for line in log.splitlines():
@@ -88,9 +89,10 @@ def main() -> None:
             f"{name:<22} {wall[name]:>8.3f} {cpu[name]:>8.3f} "
             f"{wall[name] / wall[BASELINE]:>11.2f} {cpu[name] / cpu[BASELINE]:>10.2f}"
         )
-    print(f"\npython -X importtime -m rspnet_zoo --help, top {args.top} by cumulative time:")
-    for cumulative, name in importtime_top(env, args.top):
-        print(f"  {cumulative / 1e3:>8.1f} ms  {name}")
+    for command in (["--help"], ["validate", SPEC]):
+        print(f"\npython -X importtime -m rspnet_zoo {' '.join(command)}, top {args.top} by cumulative time:")
+        for cumulative, name in importtime_top(command, env, args.top):
+            print(f"  {cumulative / 1e3:>8.1f} ms  {name}")
 
 
 if __name__ == "__main__":

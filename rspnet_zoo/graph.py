@@ -2,13 +2,16 @@
 
 Node ids become state indices (state 0 is the image, node i is state i + 1); references must name an
 earlier node, every node must reach the head, and every cell edge must read an existing state with an
-op the ops table knows. The first violation is a SpecError with its JSON pointer.
+op the ops table knows. Each violation is a SpecError with its JSON pointer; the ``*_errors`` checks
+yield every one they find (``validate`` lists them), ``check_*`` raise the first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .errors import SpecError, pointer
-from .ops import OPS
+from .op_names import OP_TRAITS
 from .spec import Genotype, Node
 
 IMAGE = "input"
@@ -18,42 +21,57 @@ def is_pow2(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
-def check_cells(genotype: Genotype) -> None:
+def cell_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """Every unknown op, dangling edge input and bad concat of every cell, in document order."""
     for name, cell in genotype.cells.items():
         at = ("cells", name)
         n_states = cell.num_inputs
         for s, step in enumerate(cell.steps):
             for e, edge in enumerate(step.edges):
-                if edge.op not in OPS:
-                    raise SpecError(
+                if edge.op not in OP_TRAITS:
+                    yield SpecError(
                         pointer(*at, "steps", s, "edges", e, "op"),
-                        f"unknown op '{edge.op}' (known: {', '.join(sorted(OPS))})",
+                        f"unknown op '{edge.op}' (known: {', '.join(sorted(OP_TRAITS))})",
                     )
                 if edge.input >= n_states:
-                    raise SpecError(
+                    yield SpecError(
                         pointer(*at, "steps", s, "edges", e, "input"),
                         f"step {s} reads state {edge.input}, but only states 0..{n_states - 1} exist before it",
                     )
             n_states += 1
         for c, state in enumerate(cell.concat):
             if state >= n_states:
-                raise SpecError(pointer(*at, "concat", c), f"state {state} does not exist (the cell has {n_states})")
+                yield SpecError(pointer(*at, "concat", c), f"state {state} does not exist (the cell has {n_states})")
         if len(set(cell.concat)) != len(cell.concat):
-            raise SpecError(pointer(*at, "concat"), "lists a state twice")
+            yield SpecError(pointer(*at, "concat"), "lists a state twice")
 
 
-def check_node_kinds(genotype: Genotype) -> None:
+def node_kind_errors(genotype: Genotype) -> Iterator[SpecError]:
     """Each node is exactly one kind (cell, template cell or layer) with that kind's fields only."""
     for i, node in enumerate(genotype.network.nodes):
         at = ("network", "nodes", i)
         if not is_pow2(node.reduction):
-            raise SpecError(pointer(*at, "reduction"), f"must be a power of two, got {node.reduction}")
+            yield SpecError(pointer(*at, "reduction"), f"must be a power of two, got {node.reduction}")
         if (node.cell is None) == (node.layer is None):
-            raise SpecError(pointer(*at), "a node names exactly one of 'cell' and 'layer'")
+            yield SpecError(pointer(*at), "a node names exactly one of 'cell' and 'layer'")
         if node.args is not None and node.layer is None:
-            raise SpecError(pointer(*at, "args"), "only layer nodes take 'args'")
+            yield SpecError(pointer(*at, "args"), "only layer nodes take 'args'")
         if node.template is not None and node.cell is None:
-            raise SpecError(pointer(*at, "template"), "only cell nodes take 'template'")
+            yield SpecError(pointer(*at, "template"), "only cell nodes take 'template'")
+
+
+def raise_first(errors: Iterator[SpecError]) -> None:
+    error = next(errors, None)
+    if error is not None:
+        raise error
+
+
+def check_cells(genotype: Genotype) -> None:
+    raise_first(cell_errors(genotype))
+
+
+def check_node_kinds(genotype: Genotype) -> None:
+    raise_first(node_kind_errors(genotype))
 
 
 def resolve_refs(genotype: Genotype) -> dict[str, int]:

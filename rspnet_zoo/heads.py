@@ -1,8 +1,6 @@
-"""The heads table: head type -> ``HeadDef``, the one registration of a head.
+"""The decoders: head type -> decoder module, one per entry of the torch-free heads table
+(``rspnet_zoo.head_defs``, re-exported here), which holds everything else a head is.
 
-A definition carries the head's spec model (``rspnet_zoo.spec``), its decoder module, the nodes it
-reads (with their JSON pointers), whether it classifies, and a bound on its parameters. The spec's
-``Head`` union (and so the JSON Schema) and the lowering's head checks are derived from the table.
 Each decoder reads the states it needs from the list of node outputs and exposes ``num_features``;
 the classifier on top belongs to the model, so ``reset_classifier`` works the same for every head.
 DARTS's auxiliary classifier is here too: it reads a node output and gives logits of its own.
@@ -11,19 +9,16 @@ DARTS's auxiliary classifier is here too: it reads a node output and gives logit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
-from . import spec
-from .errors import SpecError, pointer
+from .head_defs import HEADS, HeadDef  # noqa: F401  (re-exported beside the decoders)
 from .ops import ConvBNAct
-from .spec import AuxiliaryHead, ClassifierHead, ConcatHead, DeepLabV3PlusHead, FusionHead, SegmentationHead, Strict
+from .spec import AuxiliaryHead, ClassifierHead, ConcatHead, DeepLabV3PlusHead, FusionHead
 
 if TYPE_CHECKING:
     from .plan import FeaturePlan
@@ -156,90 +151,12 @@ class AuxiliaryClassifier(nn.Module):
         return self.classifier(self.features(x))
 
 
-Ref = tuple[str, str]  # (JSON pointer, node id)
-
-
-@dataclass(frozen=True)
-class HeadDef:
-    """One head: spec model, decoder module, the nodes it reads, and what the model does on top."""
-
-    spec: type[Strict]
-    module: Callable[[list[FeaturePlan], Any], nn.Module]
-    reads: Callable[[Any], list[Ref]]  # the decoder's inputs, in the order the module takes them
-    max_parameters: Callable[[list[FeaturePlan], FeaturePlan | None, Any, int], int]  # decoder + classifiers
-    classifies: bool = False  # global pool -> linear, logits (B, classes); else a dense map
-    auxiliary: Callable[[Any], Ref | None] = lambda spec: None  # the node an auxiliary classifier reads
-    check: Callable[[Any, list[int]], None] = lambda spec, reductions: None  # nominal reductions of the reads
-
-
-def _dense_classifier(head: SegmentationHead, width: int, num_classes: int) -> int:
-    return head.classifier_kernel**2 * width * num_classes + num_classes
-
-
-def _fusion_bound(inputs: list[FeaturePlan], aux, head: FusionHead, n: int) -> int:
-    c = head.channels
-    return sum(f.channels * c + 2 * c for f in inputs) + 9 * c * c + 2 * c + _dense_classifier(head, c, n)
-
-
-def _concat_bound(inputs: list[FeaturePlan], aux, head: ConcatHead, n: int) -> int:
-    c = head.channels
-    return sum(f.channels for f in inputs) * c + 2 * c + _dense_classifier(head, c, n)
-
-
-def _deeplab_bound(inputs: list[FeaturePlan], aux, head: DeepLabV3PlusHead, n: int) -> int:
-    """ASPP (1x1, one 3x3 per rate, image pool, 1x1 projection), low-level 1x1, two 3x3s."""
-    a, low, d, r = head.aspp_channels, head.low_level_channels, head.decoder_channels, len(head.rates)
-    aspp = inputs[0].channels * a * (2 + 9 * r) + (r + 2) * a * a + 2 * a * (r + 3)
-    return (
-        aspp
-        + inputs[1].channels * low
-        + 2 * low
-        + 9 * (a + low) * d
-        + 9 * d * d
-        + 4 * d
-        + _dense_classifier(head, d, n)
-    )
-
-
-def _classifier_bound(inputs: list[FeaturePlan], aux: FeaturePlan | None, head: ClassifierHead, n: int) -> int:
-    total = inputs[0].channels * n + n
-    if aux is not None and head.auxiliary is not None:
-        a = head.auxiliary
-        total += aux.channels * a.channels + 2 * a.channels + 4 * a.channels * a.hidden + 2 * a.hidden
-        total += a.hidden * n + n
-    return total
-
-
-def _low_level_not_coarser(head: DeepLabV3PlusHead, reductions: list[int]) -> None:
-    if reductions[1] > reductions[0]:
-        raise SpecError(pointer("head", "low_level"), "the low-level feature must not be coarser than the ASPP input")
-
-
-def _listed_inputs(head: FusionHead | ConcatHead) -> list[Ref]:
-    return [(pointer("head", "inputs", i), ref) for i, ref in enumerate(head.inputs)]
-
-
-HEADS: dict[str, HeadDef] = {
-    "fusion": HeadDef(FusionHead, FusionDecoder, _listed_inputs, _fusion_bound),
-    "concat": HeadDef(ConcatHead, ConcatDecoder, _listed_inputs, _concat_bound),
-    "deeplabv3plus": HeadDef(
-        DeepLabV3PlusHead,
-        DeepLabV3PlusDecoder,
-        lambda h: [(pointer("head", "input"), h.input), (pointer("head", "low_level"), h.low_level)],
-        _deeplab_bound,
-        check=_low_level_not_coarser,
-    ),
-    "classifier": HeadDef(
-        ClassifierHead,
-        SelectFeature,
-        lambda h: [(pointer("head", "input"), h.input)],
-        _classifier_bound,
-        classifies=True,
-        auxiliary=lambda h: None if h.auxiliary is None else (pointer("head", "auxiliary", "input"), h.auxiliary.input),
-    ),
+DECODERS: dict[str, Callable[[list[FeaturePlan], Any], nn.Module]] = {
+    "fusion": FusionDecoder,
+    "concat": ConcatDecoder,
+    "deeplabv3plus": DeepLabV3PlusDecoder,
+    "classifier": SelectFeature,
 }
 
-# The spec's head union, discriminated by ``type``: Genotype.head is declared against it by name.
-Head = Annotated[Union[tuple(d.spec for d in HEADS.values())], Field(discriminator="type")]  # noqa: UP007
-spec.Head = Head
-spec.Genotype.model_rebuild()
+if DECODERS.keys() != HEADS.keys():
+    raise ImportError(f"heads without both a decoder and a definition: {sorted(DECODERS.keys() ^ HEADS.keys())}")

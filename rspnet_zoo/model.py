@@ -16,7 +16,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from .errors import ZooError
-from .heads import HEADS, AuxiliaryClassifier
+from .heads import DECODERS, HEADS, AuxiliaryClassifier
 from .ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
 from .plan import CellLayout, CellPlan, LayerPlan, NodePlan, PathPlan, SlotPlan, TemplatePlan, lower
 from .spec import Genotype
@@ -278,7 +278,7 @@ class GenotypeNet(nn.Module):
         self.in_chans = plan.in_chans
         self.output_stride = plan.output_stride
         self.nodes = nn.ModuleList([NODE_MODULES[type(n)](n, drop_path_rate, cell_body) for n in plan.nodes])
-        self.decoder = HEADS[head.type].module(plan.head_inputs, head)
+        self.decoder = DECODERS[head.type](plan.head_inputs, head)
         self.num_features = self.head_hidden_size = self.decoder.num_features
         self.is_classifier = HEADS[head.type].classifies
         self.global_pool = (

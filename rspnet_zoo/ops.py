@@ -6,7 +6,8 @@ DARTS cell edges keep the width, a reduction cell strides the edges that read it
 to know of an op without reading its name: whether it can widen its input (nas-segm templates widen
 by the stride), how many times it applies its stride, and whether it opens with a ReLU and closes with
 a BN that a caller may leave off (``pre_act=False``, ``norm=False``) to share or fold them, as the
-search does. ``affine`` is the BN's, as in DARTS' ops.
+search does. Those properties are ``op_names.OP_TRAITS`` (torch-free, so specs validate without torch);
+this module adds one factory per name. ``affine`` is the BN's, as in DARTS' ops.
 The step aggregations (``AGGREGATES``) live here too: they are what a cell does with its edges.
 """
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .op_names import DARTS_PRIMITIVES, NAS_SEGM_OPS  # noqa: F401  (the names, re-exported beside the table)
+from .op_names import DARTS_PRIMITIVES, NAS_SEGM_OPS, OP_TRAITS, OpTraits  # noqa: F401  (re-exported beside the table)
 
 
 def _conv_unit(*layers: nn.Module, pre_act: bool, norm: nn.Module | None) -> list[nn.Module]:
@@ -235,15 +236,11 @@ class TileChannels(nn.Module):
 OpFactory = Callable[[int, int, int, int, bool, bool, bool], nn.Module]
 
 
-@dataclass(frozen=True)
-class OpDef:
-    """One cell-edge op: how to build it and what the compiler and the search may assume about it."""
+@dataclass(frozen=True, kw_only=True)
+class OpDef(OpTraits):
+    """One cell-edge op: how to build it, with the properties ``OP_TRAITS`` declares for its name."""
 
     factory: OpFactory
-    widens: bool = False  # takes an out_chs other than its input's (a template edge that widens)
-    stride_repeats: int = 1  # how many times it applies its stride (nas-segm's stacked convs: 2; pooling: 0)
-    pre_act: bool = False  # opens with a ReLU that pre_act=False leaves off
-    norm: bool = False  # closes with a BN that norm=False leaves off
 
     def __call__(
         self,
@@ -261,32 +258,23 @@ class OpDef:
         return self.factory(channels, out_chs or channels, stride, dilation, affine, pre_act, norm)
 
 
-def _darts_conv(cls: type[nn.Module], kernel: int, dilation: int) -> OpDef:
-    return OpDef(
-        lambda c, o, s, d, affine, pre_act, norm: cls(c, o, kernel, s, dilation * d, affine, pre_act, norm),
-        widens=True,
-        pre_act=True,
-        norm=True,
-    )
+def _darts_conv(cls: type[nn.Module], kernel: int, dilation: int) -> OpFactory:
+    return lambda c, o, s, d, affine, pre_act, norm: cls(c, o, kernel, s, dilation * d, affine, pre_act, norm)
 
 
-def _nas_segm_sep(kernel: int, dilation: int) -> OpDef:
-    return OpDef(
-        lambda c, o, s, d, affine, *_: StackedSepConv(c, o, kernel, s, dilation * d, affine=affine),
-        widens=True,
-        stride_repeats=2,
-    )
+def _nas_segm_sep(kernel: int, dilation: int) -> OpFactory:
+    return lambda c, o, s, d, affine, *_: StackedSepConv(c, o, kernel, s, dilation * d, affine=affine)
 
 
 def _skip(c: int, o: int, s: int, d: int, affine: bool, *_: bool) -> nn.Module:
     return nn.Identity() if s == 1 else FactorizedReduce(c, c, affine=affine)
 
 
-OPS: dict[str, OpDef] = {
-    "none": OpDef(lambda c, o, s, *_: Zero(s)),
-    "skip_connect": OpDef(_skip),
-    "max_pool_3x3": OpDef(lambda c, o, s, d, *_: nn.MaxPool2d(3, s, padding=d, dilation=d)),
-    "avg_pool_3x3": OpDef(lambda c, o, s, *_: nn.AvgPool2d(3, s, padding=1, count_include_pad=False)),
+FACTORIES: dict[str, OpFactory] = {
+    "none": lambda c, o, s, *_: Zero(s),
+    "skip_connect": _skip,
+    "max_pool_3x3": lambda c, o, s, d, *_: nn.MaxPool2d(3, s, padding=d, dilation=d),
+    "avg_pool_3x3": lambda c, o, s, *_: nn.AvgPool2d(3, s, padding=1, count_include_pad=False),
     "sep_conv_3x3": _darts_conv(SepConv, 3, 1),
     "sep_conv_5x5": _darts_conv(SepConv, 5, 1),
     "sep_conv_7x7": _darts_conv(SepConv, 7, 1),
@@ -294,19 +282,19 @@ OPS: dict[str, OpDef] = {
     "dil_conv_5x5": _darts_conv(DilConv, 5, 2),
     "full_dil_conv_3x3": _darts_conv(FullDilConv, 3, 2),
     "full_dil_conv_5x5": _darts_conv(FullDilConv, 5, 2),
-    "conv_7x1_1x7": OpDef(
-        lambda c, o, s, d, affine, pre_act, norm: Conv7x1_1x7(c, s, d, affine, pre_act, norm), pre_act=True, norm=True
-    ),
+    "conv_7x1_1x7": lambda c, o, s, d, affine, pre_act, norm: Conv7x1_1x7(c, s, d, affine, pre_act, norm),
     # nas-segm (WACV 2020 template decoder, repeats = 2)
     "nas_segm_sep_conv_3x3": _nas_segm_sep(3, 1),
     "nas_segm_sep_conv_5x5": _nas_segm_sep(5, 1),
     "nas_segm_sep_conv_5x5_dil6": _nas_segm_sep(5, 6),
-    "nas_segm_max_pool_3x3": OpDef(lambda c, o, s, d, affine, *_: ConvMaxPool(c, o, s, affine=affine), widens=True),
-    "nas_segm_global_average_pool": OpDef(
-        lambda c, o, s, d, affine, *_: GlobalPoolConv(c, o, affine=affine), widens=True, stride_repeats=0
-    ),
-    "nas_segm_skip_connect": OpDef(lambda c, o, *_: TileChannels(c, o), widens=True, stride_repeats=0),
+    "nas_segm_max_pool_3x3": lambda c, o, s, d, affine, *_: ConvMaxPool(c, o, s, affine=affine),
+    "nas_segm_global_average_pool": lambda c, o, s, d, affine, *_: GlobalPoolConv(c, o, affine=affine),
+    "nas_segm_skip_connect": lambda c, o, *_: TileChannels(c, o),
 }
+
+if FACTORIES.keys() != OP_TRAITS.keys():
+    raise ImportError(f"ops without both a factory and traits: {sorted(FACTORIES.keys() ^ OP_TRAITS.keys())}")
+OPS: dict[str, OpDef] = {name: OpDef(factory=FACTORIES[name], **vars(OP_TRAITS[name])) for name in OP_TRAITS}
 
 
 def make_op(

@@ -9,13 +9,22 @@ State 0 is the image; node i of the network is state i + 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import SpecError, pointer
-from .graph import check_cells, check_node_kinds, check_reach_head, is_pow2, resolve_refs
-from .heads import HEADS
-from .ops import OPS
+from .graph import (
+    cell_errors,
+    check_cells,
+    check_node_kinds,
+    check_reach_head,
+    is_pow2,
+    node_kind_errors,
+    raise_first,
+    resolve_refs,
+)
+from .head_defs import HEADS
+from .op_names import OP_TRAITS
 from .spec import Cell, Genotype, LayerArgs, Node, Partial, Template
 
 MAX_PARAMETERS = 2_000_000_000
@@ -82,7 +91,7 @@ def cell_layout(
                     w,
                     w * s if widen and reads_input else w,
                     s,
-                    reductions[edge.input] * s ** OPS[edge.op].stride_repeats,
+                    reductions[edge.input] * s ** OP_TRAITS[edge.op].stride_repeats,
                 )
             )
         reduction = (max if coarsest else min)(e.reduction for e in edges)
@@ -364,7 +373,7 @@ def _lower_template_node(ctx: Lowering, node: Node, i: int) -> TemplatePlan:
     )
     for s, step in enumerate(layout.steps):
         for e, edge in enumerate(step.edges):
-            if edge.out_chs != edge.in_chs and not OPS[edge.op].widens:
+            if edge.out_chs != edge.in_chs and not OP_TRAITS[edge.op].widens:
                 raise SpecError(
                     pointer("cells", node.cell, "steps", s, "edges", e, "op"),
                     f"'{edge.op}' keeps its width, but node '{node.id}' widens its inputs (template.widen)",
@@ -438,14 +447,25 @@ NODE_LOWERING: dict[str, Callable[[Lowering, Node, int], NodePlan]] = {
 }
 
 
-def check_genotype(genotype: Genotype) -> None:
-    """Every semantic check; raises the first SpecError."""
+def semantic_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """Every semantic error: the defaults, cell and node-kind checks each report all they find; lowering,
+    which needs those to hold, adds its first error only when they do."""
     d = genotype.defaults
     for key in ("mean", "std"):
         if len(getattr(d, key)) != d.input_size[0]:
-            raise SpecError(pointer("defaults", key), f"needs {d.input_size[0]} values, one per input channel")
+            yield SpecError(pointer("defaults", key), f"needs {d.input_size[0]} values, one per input channel")
     if d.class_names is not None and len(d.class_names) != d.num_classes:
-        raise SpecError(
-            pointer("defaults", "class_names"), f"has {len(d.class_names)} names for {d.num_classes} classes"
-        )
-    lower(genotype)
+        names = f"has {len(d.class_names)} names for {d.num_classes} classes"
+        yield SpecError(pointer("defaults", "class_names"), names)
+    structural = [*cell_errors(genotype), *node_kind_errors(genotype)]
+    yield from structural
+    if not structural:
+        try:
+            lower(genotype)
+        except SpecError as e:
+            yield e
+
+
+def check_genotype(genotype: Genotype) -> None:
+    """Every semantic check; raises the first SpecError."""
+    raise_first(semantic_errors(genotype))

@@ -17,7 +17,9 @@ import jsonschema
 from pydantic import ValidationError
 
 from .errors import SpecError, pointer
+from .head_defs import HEADS
 from .migrate import migrate
+from .plan import check_genotype, semantic_errors
 from .schema import committed_schema
 from .spec import Genotype
 from .textutil import json_repr, shorten
@@ -116,9 +118,6 @@ def parse_spec(text: str, source: str | None = None) -> Genotype:
 
 
 def genotype_from_dict(doc: Any) -> Genotype:
-    from .heads import HEADS
-    from .plan import check_genotype  # semantic checks need the ops table and the lowering
-
     if not isinstance(doc, dict):
         raise SpecError("", f"a genotype spec is a JSON object, got {type(doc).__name__}")
     doc = migrate(doc)
@@ -137,7 +136,8 @@ def genotype_from_dict(doc: Any) -> Genotype:
 
 def spec_errors(path: str | Path, limit: int = 20) -> list[SpecError]:
     """Up to ``limit`` errors of a spec file, where ``load_spec`` stops at the first: every schema
-    violation, or past the schema every model violation; the semantic checks still stop at their first."""
+    violation, or past the schema every model violation, or past the model every semantic error
+    (``plan.semantic_errors``)."""
     try:
         load_spec(path)
         return []
@@ -155,7 +155,7 @@ def spec_errors(path: str | Path, limit: int = 20) -> list[SpecError]:
     more = [SpecError(pointer(*e.absolute_path), _short(e)) for e in map(_deepest, schema_errors)]
     if not more:
         try:
-            Genotype.model_validate(doc)
+            more = list(itertools.islice(semantic_errors(Genotype.model_validate(doc)), limit))
         except ValidationError as e:
             more = [SpecError(pointer(*err["loc"]), err["msg"]) for err in e.errors()]
     seen = {(errors[0].pointer, errors[0].reason)}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .curves import CURVES_FILE, plot_curves
 from .data import build_dataset
 from .errors import ZooError
 from .fsutil import atomic_write_text, clean_leftovers, locked, writable_output
@@ -28,6 +29,7 @@ from .zoo import SHIPPED, create_genotype_net, load_trained, resolve_genotype, z
 
 StepCallback = Callable[[dict], None]  # dict(step, total, epoch, loss, lr, images_per_s)
 BatchCallback = Callable[[int], None]  # images done in this batch
+TRAIN_LOSS, VAL_MIOU = {"train": "loss"}, {"val": "val_miou"}  # curves.png: legend label -> history key
 
 
 def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | None) -> dict:
@@ -97,6 +99,12 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     settings = train_settings(r, tag, crop)
     command = train_command(r.model, **settings)
     settings = json.loads(json.dumps(dict(settings, spec_sha256=spec_sha256(g)), default=str))  # as stored
+    validated: dict = {}
+
+    def validate(model: torch.nn.Module, row: dict) -> None:  # the model after the last epoch is the result
+        validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device)
+        row["val_miou"] = validated["metrics"]["miou"]
+
     with locked(run_dir):
         clean_leftovers(run_dir)
         check_run(run_dir, [checkpoint] if checkpoint.is_file() else [], r.resume, r.force, "train")
@@ -118,8 +126,11 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
             on_step=on_step,
             settings=settings,
             command=command,
+            on_epoch_end=validate,
         )
-        metrics = evaluate(net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch)
+        metrics = validated.get("metrics") or evaluate(
+            net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch
+        )
         input_size = (net.in_chans, *val_set[0][0].shape[-2:])  # what the card's metrics were measured at
         folder = save_to_zoo(
             net, g, tag, train_set.class_names, metrics, data=r.data, commands=result.commands, input_size=input_size
@@ -127,9 +138,12 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         atomic_write_text(
             run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
         )
+        curves = plot_curves(result.history, run_dir / CURVES_FILE, f"train {g.name}.{tag}", TRAIN_LOSS, VAL_MIOU)
     return dict(
         name=f"{g.name}.{tag}",
         folder=str(folder),
+        run_dir=str(run_dir),
+        curves=str(curves),
         checkpoint=str(checkpoint),
         steps=result.steps,
         resumed_from=result.resumed_from,

@@ -107,6 +107,7 @@ def train(
     on_step: Callable[[dict], None] | None = None,
     settings: dict | None = None,
     command: str | None = None,
+    on_epoch_end: Callable[[nn.Module, dict], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
 
@@ -114,7 +115,9 @@ def train(
     ``settings`` and the ``command`` lines that made it); with ``resume`` the run starts from it, when it
     was made with the same ``settings`` but for RESUMABLE_CHANGES and is not longer than asked.
     ``on_step`` gets ``dict(step, total, epoch, loss, lr, images_per_s)`` after each iteration (the CLI's
-    progress bar).
+    progress bar). ``on_epoch_end(model, row)`` runs after each epoch, before the checkpoint, and may add
+    to the epoch's history row (``run_train`` adds the validation mIoU); training resumes in train mode
+    after it.
     """
     device = device or default_device()
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
@@ -199,6 +202,9 @@ def train(
                     seconds=seconds,
                 )
             )
+            if on_epoch_end is not None:
+                on_epoch_end(model, result.history[-1])
+                model.train()
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings)
     model.eval()

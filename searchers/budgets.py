@@ -4,7 +4,7 @@
 cells, 4 steps, K=4, batch 256, 50 epochs, architecture updates from epoch 15, weights by SGD lr 0.1
 cosine to 0.001, alphas by Adam lr 6e-4) and Auto-DeepLab for the path search (12 layers, F=8, 321x321
 crops, 40 epochs, architecture updates from epoch 20, arch lr 3e-3). ``smoke`` runs both stages in
-seconds; ``small`` is sized for 10-12 minutes on one CPU core (the shipped search: 722 s), with the
+seconds; ``small`` is sized for about 12 minutes on one CPU core (the shipped search: 722 s), with the
 architecture learning rate raised to 3e-3 (Auto-DeepLab's) and 40 cell epochs (architecture from epoch
 12, PC-DARTS' 30%): with fewer, the alphas stay within a few percent of uniform and the decoded cell is
 decided by the initialisation.
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.op_names import DARTS_PRIMITIVES
+from rspnet_zoo.op_names import DARTS_PRIMITIVES, OP_TRAITS
 from rspnet_zoo.spec import Strict
 
 NUM_LEVELS = 4  # the network levels 1/4 .. 1/32
@@ -75,12 +75,9 @@ class CellStage(Schedule):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.primitives != DARTS_PRIMITIVES:  # the default is the table's; only others need it (and torch)
-            from rspnet_zoo.ops import OPS
-
-            unknown = [p for p in self.primitives if p not in OPS]
-            if unknown:
-                raise ValueError(f"unknown op '{unknown[0]}' (known: {', '.join(sorted(OPS))})")
+        unknown = [p for p in self.primitives if p not in OP_TRAITS]
+        if unknown:
+            raise ValueError(f"unknown op '{unknown[0]}' (known: {', '.join(sorted(OP_TRAITS))})")
         if len(set(self.primitives)) != len(self.primitives):
             raise ValueError("lists an op twice")
         if self.primitives == ("none",):
@@ -131,15 +128,18 @@ class SearchConfig(Strict):
 
 @dataclass(frozen=True)
 class Budget:
-    """A named preset: what it is for (the CLI help and the README say it) and its settings."""
+    """A named preset: what it is for and how long it typically runs (the CLI help and the README say both),
+    and its settings. Before a search starts, the CLI prints an estimate measured on the machine at hand."""
 
     purpose: str
+    duration: str  # measured: on which machine, and how
     config: SearchConfig
 
 
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(
-        "both stages in seconds, for tests and a first look",
+        "both stages, for tests and a first look",
+        "20-30 s with the CLI's start (7 s of CPU time) on a loaded 2-core AMD EPYC VM",
         SearchConfig(
             image_size=32,
             batch_size=4,
@@ -153,7 +153,9 @@ BUDGETS: dict[str, Budget] = {
         ),
     ),
     "small": Budget(
-        "10-12 minutes on one CPU core; emitted the shipped rspnet_searched",
+        "emitted the shipped rspnet_searched",
+        "12 min on one quiet CPU core (the shipped search: 722 s); 36 min estimated on a 2-core AMD EPYC VM "
+        "at load 11 (steps of 0.9-1.9 s)",
         SearchConfig(
             image_size=64,
             batch_size=8,
@@ -165,7 +167,8 @@ BUDGETS: dict[str, Budget] = {
         ),
     ),
     "paper": Budget(
-        "the published settings: PC-DARTS for the cell, Auto-DeepLab for the paths; GPU-sized",
+        "the published settings: PC-DARTS for the cell, Auto-DeepLab for the paths",
+        "GPU-sized (batches of 256 crops of 321x321); not measured here, where searches run on the CPU",
         SearchConfig(
             image_size=321,
             batch_size=256,
@@ -205,17 +208,18 @@ def resolve_config(budget: str, overrides: dict[str, Any] | None = None) -> Sear
 
 def budgets_help() -> str:
     """The --budget help, from the table."""
-    return "Preset: " + "; ".join(f"{name} ({b.purpose})" for name, b in BUDGETS.items()) + "."
+    return "Preset: " + "; ".join(f"{name} ({b.purpose}; {b.duration})" for name, b in BUDGETS.items()) + "."
 
 
 def budgets_markdown() -> str:
     """The README's table of budgets, from the table (a test holds the README to it)."""
     rows = [
-        f"| `{name}` | {b.purpose} | {c.cell.epochs} + {c.path.epochs} | {c.image_size} | {c.batch_size} |"
+        f"| `{name}` | {b.purpose} | {b.duration} | {c.cell.epochs} + {c.path.epochs} | {c.image_size} "
+        f"| {c.batch_size} |"
         for name, b in BUDGETS.items()
         for c in [b.config]
     ]
-    head = "| budget | for | epochs (cell + path) | crop | batch |\n|---|---|---|---|---|\n"
+    head = "| budget | for | typical time | epochs (cell + path) | crop | batch |\n|---|---|---|---|---|---|\n"
     return head + "\n".join(rows) + "\n"
 
 

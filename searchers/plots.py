@@ -1,4 +1,5 @@
-"""PNG plots of a search: how the alphas and the path attentions moved, and the decoded cell."""
+"""PNG plots of a search: how the alphas and the path attentions moved, and the decoded cell (conventions:
+``rspnet_zoo.curves``)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from rspnet_zoo.fsutil import atomic_path
+from rspnet_zoo.curves import epoch_axis, line_style, plot_curves, pyplot, save_png
 from rspnet_zoo.spec import Cell
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, out: Path) -> Path:
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    _pyplot().close(fig)
-    return out
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -31,56 +16,77 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _panels(n: int):
+    """A grid of n panels sharing the epoch axis, the spare ones hidden."""
+    plt = pyplot()
+    rows, cols = _grid(n)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.8), squeeze=False, sharex=True)
+    panels = [axes[i // cols][i % cols] for i in range(rows * cols)]
+    for ax in panels[n:]:
+        ax.axis("off")
+    for i, ax in enumerate(panels[:n]):
+        ax.tick_params(labelsize=7)
+        epoch_axis(ax)
+        if i + cols < n:  # an x label only where no panel sits below
+            ax.set_xlabel("")
+    return fig, panels[:n]
+
+
 def plot_alphas(history: Sequence[dict], primitives: Sequence[str], out: Path) -> Path:
-    """One panel per edge: softmax(alpha) of every primitive over the epochs; the edge's normalised
-    weight dashed, on the right-hand axis."""
-    plt = _pyplot()
+    """One panel per edge: softmax(alpha) of every primitive over the epochs, each primitive with its own
+    colour, marker and dash; the edge's normalised weight (beta) in black on the right-hand axis."""
     epochs = [row["epoch"] for row in history]
     edges = len(history[-1]["alphas"])
-    rows, cols = _grid(edges)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False, sharex=True)
-    for e in range(edges):
-        ax = axes[e // cols][e % cols]
+    fig, panels = _panels(edges)
+    for e, ax in enumerate(panels):
         for k, name in enumerate(primitives):
-            ax.plot(epochs, [row["alphas"][e][k] for row in history], label=name, lw=1.2)
+            ax.plot(epochs, [row["alphas"][e][k] for row in history], label=name, **line_style(k))
+        ax.set_ylabel("softmax(alpha)", fontsize=7)
         edge_ax = ax.twinx()
-        edge_ax.plot(epochs, [row["betas"][e] for row in history], "k--", lw=0.8)
+        edge_ax.plot(epochs, [row["betas"][e] for row in history], color="k", lw=1.6, label="edge weight (right)")
+        edge_ax.set_ylabel("edge weight", fontsize=7)
         edge_ax.tick_params(labelsize=6)
         ax.set_title(f"edge {e}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for e in range(edges, rows * cols):
-        axes[e // cols][e % cols].axis("off")
-    axes[0][0].legend(fontsize=6, loc="upper left")
-    fig.suptitle("cell search: softmax(alpha) per edge over epochs (dashed, right axis: edge weight)")
-    fig.tight_layout()
-    return _save(fig, out)
+    handles = panels[0].get_lines() + edge_ax.get_lines()
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=min(5, len(handles)), fontsize=7)
+    fig.suptitle("cell search: softmax(alpha) per primitive and edge weight, per edge")
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(handles) // 5), 1, 1))
+    return save_png(fig, out)
 
 
 def plot_attention(history: Sequence[dict], out: Path) -> Path:
-    """One panel per lattice node: the attention on each candidate path over the epochs."""
-    plt = _pyplot()
+    """One panel per lattice node: the attention on each candidate path over the epochs, each path with
+    its own colour, marker and dash, labelled by the node it comes from."""
     epochs = [row["epoch"] for row in history]
     nodes = list(history[-1]["attention"])
-    rows, cols = _grid(len(nodes))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False, sharex=True)
-    for i, node in enumerate(nodes):
-        ax = axes[i // cols][i % cols]
-        for src in history[-1]["attention"][node]:
-            ax.plot(epochs, [row["attention"][node][src] for row in history], label=src, lw=1.2)
+    fig, panels = _panels(len(nodes))
+    for node, ax in zip(nodes, panels):
+        for k, src in enumerate(history[-1]["attention"][node]):
+            ax.plot(epochs, [row["attention"][node][src] for row in history], label=f"from {src}", **line_style(k))
         ax.set_ylim(0, 1.02)
-        ax.set_title(node, fontsize=8)
-        ax.legend(fontsize=6, loc="upper left")
-        ax.tick_params(labelsize=7)
-    for i in range(len(nodes), rows * cols):
-        axes[i // cols][i % cols].axis("off")
-    fig.suptitle("path search: attention per candidate path over epochs")
+        ax.set_ylabel("attention", fontsize=7)
+        ax.set_title(f"node {node}", fontsize=8)
+        ax.legend(fontsize=6, loc="best")
+    fig.suptitle("path search: attention on each candidate path, per node")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_png(fig, out)
+
+
+def plot_stage_curves(history: Sequence[dict], stage: str, run_dir: Path) -> Path:
+    """``curves-<stage>.png``: the weight loss on one half, the architecture loss and mIoU on the held-out
+    half (the search's validation data), per epoch; the latter two from the epoch the architecture moves."""
+    return plot_curves(
+        history,
+        run_dir / f"curves-{stage}.png",
+        f"{stage} search",
+        {"weights (train half)": "train_loss", "architecture (held-out half)": "arch_loss"},
+        {"held-out half": "arch_miou"},
+    )
 
 
 def plot_cell(cell: Cell, out: Path, title: str = "decoded cell") -> Path:
     """States left to right; one labelled arc per edge."""
-    plt = _pyplot()
+    plt = pyplot()
     n = cell.num_inputs + len(cell.steps)
     fig, ax = plt.subplots(figsize=(1.9 * n + 1, 3.2))
     xs = list(range(n))
@@ -112,4 +118,4 @@ def plot_cell(cell: Cell, out: Path, title: str = "decoded cell") -> Path:
     ax.axis("off")
     ax.set_title(f"{title}: output = concat of states {list(cell.concat)}", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_png(fig, out)

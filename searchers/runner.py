@@ -3,9 +3,10 @@ log of the architecture weights, the plots, and the emitted spec.
 
 A run folder holds ``checkpoint-cell.pt`` / ``checkpoint-path.pt`` (model, optimisers, schedule,
 history and torch's RNG state after each epoch), ``log.jsonl`` (one row per epoch), ``cell.json``
-(the stage-1 result, the parent of a ``both`` spec) and the PNGs. The data order of every epoch is a
-function of (seed, stage, epoch) and the augmentation draws from the checkpointed RNG, so a resumed
-search replays exactly what the interrupted one would have done.
+(the stage-1 result, the parent of a ``both`` spec), the emitted spec unless ``--out`` puts it elsewhere,
+and the PNGs (``curves-<stage>.png``: loss and held-out mIoU per epoch; alphas, attention, cell, network).
+The data order of every epoch is a function of (seed, stage, epoch) and the augmentation draws from the
+checkpointed RNG, so a resumed search replays exactly what the interrupted one would have done.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .budgets import SearchConfig
 from .cell_search import CellSearch
 from .decode import CellDecision, PathDecision
 from .path_search import PathSearch
-from .plots import plot_alphas, plot_attention, plot_cell
+from .plots import plot_alphas, plot_attention, plot_cell, plot_stage_curves
 from .runs import check_run_folder, load_resumable, write_spec
 from .structures import HEAD_CHANNELS, path_network, proxy_chain
 
@@ -200,7 +201,7 @@ class Runner:
         atomic_write_text(self.request.run_dir / LOG_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def _cell_of(spec: Path, cell_name: str | None) -> tuple[Cell, str]:
+def cell_of(spec: Path, cell_name: str | None) -> tuple[Cell, str]:
     genotype = load_spec(spec)
     if cell_name is None:
         if len(genotype.cells) != 1:
@@ -225,29 +226,41 @@ def _check_request(r: SearchRequest) -> None:
         )
     checkpoints = sorted(r.run_dir.glob("checkpoint-*.pt")) if r.run_dir.is_dir() else []
     check_run_folder(r.name, r.out, r.run_dir, checkpoints, r.resume, r.force)
+    for file in checkpoints if r.resume else ():  # refused before the plan is printed, not after
+        load_resumable(file, r.settings())
 
 
-def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end: EpochHook | None = None) -> dict:
+def search(
+    request: SearchRequest,
+    on_step: StepHook | None = None,
+    on_epoch_end: EpochHook | None = None,
+    on_start: Callable[[SearchData], None] | None = None,
+) -> dict:
     """Run the requested stage(s) and write the emitted spec to ``request.out``; returns a summary.
 
-    ``on_step`` reports progress (see ``StepHook``); ``on_epoch_end(stage, epoch)`` runs after each saved epoch.
+    ``on_step`` reports progress (see ``StepHook``); ``on_epoch_end(stage, epoch)`` runs after each saved epoch;
+    ``on_start(data)`` once the request is checked and the data loaded, before any training (the CLI
+    prints its plan and estimate there).
     The seeds and a resumed checkpoint's RNG state apply to a fork of torch's RNG: the caller's is left as it was.
     """
     _check_request(request)
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
+    if on_start is not None:
+        on_start(data)
     request.run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(request, data, on_step, on_epoch_end)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
     with torch.random.fork_rng(devices=[]):
         if request.stage == "path":
-            cell, parent = _cell_of(request.cell_spec, request.cell_name)
+            cell, parent = cell_of(request.cell_spec, request.cell_name)
             cell_decision = None
         else:
             torch.manual_seed(request.seed)
             cell_stage = CellSearch(cfg, data.num_classes, cfg.cell.primitives)
             runner.run(cell_stage)
+            plots.append(str(plot_stage_curves(runner.runs["cell"].history, "cell", request.run_dir)))
             cell_decision = cell_stage.decode()
             cell = cell_decision.cell
             cell_spec = _cell_genotype(request, data, cell, runner, cell_decision)
@@ -263,6 +276,7 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
             torch.manual_seed(request.seed + 1)
             path_stage = PathSearch(cfg, cell, data.num_classes)
             runner.run(path_stage)
+            plots.append(str(plot_stage_curves(runner.runs["path"].history, "path", request.run_dir)))
             decision = path_stage.decode()
             plots.append(str(plot_attention(runner.runs["path"].history, request.run_dir / "attention.png")))
             result = path_network(

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rspnet_zoo.fsutil import atomic_write_text
+from matplotlib.ticker import MaxNLocator
 
-from .plots import _pyplot, _save
+from rspnet_zoo.curves import pyplot, save_png
+from rspnet_zoo.fsutil import atomic_write_text
 
 
 def plot_rewards(rows: Sequence[dict], out: Path) -> Path:
     """Every sample's reward against its index, and the median of each PPO batch (paper, Fig. 5)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.scatter([r["index"] for r in rows], [r["reward"] for r in rows], s=10, alpha=0.6, label="sample")
     batches = sorted({r["batch"] for r in rows})
@@ -23,15 +24,16 @@ def plot_rewards(rows: Sequence[dict], out: Path) -> Path:
     centres = [sum(r["index"] for r in rows if r["batch"] == b) / sum(r["batch"] == b for r in rows) for b in batches]
     ax.plot(centres, medians, color="C3", label="batch median")
     ax.set_xlabel("sample")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("reward")
     ax.set_title("reward distribution over the search")
     ax.legend()
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_downsampling(rows: Sequence[dict], out: Path, windows: int = 10) -> Path:
     """The proportion of each downsampling factor (2 ** stride-2 blocks) over time (paper, Fig. 6)."""
-    plt = _pyplot()
+    plt = pyplot()
     factors = sorted({r["downsampling"] for r in rows})
     size = max(1, -(-len(rows) // windows))
     chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
@@ -40,11 +42,12 @@ def plot_downsampling(rows: Sequence[dict], out: Path, windows: int = 10) -> Pat
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.stackplot(x, shares, labels=[f"x{f}" for f in factors])
     ax.set_xlabel(f"sample (windows of {size})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("proportion")
     ax.set_ylim(0, 1)
     ax.set_title("downsampling factors over the search")
     ax.legend(loc="upper left", fontsize="small")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def best_table(rows: Sequence[dict], out: Path, top: int = 10) -> Path:

@@ -74,3 +74,23 @@ def test_validate_stops_at_the_limit(run_cli, tmp_path):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == MAX_ERRORS + 1
     assert f"the first {MAX_ERRORS} errors" in lines[-1]
+
+
+def test_validate_reports_every_semantic_error_too(run_cli, tmp_path):
+    """Past the schema: each independent semantic check reports all it finds, not just the first."""
+    edits = {
+        ("cells", "normal", "steps", 0, "edges", 0, "op"): "warp_conv",
+        ("cells", "normal", "steps", 1, "edges", 1, "op"): "fold_conv",
+        ("cells", "normal", "concat", 0): 9,
+        ("defaults", "class_names"): ["one"],
+    }
+    file = _broken(tmp_path, edits)
+    code, out, _ = run_cli("validate", str(file), "--json")
+    [result] = json.loads(out)
+    assert code == 2
+    expected = {"/" + "/".join(map(str, path)) for path in edits}
+    assert {e["pointer"] for e in result["errors"]} == expected
+    assert {e["error"].split(" (")[0] for e in result["errors"] if "unknown op" in e["error"]} == {
+        "unknown op 'warp_conv'",
+        "unknown op 'fold_conv'",
+    }

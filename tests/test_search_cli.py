@@ -89,8 +89,26 @@ def test_the_run_folder_has_a_log_row_per_epoch_and_the_plots(both_spec):
     assert len(rows[0]["alphas"]) == 5 and all(abs(sum(a) - 1) < 1e-3 for a in rows[0]["alphas"])
     assert set(rows[-1]["attention"]) == {"l1_r4", "l1_r8", "l2_r4", "l2_r8", "l2_r16"}
     assert rows[-1]["arch_miou"] is not None and rows[0]["arch_miou"] is None  # the first epoch is warm-up
-    for name in ("alphas.png", "cell.png", "attention.png", "network.png"):
+    for name in ("alphas.png", "cell.png", "attention.png", "network.png", "curves-cell.png", "curves-path.png"):
         assert (run_dir / name).read_bytes()[:4] == b"\x89PNG"
+        assert str(run_dir / name) in summary["plots"]
+
+
+def test_the_spec_goes_into_the_run_folder_and_the_printed_plan_changes_nothing(
+    both_spec, run_cli, zoo_home, tmp_path, monkeypatch
+):
+    """Without --out the spec lands in the run folder, not in a checkout's genotypes/ (which would register
+    it); the estimate before the start (no --json) runs in a fork of the RNG: the same search results."""
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_cli("search", *SMOKE)
+    assert code == 0, stderr
+    run_dir = zoo_home / "searches" / "rspnet_both_smoke_s0"
+    out = run_dir / "rspnet_both_smoke_s0.json"
+    assert f"spec -> {out}" in stderr and "estimated duration on this machine" in stderr
+    assert str(out) in "".join(stdout.split())  # the summary names it (rich may wrap the path)
+    assert architecture(out) == architecture(both_spec[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo-home"]
+    assert "--out" not in load_spec(out).provenance.command  # the default is not spelled out
 
 
 def test_cell_stage_alone_emits_the_cell_on_the_proxy_chain_it_was_configured_with(run_cli, tmp_path):

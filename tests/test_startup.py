@@ -1,5 +1,5 @@
-"""What the fast paths load: ``--help`` and ``--version`` never import torch or timm, while ``import
-rspnet_zoo`` still registers every shipped spec with timm, whichever is imported first."""
+"""What the fast paths load: ``--help``, ``--version`` and ``validate`` never import torch or timm, while
+``import rspnet_zoo`` still registers every shipped spec with timm, whichever is imported first."""
 
 import json
 import os
@@ -29,6 +29,21 @@ def test_fast_paths_import_neither_torch_nor_timm(args):
     assert result.returncode == 0, result.stderr[-2000:]
     imported = _imported(result.stderr)
     assert "rspnet_zoo.cli" in imported  # the log is the one we think it is
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_validate_checks_every_shipped_spec_and_a_broken_one_without_torch_or_timm(tmp_path):
+    shipped = sorted(str(p) for p in (ROOT / "genotypes").glob("*.json"))
+    doc = json.loads(Path(shipped[0]).read_text())
+    doc["cells"][next(iter(doc["cells"]))]["steps"][0]["edges"][0]["op"] = "no_such_op"  # caught by lowering
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(doc))
+    result = _run("-X", "importtime", "-m", "rspnet_zoo", "validate", *shipped, str(broken))
+    assert result.returncode == 2
+    assert result.stdout.count("ok  ") == len(shipped)
+    assert "unknown op 'no_such_op'" in result.stderr
+    imported = _imported(result.stderr)
+    assert "rspnet_zoo.plan" in imported  # the semantic checks ran
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
 
 

@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from rspnet_zoo import SHIPPED, spec
-from rspnet_zoo.heads import HEADS
+from rspnet_zoo.head_defs import HEADS
+from rspnet_zoo.heads import DECODERS
 from rspnet_zoo.model import NODE_MODULES
-from rspnet_zoo.ops import OPS, make_op
+from rspnet_zoo.op_names import OP_TRAITS
+from rspnet_zoo.ops import FACTORIES, OPS, make_op
 from rspnet_zoo.plan import NODE_LOWERING, edge_parameter_bound, lower
 from rspnet_zoo.schema import committed_schema
 from rspnet_zoo.stats import count_parameters, meta_model
@@ -25,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def first_and_last(module: nn.Module) -> tuple[nn.Module, nn.Module]:
     leaves = [m for m in module.modules() if not list(m.children())]
     return leaves[0], leaves[-1]
+
+
+def test_every_op_and_head_name_has_both_its_torch_free_definition_and_its_module():
+    assert FACTORIES.keys() == OP_TRAITS.keys() == OPS.keys()
+    assert all(vars(OP_TRAITS[name]).items() <= vars(OPS[name]).items() for name in OPS)
+    assert DECODERS.keys() == HEADS.keys()
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -105,5 +113,5 @@ def test_budgets_give_the_cli_help_and_the_readme():
     assert budgets_markdown() in readme
     assert "[--budget " + "\\|".join(BUDGETS) + "]" in readme
     for name, budget in BUDGETS.items():
-        assert f"{name} ({budget.purpose})" in budgets_help()
+        assert f"{name} ({budget.purpose}; {budget.duration})" in budgets_help()
     assert re.findall(r"`(\w+)` \|", budgets_markdown()) == list(BUDGETS)

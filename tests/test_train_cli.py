@@ -52,6 +52,10 @@ def test_train_then_resume_then_load_and_evaluate(run_cli, zoo_home, tmp_path, c
     assert resumed["resumed_from"] == 2 and resumed["steps"] == 6
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     assert json.loads((run_dir / "history.json").read_text())["history"] == resumed["history"]
+    # every epoch is validated; the last epoch's validation is the reported metrics; both curves are drawn
+    assert all(0 <= h["val_miou"] <= 1 for h in resumed["history"])
+    assert resumed["history"][-1]["val_miou"] == resumed["metrics"]["miou"]
+    assert resumed["curves"] == str(run_dir / "curves.png") and (run_dir / "curves.png").stat().st_size > 0
 
     card = (folder / "README.md").read_text()
     assert f"mIoU {resumed['metrics']['miou']:.4f}" in card
@@ -103,5 +107,6 @@ def test_training_on_synthetic_data_reports_for_people(run_cli, tmp_path, zoo_ho
     )
     assert code == 0, err
     assert "mIoU" in out and "background" in out and "tiny_net.synthetic" in out  # default tag: the data set
+    assert f"run folder -> {tmp_path / 'run'}" in " ".join(out.split())  # where checkpoint and curves went
     config = json.loads((zoo_home / "tiny_net.synthetic" / "config.json").read_text())
     assert config["num_classes"] == 9 and config["pretrained_cfg"]["label_names"][-1] == "bar"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,10 @@ def search(
         show_default="the --out file name, else from stage, budget and seed: rspnet_cell_small_s0",
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Where the spec is written.", show_default="genotypes/<name>.json"
+        None,
+        "--out",
+        help="Where the spec is written (registering it is a separate step, see the README).",
+        show_default="<run dir>/<name>.json",
     ),
     cell: Path | None = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
     cell_name: str | None = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
@@ -110,7 +114,11 @@ def search(
         [], "--set", metavar="KEY=VALUE", help="Any search setting, e.g. cell.steps=3 or path.rsp_ratio=0.25."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (never with --json)."),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Show progress: bars on a terminal, else a line every 30 s (never with --json).",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
@@ -149,6 +157,7 @@ def search(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from searchers.budgets import resolve_config
+    from searchers.progress import SearchProgress, interrupted_line
     from searchers.runner import SearchRequest
     from searchers.runner import search as run_search
 
@@ -159,7 +168,8 @@ def search(
     config = resolve_config(budget, overrides)
     if name is None:
         name = out.stem if out is not None else f"rspnet_{stage}_{budget}_s{seed}"
-    out = out or Path("genotypes") / f"{name}.json"
+    given_run_dir, run_dir = run_dir, run_dir or zoo_home() / "searches" / name
+    given_out, out = out, out or run_dir / f"{name}.json"
     if out.suffix != ".json":
         raise ZooError(f"{out}: the spec is written as a .json file")
     if threads is not None:
@@ -173,7 +183,8 @@ def search(
             root=root,
             seed=seed,
             name=name,
-            out=out,
+            out=given_out,
+            run_dir=given_run_dir,
             cell=cell,
             cell_name=cell_name,
             threads=threads,
@@ -186,7 +197,7 @@ def search(
         config=config,
         name=name,
         out=out,
-        run_dir=run_dir or zoo_home() / "searches" / name,
+        run_dir=run_dir,
         dataset=data,
         data_root=root,
         seed=seed,
@@ -196,30 +207,21 @@ def search(
         force=force,
         command=command,
     )
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not progress or as_json,
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    bars = Progress(*columns, console=console) if console.is_terminal else None
+    reporter = SearchProgress(
+        request, plan=not as_json, show=progress and not as_json, bars=bars, threads=torch.get_num_threads
     )
-    tasks: dict[str, int] = {}
-
-    def on_step(s: dict) -> None:
-        if not tasks:  # drawn from the first step on, so bad input stays one line
-            bars.start()
-        if s["stage"] not in tasks:
-            tasks[s["stage"]] = bars.add_task(f"{s['stage']} search", total=s["total"])
-        loss = "" if s["loss"] is None else f", loss {s['loss']:.3f}"
-        description = f"{s['stage']} search, epoch {s['epoch']}/{s['epochs']}{loss}"
-        bars.update(tasks[s["stage"]], completed=s["step"], description=description)
-
     try:
-        summary = run_search(request, on_step=on_step)
+        summary = run_search(request, on_step=reporter, on_start=reporter.start)
+    except KeyboardInterrupt:
+        summary = None  # said once the bars are gone
     finally:
-        if tasks:  # rich's stop() writes a newline even for bars never started
-            bars.stop()
+        reporter.stop()
+    if summary is None:
+        print(f"rspnet-zoo: {interrupted_line(request.run_dir, command)}", file=sys.stderr)
+        raise typer.Exit(130)
     summary["command"] = command
 
     def human(console):

@@ -1,13 +1,17 @@
 """``rspnet-zoo search --method template``: the template-based search (searchers/template_search.py).
 
 The search command declares the options; this module turns them into a TemplateSearchRequest, runs it
-with a progress bar for people, and prints the summary.
+with progress for people (a bar on a terminal, else a plain line at a steady interval), says how to
+resume after Ctrl-C, and prints the summary.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
+
+import typer
 
 from ..errors import ZooError
 from ..textutil import command_line
@@ -39,6 +43,7 @@ def run_template_search(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from searchers.progress import SampleProgress, interrupted_line
     from searchers.template_budgets import resolve_template_budget
     from searchers.template_search import TemplateSearchRequest, search
 
@@ -51,7 +56,8 @@ def run_template_search(
     if threads is not None:  # this process's threads; each worker process uses one
         torch.set_num_threads(threads)
     name = name or (out.stem if out is not None else f"template_{budget}_s{seed}")
-    out = out or Path("genotypes") / f"{name}.json"
+    given_run_dir, run_dir = run_dir, run_dir or zoo_home() / "searches" / name
+    given_out, out = out, out or run_dir / f"{name}.json"
     options = dict(
         method="template",
         budget=budget,
@@ -59,7 +65,8 @@ def run_template_search(
         root=root,
         seed=seed,
         name=name,
-        out=out,
+        out=given_out,
+        run_dir=given_run_dir,
         workers=workers,
         latency_target=latency_target,
         stem_weights=stem_weights,
@@ -70,7 +77,7 @@ def run_template_search(
         config=config,
         name=name,
         out=out,
-        run_dir=run_dir or zoo_home() / "searches" / name,
+        run_dir=run_dir,
         dataset=data,
         data_root=root,
         seed=seed,
@@ -81,37 +88,32 @@ def run_template_search(
         force=force,
         command=command,
     )
-    bars = (
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bars = Progress(*columns, console=console) if progress and not as_json and console.is_terminal else None
+    task = None
+
+    def on_bar(row: dict, total: int) -> None:
+        nonlocal task
+        if task is None:  # shown from the first sample on, so bad input stays one line
+            bars.start()
+            task = bars.add_task("template search", total=total)
+        cached = " (cached)" if row["cached"] else ""
+        bars.update(
+            task, completed=row["index"] + 1, description=f"template search, reward {row['reward']:.3f}{cached}"
         )
-        if progress and not as_json
-        else None
-    )
-    if bars is None:
-        summary = search(request)
-    else:
-        task = None
 
-        def on_sample(row: dict, total: int) -> None:
-            nonlocal task
-            if task is None:  # shown from the first sample on, so bad input stays one line
-                bars.start()
-                task = bars.add_task("template search", total=total)
-            cached = " (cached)" if row["cached"] else ""
-            bars.update(
-                task, completed=row["index"] + 1, description=f"template search, reward {row['reward']:.3f}{cached}"
-            )
-
-        try:
-            summary = search(request, on_sample=on_sample)
-        finally:
-            if task is not None:  # rich's stop() writes a newline even for bars never started
-                bars.stop()
+    on_sample = on_bar if bars is not None else SampleProgress() if progress and not as_json else None
+    try:
+        summary = search(request, on_sample=on_sample)
+    except KeyboardInterrupt:
+        summary = None  # said once the bar is gone
+    finally:
+        if task is not None:  # rich's stop() writes a newline even for bars never started
+            bars.stop()
+    if summary is None:
+        print(f"rspnet-zoo: {interrupted_line(request.run_dir, command)}", file=sys.stderr)
+        raise typer.Exit(130)
     summary["command"] = command
 
     def human(console):

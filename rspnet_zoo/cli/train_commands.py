@@ -128,7 +128,7 @@ def train(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Run folder (checkpoint.pt, history.json).",
+        help="Run folder (checkpoint.pt, history.json, curves.png).",
         show_default="runs/<name>.<tag> in $RSPNET_ZOO_HOME",
     ),
     tag: str | None = typer.Option(
@@ -158,6 +158,7 @@ def train(
     def human(console):
         _print_metrics(console, info["metrics"], f"{info['name']} on {data} val")
         console.print(f"weights -> {info['folder']}")
+        console.print(f"run folder -> {info['run_dir']} (checkpoint, history.json, curves.png; --resume continues it)")
         ref = info["name"] if info["registered"] else f"local-dir:{info['folder']}"
         console.print(f"load them with timm.create_model('{ref}', pretrained=True)")
 
