@@ -46,7 +46,7 @@ def test_train_guards_its_run_folder(run_cli, zoo_home, tmp_path, camvid):  # no
 
     code, out, err = train_("--epochs", "1")
     assert code == 0, err
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "history.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "curves.png", "history.json"]
     assert sorted(p.name for p in zoo_home.iterdir()) == [other.name, "tiny_net.t"]  # only its own leftovers
     checkpoint, weights = run_dir / "checkpoint.pt", zoo_home / "tiny_net.t" / "model.safetensors"
     saved = checkpoint.read_bytes(), weights.read_bytes()
@@ -189,7 +189,7 @@ def test_two_concurrent_trains_of_one_run_both_finish(tmp_path, camvid):  # noqa
     steps = [json.loads(out)["steps"] for _, out, _ in results]
     assert steps == [2, 2]
     read_weights(tmp_path / "home" / "tiny_net.t" / "model.safetensors")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "history.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "curves.png", "history.json"]
 
 
 def test_an_empty_zoo_home_is_unset_not_the_working_directory(monkeypatch):
