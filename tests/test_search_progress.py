@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from searchers.budgets import resolve_config
 from searchers.estimate import StageEstimate
 from searchers.progress import SearchProgress, duration
@@ -58,32 +60,34 @@ def test_without_a_terminal_a_line_comes_at_a_steady_interval_with_an_eta_that_f
     assert lines[-1] == f"cell search: epoch 5/10, step 45/100, loss 1.500, elapsed {duration(90)}, ETA {duration(310)}"
 
 
-def _env(tmp_path: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "RSPNET_ZOO_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+def _interrupt_after(args: list[str], env: dict, run_dir: Path, epochs: int) -> subprocess.CompletedProcess:
+    """Run the CLI until its log.jsonl has ``epochs`` rows, then send SIGINT as Ctrl-C does."""
+    proc = subprocess.Popen([sys.executable, "-m", "rspnet_zoo", *args], env=env, stderr=subprocess.PIPE, text=True)
+    log, deadline = run_dir / "log.jsonl", time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= epochs:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(args, proc.returncode, "", err)
 
 
-def test_without_a_terminal_the_plan_then_plain_progress_and_ctrl_c_says_how_to_resume(tmp_path):
-    """One search, interrupted after its first epoch, then resumed by the command it printed."""
-    env = _env(tmp_path)
+def _interrupted_search(tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    """A 500-epoch smoke search without a terminal, interrupted after its first epoch."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RSPNET_ZOO_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     run_dir = tmp_path / "run"
     argv = ["search", "--stage", "cell", "--budget", "smoke", "--epochs", "500", "--samples", "8", "--threads", "1"]
     argv += ["--run-dir", str(run_dir), "--name", "stopped"]
+    return _interrupt_after(argv, env, run_dir, 1), env, run_dir
 
-    def interrupt_after(args: list[str], epochs: int) -> subprocess.CompletedProcess:
-        """Run the CLI until log.jsonl has ``epochs`` rows, then send SIGINT as Ctrl-C does."""
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rspnet_zoo", *args], env=env, stderr=subprocess.PIPE, text=True, cwd=tmp_path
-        )
-        log, deadline = run_dir / "log.jsonl", time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if log.exists() and len(log.read_text().splitlines()) >= epochs:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        return subprocess.CompletedProcess(args, proc.returncode, "", err)
 
-    first = interrupt_after(argv, 1)
+def _resume_command(interrupted: subprocess.CompletedProcess) -> str:
+    return interrupted.stderr.strip().splitlines()[-1].split("`")[1]
+
+
+def test_without_a_terminal_the_plan_then_plain_progress_and_ctrl_c_says_how_to_resume(tmp_path):
+    first, _, run_dir = _interrupted_search(tmp_path)
     assert first.returncode == 130, first.stderr[-2000:]
     err = first.stderr.strip().splitlines()
     assert err[0] == "search plan: stage cell (cell), budget smoke, seed 0"
@@ -93,16 +97,19 @@ def test_without_a_terminal_the_plan_then_plain_progress_and_ctrl_c_says_how_to_
     progress = [line for line in err if line.startswith("cell search: ")]
     assert progress[0].startswith("cell search: epoch 0/500, step 0/500, loss -, elapsed ") and "ETA" in progress[0]
     assert "Traceback" not in first.stderr and "\x1b[" not in first.stderr  # no terminal codes in a log
-    last = err[-1]
-    assert last.startswith(f"rspnet-zoo: interrupted; checkpoint-cell.pt in {run_dir} holds the last finished epoch")
-    command = last.split("`")[1]
+    assert err[-1].startswith(f"rspnet-zoo: interrupted; checkpoint-cell.pt in {run_dir} holds the last finished epoch")
+    command = _resume_command(first)
     assert command.endswith(" --resume") and f"--run-dir {run_dir}" in command
     assert not list(run_dir.glob("*.json"))  # no spec: the search did not finish
-    done = len((run_dir / "log.jsonl").read_text().splitlines())
 
-    words = shlex.split(command)
+
+@pytest.mark.slow
+def test_the_printed_resume_command_continues_where_ctrl_c_stopped(tmp_path):
+    first, env, run_dir = _interrupted_search(tmp_path)
+    done = len((run_dir / "log.jsonl").read_text().splitlines())
+    words = shlex.split(_resume_command(first))
     assert words[0] == "rspnet-zoo"
-    again = interrupt_after([*words[1:], "--no-progress"], done + 1)  # the printed command, as given
+    again = _interrupt_after([*words[1:], "--no-progress"], env, run_dir, done + 1)  # the printed command, as given
     assert again.returncode == 130, again.stderr[-2000:]
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > done  # it went on where it stopped
