@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .data import build_dataset
 from .errors import ZooError
 from .fsutil import atomic_write_text
@@ -54,6 +55,7 @@ class TrainRequest:
     out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
     tag: str | None = None  # default: the data set name
     device: torch.device | None = None
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
 
 
 def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batch: BatchCallback | None = None) -> dict:
@@ -101,12 +103,15 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         resume=r.resume,
         device=r.device,
         on_step=on_step,
+        sync_bn=r.sync_bn,
     )
     metrics = evaluate(net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch)
-    folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=r.data, command=command)
-    atomic_write_text(
-        run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
-    )
+    folder = zoo_home() / f"{g.name}.{tag}"
+    if distributed.is_main():  # the other ranks hold the same weights and metrics; one writes them
+        folder = save_to_zoo(net, g, tag, train_set.class_names, metrics, data=r.data, command=command)
+        atomic_write_text(
+            run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
+        )
     return dict(
         name=f"{g.name}.{tag}",
         folder=str(folder),
@@ -117,6 +122,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         command=command,
         registered=g.name in SHIPPED,
         val_images=len(val_set),
+        parallel=distributed.describe(r.batch_size),
         metrics={k: v for k, v in metrics.items() if k != "confusion"},
     )
 

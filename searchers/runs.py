@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
+from rspnet_zoo import distributed
 from rspnet_zoo.errors import SpecError, ZooError
 from rspnet_zoo.fsutil import atomic_write_text
 from rspnet_zoo.spec import Genotype, Identifier
@@ -52,5 +53,6 @@ def write_spec(genotype: Genotype, dest: Path) -> str:
         parse_spec(text)
     except SpecError as e:  # a searcher bug, not a user error: say what was emitted
         raise RuntimeError(f"the search emitted an invalid spec for {dest}: {e}") from None
-    atomic_write_text(dest, text)
+    if distributed.is_main():  # under torchrun every rank holds the spec; one writes it
+        atomic_write_text(dest, text)
     return spec_sha256(genotype)
