@@ -70,7 +70,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
     run_dir = r.out or zoo_home() / "runs" / f"{g.name}.{tag}"
     checkpoint = run_dir / CHECKPOINT_FILE
-    if r.resume and not checkpoint.is_file():
+    if r.resume and not distributed.on_main(checkpoint.is_file):  # rank 0 holds the run folder
         raise ZooError(f"{checkpoint}: no checkpoint to resume from")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(r.seed)

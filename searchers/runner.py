@@ -4,8 +4,8 @@ log of the architecture weights, the plots, and the emitted spec.
 A run folder holds ``checkpoint-cell.pt`` / ``checkpoint-path.pt`` (model, optimisers, schedule,
 history and torch's RNG state after each epoch), ``log.jsonl`` (one row per epoch), ``cell.json``
 (the stage-1 result, the parent of a ``both`` spec) and the PNGs. The data order of every epoch is a
-function of (seed, stage, epoch) and the augmentation draws from the checkpointed RNG, so a resumed
-search replays exactly what the interrupted one would have done.
+function of (seed, stage, epoch) and each image's augmentation of (seed, stage, epoch, image), so a
+resumed search replays exactly what the interrupted one would have done.
 
 Under torchrun each rank trains on its share of every global batch (``rspnet_zoo.distributed``); the
 architecture is decoded on rank 0 and broadcast, and only rank 0 writes. ``batch_size`` is per process:
