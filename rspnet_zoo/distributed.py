@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -115,7 +116,7 @@ def process_group(requested: str | None = None) -> Iterator[None]:
         if is_main() and not os.environ.get("RSPNET_ZOO_LAUNCHER"):  # --nproc's launcher names the failed rank
             print(
                 f"rspnet-zoo: error: another process of this {world_size()}-process run stopped "
-                f"({str(e).splitlines()[0][:160]}); rerun with --resume to continue from the last checkpoint",
+                f"({_cause(e)}); rerun with --resume to continue from the last checkpoint",
                 file=sys.stderr,
                 flush=True,
             )
@@ -124,6 +125,12 @@ def process_group(requested: str | None = None) -> Iterator[None]:
         dist.destroy_process_group()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _cause(e: BaseException) -> str:
+    """The gist of a backend's error: 'Read error [127.0.0.1]:33998: Connection reset by peer'."""
+    first = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return first.split(". ")[0][:160]
 
 
 def _stopped(signum, frame) -> None:

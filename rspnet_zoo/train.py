@@ -2,9 +2,10 @@
 
 The seed papers' recipe: SGD with momentum 0.9 and weight decay, a poly learning-rate schedule
 stepped per iteration, cross-entropy that ignores label 255. A checkpoint is written atomically at the
-end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout)
-inside a fork of its RNG, so the caller's random state is left as it was and a resumed run continues
-exactly where the interrupted one would have gone.
+end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (dropout) inside a fork of its RNG,
+the shuffling is a function of ``(seed, epoch)`` and each image's augmentation of ``(seed, epoch, image)``,
+so the caller's random state is left as it was and a resumed run continues exactly where the
+interrupted one would have gone.
 
 Under torchrun the model is wrapped in DistributedDataParallel and each rank trains on its share of
 every global batch (``rspnet_zoo.distributed``); ``batch_size`` is per process. Rank 0 writes the
