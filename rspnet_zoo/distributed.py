@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .errors import ZooError
 
 TIMEOUT_ENV = "RSPNET_ZOO_DIST_TIMEOUT"
+LAUNCHER_ENV = "RSPNET_ZOO_LAUNCHER"  # set by --nproc, whose launcher names a failed rank itself
 DEFAULT_TIMEOUT_S = 300  # the longest a collective may wait for a peer
 BACKENDS = ("gloo", "nccl")
 
@@ -113,7 +114,7 @@ def process_group(requested: str | None = None) -> Iterator[None]:
         if not _collective_failure(e):
             dist.destroy_process_group()
             raise
-        if is_main() and not os.environ.get("RSPNET_ZOO_LAUNCHER"):  # --nproc's launcher names the failed rank
+        if is_main() and not os.environ.get(LAUNCHER_ENV):
             print(
                 f"rspnet-zoo: error: another process of this {world_size()}-process run stopped "
                 f"({_cause(e)}); rerun with --resume to continue from the last checkpoint",

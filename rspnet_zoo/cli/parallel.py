@@ -35,9 +35,6 @@ BACKEND = inspect.Parameter(
 )
 
 
-LAUNCHER_ENV = "RSPNET_ZOO_LAUNCHER"
-
-
 def is_worker() -> bool:
     """A rank other than 0 of a torchrun-started run."""
     return os.environ.get("RANK", "0") != "0"
@@ -88,6 +85,8 @@ def launch(nproc: int, args: list[str]) -> int:
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
+
+    from ..distributed import LAUNCHER_ENV
 
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # its banner and failure report
     os.environ[LAUNCHER_ENV] = "1"  # the workers leave the failure line to this process
