@@ -8,6 +8,7 @@ point (``searchers.runner``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .curves import CURVES_FILE, plot_curves
 from .data import build_dataset
 from .errors import ZooError
@@ -59,6 +61,7 @@ class TrainRequest:
     out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
     tag: str | None = None  # default: the data set name
     device: torch.device | None = None
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
 
 
 def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
@@ -79,11 +82,18 @@ def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
     )
 
 
+def _claim_run(run_dir: Path, checkpoint: Path, r: TrainRequest) -> None:
+    """Rank 0, holding the run folder's lock: remove what killed writes left, then resume or start over."""
+    clean_leftovers(run_dir)
+    check_run(run_dir, [checkpoint] if checkpoint.is_file() else [], r.resume, r.force, "train")
+
+
 def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batch: BatchCallback | None = None) -> dict:
     """Train, evaluate on the val split, and save the weights into the zoo as ``<name>.<tag>``.
 
     One train owns its run folder at a time (a second one of the same folder waits for the lock); the owner
     first removes what killed writes left there, and an earlier run is resumed or, with ``force``, replaced.
+    Under torchrun rank 0 alone holds the lock and writes; every rank trains and evaluates its share.
     """
     tag = r.tag or r.data
     if not re.fullmatch(r"[a-z0-9_]+", tag):
@@ -98,16 +108,18 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     checkpoint = run_dir / CHECKPOINT_FILE
     settings = train_settings(r, tag, crop)
     command = train_command(r.model, **settings)
-    settings = json.loads(json.dumps(dict(settings, spec_sha256=spec_sha256(g)), default=str))  # as stored
+    # stored with the global batch, not the per-process one: a resume may use another number of processes
+    stored = dict(settings, spec_sha256=spec_sha256(g), global_batch=distributed.global_batch(r.batch_size))
+    del stored["batch_size"]
+    settings = json.loads(json.dumps(stored, default=str))  # as stored
     validated: dict = {}
 
     def validate(model: torch.nn.Module, row: dict) -> None:  # the model after the last epoch is the result
         validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device)
         row["val_miou"] = validated["metrics"]["miou"]
 
-    with locked(run_dir):
-        clean_leftovers(run_dir)
-        check_run(run_dir, [checkpoint] if checkpoint.is_file() else [], r.resume, r.force, "train")
+    with locked(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        distributed.on_main(_claim_run, run_dir, checkpoint, r)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(r.seed)
             net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
@@ -127,18 +139,28 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
             settings=settings,
             command=command,
             on_epoch_end=validate,
+            sync_bn=r.sync_bn,
         )
         metrics = validated.get("metrics") or evaluate(
             net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch
         )
         input_size = (net.in_chans, *val_set[0][0].shape[-2:])  # what the card's metrics were measured at
-        folder = save_to_zoo(
-            net, g, tag, train_set.class_names, metrics, data=r.data, commands=result.commands, input_size=input_size
-        )
-        atomic_write_text(
-            run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
-        )
-        curves = plot_curves(result.history, run_dir / CURVES_FILE, f"train {g.name}.{tag}", TRAIN_LOSS, VAL_MIOU)
+        folder, curves = zoo_home() / f"{g.name}.{tag}", run_dir / CURVES_FILE
+        if distributed.is_main():  # the other ranks hold the same weights and metrics; one writes them
+            folder = save_to_zoo(
+                net,
+                g,
+                tag,
+                train_set.class_names,
+                metrics,
+                data=r.data,
+                commands=result.commands,
+                input_size=input_size,
+            )
+            atomic_write_text(
+                run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
+            )
+            plot_curves(result.history, curves, f"train {g.name}.{tag}", TRAIN_LOSS, VAL_MIOU)
     return dict(
         name=f"{g.name}.{tag}",
         folder=str(folder),
@@ -152,6 +174,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
         command=command,
         registered=g.name in SHIPPED,
         val_images=len(val_set),
+        parallel=distributed.describe(r.batch_size),
         metrics={k: v for k, v in metrics.items() if k != "confusion"},
     )
 

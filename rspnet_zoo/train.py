@@ -2,9 +2,16 @@
 
 The seed papers' recipe: SGD with momentum 0.9 and weight decay, a poly learning-rate schedule
 stepped per iteration, cross-entropy that ignores label 255. A checkpoint is written atomically at the
-end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (shuffling, augmentation, dropout)
-inside a fork of its RNG, so the caller's random state is left as it was and a resumed run continues
-exactly where the interrupted one would have gone.
+end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (dropout) inside a fork of its RNG,
+the shuffling is a function of ``(seed, epoch)`` and each image's augmentation of ``(seed, epoch, image)``,
+so the caller's random state is left as it was and a resumed run continues exactly where the
+interrupted one would have gone.
+
+Under torchrun the model is wrapped in DistributedDataParallel and each rank trains on its share of
+every global batch (``rspnet_zoo.distributed``); ``batch_size`` is per process. Rank 0 writes the
+checkpoint, which records the global batch: a resume may use another number of processes as long as
+per-process batch times processes stays the same. Evaluation splits the images among the ranks and sums
+their confusion matrices.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from . import distributed
 from .artifacts import build_folder, state_mismatch
 from .data.transforms import IGNORE_INDEX
 from .errors import ZooError
@@ -108,25 +117,29 @@ def train(
     settings: dict | None = None,
     command: str | None = None,
     on_epoch_end: Callable[[nn.Module, dict], None] | None = None,
+    sync_bn: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
 
-    ``checkpoint`` is written after every epoch (model, optimizer, schedule, step, history, the run's
-    ``settings`` and the ``command`` lines that made it); with ``resume`` the run starts from it, when it
-    was made with the same ``settings`` but for RESUMABLE_CHANGES and is not longer than asked.
-    ``on_step`` gets ``dict(step, total, epoch, loss, lr, images_per_s)`` after each iteration (the CLI's
-    progress bar). ``on_epoch_end(model, row)`` runs after each epoch, before the checkpoint, and may add
-    to the epoch's history row (``run_train`` adds the validation mIoU); training resumes in train mode
-    after it.
+    ``checkpoint`` is written after every epoch (model, optimizer, schedule, step, history, the global
+    batch, the run's ``settings`` and the ``command`` lines that made it); with ``resume`` the run starts
+    from it, when it was made with the same ``settings`` but for RESUMABLE_CHANGES and is not longer than
+    asked. ``on_step`` gets ``dict(step, total, epoch, loss, lr, images_per_s)`` after each iteration (the
+    CLI's progress bar). ``on_epoch_end(model, row)`` runs after each epoch on every rank, before the
+    checkpoint, and may add to the epoch's history row (``run_train`` adds the validation mIoU); training
+    resumes in train mode after it. ``sync_bn``: under torchrun on GPUs, BatchNorm statistics over the
+    global batch (torch's SyncBatchNorm).
     """
-    device = device or default_device()
-    steps_per_epoch = math.ceil(len(dataset) / batch_size)
+    device = distributed.device(device) or default_device()
+    world = distributed.world_size()
+    steps_per_epoch = math.ceil(math.ceil(len(dataset) / world) / batch_size)  # DistributedSampler pads to even shares
     if steps_per_epoch == 0:
         raise ZooError("the training set is empty")
     total = iterations if iterations is not None else epochs * steps_per_epoch
     num_epochs = math.ceil(total / steps_per_epoch)
 
     model.to(device).train()
+    forward = _data_parallel(model, device, sync_bn)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, poly_power))
     settings = dict(settings or {})
@@ -135,7 +148,12 @@ def train(
     if resume:
         if checkpoint is None:
             raise ZooError("resuming needs a checkpoint file")
-        state = check_checkpoint(checkpoint, load_checkpoint(checkpoint), model)
+        state = check_checkpoint(checkpoint, distributed.on_main(load_checkpoint, checkpoint), model)
+        if state.get("global_batch", batch_size * world) != batch_size * world:
+            raise ZooError(
+                f"{checkpoint}: was trained with global batch {state['global_batch']}, this run's is "
+                f"{batch_size * world} ({distributed.describe(batch_size)}); keep the global batch to resume"
+            )
         check_settings(checkpoint, state["settings"], settings, RESUMABLE_CHANGES)
         if total < state["step"]:
             raise ZooError(f"{checkpoint}: the run already did {state['step']} steps; resuming cannot shorten it")
@@ -155,9 +173,8 @@ def train(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays
         for epoch in range(start_epoch, num_epochs):
             torch.manual_seed(_epoch_seed(seed, epoch))
-            order = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-            loader = DataLoader(
-                dataset, batch_size=batch_size, shuffle=True, drop_last=False, generator=order, num_workers=num_workers
+            loader = distributed.shard_loader(
+                dataset, batch_size, seed=_epoch_seed(seed, 0), epoch=epoch, drop_last=False, num_workers=num_workers
             )
             epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
             tick = started
@@ -165,7 +182,7 @@ def train(
                 if result.steps >= total:
                     break
                 images, masks = images.to(device), masks.to(device)
-                logits = logits_of(model(images))
+                logits = logits_of(forward(images))
                 if logits.shape[-2:] != masks.shape[-2:]:
                     logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
                 loss = criterion(logits, masks)
@@ -174,10 +191,10 @@ def train(
                 optimizer.step()
                 scheduler.step()
                 result.steps += 1
-                value = float(loss.detach())
+                value = distributed.mean(float(loss.detach()))
                 result.losses.append(value)
-                epoch_loss += value * images.shape[0]
-                epoch_images += images.shape[0]
+                epoch_loss += value * images.shape[0] * world
+                epoch_images += images.shape[0] * world
                 now = time.perf_counter()
                 if on_step is not None:  # throughput with the data loading of the step included
                     on_step(
@@ -187,7 +204,7 @@ def train(
                             epoch=epoch + 1,
                             loss=value,
                             lr=scheduler.get_last_lr()[0],
-                            images_per_s=images.shape[0] / (now - tick),
+                            images_per_s=images.shape[0] * world / (now - tick),
                         )
                     )
                 tick = now
@@ -205,10 +222,23 @@ def train(
             if on_epoch_end is not None:
                 on_epoch_end(model, result.history[-1])
                 model.train()
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings)
+            if checkpoint is not None and distributed.is_main():
+                save_checkpoint(
+                    checkpoint, model, optimizer, scheduler, epoch + 1, result, settings, batch_size * world
+                )
     model.eval()
     return result
+
+
+def _data_parallel(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
+    """``model`` wrapped for the process group (itself on one process); its parameters stay the model's."""
+    if distributed.world_size() == 1:
+        return model
+    if sync_bn:
+        if device.type != "cuda":
+            raise ZooError("--sync-bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def save_checkpoint(
@@ -219,10 +249,12 @@ def save_checkpoint(
     epoch: int,
     result: TrainResult,
     settings: dict,
+    global_batch: int,
 ) -> None:
     state = dict(
         settings=settings,
         commands=result.commands,
+        global_batch=global_batch,
         model=model.state_dict(),
         optimizer=optimizer.state_dict(),
         scheduler=scheduler.state_dict(),
@@ -248,9 +280,10 @@ def evaluate(
 
     Images of different sizes may share a batch: each size is run as its own stacked forward pass.
     """
-    device = device or default_device()
+    device = distributed.device(device) or default_device()
     model.to(device).eval()
     metrics = SegmentationMetrics(dataset.num_classes, getattr(dataset, "class_names", None))
+    dataset = distributed.eval_shard(dataset)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
     images_seen = 0
     for batch in loader:
@@ -268,7 +301,7 @@ def evaluate(
         if on_batch is not None:
             on_batch(len(batch))
     out = metrics.compute()
-    out["images"] = images_seen
+    out["images"] = int(distributed.sum_(torch.tensor(images_seen)))
     return out
 
 

@@ -3,6 +3,12 @@
 First order takes the architecture gradient at the current weights. Second order takes it after one
 virtual SGD step of the weights and corrects it with the finite-difference Hessian-vector product
 (DARTS eq. 7-8), the virtual step including momentum and weight decay as the original does.
+
+Under torchrun every gradient is averaged over the ranks before it is used (the virtual step's, the
+perturbation direction's and the final ones), so each rank takes the step one process would take with
+the whole global batch. What stays per rank is BatchNorm: it normalises with the statistics of the
+rank's own share of the batch, so N processes match one process to float tolerance, not bit for bit.
+The gradients are reduced here and not by DDP because autograd.grad bypasses DDP's backward hooks.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rspnet_zoo import distributed
 from rspnet_zoo.data import IGNORE_INDEX
 
 from .budgets import Schedule
@@ -52,6 +59,7 @@ class Bilevel:
         self.w_opt.zero_grad(set_to_none=True)
         loss, _ = self.loss(x, y)
         loss.backward()
+        distributed.average_([p.grad for p in self.weights if p.grad is not None])
         nn.utils.clip_grad_norm_(self.weights, self.schedule.grad_clip)
         self.w_opt.step()
         return loss.item()
@@ -66,6 +74,7 @@ class Bilevel:
             grads = torch.autograd.grad(loss, self.arch)
         else:
             loss, logits, grads = self._unrolled_grads(x_train, y_train, x_val, y_val)
+        distributed.average_(grads)
         for p, g in zip(self.arch, grads):
             p.grad = g
         self.a_opt.step()
@@ -79,6 +88,7 @@ class Bilevel:
         lr = self.w_opt.param_groups[0]["lr"]
         saved = [p.detach().clone() for p in self.weights]
         train_grads = self._grad(self.loss(x_train, y_train)[0], self.weights)
+        distributed.average_(train_grads)
         with torch.no_grad():  # w' = w - lr * (momentum * buffer + dL/dw + wd * w)
             for p, g in zip(self.weights, train_grads):
                 step = g + self.schedule.weight_decay * p
@@ -89,6 +99,7 @@ class Bilevel:
         loss, logits = self.loss(x_val, y_val)
         grads = self._grad(loss, self.arch + self.weights)
         arch_grads, weight_grads = grads[: len(self.arch)], grads[len(self.arch) :]
+        distributed.average_(weight_grads)  # the perturbation direction and its norm: the global batch's
         eps = 0.01 / torch.cat([g.flatten() for g in weight_grads]).norm().clamp_min(1e-12)
         probes = []
         for sign in (1.0, -1.0):  # dL_train/dalpha at w +- eps * dL_val/dw'

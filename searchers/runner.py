@@ -5,8 +5,13 @@ A run folder holds ``checkpoint-cell.pt`` / ``checkpoint-path.pt`` (model, optim
 history and torch's RNG state after each epoch), ``log.jsonl`` (one row per epoch), ``cell.json``
 (the stage-1 result, the parent of a ``both`` spec), the emitted spec unless ``--out`` puts it elsewhere,
 and the PNGs (``curves-<stage>.png``: loss and held-out mIoU per epoch; alphas, attention, cell, network).
-The data order of every epoch is a function of (seed, stage, epoch) and the augmentation draws from the
-checkpointed RNG, so a resumed search replays exactly what the interrupted one would have done.
+The data order of every epoch is a function of (seed, stage, epoch) and each image's augmentation of
+(seed, stage, epoch, image), so a resumed search replays exactly what the interrupted one would have done.
+
+Under torchrun each rank trains on its share of every global batch (``rspnet_zoo.distributed``); the
+architecture is decoded on rank 0 and broadcast, and only rank 0 writes. ``batch_size`` is per process:
+a checkpoint records the global batch, so a resume may use another number of processes with the same
+global batch (``--batch-size`` times processes).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 import rspnet_zoo
+from rspnet_zoo import distributed
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path, atomic_write_text
@@ -66,7 +72,8 @@ class SearchRequest:
         """What a checkpoint must agree with to be resumed."""
         return dict(
             stage=self.stage,
-            config=self.config.model_dump(mode="json"),
+            config=self.config.model_dump(mode="json", exclude={"batch_size"}),
+            global_batch=distributed.global_batch(self.config.batch_size),
             seed=self.seed,
             dataset=self.dataset,
             data_root=str(self.data_root) if self.data_root else None,
@@ -83,24 +90,20 @@ class SearchData:
         data = build_dataset(dataset, "train", root=root, crop=size, train=True)
         count = len(data) if config.samples is None else min(config.samples, len(data))
         half = count // 2
-        if half < config.batch_size:
-            raise ZooError(f"{count} training images give {half} per half, fewer than batch_size={config.batch_size}")
+        batch = distributed.global_batch(config.batch_size)
+        if half < batch:
+            raise ZooError(f"{count} training images give {half} per half, fewer than the global batch {batch}")
         self.parts = {"weights": Subset(data, range(half)), "arch": Subset(data, range(half, 2 * half))}
         self.num_classes = data.num_classes
         self.class_names = list(getattr(data, "class_names", None) or [])
         self.batch_size = config.batch_size
         self.seed = seed
-        self.steps_per_epoch = half // config.batch_size
+        self.steps_per_epoch = half // batch
 
     def loader(self, part: str, stage: str, epoch: int) -> DataLoader:
-        key = ((self.seed * 7919 + STAGES.index(stage)) * 100_003 + epoch) * 2 + (part == "arch")
-        return DataLoader(
-            self.parts[part],
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(key),
-        )
+        """This rank's share of the epoch's global batches of ``part``."""
+        key = (self.seed * 7919 + STAGES.index(stage)) * 2 + (part == "arch")
+        return distributed.shard_loader(self.parts[part], self.batch_size, seed=key, epoch=epoch, drop_last=True)
 
 
 @dataclass
@@ -133,8 +136,8 @@ class Runner:
         run = self.runs[stage.name] = StageRun()
         start = 0
         file = self.checkpoint(stage.name)
-        if file.exists():
-            state = load_resumable(file, self.request.settings())
+        state = distributed.on_main(lambda: load_resumable(file, self.request.settings()) if file.exists() else None)
+        if state is not None:
             model.load_state_dict(state["model"])
             bilevel.load_state_dict(state["bilevel"])
             torch.set_rng_state(state["rng"])
@@ -155,9 +158,10 @@ class Runner:
                 history=run.history,
                 wall_s=run.wall_s,
             )
-            with atomic_path(file) as tmp:
-                torch.save(state, tmp)
-            self.write_log()
+            if distributed.is_main():
+                with atomic_path(file) as tmp:
+                    torch.save(state, tmp)
+                self.write_log()
             if self.on_epoch_end is not None:
                 self.on_epoch_end(stage.name, epoch + 1)
         model.eval()
@@ -190,8 +194,8 @@ class Runner:
             stage=stage.name,
             epoch=epoch + 1,
             lr=lr,
-            train_loss=sum(losses) / len(losses),
-            arch_loss=sum(arch_losses) / len(arch_losses) if arch_losses else None,
+            train_loss=distributed.mean(sum(losses) / len(losses)),
+            arch_loss=distributed.mean(sum(arch_losses) / len(arch_losses)) if arch_losses else None,
             arch_miou=metrics.compute()["miou"] if arch_losses else None,
             **stage.snapshot(),
         )
@@ -243,12 +247,13 @@ def search(
     prints its plan and estimate there).
     The seeds and a resumed checkpoint's RNG state apply to a fork of torch's RNG: the caller's is left as it was.
     """
-    _check_request(request)
+    distributed.on_main(_check_request, request)
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
-    if on_start is not None:
+    if on_start is not None:  # every rank: the estimate's timed steps take part in the collectives
         on_start(data)
-    request.run_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        request.run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(request, data, on_step, on_epoch_end)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
@@ -260,15 +265,17 @@ def search(
             torch.manual_seed(request.seed)
             cell_stage = CellSearch(cfg, data.num_classes, cfg.cell.primitives)
             runner.run(cell_stage)
-            plots.append(str(plot_stage_curves(runner.runs["cell"].history, "cell", request.run_dir)))
-            cell_decision = cell_stage.decode()
+            if distributed.is_main():
+                plots.append(str(plot_stage_curves(runner.runs["cell"].history, "cell", request.run_dir)))
+            cell_decision = _decode(cell_stage)
             cell = cell_decision.cell
             cell_spec = _cell_genotype(request, data, cell, runner, cell_decision)
             parent = write_spec(cell_spec, request.run_dir / CELL_SPEC_FILE)
-            plots.append(
-                str(plot_alphas(runner.runs["cell"].history, cell_stage.primitives, request.run_dir / "alphas.png"))
-            )
-            plots.append(str(plot_cell(cell, request.run_dir / "cell.png")))
+            if distributed.is_main():
+                plots.append(
+                    str(plot_alphas(runner.runs["cell"].history, cell_stage.primitives, request.run_dir / "alphas.png"))
+                )
+                plots.append(str(plot_cell(cell, request.run_dir / "cell.png")))
             summary["cell"] = _describe_cell(cell_decision)
         if request.stage == "cell":
             result = cell_spec.model_copy(update=dict(name=request.name))
@@ -276,9 +283,10 @@ def search(
             torch.manual_seed(request.seed + 1)
             path_stage = PathSearch(cfg, cell, data.num_classes)
             runner.run(path_stage)
-            plots.append(str(plot_stage_curves(runner.runs["path"].history, "path", request.run_dir)))
-            decision = path_stage.decode()
-            plots.append(str(plot_attention(runner.runs["path"].history, request.run_dir / "attention.png")))
+            decision = _decode(path_stage)
+            if distributed.is_main():
+                plots.append(str(plot_stage_curves(runner.runs["path"].history, "path", request.run_dir)))
+                plots.append(str(plot_attention(runner.runs["path"].history, request.run_dir / "attention.png")))
             result = path_network(
                 cell,
                 path_stage.model.lattice,
@@ -301,7 +309,9 @@ def search(
         )
     )
     sha = write_spec(result, request.out)
-    plots.append(str(render_graph(result, request.run_dir / "network.png")))
+    distributed.check_same(spec_sha256(result.model_copy(update=dict(provenance=Provenance()))), "decoded networks")
+    if distributed.is_main():
+        plots.append(str(render_graph(result, request.run_dir / "network.png")))
     summary.update(
         out=str(request.out),
         sha256=sha,
@@ -310,8 +320,15 @@ def search(
         log=str(request.run_dir / LOG_FILE),
         plots=plots,
         epochs=result.provenance.epochs,
+        parallel=distributed.describe(cfg.batch_size),
     )
     return summary
+
+
+def _decode(stage) -> CellDecision | PathDecision:
+    """Decode on rank 0, once every rank is seen to hold the same architecture; every rank gets the result."""
+    distributed.check_same(distributed.digest(stage.model.arch_parameters()), f"{stage.name} architecture parameters")
+    return distributed.broadcast_object(stage.decode() if distributed.is_main() else None)
 
 
 def _cell_genotype(
@@ -343,7 +360,7 @@ def _provenance(
 ) -> Provenance:
     cfg = request.config
     runs = {k: v for k, v in runner.runs.items() if stage is None or k == stage}
-    notes = []
+    notes = [distributed.describe(cfg.batch_size)]
     if cell is not None:
         notes.append(
             f"cell search: {cfg.cell.epochs} epochs, order {cfg.cell.order}, partial channels K={cfg.cell.partial}, "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
+from rspnet_zoo import distributed
 from rspnet_zoo.errors import SpecError, ZooError
 from rspnet_zoo.fsutil import atomic_write_text, writable_output
 from rspnet_zoo.runs import check_run, check_settings
@@ -45,5 +46,6 @@ def write_spec(genotype: Genotype, dest: Path) -> str:
         parse_spec(text)
     except SpecError as e:  # a searcher bug, not a user error: say what was emitted
         raise RuntimeError(f"the search emitted an invalid spec for {dest}: {e}") from None
-    atomic_write_text(dest, text)
+    if distributed.is_main():  # under torchrun every rank holds the spec; one writes it
+        atomic_write_text(dest, text)
     return spec_sha256(genotype)

@@ -17,6 +17,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import ZooError
+from .parallel import is_worker
 
 app = typer.Typer(
     name="rspnet-zoo",
@@ -84,10 +85,9 @@ def _shortened(option):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        rc = command().main(
-            args=list(argv) if argv is not None else None, prog_name="rspnet-zoo", standalone_mode=False
-        )
+        rc = command().main(args=args, prog_name="rspnet-zoo", standalone_mode=False, obj=dict(argv=args))
         sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"rspnet-zoo: error: {message}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 2))
     except ZooError as e:
-        print(f"rspnet-zoo: error: {e}", file=sys.stderr)
+        if not is_worker():  # under torchrun every rank refuses alike; rank 0 says it
+            print(f"rspnet-zoo: error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # what the up-front checks cannot foresee: a disk that fills, a file removed meanwhile
         where = f"{e.filename}: " if e.filename else ""

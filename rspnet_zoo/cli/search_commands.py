@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from ..errors import ZooError
 from ..textutil import command_line
 from . import app
 from .output import JSON_OPTION_HELP, emit
+from .parallel import data_parallel
 
 # flag -> setting it overrides (see searchers.budgets; --set reaches every setting)
 FLAG_SETTINGS = {
@@ -50,6 +52,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 @app.command()
+@data_parallel
 def search(
     method: str = typer.Option(
         "rspnet", "--method", help="rspnet (the two-stage RSPNet search) or template (Nekrasov et al., WACV 2020)."
@@ -126,6 +129,8 @@ def search(
     if method == "template":
         from .template_search import run_template_search
 
+        if "WORLD_SIZE" in os.environ:
+            raise ZooError("--method template runs in one process (--workers spreads it); not under torchrun")
         rspnet_only = dict(stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, **flags)
         return run_template_search(
             budget=budget,
@@ -246,6 +251,7 @@ def search(
         if summary["parent_sha256"]:
             console.print(f"  parent (stage-1 cell spec) sha256 {summary['parent_sha256'][:12]}")
         console.print(f"  log {summary['log']}; plots in {summary['run_dir']}")
+        console.print(f"  {summary['parallel']}")
         console.print(f"  reproduce: {command}")
 
     emit(summary, human, as_json)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import app
 from .output import JSON_OPTION_HELP, emit, errors, table
+from .parallel import data_parallel
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OptimizeOpt = typer.Option(
@@ -100,6 +101,7 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
 
 
 @app.command()
+@data_parallel
 def train(
     model: str = typer.Argument(..., help="A registered name or a spec file."),
     data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
@@ -135,6 +137,7 @@ def train(
         None, "--tag", help="Zoo tag of the trained weights.", show_default="the data set name"
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPUs: BatchNorm over the global batch."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
@@ -144,7 +147,7 @@ def train(
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, seed=seed, length=length, resume=resume, force=force, out=out, tag=tag,
-        device=parse_device(device), **sizes,
+        device=parse_device(device), sync_bn=sync_bn, **sizes,
     )  # fmt: skip
     with _LazyBars(not as_json) as bars:
         progress = bars.progress
@@ -157,7 +160,7 @@ def train(
 
     def human(console):
         _print_metrics(console, info["metrics"], f"{info['name']} on {data} val")
-        console.print(f"weights -> {info['folder']}")
+        console.print(f"weights -> {info['folder']}  ({info['parallel']})")
         console.print(f"run folder -> {info['run_dir']} (checkpoint, history.json, curves.png; --resume continues it)")
         ref = info["name"] if info["registered"] else f"local-dir:{info['folder']}"
         console.print(f"load them with timm.create_model('{ref}', pretrained=True)")
@@ -166,6 +169,7 @@ def train(
 
 
 @app.command("eval")
+@data_parallel
 def evaluate_command(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
     data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
