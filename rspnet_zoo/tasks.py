@@ -108,9 +108,8 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     checkpoint = run_dir / CHECKPOINT_FILE
     settings = train_settings(r, tag, crop)
     command = train_command(r.model, **settings)
-    # stored with the global batch, not the per-process one: a resume may use another number of processes
-    stored = dict(settings, spec_sha256=spec_sha256(g), global_batch=distributed.global_batch(r.batch_size))
-    del stored["batch_size"]
+    stored = dict(settings, spec_sha256=spec_sha256(g))
+    del stored["batch_size"]  # per process: train() records the global batch, which a resume must keep
     settings = json.loads(json.dumps(stored, default=str))  # as stored
     validated: dict = {}
 

@@ -142,18 +142,13 @@ def train(
     forward = _data_parallel(model, device, sync_bn)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, poly_power))
-    settings = dict(settings or {})
+    settings = dict(settings or {}, global_batch=batch_size * world)  # a resume may change the process count
     result = TrainResult(model)
     start_epoch = 0
     if resume:
         if checkpoint is None:
             raise ZooError("resuming needs a checkpoint file")
         state = check_checkpoint(checkpoint, distributed.on_main(load_checkpoint, checkpoint), model)
-        if state.get("global_batch", batch_size * world) != batch_size * world:
-            raise ZooError(
-                f"{checkpoint}: was trained with global batch {state['global_batch']}, this run's is "
-                f"{batch_size * world} ({distributed.describe(batch_size)}); keep the global batch to resume"
-            )
         check_settings(checkpoint, state["settings"], settings, RESUMABLE_CHANGES)
         if total < state["step"]:
             raise ZooError(f"{checkpoint}: the run already did {state['step']} steps; resuming cannot shorten it")
@@ -223,9 +218,7 @@ def train(
                 on_epoch_end(model, result.history[-1])
                 model.train()
             if checkpoint is not None and distributed.is_main():
-                save_checkpoint(
-                    checkpoint, model, optimizer, scheduler, epoch + 1, result, settings, batch_size * world
-                )
+                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings)
     model.eval()
     return result
 
@@ -249,12 +242,10 @@ def save_checkpoint(
     epoch: int,
     result: TrainResult,
     settings: dict,
-    global_batch: int,
 ) -> None:
     state = dict(
         settings=settings,
         commands=result.commands,
-        global_batch=global_batch,
         model=model.state_dict(),
         optimizer=optimizer.state_dict(),
         scheduler=scheduler.state_dict(),

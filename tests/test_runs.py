@@ -55,7 +55,7 @@ def test_train_guards_its_run_folder(run_cli, zoo_home, tmp_path, camvid):  # no
         ((), f"{run_dir}: holds an earlier train; pass --resume to continue it or --force to start over"),
         (
             ("--resume", "--batch-size", "4", "--lr", "0.1"),
-            f"{checkpoint}: was made with other settings: batch_size 2 -> 4, lr 0.05 -> 0.1 "
+            f"{checkpoint}: was made with other settings: global_batch 2 -> 4, lr 0.05 -> 0.1 "
             "(only epochs, iterations may change on resume); resume it with the same settings, "
             "or pass --force to start over",
         ),
