@@ -66,6 +66,7 @@ class LatticeLatency:
             cell, nodes, stage.spec_channels, stage.rsp_ratio, stage.rsp_depths, num_classes, name="priced"
         )
         self.nodes = list(nodes)
+        self.calibration = table.calibration
         self.k = stage.topk or max(len(n.candidates) for n in nodes)
         self.primitives = [p for p in primitives or () if p != "none"]
         ids = ["input"] + [n.id for n in genotype.network.nodes]
@@ -126,7 +127,7 @@ class LatticeLatency:
                 for m, c in self.readers[n]:
                     missed = missed * (1 - used[m] * q[m, c])
                 used[n] = 1 - missed
-        return self.fixed + (torch.stack(used) * cost).sum()
+        return self.calibration * (self.fixed + (torch.stack(used) * cost).sum())
 
 
 def op_counts(alphas: torch.Tensor, betas: torch.Tensor, primitives: Sequence[str]) -> torch.Tensor:
@@ -160,7 +161,7 @@ def fit_widths(
     """The decoded network at the widest ``latency_widths`` choice predicted to meet ``target_ms`` (else the
     fastest); returns it, its spec channels, its predicted ms and every (channels, ms) tried."""
     tried: list[tuple[int, float, Genotype]] = []
-    widths = sorted({max(1, round(stage.spec_channels * m)) for m in stage.latency_widths}, reverse=True)
+    widths = _widths(stage)
     for channels in widths:
         genotype = build(channels)
         try:
@@ -209,13 +210,71 @@ class LatencyGoal:
         return LatencyPenalty(lambda: cost.expected(model.attention()), self.target_ms, config.path.latency_weight)
 
 
-def open_goal(target_ms: float, size: tuple[int, int], command: str = "") -> LatencyGoal:
-    """The goal of a search run in this process: eager on the CPU at torch's thread count."""
-    from rspnet_zoo.latency import Target, open_table
+def _cell_of(steps: int, ops: Sequence[str]) -> Cell:
+    """The decoded cell's shape with edge j of the cell running ``ops[j % len(ops)]``."""
+    cell = placeholder_cell(steps)
+    edges = iter(range(2 * steps))
+    return cell.model_copy(
+        update=dict(
+            steps=[
+                s.model_copy(
+                    update=dict(edges=[e.model_copy(update=dict(op=ops[next(edges) % len(ops)])) for e in s.edges])
+                )
+                for s in cell.steps
+            ]
+        )
+    )
+
+
+def _full_lattice(config: SearchConfig, cell: Cell, num_classes: int, channels: int, name: str) -> Genotype:
+    stage = config.path
+    nodes = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
+    return path_network(cell, nodes, channels, stage.rsp_ratio, stage.rsp_depths, num_classes, name=name)
+
+
+def _widths(stage: PathStage) -> list[int]:
+    return sorted({max(1, round(stage.spec_channels * m)) for m in stage.latency_widths}, reverse=True)
+
+
+def space_genotypes(config: SearchConfig, num_classes: int) -> list[Genotype]:
+    """Networks that hold every unit the search can emit: the full lattice at every width a target may
+    narrow it to, its cells made of one primitive each (a normal cell's edges of a node all share a width
+    and a size, so any decoded cell is made of these units)."""
+    return [
+        _full_lattice(config, _cell_of(config.cell.steps, [p]), num_classes, c, f"space_{p}_f{c}")
+        for p in config.cell.primitives
+        for c in _widths(config.path)
+    ]
+
+
+def calibration_genotypes(config: SearchConfig, num_classes: int) -> list[Genotype]:
+    """The networks a table is calibrated on (``LatencyTable.calibrate``): the full lattice at its widest
+    and narrowest, the cell's edges running the primitives in turn."""
+    ops = [p for p in config.cell.primitives if p != "none"]
+    widths = _widths(config.path)
+    cell = _cell_of(config.cell.steps, ops)
+    return [
+        _full_lattice(config, cell, num_classes, c, f"calibration_f{c}") for c in dict.fromkeys([widths[0], widths[-1]])
+    ]
+
+
+def open_goal(
+    target_ms: float, size: tuple[int, int], config: SearchConfig, num_classes: int, command: str = ""
+) -> LatencyGoal:
+    """The goal of a search run in this process, eager on the CPU at torch's thread count: the table of
+    the search space, profiled and calibrated unless this device's cached one already is."""
+    from rspnet_zoo.latency import Target, profile
 
     if target_ms <= 0:
         raise ZooError(f"--latency-target must be positive milliseconds, not {target_ms}")
-    return LatencyGoal(open_table(Target("cpu", "eager", torch.get_num_threads(), tuple(size)), command), target_ms)
+    target = Target("cpu", "eager", torch.get_num_threads(), tuple(size))
+    table, _ = profile(
+        target,
+        space_genotypes(config, num_classes),
+        command,
+        calibrate_on=calibration_genotypes(config, num_classes),
+    )
+    return LatencyGoal(table, target_ms)
 
 
 def meet_target(goal: LatencyGoal, build: Callable[[int], Genotype], stage: PathStage | None) -> tuple[Genotype, dict]:

@@ -240,12 +240,12 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
     """
     _check_request(request)
     cfg = request.config
-    goal = None
-    if request.latency_target_ms is not None:
-        goal = open_goal(request.latency_target_ms, request.latency_size, request.command)
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
     request.run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(request, data, on_step, on_epoch_end)
+    goal = None
+    if request.latency_target_ms is not None:
+        goal = open_goal(request.latency_target_ms, request.latency_size, cfg, data.num_classes, request.command)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
     with torch.random.fork_rng(devices=[]):
