@@ -62,9 +62,9 @@ def _stems(channels: int, stem_reduction: int) -> list[Node]:
     """Convs from the image down to the first level: one per halving, the last one 2C wide."""
     stems, source, reduction = [], "input", 1
     count = max(1, stem_reduction.bit_length() - 1)
-    for i in range(count):
+    names = [f"stem0_{i}" for i in range(count - 2)] + ["stem0", STEM][-count:]  # the last one is STEM
+    for i, node_id in enumerate(names):
         reduction = min(2 * reduction, stem_reduction)
-        node_id = f"stem{i + 2 - count}"  # the last one is STEM
         width = 2 * channels if i == count - 1 else channels
         stems.append(
             Node(
