@@ -68,7 +68,6 @@ def main() -> None:
     parser.add_argument("--size", default="256x512")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", default="cpu", choices=("wall", "cpu"))
-    parser.add_argument("--runtime", default="eager")
     parser.add_argument("--random", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--specs", nargs="*", default=None, help="Spec files (default: every shipped spec).")
@@ -77,7 +76,7 @@ def main() -> None:
 
     h, w = (int(v) for v in args.size.split("x"))
     torch.set_num_threads(args.threads)
-    target = Target("cpu", args.runtime, args.threads, (h, w), args.clock)
+    target = Target("cpu", "eager", args.threads, (h, w), args.clock)
     config = resolve_config(args.budget)
     started = time.perf_counter()
     table, timed = profile(
@@ -94,7 +93,7 @@ def main() -> None:
     specs = [load_spec(p) for p in (args.specs or shipped_specs())]
     specs += [random_spec(config, rng, i) for i in range(args.random)]
     rows = []
-    print(f"1x3x{h}x{w}, {args.threads} threads, {args.runtime}, {args.clock} clock")
+    print(f"1x3x{h}x{w}, {args.threads} threads, eager, {args.clock} clock")
     print(f"{'spec':<22} {'predicted ms':>12} {'measured ms':>12} {'ratio':>6} {'load':>5}")
     for genotype in specs:
         predicted = table.predict(genotype)

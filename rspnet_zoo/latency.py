@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import time
@@ -39,7 +40,7 @@ from .ops import AGGREGATES, make_op
 from .plan import CellPlan, FeaturePlan, LayerPlan, NetworkPlan, PathPlan, SlotPlan, TemplatePlan, lower
 from .spec import Genotype, LayerArgs
 
-RUNTIMES = ("eager", "optimized")
+RUNTIMES = ("eager",)
 # 'wall': elapsed time, what a latency target means. 'cpu': the process's CPU time, which other processes
 # on a shared machine do not inflate; with one thread it is the wall time of the same machine idle.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -357,8 +358,15 @@ def time_unit(
 
     with torch.inference_mode():
         module(*inputs)
+        clock_fn = CLOCKS[clock]
+        if inputs[0].is_cuda:  # the kernels are asynchronous: time them to their end
+
+            def clock_fn() -> float:
+                torch.cuda.synchronize()
+                return time.perf_counter()
+
         timer = Timer(
-            "module(*inputs)", globals=dict(module=module, inputs=inputs), num_threads=threads, timer=CLOCKS[clock]
+            "module(*inputs)", globals=dict(module=module, inputs=inputs), num_threads=threads, timer=clock_fn
         )
         single = min(timer.timeit(1).mean for _ in range(3))
         number = max(1, int(BLOCK_S / max(single, 1e-7)))
@@ -369,16 +377,10 @@ def time_unit(
         return statistics.fmean(blocks) * 1e3
 
 
-def _prepared(module: nn.Module, inputs: list[torch.Tensor], runtime: str, device: torch.device):
-    """The unit as ``runtime`` runs it: eager, or through ``rspnet_zoo.optimize`` (BN folded, NHWC)."""
-    module = module.eval().to(device)
-    inputs = [x.to(device) for x in inputs]
-    if runtime == "optimized":
-        from .optimize import optimize
-
-        module = optimize(module)
-        inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
-    return module, inputs
+def _prepared(module: nn.Module, inputs: list[torch.Tensor], device: torch.device):
+    """The unit as the runtime runs it. ``RUNTIMES`` is eager alone so far: ``rspnet_zoo.optimize``
+    traces whole networks with torch.fx, and the units that take lists of tensors do not trace."""
+    return module.eval().to(device), [x.to(device) for x in inputs]
 
 
 @dataclass(frozen=True)
@@ -454,7 +456,7 @@ class LatencyTable:
         device = torch.device(self.target.device)
         for k, unit in enumerate(missing):
             torch.manual_seed(0)
-            module, inputs = _prepared(*UNITS[unit.kind](*unit.args), self.target.runtime, device)
+            module, inputs = _prepared(*UNITS[unit.kind](*unit.args), device)
             ms = time_unit(module, inputs, self.target.threads, self.min_run_time, self.target.clock)
             self.entries[unit.key] = round(ms, 6)
             if on_unit is not None:
@@ -474,7 +476,7 @@ class LatencyTable:
         return self.calibration * self.ms(p.unit for p in plan_units(lower(genotype), genotype, self.target.size))
 
     def calibrate(self, genotypes: Sequence[Genotype]) -> float:
-        """Set the calibration to the median of measured / summed latency of ``genotypes`` (whole networks).
+        """Set the calibration to the geometric mean of measured / summed latency of ``genotypes`` (whole networks).
 
         A unit timed alone runs warm: its input and weights stay in the caches between calls, and the
         network's own loop is not around it. In a network each unit reads what the previous one left,
@@ -488,7 +490,7 @@ class LatencyTable:
         for genotype in genotypes:
             summed = self.ms(p.unit for p in plan_units(lower(genotype), genotype, self.target.size))
             ratios.append(measure_model(GenotypeNet(genotype), self.target) / summed)
-        self.calibration = round(sorted(ratios)[len(ratios) // 2], 4)
+        self.calibration = round(math.exp(sum(math.log(r) for r in ratios) / len(ratios)), 4)
         self.provenance["calibrated_on"] = [g.name for g in genotypes]
         self.provenance["calibration_ratios"] = [round(r, 4) for r in ratios]
         return self.calibration
@@ -574,8 +576,8 @@ def profile(
 
 
 def measure_model(model: nn.Module, target: Target, min_run_time: float = 0.5) -> float:
-    """Measured median ms of ``model`` on a 1 x 3 x size input, run as the table's runtime runs units."""
+    """Measured latency (ms, the mean of ``time_unit``) of ``model`` on a 1 x 3 x size input, timed as units are."""
     torch.manual_seed(0)
     x = torch.randn(1, getattr(model, "in_chans", 3), *target.size)
-    module, (x,) = _prepared(model, [x], target.runtime, torch.device(target.device))
+    module, (x,) = _prepared(model, [x], torch.device(target.device))
     return time_unit(module, [x], target.threads, min_run_time, target.clock)

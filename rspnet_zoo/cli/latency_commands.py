@@ -20,15 +20,14 @@ ThreadsOpt = typer.Option(2, "--threads", min=1, help="torch intra-op threads.")
 ClockOpt = typer.Option(
     "wall", "--clock", help="wall (elapsed), or cpu (process CPU time: steadier on a shared machine, one thread)."
 )
-RuntimeOpt = typer.Option("eager", "--runtime", help="eager, or optimized (rspnet_zoo.optimize: BN folded, NHWC).")
 
 
-def _target(device: str, runtime: str, threads: int, size: str, clock: str):
+def _target(device: str, threads: int, size: str, clock: str):
     import torch
 
     from ..latency import Target, check_target
 
-    target = Target(device, runtime, threads, parse_size(size, "--size"), clock)
+    target = Target(device, "eager", threads, parse_size(size, "--size"), clock)
     check_target(target)
     torch.set_num_threads(threads)
     return target
@@ -41,7 +40,6 @@ def profile_command(
     size: str = SizeOpt,
     device: str = DeviceOpt,
     threads: int = ThreadsOpt,
-    runtime: str = RuntimeOpt,
     clock: str = ClockOpt,
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
@@ -53,7 +51,7 @@ def profile_command(
     from ..latency import profile
     from ..textutil import command_line
 
-    target = _target(device, runtime, threads, size, clock)
+    target = _target(device, threads, size, clock)
     command = command_line(
         ["rspnet-zoo", "latency", "profile"],
         dict(
@@ -62,7 +60,6 @@ def profile_command(
             size=target.size,
             device=device,
             threads=threads,
-            runtime=runtime,
             clock=clock,
         ),
     )
@@ -98,7 +95,6 @@ def predict_command(
     size: str = SizeOpt,
     device: str = DeviceOpt,
     threads: int = ThreadsOpt,
-    runtime: str = RuntimeOpt,
     clock: str = ClockOpt,
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
@@ -110,7 +106,7 @@ def predict_command(
     from ..model import GenotypeNet
     from ..zoo import resolve_genotype
 
-    target = _target(device, runtime, threads, size, clock)
+    target = _target(device, threads, size, clock)
     latency_table = open_table(target, "rspnet-zoo latency predict")
     rows = []
     for ref in specs:
@@ -132,7 +128,7 @@ def predict_command(
     def human(console):
         h, w = target.size
         out = table(
-            f"1x3x{h}x{w} on {device}, {threads} threads, {runtime}, {clock} clock; table {summary['fingerprint_id']}"
+            f"1x3x{h}x{w} on {device}, {threads} threads, eager, {clock} clock; table {summary['fingerprint_id']}"
         )
         columns = ["spec", "predicted ms"] + (["measured ms", "predicted/measured"] if measure else [])
         for c in columns:
