@@ -326,8 +326,8 @@ def plan_units(plan: NetworkPlan, genotype: Genotype, size: Sequence[int]) -> li
     if definition.classifies:
         hw, upsample, kernel, pool = shapes[0][1:], "none", 1, head.pool
     else:
-        hw, upsample, kernel, pool = _hw(size, min(f.reduction for f in plan.head_inputs)), head.upsample, 0, ""
-        kernel = head.classifier_kernel
+        hw = _hw(size, min(f.reduction for f in plan.head_inputs))
+        upsample, kernel, pool = head.upsample, head.classifier_kernel, ""
     classes = genotype.defaults.num_classes
     tail = Unit("tail", (definition.classifies, pool, features, classes, kernel, upsample, *hw, size))
     out.append(PlacedUnit(-1, "head", tail))
