@@ -13,6 +13,7 @@ The gradients are reduced here and not by DDP because autograd.grad bypasses DDP
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -36,8 +37,12 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Bilevel:
-    def __init__(self, model: Supernet, schedule: Schedule):
+    """``penalty``, when given, is a term of the architecture loss that depends on the architecture alone
+    (the latency penalty): its gradient is added to the architecture's, in either order."""
+
+    def __init__(self, model: Supernet, schedule: Schedule, penalty: Callable[[], torch.Tensor] | None = None):
         self.model = model
+        self.penalty = penalty
         self.schedule = schedule
         self.weights = model.weight_parameters()
         self.arch = model.arch_parameters()
@@ -75,6 +80,8 @@ class Bilevel:
         else:
             loss, logits, grads = self._unrolled_grads(x_train, y_train, x_val, y_val)
         distributed.average_(grads)
+        if self.penalty is not None:  # after the average: every rank holds the same architecture weights
+            grads = [g + p for g, p in zip(grads, self._grad(self.penalty(), self.arch))]
         for p, g in zip(self.arch, grads):
             p.grad = g
         self.a_opt.step()
