@@ -35,7 +35,7 @@ from torch import nn
 
 from .errors import ZooError
 from .fsutil import atomic_write_text
-from .heads import HEADS
+from .heads import DECODERS, HEADS
 from .ops import AGGREGATES, make_op
 from .plan import CellPlan, FeaturePlan, LayerPlan, NetworkPlan, PathPlan, SlotPlan, TemplatePlan, lower
 from .spec import Genotype, LayerArgs
@@ -215,7 +215,7 @@ def _node(c, h, w):
 def _decoder(head, shapes, reductions):
     spec = HEADS[head["type"]].spec.model_validate(head)
     features = [FeaturePlan(i, s[0], r) for i, (s, r) in enumerate(zip(shapes, reductions))]
-    return _ListCall(HEADS[head["type"]].module(features, spec)), [_x(s[0], s[1:]) for s in shapes]
+    return _ListCall(DECODERS[head["type"]](features, spec)), [_x(s[0], s[1:]) for s in shapes]
 
 
 def _tail(classifies, pool, features, classes, kernel, upsample, h, w, size):
@@ -337,7 +337,7 @@ def plan_units(plan: NetworkPlan, genotype: Genotype, size: Sequence[int]) -> li
 def _decoder_features(plan: NetworkPlan, genotype: Genotype) -> int:
     """The decoder's output width, as its module says (built at the plan's widths, no input needed)."""
     head = genotype.head
-    return HEADS[head.type].module(plan.head_inputs, head).num_features
+    return DECODERS[head.type](plan.head_inputs, head).num_features
 
 
 # ---- timing
