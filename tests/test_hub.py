@@ -40,7 +40,14 @@ def trained(zoo_home):
     """rspnet_small trained (so to speak) on a two-class data set: what `rspnet-zoo train` writes."""
     model = timm.create_model("rspnet_small", num_classes=2)
     return save_to_zoo(
-        model, SHIPPED["rspnet_small"], "mine", ["a", "b"], METRICS, data="Folder", command="-", input_size=(3, 40, 60)
+        model,
+        SHIPPED["rspnet_small"],
+        "mine",
+        ["a", "b"],
+        METRICS,
+        data="Folder",
+        commands=["-"],
+        input_size=(3, 40, 60),
     )
 
 

@@ -74,7 +74,7 @@ def test_a_trained_tag_is_listed_once_written_and_gone_once_removed(zoo_home, mo
     refresh_tags()  # tags other tests wrote into zoo homes since removed are no longer loadable
     assert "rspnet_small.mine" not in timm.list_pretrained()
     model = timm.create_model("rspnet_small", num_classes=2)
-    folder = save_to_zoo(model, g, "mine", ["a", "b"], metrics, data="folder", command="-", input_size=(3, 40, 60))
+    folder = save_to_zoo(model, g, "mine", ["a", "b"], metrics, data="folder", commands=["-"], input_size=(3, 40, 60))
     assert {"rspnet_small.mine", "rspnet_small.synth"} <= set(timm.list_pretrained("rspnet_small*"))
     assert timm.models.get_pretrained_cfg("rspnet_small.mine").input_size == (3, 40, 60)
     loaded = timm.create_model("rspnet_small.mine", pretrained=True)
