@@ -151,12 +151,11 @@ def run(ctx, job: Job, kill_after: float | None = None, on_write: float | None =
         while proc.is_alive() and job.temporaries() <= before:
             time.sleep(0.005)
         proc.join(on_write)
-    killed = proc.is_alive()
-    if killed:
+    if proc.is_alive():
         proc.kill()
-        proc.join()
-        assert proc.exitcode == -9
-    else:
+    proc.join()
+    killed = proc.exitcode == -9  # 0 when it finished between the check and the kill
+    if not killed:
         assert proc.exitcode == 0, (args, (job.work / "log.txt").read_text())
     return killed
 
