@@ -9,7 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from rspnet_zoo import distributed
 from rspnet_zoo.errors import SpecError, ZooError
-from rspnet_zoo.fsutil import atomic_write_text, writable_output
+from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, writable_output
 from rspnet_zoo.runs import check_run, check_settings
 from rspnet_zoo.spec import Genotype, Identifier
 from rspnet_zoo.specfile import dump_spec, parse_spec, spec_sha256
@@ -20,7 +20,8 @@ def check_run_folder(
     name: str, out: Path, run_dir: Path, checkpoints: list[Path], resume: bool, force: bool, what: str = "search"
 ) -> None:
     """Refuse a bad spec name, an existing output and an earlier run unless resumed; ``force`` drops the
-    earlier run's ``checkpoints``."""
+    earlier run's ``checkpoints``. The search then owns ``run_dir`` (one search per run folder) and removes
+    the temporaries killed writes left there."""
     try:
         TypeAdapter(Identifier).validate_python(name)
     except ValidationError:
@@ -30,6 +31,7 @@ def check_run_folder(
     if out.exists() and not force:
         raise ZooError(f"{out}: exists; pass --force to overwrite it")
     check_run(run_dir, checkpoints, resume, force, what)
+    clean_leftovers(run_dir)
 
 
 def load_resumable(file: Path, settings: dict) -> dict:

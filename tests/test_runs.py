@@ -195,3 +195,15 @@ def test_two_concurrent_trains_of_one_run_both_finish(tmp_path, camvid):  # noqa
 def test_an_empty_zoo_home_is_unset_not_the_working_directory(monkeypatch):
     monkeypatch.setenv("RSPNET_ZOO_HOME", "")
     assert zoo_home() == Path("~/.cache/rspnet-zoo").expanduser()
+
+
+def test_a_search_removes_the_temporaries_killed_writes_left_in_its_run_folder(tmp_path):
+    from rspnet_zoo.fsutil import temp_prefix
+    from searchers.runs import check_run_folder
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    leftover = run_dir / (temp_prefix("checkpoint-cell.pt") + "x1")
+    leftover.write_bytes(b"half a checkpoint")
+    check_run_folder("net", tmp_path / "net.json", run_dir, [], resume=False, force=False)
+    assert list(run_dir.iterdir()) == []
