@@ -7,6 +7,7 @@ virtual SGD step of the weights and corrects it with the finite-difference Hessi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -29,8 +30,12 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Bilevel:
-    def __init__(self, model: Supernet, schedule: Schedule):
+    """``penalty``, when given, is a term of the architecture loss that depends on the architecture alone
+    (the latency penalty): its gradient is added to the architecture's, in either order."""
+
+    def __init__(self, model: Supernet, schedule: Schedule, penalty: Callable[[], torch.Tensor] | None = None):
         self.model = model
+        self.penalty = penalty
         self.schedule = schedule
         self.weights = model.weight_parameters()
         self.arch = model.arch_parameters()
@@ -66,6 +71,8 @@ class Bilevel:
             grads = torch.autograd.grad(loss, self.arch)
         else:
             loss, logits, grads = self._unrolled_grads(x_train, y_train, x_val, y_val)
+        if self.penalty is not None:
+            grads = [g + p for g, p in zip(grads, self._grad(self.penalty(), self.arch))]
         for p, g in zip(self.arch, grads):
             p.grad = g
         self.a_opt.step()

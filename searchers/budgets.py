@@ -40,6 +40,11 @@ class Schedule(Strict):
     arch_weight_decay: Annotated[float, Field(ge=0)] = 1e-3
     order: Literal[1, 2] = Field(1, description="1: first-order DARTS; 2: finite-difference Hessian-vector product")
     head_channels: Annotated[int, Field(ge=1, le=1024)] = 32
+    latency_weight: Annotated[float, Field(ge=0)] = Field(
+        2.0,
+        description="with --latency-target: weight of the penalty w * max(0, E[latency] / target - 1) in the "
+        "architecture loss",
+    )
 
     @model_validator(mode="after")
     def _warmup_leaves_epochs(self):
@@ -108,6 +113,17 @@ class PathStage(Schedule):
     rsp_ratio: Annotated[float, Field(gt=0, lt=1, description="RSP: fraction of channels through the cell")] = 0.5
     rsp_depths: tuple[int, int, int, int] = Field(
         (0, 0, 1, 2), description="RSP recursion depth per level (0: no split)"
+    )
+    stem_reduction: Literal[4, 8] = Field(
+        4, description="resolution of the stem and the first level (8: a cheap strided stem straight to 1/8)"
+    )
+    finest_layers: Annotated[int, Field(ge=1, le=32)] | None = Field(
+        None, description="layers with a cell at the first level (None: every layer); the head reads the last"
+    )
+    latency_widths: Annotated[tuple[Annotated[float, Field(gt=0, le=1)], ...], Field(min_length=1)] = Field(
+        (1.0, 0.75, 0.5),
+        description="with --latency-target: multipliers of spec_channels the emitted network may narrow to "
+        "(the widest one predicted to meet the target)",
     )
 
     @model_validator(mode="after")

@@ -6,23 +6,29 @@ from collections.abc import Sequence
 
 from .budgets import CellStage, SearchConfig
 from .decode import CellDecision, decode_cell
+from .latency_search import LatencyGoal
 from .supernet import CellSupernet
 
 
 class CellSearch:
     name = "cell"
 
-    def __init__(self, config: SearchConfig, num_classes: int, primitives: Sequence[str]):
+    def __init__(
+        self, config: SearchConfig, num_classes: int, primitives: Sequence[str], latency: LatencyGoal | None = None
+    ):
         self.schedule: CellStage = config.cell
         self.primitives = tuple(primitives)
         self.model = CellSupernet(config.cell, num_classes, self.primitives)
+        self.penalty = None if latency is None else latency.cell_penalty(config, num_classes, self.model)
 
     def snapshot(self) -> dict:
         """softmax(alpha) per edge and the normalised edge weights, rounded for the log."""
         alphas, betas = self.model.edge_weights()
+        latency = {} if self.penalty is None else dict(expected_latency_ms=self.penalty.last_ms)
         return dict(
             alphas=[[round(v, 5) for v in row] for row in alphas.tolist()],
             betas=[round(v, 5) for v in betas.tolist()],
+            **latency,
         )
 
     def decode(self) -> CellDecision:

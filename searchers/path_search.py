@@ -16,13 +16,14 @@ from rspnet_zoo.spec import Cell
 
 from .budgets import PathStage, SearchConfig
 from .decode import PathDecision, decode_paths
-from .structures import STEM, lattice, path_network
+from .latency_search import LatencyGoal
+from .structures import STEM, head_candidates, lattice, path_network
 
 
 class PathSupernet(nn.Module):
     def __init__(self, cell: Cell, stage: PathStage, num_classes: int):
         super().__init__()
-        self.lattice = lattice(stage.layers, stage.two_back)
+        self.lattice = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
         genotype = path_network(
             cell,
             self.lattice,
@@ -71,28 +72,30 @@ class PathSupernet(nn.Module):
 class PathSearch:
     name = "path"
 
-    def __init__(self, config: SearchConfig, cell: Cell, num_classes: int):
+    def __init__(self, config: SearchConfig, cell: Cell, num_classes: int, latency: LatencyGoal | None = None):
         self.schedule: PathStage = config.path
         self.cell = cell
         self.model = PathSupernet(cell, config.path, num_classes)
+        self.penalty = None if latency is None else latency.path_penalty(config, cell, num_classes, self.model)
 
     def snapshot(self) -> dict:
         attention = self.model.attention().tolist()
+        latency = {} if self.penalty is None else dict(expected_latency_ms=self.penalty.last_ms)
         return dict(
             attention={
                 n.id: {src: round(w, 5) for src, w in zip(n.candidates, row)}
                 for n, row in zip(self.model.lattice, attention)
-            }
+            },
+            **latency,
         )
 
     def decode(self) -> PathDecision:
         attention = self.model.attention().detach()
         nodes = self.model.lattice
-        last = max(n.layer for n in nodes)
         return decode_paths(
             {n.id: n.candidates for n in nodes},
             {n.id: attention[r, : len(n.candidates)].tolist() for r, n in enumerate(nodes)},
-            head=[n.id for n in nodes if n.layer == last],
+            head=head_candidates(nodes),
             topk=self.schedule.topk,
             threshold=self.schedule.threshold,
             roots=(STEM,),

@@ -33,6 +33,7 @@ from .bilevel import Bilevel
 from .budgets import SearchConfig
 from .cell_search import CellSearch
 from .decode import CellDecision, PathDecision
+from .latency_search import meet_target, open_goal
 from .path_search import PathSearch
 from .plots import plot_alphas, plot_attention, plot_cell
 from .runs import check_run_folder, load_resumable, write_spec
@@ -60,10 +61,14 @@ class SearchRequest:
     resume: bool = False
     force: bool = False
     command: str = ""
+    latency_target_ms: float | None = None  # see searchers.latency_search
+    latency_size: tuple[int, int] = (512, 1024)
 
     def settings(self) -> dict:
         """What a checkpoint must agree with to be resumed."""
+        latency = {} if self.latency_target_ms is None else dict(latency=[self.latency_target_ms, *self.latency_size])
         return dict(
+            **latency,
             stage=self.stage,
             config=self.config.model_dump(mode="json"),
             seed=self.seed,
@@ -128,7 +133,7 @@ class Runner:
     def run(self, stage) -> StageRun:
         """Train ``stage`` (a CellSearch or PathSearch) to its last epoch, from its checkpoint if one exists."""
         schedule, model = stage.schedule, stage.model
-        bilevel = Bilevel(model, schedule)
+        bilevel = Bilevel(model, schedule, stage.penalty)
         run = self.runs[stage.name] = StageRun()
         start = 0
         file = self.checkpoint(stage.name)
@@ -238,6 +243,9 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
     request.run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(request, data, on_step, on_epoch_end)
+    goal = None
+    if request.latency_target_ms is not None:
+        goal = open_goal(request.latency_target_ms, request.latency_size, cfg, data.num_classes, request.command)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
     with torch.random.fork_rng(devices=[]):
@@ -246,7 +254,7 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
             cell_decision = None
         else:
             torch.manual_seed(request.seed)
-            cell_stage = CellSearch(cfg, data.num_classes, cfg.cell.primitives)
+            cell_stage = CellSearch(cfg, data.num_classes, cfg.cell.primitives, goal)
             runner.run(cell_stage)
             cell_decision = cell_stage.decode()
             cell = cell_decision.cell
@@ -259,24 +267,34 @@ def search(request: SearchRequest, on_step: StepHook | None = None, on_epoch_end
             summary["cell"] = _describe_cell(cell_decision)
         if request.stage == "cell":
             result = cell_spec.model_copy(update=dict(name=request.name))
+            if goal is not None:
+                result, summary["latency"] = meet_target(goal, lambda _: result, None)
         else:
             torch.manual_seed(request.seed + 1)
-            path_stage = PathSearch(cfg, cell, data.num_classes)
+            path_stage = PathSearch(cfg, cell, data.num_classes, goal)
             runner.run(path_stage)
             decision = path_stage.decode()
             plots.append(str(plot_attention(runner.runs["path"].history, request.run_dir / "attention.png")))
-            result = path_network(
-                cell,
-                path_stage.model.lattice,
-                cfg.path.spec_channels,
-                cfg.path.rsp_ratio,
-                cfg.path.rsp_depths,
-                data.num_classes,
-                kept=decision.kept,
-                name=request.name,
-                provenance=_provenance(request, runner, parent, cell_decision, decision),
-                class_names=data.class_names,
-            )
+            provenance = _provenance(request, runner, parent, cell_decision, decision)
+
+            def emit(channels: int) -> Genotype:
+                return path_network(
+                    cell,
+                    path_stage.model.lattice,
+                    channels,
+                    cfg.path.rsp_ratio,
+                    cfg.path.rsp_depths,
+                    data.num_classes,
+                    kept=decision.kept,
+                    name=request.name,
+                    provenance=provenance,
+                    class_names=data.class_names,
+                )
+
+            if goal is None:
+                result = emit(cfg.path.spec_channels)
+            else:
+                result, summary["latency"] = meet_target(goal, emit, cfg.path)
             summary["paths"] = _describe_paths(decision)
     result = result.model_copy(
         update=dict(

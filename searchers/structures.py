@@ -62,9 +62,9 @@ def _stems(channels: int, stem_reduction: int) -> list[Node]:
     """Convs from the image down to the first level: one per halving, the last one 2C wide."""
     stems, source, reduction = [], "input", 1
     count = max(1, stem_reduction.bit_length() - 1)
-    for i in range(count):
+    names = [f"stem0_{i}" for i in range(count - 2)] + ["stem0", STEM][-count:]  # the last one is STEM
+    for i, node_id in enumerate(names):
         reduction = min(2 * reduction, stem_reduction)
-        node_id = f"stem{i + 2 - count}"  # the last one is STEM
         width = 2 * channels if i == count - 1 else channels
         stems.append(
             Node(
@@ -152,12 +152,18 @@ def lattice_id(layer: int, level: int) -> str:
     return STEM if layer == 0 else f"l{layer}_r{4 * 2**level}"
 
 
-def lattice(layers: int, two_back: bool) -> list[LatticeNode]:
-    """Layer 0 is the stem at 1/4; layer l has nodes at levels 0..min(l, 3) (each layer may go one
-    level deeper, as in Auto-DeepLab)."""
+def lattice(
+    layers: int, two_back: bool, stem_reduction: int = 4, finest_layers: int | None = None
+) -> list[LatticeNode]:
+    """Layer 0 is the stem at 1/``stem_reduction`` (4 or 8: the first level); layer l has nodes from the
+    first level down to l levels below it, at most 1/32 (each layer may go one level deeper, as in
+    Auto-DeepLab). With ``finest_layers`` only the first that many layers have a node at the first level."""
+    first = stem_reduction.bit_length() - 3  # 4 -> level 0, 8 -> level 1
 
     def present(layer: int, level: int) -> bool:
-        return layer >= 0 and 0 <= level <= min(layer, NUM_LEVELS - 1)
+        if layer < 0 or not first <= level <= min(layer + first, NUM_LEVELS - 1):
+            return False
+        return layer == 0 or level > first or finest_layers is None or layer <= finest_layers
 
     def around(layer: int, level: int) -> tuple[str, ...]:
         return tuple(lattice_id(layer, s) for s in (level - 1, level, level + 1) if present(layer, s))
@@ -165,8 +171,19 @@ def lattice(layers: int, two_back: bool) -> list[LatticeNode]:
     return [
         LatticeNode(lattice_id(layer, s), layer, s, around(layer - 1, s), around(layer - 2, s) if two_back else ())
         for layer in range(1, layers + 1)
-        for s in range(min(layer, NUM_LEVELS - 1) + 1)
+        for s in range(first, NUM_LEVELS)
+        if present(layer, s)
     ]
+
+
+def head_candidates(nodes: Sequence[LatticeNode]) -> list[str]:
+    """The nodes the fusion head may read, finest level first: the last node of every level (the
+    last layer's, unless ``finest_layers`` ended a level earlier)."""
+    last: dict[int, LatticeNode] = {}
+    for n in nodes:
+        if n.level not in last or n.layer > last[n.level].layer:
+            last[n.level] = n
+    return [last[level].id for level in sorted(last)]
 
 
 def path_network(
@@ -188,8 +205,8 @@ def path_network(
     with none takes the other's."""
     if kept is None:
         kept = {n.id: [(src, 1.0 / len(n.candidates)) for src in n.candidates] for n in nodes}
-    out_nodes = _stems(channels, 4)
-    head_layer = max(n.layer for n in nodes)
+    out_nodes = _stems(channels, 4 * 2 ** min(n.level for n in nodes))
+    head = set(head_candidates(nodes))
     last_layer: dict[int, str] = {}
     for node in nodes:
         if node.id not in kept:
@@ -208,7 +225,7 @@ def path_network(
                 partial=Partial(ratio=rsp_ratio, depth=depth) if depth else None,
             )
         )
-        if node.layer == head_layer:
+        if node.id in head:
             last_layer[node.level] = node.id
     return Genotype(
         format_version=1,

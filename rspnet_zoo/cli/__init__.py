@@ -46,6 +46,7 @@ from . import (
     bench_commands,  # noqa: E402,F401  (registers bench, export)
     convert_commands,  # noqa: E402,F401  (registers convert)
     import_commands,  # noqa: E402,F401  (registers import darts|autodeeplab|nas-segm, diff)
+    latency_commands,  # noqa: E402,F401  (registers latency profile|predict)
     search_commands,  # noqa: E402,F401  (registers search)
     train_commands,  # noqa: E402,F401  (registers train, eval, predict, data sample)
     zoo_commands,  # noqa: E402,F401  (registers validate, list, show, build)

@@ -57,7 +57,13 @@ def search(
         None, "--workers", min=1, help="--method template: worker processes that train samples."
     ),
     latency_target: float | None = typer.Option(
-        None, "--latency-target", help="--method template: milliseconds; slower samples get a lower reward."
+        None,
+        "--latency-target",
+        help="Milliseconds. rspnet: the searched network's latency at --size on this CPU (predicted from "
+        "`rspnet-zoo latency`, then measured); template: slower samples get a lower reward.",
+    ),
+    size: str | None = typer.Option(
+        None, "--size", help="--latency-target with rspnet: the input HxW it is for.", show_default="512x1024"
     ),
     stem_weights: Path | None = typer.Option(
         None, "--stem-weights", help="--method template: safetensors with MobileNet-v2 stem blocks (nodes.0-6)."
@@ -118,7 +124,7 @@ def search(
     if method == "template":
         from .template_search import run_template_search
 
-        rspnet_only = dict(stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, **flags)
+        rspnet_only = dict(stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, size=size, **flags)
         return run_template_search(
             budget=budget,
             data=data,
@@ -140,7 +146,7 @@ def search(
         )
     if method != "rspnet":
         raise ZooError(f"unknown search method '{method}' (choose rspnet or template)")
-    template_only = {"--workers": workers, "--latency-target": latency_target, "--stem-weights": stem_weights}
+    template_only = {"--workers": workers, "--stem-weights": stem_weights}
     if any(v is not None for v in template_only.values()):
         given = ", ".join(k for k, v in template_only.items() if v is not None)
         raise ZooError(f"{given}: options of --method template")
@@ -149,11 +155,16 @@ def search(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from searchers.budgets import resolve_config
+    from searchers.latency_search import latency_verdict
     from searchers.runner import SearchRequest
     from searchers.runner import search as run_search
 
     from ..zoo import zoo_home
+    from .train_commands import parse_size
 
+    latency_size = parse_size(size, "--size") or (512, 1024)
+    if size is not None and latency_target is None:
+        raise ZooError("--size is the input size of --latency-target; give the target too")
     overrides = {FLAG_SETTINGS[k]: v for k, v in flags.items() if v is not None}
     overrides.update(_parse_set(settings))
     config = resolve_config(budget, overrides)
@@ -177,6 +188,8 @@ def search(
             cell=cell,
             cell_name=cell_name,
             threads=threads,
+            latency_target=latency_target,
+            size=latency_size if latency_target is not None else None,
         ),
         overrides,
     )
@@ -195,6 +208,8 @@ def search(
         resume=resume,
         force=force,
         command=command,
+        latency_target_ms=latency_target,
+        latency_size=latency_size,
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -235,6 +250,8 @@ def search(
                 f"  paths: {len(p['kept'])} nodes kept ({multi} fuse several paths), "
                 f"{len(p['dropped'])} dropped, {len(p['pruned'])} pruned"
             )
+        if "latency" in summary:
+            console.print(f"  {latency_verdict(summary['latency'])}")
         if summary["parent_sha256"]:
             console.print(f"  parent (stage-1 cell spec) sha256 {summary['parent_sha256'][:12]}")
         console.print(f"  log {summary['log']}; plots in {summary['run_dir']}")

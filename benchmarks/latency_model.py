@@ -1,0 +1,133 @@
+"""The latency model against the clock: predicted vs measured latency of the shipped specs and of random
+specs from the search space (issue 10: within 20% on this machine).
+
+1. ``rspnet_zoo.latency.profile`` builds (or reloads) the table of the ``--budget`` search space at
+   ``--size``, ``--threads``, ``--clock``, calibrated on the space's full lattice (never on the specs
+   checked here).
+2. ``--random`` specs are drawn from the same space: a random cell (two edges per step, random inputs
+   and ops other than 'none'), random attention decoded by the search's own rule, a random width of
+   ``latency_widths``.
+3. Each spec, shipped and random, is predicted from the table and then measured as a whole network
+   (``measure_model``: the same clock and threads), one after the other, so load changes hit both alike.
+
+It prints predicted, measured, their ratio and the load average per spec, the median and worst error,
+and writes everything to ``--out`` (JSON). On a machine shared with other jobs, ``--clock cpu
+--threads 1`` measures the process's own CPU time, which the other jobs do not inflate.
+
+    python benchmarks/latency_model.py [--size 256x512] [--threads 1] [--clock cpu] [--random 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from rspnet_zoo.data.synthetic import NUM_CLASSES
+from rspnet_zoo.fsutil import atomic_write_text
+from rspnet_zoo.latency import Target, measure_model, profile
+from rspnet_zoo.model import GenotypeNet
+from rspnet_zoo.resources import shipped_specs
+from rspnet_zoo.spec import Cell, CellStep, Edge, Genotype
+from rspnet_zoo.specfile import load_spec
+from searchers.budgets import SearchConfig, resolve_config
+from searchers.decode import decode_paths
+from searchers.latency_search import calibration_genotypes, space_genotypes
+from searchers.structures import STEM, head_candidates, lattice, path_network
+
+
+def random_spec(config: SearchConfig, rng: random.Random, index: int) -> Genotype:
+    """A network the search could emit: random cell, random attention decoded, random width."""
+    stage = config.path
+    ops = [p for p in config.cell.primitives if p != "none"]
+    steps = [
+        CellStep(edges=[Edge(input=j, op=rng.choice(ops)) for j in sorted(rng.sample(range(2 + i), 2))])
+        for i in range(config.cell.steps)
+    ]
+    cell = Cell(num_inputs=2, steps=steps, concat=list(range(2, 2 + config.cell.steps)))
+    nodes = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
+    attention = {n.id: [rng.random() for _ in n.candidates] for n in nodes}
+    decision = decode_paths(
+        {n.id: n.candidates for n in nodes}, attention, head_candidates(nodes), stage.topk, stage.threshold, (STEM,)
+    )
+    width = max(1, round(stage.spec_channels * rng.choice(stage.latency_widths)))
+    return path_network(
+        cell, nodes, width, stage.rsp_ratio, stage.rsp_depths, NUM_CLASSES, kept=decision.kept, name=f"random_{index}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", default="small")
+    parser.add_argument("--size", default="256x512")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", default="cpu", choices=("wall", "cpu"))
+    parser.add_argument("--runtime", default="eager")
+    parser.add_argument("--random", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--specs", nargs="*", default=None, help="Spec files (default: every shipped spec).")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/latency_model.json"))
+    args = parser.parse_args()
+
+    h, w = (int(v) for v in args.size.split("x"))
+    torch.set_num_threads(args.threads)
+    target = Target("cpu", args.runtime, args.threads, (h, w), args.clock)
+    config = resolve_config(args.budget)
+    started = time.perf_counter()
+    table, timed = profile(
+        target,
+        space_genotypes(config, NUM_CLASSES),
+        f"python benchmarks/latency_model.py --budget {args.budget} --size {args.size}",
+        calibrate_on=calibration_genotypes(config, NUM_CLASSES),
+    )
+    print(
+        f"table {table.path}: {len(table.entries)} units ({timed} timed now, {time.perf_counter() - started:.0f} s), "
+        f"calibration {table.calibration} (ratios {table.provenance.get('calibration_ratios')})"
+    )
+    rng = random.Random(args.seed)
+    specs = [load_spec(p) for p in (args.specs or shipped_specs())]
+    specs += [random_spec(config, rng, i) for i in range(args.random)]
+    rows = []
+    print(f"1x3x{h}x{w}, {args.threads} threads, {args.runtime}, {args.clock} clock")
+    print(f"{'spec':<22} {'predicted ms':>12} {'measured ms':>12} {'ratio':>6} {'load':>5}")
+    for genotype in specs:
+        predicted = table.predict(genotype)
+        measured = measure_model(GenotypeNet(genotype), target)
+        row = dict(
+            spec=genotype.name,
+            predicted_ms=round(predicted, 3),
+            measured_ms=round(measured, 3),
+            ratio=round(predicted / measured, 4),
+            load=round(os.getloadavg()[0], 2),
+        )
+        rows.append(row)
+        print(f"{row['spec']:<22} {predicted:>12.2f} {measured:>12.2f} {row['ratio']:>6.3f} {row['load']:>5.1f}")
+    errors = [abs(r["ratio"] - 1) for r in rows]
+    within = sum(e <= 0.2 for e in errors)
+    print(
+        f"error |predicted/measured - 1|: median {100 * statistics.median(errors):.1f}%, "
+        f"worst {100 * max(errors):.1f}%; {within}/{len(rows)} within 20%"
+    )
+    result = dict(
+        target=table.fingerprint,
+        table=str(table.path),
+        calibration=table.calibration,
+        provenance=table.provenance,
+        rows=rows,
+        median_error=statistics.median(errors),
+        worst_error=max(errors),
+        within_20_percent=within,
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

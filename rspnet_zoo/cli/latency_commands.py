@@ -1,0 +1,148 @@
+"""latency: the device's latency table (``rspnet_zoo.latency``), profiled for a search space, and predictions."""
+
+from __future__ import annotations
+
+import typer
+
+from . import app
+from .output import JSON_OPTION_HELP, emit, table
+from .train_commands import parse_size
+
+latency_app = typer.Typer(
+    help="Latency model of this device: profile the search space's units, predict a spec's latency.",
+    no_args_is_help=True,
+)
+app.add_typer(latency_app, name="latency")
+
+SizeOpt = typer.Option("512x1024", "--size", help="Input HxW (batch 1).")
+DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
+ThreadsOpt = typer.Option(2, "--threads", min=1, help="torch intra-op threads.")
+ClockOpt = typer.Option(
+    "wall", "--clock", help="wall (elapsed), or cpu (process CPU time: steadier on a shared machine, one thread)."
+)
+RuntimeOpt = typer.Option("eager", "--runtime", help="eager, or optimized (rspnet_zoo.optimize: BN folded, NHWC).")
+
+
+def _target(device: str, runtime: str, threads: int, size: str, clock: str):
+    import torch
+
+    from ..latency import Target, check_target
+
+    target = Target(device, runtime, threads, parse_size(size, "--size"), clock)
+    check_target(target)
+    torch.set_num_threads(threads)
+    return target
+
+
+@latency_app.command("profile")
+def profile_command(
+    budget: str = typer.Option("small", "--budget", help="The search budget whose space is profiled."),
+    num_classes: int = typer.Option(19, "--num-classes", min=1, help="Classes of the head."),
+    size: str = SizeOpt,
+    device: str = DeviceOpt,
+    threads: int = ThreadsOpt,
+    runtime: str = RuntimeOpt,
+    clock: str = ClockOpt,
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Time every unit the budget's search can emit (ops at every level and width, paths, fusions, stems,
+    head); a cached table with this device's fingerprint is reused, a stale one measured again."""
+    from searchers.budgets import resolve_config
+    from searchers.latency_search import calibration_genotypes, space_genotypes
+
+    from ..latency import profile
+    from ..textutil import command_line
+
+    target = _target(device, runtime, threads, size, clock)
+    command = command_line(
+        ["rspnet-zoo", "latency", "profile"],
+        dict(
+            budget=budget,
+            num_classes=num_classes,
+            size=target.size,
+            device=device,
+            threads=threads,
+            runtime=runtime,
+            clock=clock,
+        ),
+    )
+    config = resolve_config(budget)
+    genotypes = space_genotypes(config, num_classes)
+    result, timed = profile(target, genotypes, command, calibrate_on=calibration_genotypes(config, num_classes))
+    summary = dict(
+        table=str(result.path),
+        units=len(result.entries),
+        timed=timed,
+        fingerprint=result.fingerprint,
+        fingerprint_id=result.fingerprint_id,
+        calibration=result.calibration,
+        provenance=result.provenance,
+    )
+
+    def human(console):
+        reused = "all cached" if not timed else f"{timed} timed now"
+        console.print(f"{summary['units']} units ({reused}) -> {summary['table']}")
+        console.print(f"  calibration (measured / summed, whole networks) {result.calibration}")
+        console.print(
+            f"  fingerprint {summary['fingerprint_id']}: "
+            + ", ".join(f"{k} {v}" for k, v in result.fingerprint.items())
+        )
+
+    emit(summary, human, as_json)
+
+
+@latency_app.command("predict")
+def predict_command(
+    specs: list[str] = typer.Argument(..., help="Registered names or spec files."),
+    measure: bool = typer.Option(False, "--measure", help="Also measure each network and print the ratio."),
+    size: str = SizeOpt,
+    device: str = DeviceOpt,
+    threads: int = ThreadsOpt,
+    runtime: str = RuntimeOpt,
+    clock: str = ClockOpt,
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Predicted latency of each spec: the sum of the table's units over its compiled plan (units the
+    table lacks are timed and added first)."""
+    import os
+
+    from ..latency import measure_model, open_table
+    from ..model import GenotypeNet
+    from ..zoo import resolve_genotype
+
+    target = _target(device, runtime, threads, size, clock)
+    latency_table = open_table(target, "rspnet-zoo latency predict")
+    rows = []
+    for ref in specs:
+        genotype = resolve_genotype(ref)
+        row = dict(spec=ref, predicted_ms=round(latency_table.predict(genotype), 3))
+        if measure:
+            row["measured_ms"] = round(measure_model(GenotypeNet(genotype), target), 3)
+            row["ratio"] = round(row["predicted_ms"] / row["measured_ms"], 3)
+        rows.append(row)
+    if latency_table.path is None:
+        latency_table.save()
+    summary = dict(
+        table=str(latency_table.path),
+        fingerprint_id=latency_table.fingerprint_id,
+        load_average=list(os.getloadavg()),
+        specs=rows,
+    )
+
+    def human(console):
+        h, w = target.size
+        out = table(
+            f"1x3x{h}x{w} on {device}, {threads} threads, {runtime}, {clock} clock; table {summary['fingerprint_id']}"
+        )
+        columns = ["spec", "predicted ms"] + (["measured ms", "predicted/measured"] if measure else [])
+        for c in columns:
+            out.add_column(c, justify="left" if c == "spec" else "right")
+        for r in rows:
+            cells = [r["spec"], f"{r['predicted_ms']:.2f}"]
+            if measure:
+                cells += [f"{r['measured_ms']:.2f}", f"{r['ratio']:.2f}"]
+            out.add_row(*cells)
+        console.print(out)
+        console.print(f"  load average {', '.join(f'{v:.1f}' for v in summary['load_average'])}")
+
+    emit(summary, human, as_json)
