@@ -1,12 +1,13 @@
-"""rspnet_small against torchvision's LRASPP MobileNetV3-Large on the synthetic benchmark, in one run.
+"""rspnet_small (and any other zoo networks) against torchvision's LRASPP MobileNetV3-Large on the synthetic benchmark.
 
 Neither model has pretrained weights. Both train with the same schedule (SGD momentum 0.9, poly
 learning rate, cross-entropy ignoring 255, the same crops in the same order) and are evaluated on the
-same validation split. Printed: parameters, training throughput at 512x512 crops on this machine's CPU
+same validation split, in one run. Printed: parameters, training throughput at 512x512 crops on this machine's CPU
 (images/s and the ratio), and the validation mIoU each model reaches. RSPNet's claim to check: at
 least LRASPP's mIoU with at most a third of its parameters.
 
     .venv/bin/python benchmarks/bench_lraspp.py                # the full run (tens of minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_lraspp.py --models rspnet_small rspnet_c   # both shipped RSPNets
     .venv/bin/python benchmarks/bench_lraspp.py --iterations 20 --throughput-steps 2   # a smoke run
 """
 
@@ -16,24 +17,28 @@ import argparse
 import time
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
-import rspnet_zoo  # noqa: F401  (registers the zoo's architectures with timm)
+from rspnet_zoo.bench import load_model
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.data.synthetic import SyntheticSegmentation
 from rspnet_zoo.stats import count_parameters
 from rspnet_zoo.train import evaluate, logits_of, train
 
+PEER = "lraspp_mobilenet_v3_large"
 
-def models(num_classes: int, seed: int) -> dict[str, torch.nn.Module]:
+
+def models(names: list[str], num_classes: int, seed: int) -> dict[str, torch.nn.Module]:
+    """Zoo names or spec files, then LRASPP, each initialised from the same seed."""
+    nets = {}
+    for name in names:
+        torch.manual_seed(seed)
+        nets[name] = load_model(name, num_classes).train()
     torch.manual_seed(seed)
-    ours = timm.create_model("rspnet_small", num_classes=num_classes)
-    torch.manual_seed(seed)
-    theirs = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
-    return {"rspnet_small": ours, "lraspp_mobilenet_v3_large": theirs}
+    nets[PEER] = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
+    return nets
 
 
 def throughput(model: torch.nn.Module, batch_size: int, crop: int, steps: int) -> float:
@@ -65,6 +70,7 @@ def generation_ms(size: int, count: int = 50) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["rspnet_small"], help="zoo names or spec files")
     parser.add_argument("--iterations", type=int, default=500, help="training steps per model")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--crop", type=int, default=96, help="training crop of the accuracy run")
@@ -88,7 +94,7 @@ def main() -> None:
         length=args.iterations * args.batch_size,
     )
     val_set = build_dataset("synthetic", "val", seed=args.seed)
-    nets = models(train_set.num_classes, args.seed)
+    nets = models(args.models, train_set.num_classes, args.seed)
     print(
         f"torch {torch.__version__}, {args.threads} threads; synthetic generation "
         f"{generation_ms(512):.2f} ms per 512x512 scene (CPU time)"
@@ -105,7 +111,7 @@ def main() -> None:
             f"at {args.throughput_crop}x{args.throughput_crop} (batch {args.throughput_batch})",
             flush=True,
         )
-    for name, net in models(train_set.num_classes, args.seed).items():
+    for name, net in models(args.models, train_set.num_classes, args.seed).items():
         start = time.perf_counter()
         train(
             net,
@@ -124,20 +130,22 @@ def main() -> None:
             flush=True,
         )
 
-    ours, theirs = rows["rspnet_small"], rows["lraspp_mobilenet_v3_large"]
+    theirs = rows[PEER]
     print()
     print(f"{'':28}{'parameters':>12}{'img/s @' + str(args.throughput_crop):>12}{'val mIoU':>10}")
     for name, r in rows.items():
-        print(f"{name:28}{r['parameters']:>12,}{r['images_per_s']:>12.2f}{r['miou']:>10.4f}")
-    print(f"throughput ratio rspnet_small / lraspp: {ours['images_per_s'] / theirs['images_per_s']:.2f}x")
-    print(
-        f"parameter ratio rspnet_small / lraspp: {ours['parameters'] / theirs['parameters']:.3f} "
-        f"({'at most' if ours['parameters'] * 3 <= theirs['parameters'] else 'more than'} a third)"
-    )
-    print(
-        f"mIoU difference rspnet_small - lraspp: {ours['miou'] - theirs['miou']:+.4f} "
-        f"({'at least' if ours['miou'] >= theirs['miou'] else 'below'} LRASPP)"
-    )
+        print(f"{name[-28:]:28}{r['parameters']:>12,}{r['images_per_s']:>12.2f}{r['miou']:>10.4f}")
+    for name in args.models:
+        ours = rows[name]
+        print(f"{name}: throughput ratio to lraspp {ours['images_per_s'] / theirs['images_per_s']:.2f}x")
+        print(
+            f"{name}: parameter ratio to lraspp {ours['parameters'] / theirs['parameters']:.3f} "
+            f"({'at most' if ours['parameters'] * 3 <= theirs['parameters'] else 'more than'} a third)"
+        )
+        print(
+            f"{name}: mIoU difference to lraspp {ours['miou'] - theirs['miou']:+.4f} "
+            f"({'at least' if ours['miou'] >= theirs['miou'] else 'below'} LRASPP)"
+        )
 
 
 if __name__ == "__main__":

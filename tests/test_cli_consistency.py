@@ -64,10 +64,11 @@ def test_validate_reports_every_error_of_a_file(run_cli, tmp_path):
 def test_validate_stops_at_the_limit(run_cli, tmp_path):
     doc = json.loads(SPEC.read_text())
     nodes = doc["network"]["nodes"]
-    for node in nodes:  # two type errors per node
+    for node in nodes:  # three schema errors per node
         node["channels"] = "x"
         node["reduction"] = "y"
-    assert 2 * len(nodes) > MAX_ERRORS
+        node["colour"] = "red"
+    assert 3 * len(nodes) > MAX_ERRORS
     file = tmp_path / "broken.json"
     file.write_text(json.dumps(doc))
     code, _, err = run_cli("validate", str(file))

@@ -37,9 +37,11 @@ def test_show_by_name_and_by_file_agree(run_cli):
     info = json.loads(by_name)
     assert info == json.loads(by_file)
     assert info["cells"]["normal"]["steps"][0] == "sep_conv_3x3(s1) + skip_connect(s0)"
-    node = next(n for n in info["nodes"] if n["id"] == "l5_r16")
-    assert node["inputs"][1] == "l4_r16*0.4 + l4_r32*0.35 + l4_r8*0.25"
-    assert node["partial"] == {"ratio": 0.5, "depth": 1}
+    spec = json.loads(Path(SMALL).read_text())
+    fused = next(n for n in spec["network"]["nodes"] if n.get("partial") and len(n["inputs"][1]["paths"]) > 1)
+    node = next(n for n in info["nodes"] if n["id"] == fused["id"])
+    assert node["inputs"][1] == " + ".join(f"{p['node']}*{p['weight']}" for p in fused["inputs"][1]["paths"])
+    assert node["partial"] == {"ratio": fused["partial"]["ratio"], "depth": fused["partial"].get("depth", 1)}
 
 
 def test_registered_names_win_over_a_folder_of_the_same_name(run_cli, tmp_path, monkeypatch):
@@ -59,7 +61,8 @@ def test_show_draws_the_graph(run_cli, tmp_path):
     code, out, err = run_cli("show", "rspnet_c", "--plot", str(png))
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "rspnet_c" in out and "l5_r16" in out
+    last = json.loads((GENOTYPES / "rspnet_c.json").read_text())["network"]["nodes"][-1]["id"]
+    assert "rspnet_c" in out and last in out
 
 
 def test_build_json_and_out(run_cli, tmp_path):

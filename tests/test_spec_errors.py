@@ -34,19 +34,19 @@ def set_path(doc, keys, value):
 
 
 def add_cycle(doc):
-    node(doc, "l2_r4")["inputs"][1]["paths"].append({"node": "l5_r4"})
+    node(doc, "l2_r8")["inputs"][1]["paths"].append({"node": "l3_r16"})
 
 
 def add_forward_ref(doc):
-    node(doc, "l2_r4")["inputs"][1]["paths"].append({"node": "l2_r8"})
+    node(doc, "l2_r8")["inputs"][1]["paths"].append({"node": "l3_r32"})
 
 
 def drop_from_head(doc):
-    doc["head"]["inputs"].remove("l5_r4")
+    doc["head"]["inputs"].remove("l3_r32")
 
 
 def duplicate_id(doc):
-    node(doc, "l2_r8")["id"] = "l1_r4"
+    node(doc, "l2_r8")["id"] = "l1_r8"
 
 
 def huge_nodes(doc):
@@ -115,20 +115,20 @@ CORPUS = [
     ),
     (
         "dangling-input",
-        mutate(lambda d: set_path(node(d, "l3_r8")["inputs"][1]["paths"][0], ["node"], "ghost")),
-        at("l3_r8", "inputs", 1, "paths", 0, "node"),
+        mutate(lambda d: set_path(node(d, "l3_r16")["inputs"][1]["paths"][0], ["node"], "ghost")),
+        at("l3_r16", "inputs", 1, "paths", 0, "node"),
         "dangling input",
     ),
     (
         "self-cycle",
-        mutate(lambda d: set_path(node(d, "l3_r8")["inputs"][0]["paths"][0], ["node"], "l3_r8")),
-        at("l3_r8", "inputs", 0, "paths", 0, "node"),
+        mutate(lambda d: set_path(node(d, "l3_r16")["inputs"][0]["paths"][0], ["node"], "l3_r16")),
+        at("l3_r16", "inputs", 0, "paths", 0, "node"),
         "cycle",
     ),
-    ("cycle", mutate(add_cycle), at("l2_r4", "inputs", 1, "paths", 1, "node"), "cycle"),
-    ("forward-reference", mutate(add_forward_ref), at("l2_r4", "inputs", 1, "paths", 1, "node"), "forward reference"),
+    ("cycle", mutate(add_cycle), at("l2_r8", "inputs", 1, "paths", 1, "node"), "cycle"),
+    ("forward-reference", mutate(add_forward_ref), at("l2_r8", "inputs", 1, "paths", 1, "node"), "forward reference"),
     ("duplicate-id", mutate(duplicate_id), at("l2_r8", "id"), "duplicate"),
-    ("never-reaches-head", mutate(drop_from_head), at("l5_r4"), "never reaches the head"),
+    ("never-reaches-head", mutate(drop_from_head), at("l3_r32"), "never reaches the head"),
     ("head-dangling", mutate(lambda d: set_path(d, ["head", "inputs", 0], "nowhere")), "/head/inputs/0", "dangling"),
     ("wrong-slot-count", mutate(lambda d: node(d, "l2_r8")["inputs"].pop()), at("l2_r8", "inputs"), "takes 2 input"),
     (
@@ -171,8 +171,8 @@ CORPUS = [
     ),
     (
         "attention-without-weight",
-        mutate(lambda d: node(d, "l3_r8")["inputs"][1]["paths"][0].pop("weight")),
-        at("l3_r8", "inputs", 1, "paths", 0),
+        mutate(lambda d: node(d, "l3_r16")["inputs"][1]["paths"][0].pop("weight")),
+        at("l3_r16", "inputs", 1, "paths", 0),
         "weight",
     ),
     ("mean-length", mutate(lambda d: set_path(d, ["defaults", "mean"], [0.5])), "/defaults/mean", "3 values"),

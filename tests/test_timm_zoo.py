@@ -54,7 +54,7 @@ def test_build_writes_a_self_describing_folder(built_small):
     config = json.loads((built_small / "config.json").read_text())
     genotype = load_spec(GENOTYPES / "rspnet_small.json")
     assert config["architecture"] == "rspnet_small"
-    assert config["num_classes"] == 19 and config["num_features"] == 64
+    assert config["num_classes"] == 19 and config["num_features"] == genotype.head.channels
     assert config["model_args"]["genotype"] == json.loads(dump_spec(genotype))
     with safe_open(str(built_small / "model.safetensors"), framework="pt") as f:
         meta = f.metadata()
@@ -168,12 +168,22 @@ def test_output_stride_that_is_not_a_power_of_two_is_refused():
         timm.create_model("rspnet_small", output_stride=12)
 
 
+def finest_head_size(genotype, size: tuple[int, int]) -> tuple[int, int]:
+    """The decoder works at its finest input's resolution: every stride-2 stage rounds up (padding 1)."""
+    finest = min(n.reduction for n in genotype.network.nodes if n.id in genotype.head.inputs)
+    h, w = size
+    for _ in range(finest.bit_length() - 1):
+        h, w = -(-h // 2), -(-w // 2)
+    return h, w
+
+
 def test_timm_head_api():
     model = timm.create_model("rspnet_small").eval()
     features = model.forward_features(X)
-    assert features.shape == (1, model.num_features, 18, 25)
+    h, w = finest_head_size(load_spec(GENOTYPES / "rspnet_small.json"), tuple(X.shape[-2:]))
+    assert features.shape == (1, model.num_features, h, w)
     assert model.forward_head(features, pre_logits=True).shape == features.shape
-    assert model.forward_head(features).shape == (1, 19, 18, 25)
+    assert model.forward_head(features).shape == (1, 19, h, w)
     assert model.get_classifier().out_channels == 19
     model.reset_classifier(4)
     assert model(X).shape == (1, 4, 72, 100)
