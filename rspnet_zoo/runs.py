@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from .errors import ZooError
@@ -48,3 +48,19 @@ def check_settings(file: Path, recorded: object, settings: dict, extendable: Col
             f"resume it with the same settings, or pass --force to start over"
         )
     return changed
+
+
+def check_fields(file: Path, state: object, fields: Mapping[str, type], what: str) -> dict:
+    """A loaded checkpoint's structure, checked before any of it is used: one line naming the first fault."""
+    if not isinstance(state, dict):
+        raise ZooError(f"{file}: not a {what} checkpoint (it holds {_a(type(state).__name__)} {type(state).__name__})")
+    for key, kind in fields.items():
+        if not isinstance(state.get(key), kind):
+            found = "missing" if key not in state else f"{_a(type(state[key]).__name__)} {type(state[key]).__name__}"
+            name = kind.__name__
+            raise ZooError(f"{file}: not a {what} checkpoint of this run ('{key}' is {found}, not {_a(name)} {name})")
+    return state
+
+
+def _a(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"

@@ -35,7 +35,7 @@ from .data.transforms import IGNORE_INDEX
 from .errors import ZooError
 from .fsutil import atomic_path
 from .metrics import SegmentationMetrics
-from .runs import check_settings
+from .runs import check_fields, check_settings
 from .spec import Genotype
 from .textutil import command_line
 from .weightsfile import torch_load, trained
@@ -85,12 +85,7 @@ RESUMABLE_CHANGES = ("epochs", "iterations")  # a longer run: the card then list
 
 def check_checkpoint(file: Path, state: object, model: nn.Module) -> dict:
     """A loaded checkpoint's structure, checked before any of it is used: one line naming the first fault."""
-    if not isinstance(state, dict):
-        raise ZooError(f"{file}: not a training checkpoint (it holds a {type(state).__name__})")
-    for key, kind in CHECKPOINT_FIELDS.items():
-        if not isinstance(state.get(key), kind):
-            found = "missing" if key not in state else f"a {type(state[key]).__name__}"
-            raise ZooError(f"{file}: not a training checkpoint of this run ('{key}' is {found}, not a {kind.__name__})")
+    check_fields(file, state, CHECKPOINT_FIELDS, "training")
     problem = state_mismatch(model.state_dict(), state["model"])
     if problem:
         raise ZooError(f"{file}: does not fit this model: {problem}")

@@ -52,6 +52,10 @@ CELL_SPEC_FILE = "cell.json"
 SEARCHER = "rspnet-zoo searchers"
 
 
+# what a stage's checkpoint holds beside its settings (checked before a resume uses any of it)
+CHECKPOINT_FIELDS = dict(epoch=int, model=dict, bilevel=dict, rng=torch.Tensor, history=list, wall_s=float)
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     stage: str
@@ -141,7 +145,9 @@ class Runner:
         run = self.runs[stage.name] = StageRun()
         start = 0
         file = self.checkpoint(stage.name)
-        state = distributed.on_main(lambda: load_resumable(file, self.request.settings()) if file.exists() else None)
+        state = distributed.on_main(
+            lambda: load_resumable(file, self.request.settings(), CHECKPOINT_FIELDS) if file.exists() else None
+        )
         if state is not None:
             model.load_state_dict(state["model"])
             bilevel.load_state_dict(state["bilevel"])
@@ -236,7 +242,7 @@ def _check_request(r: SearchRequest) -> None:
     checkpoints = sorted(r.run_dir.glob("checkpoint-*.pt")) if r.run_dir.is_dir() else []
     check_run_folder(r.name, r.out, r.run_dir, checkpoints, r.resume, r.force)
     for file in checkpoints if r.resume else ():  # refused before the plan is printed, not after
-        load_resumable(file, r.settings())
+        load_resumable(file, r.settings(), CHECKPOINT_FIELDS)
 
 
 def search(

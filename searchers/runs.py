@@ -3,6 +3,7 @@ the spec it emits is checked as a reader will see it before it is written."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -10,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from rspnet_zoo import distributed
 from rspnet_zoo.errors import SpecError, ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, writable_output
-from rspnet_zoo.runs import check_run, check_settings
+from rspnet_zoo.runs import check_fields, check_run, check_settings
 from rspnet_zoo.spec import Genotype, Identifier
 from rspnet_zoo.specfile import dump_spec, parse_spec, spec_sha256
 from rspnet_zoo.train import load_checkpoint
@@ -34,10 +35,11 @@ def check_run_folder(
     clean_leftovers(run_dir)
 
 
-def load_resumable(file: Path, settings: dict) -> dict:
-    """A checkpoint's state, refused when it was made with other settings than the ones resuming it."""
-    state = load_checkpoint(file)
-    check_settings(file, state.get("settings"), settings)
+def load_resumable(file: Path, settings: dict, fields: Mapping[str, type]) -> dict:
+    """A checkpoint's state, refused when it lacks one of ``fields`` (name -> type) or was made with other
+    settings than the ones resuming it."""
+    state = check_fields(file, load_checkpoint(file), {"settings": dict, **fields}, "search")
+    check_settings(file, state["settings"], settings)
     return state
 
 

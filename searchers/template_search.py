@@ -49,6 +49,10 @@ STEM = "stem.pt"
 SEARCHER = "rspnet-zoo searchers (template, Nekrasov et al. WACV 2020)"
 
 
+# what the checkpoint holds beside its settings (checked before a resume uses any of it)
+CHECKPOINT_FIELDS = dict(ppo=dict, generator=torch.Tensor, rows=list, cache=dict, updates=int, wall_s=float)
+
+
 @dataclass(frozen=True)
 class TemplateSearchRequest:
     budget: str
@@ -155,7 +159,7 @@ class TemplateSearch:
         return load_checkpoint(run_dir / CHECKPOINT)["rows"]
 
     def load(self) -> None:
-        state = load_resumable(self.file, self.request.settings())
+        state = load_resumable(self.file, self.request.settings(), CHECKPOINT_FIELDS)
         self.ppo.load_state_dict(state["ppo"])
         self.generator.set_state(state["generator"])
         self.rows, self.cache, self.pending = state["rows"], state["cache"], state["pending"]

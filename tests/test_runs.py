@@ -100,7 +100,7 @@ def _damaged(state: dict, damage: str) -> object:
     [
         ("foreign", r"not a training checkpoint \(it holds a list\)"),
         ("no optimizer", r"not a training checkpoint of this run \('optimizer' is missing, not a dict\)"),
-        ("step is text", r"'step' is a str, not a int"),
+        ("step is text", r"'step' is a str, not an int"),
         ("missing tensor", r"does not fit this model: 1 missing, 0 unexpected, 0 mis-shaped tensors \(missing "),
         ("wrong shape", r"does not fit this model: 0 missing, 0 unexpected, 1 mis-shaped tensors \(.* has shape"),
     ],
@@ -207,3 +207,25 @@ def test_a_search_removes_the_temporaries_killed_writes_left_in_its_run_folder(t
     leftover.write_bytes(b"half a checkpoint")
     check_run_folder("net", tmp_path / "net.json", run_dir, [], resume=False, force=False)
     assert list(run_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "state, fault",
+    [
+        ([1, 2], "not a search checkpoint (it holds a list)"),
+        (dict(epoch=1), "not a search checkpoint of this run ('settings' is missing, not a dict)"),
+        (dict(settings={}, epoch="1"), "not a search checkpoint of this run ('epoch' is a str, not an int)"),
+    ],
+)
+def test_a_search_checkpoint_is_checked_before_a_resume_uses_it(tmp_path, state, fault):
+    import torch
+
+    from rspnet_zoo.errors import ZooError
+    from searchers.runner import CHECKPOINT_FIELDS
+    from searchers.runs import load_resumable
+
+    file = tmp_path / "checkpoint-cell.pt"
+    torch.save(state, file)
+    with pytest.raises(ZooError) as e:
+        load_resumable(file, {}, CHECKPOINT_FIELDS)
+    assert str(e.value) == f"{file}: {fault}"
