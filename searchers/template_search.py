@@ -50,7 +50,7 @@ SEARCHER = "rspnet-zoo searchers (template, Nekrasov et al. WACV 2020)"
 
 
 # what the checkpoint holds beside its settings (checked before a resume uses any of it)
-CHECKPOINT_FIELDS = dict(ppo=dict, generator=torch.Tensor, rows=list, cache=dict, updates=int, wall_s=float)
+CHECKPOINT_FIELDS = dict(ppo=dict, generator=torch.Tensor, rows=list, cache=dict, updates=list, wall_s=float)
 
 
 @dataclass(frozen=True)
