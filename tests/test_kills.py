@@ -68,7 +68,8 @@ def complete_folder(folder: Path) -> str | None:
         return None
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"], folder
     json.loads((folder / "config.json").read_text())
-    assert (folder / "README.md").read_text().startswith("# ")
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "\n# " in card  # the Hub front matter, then the card
     return read_weights(folder / "model.safetensors")[1]["tensors_sha256"]  # refuses partial data
 
 
