@@ -29,5 +29,10 @@ class SpecError(ZooError, ValueError):
 
 
 def pointer(*parts: object) -> str:
-    """JSON pointer (RFC 6901) from path parts."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    """JSON pointer (RFC 6901) from path parts, for messages: characters that do not print (a newline in a
+    key) are shown escaped, so an error stays one line."""
+    return "".join("/" + _printable(str(p).replace("~", "~0").replace("/", "~1")) for p in parts)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -231,3 +231,13 @@ def test_validate_json_mode(tmp_path, run_cli):
         "error": "unknown format_version 7: this rspnet-zoo reads 1..1",
         "errors": [{"pointer": "/format_version", "error": "unknown format_version 7: this rspnet-zoo reads 1..1"}],
     }
+
+
+def test_a_key_that_does_not_print_is_escaped_so_the_error_stays_one_line():
+    from rspnet_zoo.errors import SpecError
+    from rspnet_zoo.specfile import parse_spec
+
+    with pytest.raises(SpecError) as e:
+        parse_spec('{"\\n": ' + "1" * 71 + "}")
+    assert "\n" not in str(e.value)
+    assert str(e.value).startswith("/\\n: a number with 71 digits")
