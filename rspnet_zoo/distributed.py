@@ -42,8 +42,23 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+_alone = False  # set by ``alone()``
+
+
 def active() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    return not _alone and dist.is_available() and dist.is_initialized()
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """This process as if it were the only one: no collectives, its own data. For work one rank does while
+    the others wait at their next collective (the search plan's timed probe steps)."""
+    global _alone
+    previous, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = previous
 
 
 def rank() -> int:

@@ -261,8 +261,9 @@ def search(
     distributed.on_main(_check_request, request)
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
-    if on_start is not None:  # every rank: the estimate's timed steps take part in the collectives
-        on_start(data)
+    if on_start is not None and distributed.is_main():
+        with distributed.alone():  # the plan's timed probe steps: on rank 0, without collectives
+            on_start(data)
     if distributed.is_main():
         request.run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(request, data, on_step, on_epoch_end)
