@@ -75,7 +75,7 @@ def test_provenance_records_the_run_and_its_stage_one_parent(both_spec):
     out, summary, run_dir = both_spec
     p = load_spec(out).provenance
     assert (p.stage, p.seed, p.dataset, p.budget, p.epochs) == ("both", 0, "synthetic", "smoke", 4)
-    assert 0 < p.wall_time_s < 60 and p.tool_version and p.command.startswith("rspnet-zoo search --stage both")
+    assert p.wall_time_s > 0 and p.tool_version and p.command.startswith("rspnet-zoo search --stage both")
     parent = load_spec(run_dir / "cell.json")
     assert p.parent_sha256 == spec_sha256(parent) == summary["parent_sha256"]
     assert parent.cells == load_spec(out).cells
