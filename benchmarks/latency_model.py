@@ -87,7 +87,7 @@ def main() -> None:
     )
     print(
         f"table {table.path}: {len(table.entries)} units ({timed} timed now, {time.perf_counter() - started:.0f} s), "
-        f"calibration {table.calibration} (ratios {table.provenance.get('calibration_ratios')})"
+        f"overhead {table.overhead_ms} ms per unit (per network {table.provenance.get('overhead_ms_per_network')})"
     )
     rng = random.Random(args.seed)
     specs = [load_spec(p) for p in (args.specs or shipped_specs())]
@@ -116,7 +116,7 @@ def main() -> None:
     result = dict(
         target=table.fingerprint,
         table=str(table.path),
-        calibration=table.calibration,
+        overhead_ms=table.overhead_ms,
         provenance=table.provenance,
         rows=rows,
         median_error=statistics.median(errors),

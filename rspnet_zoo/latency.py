@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import platform
 import time
@@ -437,7 +436,7 @@ class LatencyTable:
     provenance: dict[str, Any]
     min_run_time: float = MIN_RUN_TIME
     path: Path | None = None
-    calibration: float = 1.0  # measured / summed latency of whole networks (``calibrate``)
+    overhead_ms: float | None = None  # what a unit costs more inside a network than alone (``calibrate``)
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -464,36 +463,48 @@ class LatencyTable:
         return len(missing)
 
     def ms(self, units: Iterable[Unit]) -> float:
-        """Their summed latency as timed alone (no calibration); units the table lacks are measured first."""
+        """Their summed latency as timed alone (no overhead); units the table lacks are measured first."""
         units = list(units)
         if self.measure(units) and self.path is not None:
             self.save()
         return sum(self.entries[u.key] for u in units)
 
+    def unit_ms(self, unit: Unit) -> float:
+        """One measured unit's latency inside a network: as timed alone plus the per-unit overhead."""
+        return self.entries[unit.key] + (self.overhead_ms or 0.0)
+
     def predict(self, genotype: Genotype) -> float:
-        """Predicted ms of ``genotype`` at the table's size: the sum over the units of its plan, times the
-        table's calibration."""
-        return self.calibration * self.ms(p.unit for p in plan_units(lower(genotype), genotype, self.target.size))
+        """Predicted ms of ``genotype`` at the table's size: the sum over the units of its plan, each with
+        the table's per-unit overhead."""
+        units = [p.unit for p in plan_units(lower(genotype), genotype, self.target.size)]
+        return self.ms(units) + len(units) * (self.overhead_ms or 0.0)
 
-    def calibrate(self, genotypes: Sequence[Genotype]) -> float:
-        """Set the calibration to the geometric mean of measured / summed latency of ``genotypes`` (whole networks).
+    def calibrate(self, genotypes: Sequence[Genotype], rounds: int = 3) -> float:
+        """Set the per-unit overhead: the mean over ``genotypes`` (whole networks) of (measured - summed) / units,
+        each network measured in ``rounds`` interleaved rounds (the median: a shared machine's whole-network
+        times moved by a quarter between two profiles minutes apart).
 
-        A unit timed alone runs warm: its input and weights stay in the caches between calls, and the
-        network's own loop is not around it. In a network each unit reads what the previous one left,
-        so the sum of the units comes out short by a share that is much the same for every network of
-        a search space (about a fifth on this project's CPU). One factor, measured on the space's own
-        networks and recorded with the table, puts it back; the specs a prediction is checked on are
+        A unit timed alone runs warm: its weights stay in the caches between calls and the network's
+        loop is not around it. In a network each unit fetches its weights again and is called from a
+        colder loop: a cost per call that hardly depends on what the unit computes. So the overhead is
+        added per unit, not as a factor on the sum: in one profile at 512x1024 on this project's CPU a
+        factor fitted on the light-weight space's networks (1.26) overshot Auto-DeepLab-L by 24%, where
+        the same networks' per-unit overhead (0.21 ms) predicted it within 1%. It is measured on the
+        search space's own networks and recorded with the table; the specs a prediction is checked on are
         never among them."""
+        import statistics
+
         from .model import GenotypeNet
 
-        ratios = []
-        for genotype in genotypes:
-            summed = self.ms(p.unit for p in plan_units(lower(genotype), genotype, self.target.size))
-            ratios.append(measure_model(GenotypeNet(genotype), self.target) / summed)
-        self.calibration = round(math.exp(sum(math.log(r) for r in ratios) / len(ratios)), 4)
+        models = [GenotypeNet(g) for g in genotypes]
+        units = [[p.unit for p in plan_units(lower(g), g, self.target.size)] for g in genotypes]
+        summed = [self.ms(u) for u in units]
+        times = [[measure_model(m, self.target) for m in models] for _ in range(rounds)]
+        per_unit = [(statistics.median(t[i] for t in times) - summed[i]) / len(units[i]) for i in range(len(genotypes))]
+        self.overhead_ms = round(sum(per_unit) / len(per_unit), 6)
         self.provenance["calibrated_on"] = [g.name for g in genotypes]
-        self.provenance["calibration_ratios"] = [round(r, 4) for r in ratios]
-        return self.calibration
+        self.provenance["overhead_ms_per_network"] = [round(o, 6) for o in per_unit]
+        return self.overhead_ms
 
     def save(self) -> Path:
         path = self.path or tables_dir() / self.target.file_name
@@ -501,7 +512,7 @@ class LatencyTable:
             format=FORMAT,
             fingerprint=self.fingerprint,
             provenance=self.provenance,
-            calibration=self.calibration,
+            overhead_ms=self.overhead_ms,
             units=len(self.entries),
             entries=dict(sorted(self.entries.items())),
         )
@@ -522,7 +533,7 @@ def load_table(target: Target, path: Path | None = None) -> LatencyTable | None:
     if doc.get("format") != FORMAT or doc.get("fingerprint") != target.fingerprint():
         return None
     return LatencyTable(
-        target, dict(doc["entries"]), dict(doc["provenance"]), path=path, calibration=doc.get("calibration", 1.0)
+        target, dict(doc["entries"]), dict(doc["provenance"]), path=path, overhead_ms=doc.get("overhead_ms")
     )
 
 
@@ -562,12 +573,12 @@ def profile(
     calibrate_on: Sequence[Genotype] = (),
 ) -> tuple[LatencyTable, int]:
     """The table for ``target`` covering every unit of ``genotypes`` (a search space's networks), measured
-    where the cache lacks them or is stale, and calibrated on the networks ``calibrate_on`` when it is
-    new; returns it and how many units were timed now."""
+    where the cache lacks them or is stale, and calibrated on the networks ``calibrate_on`` when it has
+    no per-unit overhead yet; returns it and how many units were timed now."""
     table = open_table(target, command, path)
     units = [p.unit for g in genotypes for p in plan_units(lower(g), g, target.size)]
     timed = table.measure(units, on_unit)
-    calibrated = bool(calibrate_on) and "calibrated_on" not in table.provenance
+    calibrated = bool(calibrate_on) and table.overhead_ms is None
     if calibrated:
         table.calibrate(calibrate_on)
     if timed or calibrated or table.path is None or not table.path.is_file():

@@ -182,6 +182,30 @@ BUDGETS: dict[str, Budget] = {
             path=PathStage(epochs=20, warmup_epochs=6, layers=6, channels=12, arch_lr=3e-3, lr=0.05),
         ),
     ),
+    "mobile": Budget(
+        "the small schedule on a space that can be fast: the shipped rspnet_small and rspnet_c, with --latency-target",
+        "as small, plus the latency profile of the space on the first run on a device (minutes)",
+        SearchConfig(
+            image_size=64,
+            batch_size=8,
+            samples=400,
+            cell=CellStage(
+                epochs=40, warmup_epochs=12, layers=8, channels=8, steps=3, partial=2, lr=0.05, arch_lr=3e-3
+            ),
+            path=PathStage(
+                epochs=20,
+                warmup_epochs=6,
+                layers=3,
+                channels=12,
+                arch_lr=3e-3,
+                lr=0.05,
+                stem_reduction=8,
+                finest_layers=2,
+                spec_channels=24,
+                latency_widths=(1.0, 0.83, 0.67, 0.5, 0.42),
+            ),
+        ),
+    ),
     "paper": Budget(
         "the published settings: PC-DARTS for the cell, Auto-DeepLab for the paths",
         "GPU-sized (batches of 256 crops of 321x321); not measured here, where searches run on the CPU",

@@ -66,7 +66,6 @@ class LatticeLatency:
             cell, nodes, stage.spec_channels, stage.rsp_ratio, stage.rsp_depths, num_classes, name="priced"
         )
         self.nodes = list(nodes)
-        self.calibration = table.calibration
         self.k = stage.topk or max(len(n.candidates) for n in nodes)
         self.primitives = [p for p in primitives or () if p != "none"]
         ids = ["input"] + [n.id for n in genotype.network.nodes]
@@ -91,7 +90,7 @@ class LatticeLatency:
         self.ops = torch.zeros(len(self.nodes), len(self.primitives), dtype=torch.float64)
         for p, unit in units:
             r = row.get(ids[p.node + 1]) if p.node >= 0 else None
-            ms = table.entries[unit.key]
+            ms = table.unit_ms(unit)
             if r is None:
                 self.fixed += ms
             elif p.role == "path":
@@ -99,7 +98,7 @@ class LatticeLatency:
             else:
                 self.cell[r] += ms
         for node, us in op_units.items():
-            self.ops[row[ids[node + 1]]] = torch.tensor([table.entries[u.key] for u in us], dtype=torch.float64)
+            self.ops[row[ids[node + 1]]] = torch.tensor([table.unit_ms(u) for u in us], dtype=torch.float64)
         self.head = set(head_candidates(self.nodes))
         self.readers: list[list[tuple[int, int]]] = [[] for _ in self.nodes]
         for m, n in enumerate(self.nodes):
@@ -127,7 +126,7 @@ class LatticeLatency:
                 for m, c in self.readers[n]:
                     missed = missed * (1 - used[m] * q[m, c])
                 used[n] = 1 - missed
-        return self.calibration * (self.fixed + (torch.stack(used) * cost).sum())
+        return self.fixed + (torch.stack(used) * cost).sum()
 
 
 def op_counts(alphas: torch.Tensor, betas: torch.Tensor, primitives: Sequence[str]) -> torch.Tensor:

@@ -9,7 +9,7 @@ from searchers.budgets import BUDGETS, resolve_config
 
 
 def test_every_preset_is_a_valid_config_and_paper_follows_the_papers():
-    assert set(BUDGETS) == {"smoke", "small", "paper"}
+    assert set(BUDGETS) == {"smoke", "small", "mobile", "paper"}
     paper = resolve_config("paper")
     assert (paper.cell.layers, paper.cell.channels, paper.cell.steps, paper.cell.partial) == (8, 16, 4, 4)  # PC-DARTS
     assert (paper.cell.epochs, paper.cell.warmup_epochs, paper.batch_size) == (50, 15, 256)
@@ -19,6 +19,13 @@ def test_every_preset_is_a_valid_config_and_paper_follows_the_papers():
         40,
         20,
     )  # Auto-DeepLab
+
+
+def test_mobile_is_the_small_schedule_on_the_fast_space():
+    small, mobile = resolve_config("small"), resolve_config("mobile")
+    assert mobile.cell == small.cell and (mobile.path.epochs, mobile.path.lr) == (small.path.epochs, small.path.lr)
+    assert (mobile.path.stem_reduction, mobile.path.finest_layers) == (8, 2)
+    assert min(mobile.path.latency_widths) < 0.5 < max(mobile.path.latency_widths) == 1.0
 
 
 def test_overrides_reach_one_stage_or_every_stage_that_has_the_setting():

@@ -72,14 +72,14 @@ def profile_command(
         timed=timed,
         fingerprint=result.fingerprint,
         fingerprint_id=result.fingerprint_id,
-        calibration=result.calibration,
+        overhead_ms=result.overhead_ms,
         provenance=result.provenance,
     )
 
     def human(console):
         reused = "all cached" if not timed else f"{timed} timed now"
         console.print(f"{summary['units']} units ({reused}) -> {summary['table']}")
-        console.print(f"  calibration (measured / summed, whole networks) {result.calibration}")
+        console.print(f"  overhead per unit (whole networks against their summed units) {result.overhead_ms} ms")
         console.print(
             f"  fingerprint {summary['fingerprint_id']}: "
             + ", ".join(f"{k} {v}" for k, v in result.fingerprint.items())
