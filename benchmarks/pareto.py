@@ -76,7 +76,8 @@ def search(target_ms: float, args: argparse.Namespace, out: Path) -> Path:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"search for {target_ms:.1f} ms failed ({done.returncode}): {done.stderr.strip()[-800:]}")
-    print(f"  searched {spec.name} ({time.perf_counter() - started:.0f} s): {done.stdout.strip().splitlines()[-1]}")
+    verdict = " ".join(done.stdout.split()).partition("latency at ")[2].partition(" parent")[0]
+    print(f"  searched {spec.name} ({time.perf_counter() - started:.0f} s): latency at {verdict}")
     return spec
 
 

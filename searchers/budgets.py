@@ -4,10 +4,12 @@
 cells, 4 steps, K=4, batch 256, 50 epochs, architecture updates from epoch 15, weights by SGD lr 0.1
 cosine to 0.001, alphas by Adam lr 6e-4) and Auto-DeepLab for the path search (12 layers, F=8, 321x321
 crops, 40 epochs, architecture updates from epoch 20, arch lr 3e-3). ``smoke`` runs both stages in
-seconds; ``small`` is sized for about 12 minutes on one CPU core (the shipped search: 722 s), with the
+seconds; ``small`` is sized for about 12 minutes on one CPU core (the shipped rspnet_searched: 722 s), with the
 architecture learning rate raised to 3e-3 (Auto-DeepLab's) and 40 cell epochs (architecture from epoch
 12, PC-DARTS' 30%): with fewer, the alphas stay within a few percent of uniform and the decoded cell is
-decided by the initialisation.
+decided by the initialisation. ``mobile`` is ``small``'s schedule on a space that can be fast (issue 10): a
+strided stem straight to 1/8, cells at 1/8 only in the first two of 3 layers, widths down to 0.42 of F=24
+for ``--latency-target`` to choose from; the shipped rspnet_small and rspnet_c come from it.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ BUDGETS: dict[str, Budget] = {
     ),
     "mobile": Budget(
         "the small schedule on a space that can be fast: the shipped rspnet_small and rspnet_c, with --latency-target",
-        "as small, plus the latency profile of the space on the first run on a device (minutes)",
+        "6 min on a 2-core AMD EPYC VM at 2 threads, otherwise idle (the shipped searches: 361 s and 357 s); the "
+        "first run on a device adds the latency profile of the space (32 s at 512x1024)",
         SearchConfig(
             image_size=64,
             batch_size=8,

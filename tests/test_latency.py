@@ -111,6 +111,29 @@ def test_a_prediction_times_only_the_units_the_table_lacks_and_keeps_them(calls,
     assert not calls  # saved beside the profile
 
 
+def test_calibration_adds_one_measured_overhead_to_every_unit(calls, tmp_path, monkeypatch):
+    """A network measured at its units' sum plus 0.5 ms a unit gives an overhead of 0.5 ms, which every
+    later prediction adds once per unit, and which the saved table keeps."""
+    from rspnet_zoo.plan import lower
+
+    def units(genotype):
+        return len(lat.plan_units(lower(genotype), genotype, SIZE))
+
+    measured = []
+    monkeypatch.setattr(
+        lat,
+        "measure_model",
+        lambda model, target, *_: measured.append(1) or expected_cost(model) + 0.5 * units(model.genotype),
+    )
+    small, c = resolve_genotype("rspnet_small"), resolve_genotype("rspnet_c")
+    table = lat.open_table(lat.Target(size=SIZE), path=tmp_path / "t.json")
+    assert table.calibrate([small], rounds=3) == pytest.approx(0.5)
+    assert len(measured) == 3
+    assert table.predict(c) == pytest.approx(expected_cost(GenotypeNet(c)) + 0.5 * units(c))
+    table.save()
+    assert lat.load_table(table.target, tmp_path / "t.json").overhead_ms == pytest.approx(0.5)
+
+
 def test_latency_target_search_emits_a_spec_predicted_below_the_target(monkeypatch, run_cli, tmp_path):
     """The must-show smoke search: the target lies between the widest and the narrowest network the
     space holds, so the penalty and the width fit have something to do. A unit costs its parameters
