@@ -15,6 +15,7 @@ and writes everything to ``--out`` (JSON). On a machine shared with other jobs, 
 --threads 1`` measures the process's own CPU time, which the other jobs do not inflate.
 
     python benchmarks/latency_model.py [--size 256x512] [--threads 1] [--clock cpu] [--random 10]
+        [--runtime eager|optimized|onnxruntime]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 
 from rspnet_zoo.data.synthetic import NUM_CLASSES
 from rspnet_zoo.fsutil import atomic_write_text
-from rspnet_zoo.latency import Target, measure_model, profile
+from rspnet_zoo.latency import RUNTIMES, Target, measure_model, profile
 from rspnet_zoo.model import GenotypeNet
 from rspnet_zoo.resources import shipped_specs
 from rspnet_zoo.spec import Cell, CellStep, Edge, Genotype
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--size", default="256x512")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", default="cpu", choices=("wall", "cpu"))
+    parser.add_argument("--runtime", default="eager", choices=RUNTIMES)
     parser.add_argument("--random", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--specs", nargs="*", default=None, help="Spec files (default: every shipped spec).")
@@ -76,13 +78,13 @@ def main() -> None:
 
     h, w = (int(v) for v in args.size.split("x"))
     torch.set_num_threads(args.threads)
-    target = Target("cpu", "eager", args.threads, (h, w), args.clock)
+    target = Target("cpu", args.runtime, args.threads, (h, w), args.clock)
     config = resolve_config(args.budget)
     started = time.perf_counter()
     table, timed = profile(
         target,
         space_genotypes(config, NUM_CLASSES),
-        f"python benchmarks/latency_model.py --budget {args.budget} --size {args.size}",
+        f"python benchmarks/latency_model.py --budget {args.budget} --size {args.size} --runtime {args.runtime}",
         calibrate_on=calibration_genotypes(config, NUM_CLASSES),
     )
     print(
@@ -93,7 +95,7 @@ def main() -> None:
     specs = [load_spec(p) for p in (args.specs or shipped_specs())]
     specs += [random_spec(config, rng, i) for i in range(args.random)]
     rows = []
-    print(f"1x3x{h}x{w}, {args.threads} threads, eager, {args.clock} clock")
+    print(f"1x3x{h}x{w}, {args.threads} threads, {args.runtime}, {args.clock} clock")
     print(f"{'spec':<22} {'predicted ms':>12} {'measured ms':>12} {'ratio':>6} {'load':>5}")
     for genotype in specs:
         predicted = table.predict(genotype)

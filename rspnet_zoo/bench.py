@@ -101,8 +101,15 @@ def peak_memory_cuda(run: Callable[[torch.Tensor], Any], x: torch.Tensor) -> int
     return torch.cuda.max_memory_allocated()
 
 
-def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.device) -> Callable:
-    """The model exported to ONNX (dynamic batch and size) and run by an onnxruntime session."""
+def onnx_session(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    threads: int,
+    device: torch.device,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> Any:
+    """``model`` exported to ONNX (traced on ``inputs``, which name the graph's inputs) and loaded in an
+    onnxruntime session of ``threads`` intra-op threads on ``device``: how every ONNX timing here runs."""
     from .export import OPSET, require
 
     onnxruntime = require("onnxruntime")
@@ -112,19 +119,24 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.
         with torch.no_grad(), contextlib.redirect_stdout(None):
             torch.onnx.export(
                 model.cpu(),
-                (x,),
+                tuple(x.cpu() for x in inputs.values()),
                 str(file),
-                input_names=["image"],
-                output_names=["logits"],
+                input_names=list(inputs),
                 opset_version=OPSET,
-                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+                dynamic_axes=dynamic_axes,
                 dynamo=False,
             )
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
-        session = onnxruntime.InferenceSession(str(file), options, providers=providers)
+        return onnxruntime.InferenceSession(str(file), options, providers=providers)
+
+
+def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.device) -> Callable:
+    """The model exported to ONNX (dynamic batch and size) and run by an onnxruntime session."""
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}}
+    session = onnx_session(model, {"image": x}, threads, device, dynamic)
     return lambda t: session.run(None, {"image": t.numpy()})
 
 

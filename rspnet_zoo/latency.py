@@ -9,6 +9,12 @@ real module of ``model.py`` / ``ops.py`` / ``heads.py`` it stands for, on inputs
 ``torch.utils.benchmark``; what the network's own forward loop adds around them is one more unit per
 node (``node``: a node that does nothing but hand its input on, timed inside a two-node network).
 
+A table is measured in one runtime (``RUNTIMES``) and predicts latency in that runtime: ``eager``, the
+modules as they are; ``optimized``, each unit rewritten by ``rspnet_zoo.optimize`` as it rewrites whole
+networks (BNs folded, channels_last); ``onnxruntime``, that optimised unit exported to ONNX and run in
+an onnxruntime session (``bench.onnx_session``). The whole networks a table is calibrated and checked
+on run in the same runtime (``measure_model``), through the same ``_prepared``.
+
 The table (unit key -> ms) is cached as JSON in ``$RSPNET_ZOO_HOME/latency/`` under the device's
 *fingerprint*: CPU model, cores, torch version, device, runtime, threads and input size. A cached table
 whose fingerprint differs in anything is stale and measured again; units a prediction needs and the
@@ -18,6 +24,7 @@ table lacks are measured then and added, so a spec outside the profiled search s
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -30,7 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from timm.layers import SelectAdaptivePool2d
-from torch import nn
+from torch import fx, nn
 
 from .errors import ZooError
 from .fsutil import atomic_write_text
@@ -39,7 +46,7 @@ from .ops import AGGREGATES, make_op
 from .plan import CellPlan, FeaturePlan, LayerPlan, NetworkPlan, PathPlan, SlotPlan, TemplatePlan, lower
 from .spec import Genotype, LayerArgs
 
-RUNTIMES = ("eager",)
+RUNTIMES = ("eager", "optimized", "onnxruntime")
 # 'wall': elapsed time, what a latency target means. 'cpu': the process's CPU time, which other processes
 # on a shared machine do not inflate; with one thread it is the wall time of the same machine idle.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -343,30 +350,29 @@ def _decoder_features(plan: NetworkPlan, genotype: Genotype) -> int:
 
 
 def time_unit(
-    module: nn.Module, inputs: list[torch.Tensor], threads: int, min_run_time: float, clock: str = "wall"
+    run: Callable[[], Any], threads: int, min_run_time: float, clock: str = "wall", cuda: bool = False
 ) -> float:
-    """Mean milliseconds of ``module(*inputs)`` under inference mode (``torch.utils.benchmark.Timer``,
-    blocks of about a millisecond, at least ``MIN_BLOCKS`` of them). The mean, not the median: a network
-    runs hundreds of units, and the stalls a shared machine puts between them (a descheduled thread, an
-    OpenMP barrier waiting for it) add up in its latency; the mean counts them in each unit's share, so
-    the sum of the means predicts the network's time under the same load, where medians leave them out.
-    ``clock`` 'cpu' times the process's CPU time instead (``CLOCKS``)."""
+    """Mean milliseconds of one call of ``run`` (a unit or network ready in its runtime: ``_prepared``)
+    under inference mode (``torch.utils.benchmark.Timer``, blocks of about a millisecond, at least
+    ``MIN_BLOCKS`` of them). The mean, not the median: a network runs hundreds of units, and the stalls
+    a shared machine puts between them (a descheduled thread, an OpenMP barrier waiting for it) add up
+    in its latency; the mean counts them in each unit's share, so the sum of the means predicts the
+    network's time under the same load, where medians leave them out. ``clock`` 'cpu' times the
+    process's CPU time instead (``CLOCKS``); ``cuda`` times the kernels to their end."""
     import statistics
 
     from torch.utils.benchmark import Timer
 
     with torch.inference_mode():
-        module(*inputs)
+        run()
         clock_fn = CLOCKS[clock]
-        if inputs[0].is_cuda:  # the kernels are asynchronous: time them to their end
+        if cuda:  # the kernels are asynchronous: time them to their end
 
             def clock_fn() -> float:
                 torch.cuda.synchronize()
                 return time.perf_counter()
 
-        timer = Timer(
-            "module(*inputs)", globals=dict(module=module, inputs=inputs), num_threads=threads, timer=clock_fn
-        )
+        timer = Timer("run()", globals=dict(run=run), num_threads=threads, timer=clock_fn)
         single = min(timer.timeit(1).mean for _ in range(3))
         number = max(1, int(BLOCK_S / max(single, 1e-7)))
         blocks: list[float] = []
@@ -376,10 +382,38 @@ def time_unit(
         return statistics.fmean(blocks) * 1e3
 
 
-def _prepared(module: nn.Module, inputs: list[torch.Tensor], device: torch.device):
-    """The unit as the runtime runs it. ``RUNTIMES`` is eager alone so far: ``rspnet_zoo.optimize``
-    traces whole networks with torch.fx, and the units that take lists of tensors do not trace."""
-    return module.eval().to(device), [x.to(device) for x in inputs]
+def _positional(module: nn.Module, inputs: int) -> fx.GraphModule:
+    """``module`` traced as a graph of ``inputs`` positional tensors. The unit wrappers take ``*xs``,
+    which fx traces as one placeholder it cannot unpack; flat concrete placeholders give it one each."""
+    return fx.symbolic_trace(module, concrete_args=(fx.PH,) * inputs)
+
+
+def _prepared(module: nn.Module, inputs: list[torch.Tensor], target: Target, image: bool = False) -> Callable[[], Any]:
+    """One call of ``module(*inputs)`` as ``target.runtime`` runs it, ready to time: the one place a
+    unit or a network is made ready for its runtime.
+
+    ``optimized`` runs ``rspnet_zoo.optimize`` on the unit as on a network, and hands it its inputs
+    channels_last, as the tensors inside an optimised network are (``image``: the network's own input,
+    which arrives as a caller gives it and the graph converts). ``onnxruntime`` exports that optimised
+    graph, as ``rspnet-zoo bench --optimize --runtime onnxruntime`` and ``benchmarks/compare.py`` run
+    networks there (``bench.onnx_session``, the target's threads)."""
+    from .bench import onnx_session
+    from .optimize import optimize
+
+    device = torch.device(target.device)
+    module = module.eval().to(device)
+    inputs = [x.to(device) for x in inputs]
+    if target.runtime == "eager":
+        return functools.partial(module, *inputs)
+    net = optimize(_positional(module, len(inputs)))
+    if target.runtime == "optimized":
+        if not image:
+            inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
+        return functools.partial(net, *inputs)
+    named = {f"input_{i}": x for i, x in enumerate(inputs)}
+    session = onnx_session(net, named, target.threads, device)
+    feeds = {i.name: named[i.name].cpu().numpy() for i in session.get_inputs()}  # an unread input is dropped
+    return functools.partial(session.run, None, feeds)
 
 
 @dataclass(frozen=True)
@@ -429,7 +463,7 @@ def tables_dir() -> Path:
 
 @dataclass
 class LatencyTable:
-    """Unit key -> median ms on ``target``; ``measure`` adds the units it lacks (and ``save`` keeps them)."""
+    """Unit key -> mean ms on ``target``; ``measure`` adds the units it lacks (and ``save`` keeps them)."""
 
     target: Target
     entries: dict[str, float]
@@ -452,11 +486,11 @@ class LatencyTable:
     def measure(self, units: Iterable[Unit], on_unit: Callable[[int, int], None] | None = None) -> int:
         """Time every unit of ``units`` the table lacks; returns how many were timed."""
         missing = list({u.key: u for u in units if u.key not in self.entries}.values())
-        device = torch.device(self.target.device)
+        t = self.target
         for k, unit in enumerate(missing):
             torch.manual_seed(0)
-            module, inputs = _prepared(*UNITS[unit.kind](*unit.args), device)
-            ms = time_unit(module, inputs, self.target.threads, self.min_run_time, self.target.clock)
+            run = _prepared(*UNITS[unit.kind](*unit.args), t)
+            ms = time_unit(run, t.threads, self.min_run_time, t.clock, cuda=t.device == "cuda")
             self.entries[unit.key] = round(ms, 6)
             if on_unit is not None:
                 on_unit(k + 1, len(missing))
@@ -538,8 +572,12 @@ def load_table(target: Target, path: Path | None = None) -> LatencyTable | None:
 
 
 def check_target(target: Target) -> None:
+    from .export import require
+
     if target.runtime not in RUNTIMES:
         raise ZooError(f"unknown runtime '{target.runtime}' for the latency model (one of {', '.join(RUNTIMES)})")
+    if target.runtime == "onnxruntime":
+        require("onnxruntime")
     if target.clock not in CLOCKS:
         raise ZooError(f"unknown clock '{target.clock}' (one of {', '.join(CLOCKS)})")
     if target.device not in ("cpu", "cuda"):
@@ -587,8 +625,9 @@ def profile(
 
 
 def measure_model(model: nn.Module, target: Target, min_run_time: float = 0.5) -> float:
-    """Measured latency (ms, the mean of ``time_unit``) of ``model`` on a 1 x 3 x size input, timed as units are."""
+    """Measured latency (ms, the mean of ``time_unit``) of ``model`` on a 1 x 3 x size input in the
+    target's runtime, timed as units are."""
     torch.manual_seed(0)
     x = torch.randn(1, getattr(model, "in_chans", 3), *target.size)
-    module, (x,) = _prepared(model, [x], torch.device(target.device))
-    return time_unit(module, [x], target.threads, min_run_time, target.clock)
+    run = _prepared(model, [x], target, image=True)
+    return time_unit(run, target.threads, min_run_time, target.clock, cuda=target.device == "cuda")

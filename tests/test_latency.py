@@ -1,12 +1,16 @@
 """The latency model: a prediction sums every unit the compiled network calls, the table is cached per
 device fingerprint and reloaded, a stale one is measured again; a `--latency-target` search emits a spec
-predicted below the target that validates and builds. Timing is replaced by a deterministic cost, so
-these tests check the bookkeeping, never the clock (benchmarks/latency_model.py checks the figures)."""
+predicted below the target that validates and builds; a table of each runtime times its units in that
+runtime. Timing is replaced by a deterministic cost where the bookkeeping is checked, and never asserted
+where units are really timed (benchmarks/latency_model.py checks the figures)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -24,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 WEIGHTS = {SepConv: 1.0, ReLUConvBN: 1000.0, FactorizedReduce: 1e6}
 
 
-def counted_cost(module: nn.Module, *timing) -> float:
+def counted_cost(module: nn.Module) -> float:
     """A cost that counts the separable convs, path projections and factorized reductions a unit holds."""
     return sum(w for m in module.modules() for t, w in WEIGHTS.items() if type(m) is t)
 
@@ -33,16 +37,23 @@ def expected_cost(model: nn.Module) -> float:
     return sum(w for m in model.modules() for t, w in WEIGHTS.items() if type(m) is t)
 
 
+def fake_timing(monkeypatch, cost) -> None:
+    """A unit (or network) made ready for its runtime returns ``cost(module)`` when called, and timing
+    a call returns what it returns."""
+    monkeypatch.setattr(lat, "_prepared", lambda module, inputs, target, image=False: lambda: cost(module))
+    monkeypatch.setattr(lat, "time_unit", lambda run, *timing, **options: run())
+
+
 @pytest.fixture
 def calls(monkeypatch):
     """Count the units timed; each costs ``counted_cost``."""
     count = []
 
-    def fake(module, *timing):
+    def cost(module):
         count.append(1)
         return counted_cost(module)
 
-    monkeypatch.setattr(lat, "time_unit", fake)
+    fake_timing(monkeypatch, cost)
     return count
 
 
@@ -138,7 +149,7 @@ def test_latency_target_search_emits_a_spec_predicted_below_the_target(monkeypat
     """The must-show smoke search: the target lies between the widest and the narrowest network the
     space holds, so the penalty and the width fit have something to do. A unit costs its parameters
     (a thousand per ms), so width matters."""
-    monkeypatch.setattr(lat, "time_unit", lambda module, *_: 0.01 + sum(p.numel() for p in module.parameters()) / 1e3)
+    fake_timing(monkeypatch, lambda module: 0.01 + sum(p.numel() for p in module.parameters()) / 1e3)
     config = resolve_config("smoke")
     space = space_genotypes(config, NUM_CLASSES)
     table = open_goal(1.0, SIZE, config, NUM_CLASSES).table  # profiled and calibrated, as the search will find it
@@ -177,3 +188,97 @@ def test_latency_target_search_emits_a_spec_predicted_below_the_target(monkeypat
     model = GenotypeNet(genotype).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, *SIZE)).shape == (1, genotype.defaults.num_classes, *SIZE)
+
+
+# ---- runtimes: a table measured in a runtime times its units there
+
+
+@pytest.fixture
+def runtime_calls(monkeypatch):
+    """Record each call of ``rspnet_zoo.optimize`` and of ``bench.onnx_session``, which still run."""
+    calls = []
+    for module_name, name in (("rspnet_zoo.optimize", "optimize"), ("rspnet_zoo.bench", "onnx_session")):
+        module = importlib.import_module(module_name)
+        real = getattr(module, name)
+
+        def spy(*args, real=real, name=name, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def _output(out) -> torch.Tensor:
+    """A unit's output as a tensor: onnxruntime returns a list of numpy arrays."""
+    return torch.from_numpy(out[0]) if isinstance(out, list) else out
+
+
+@pytest.mark.parametrize("runtime", ["optimized", "onnxruntime"])
+def test_every_kind_of_unit_runs_in_the_runtime_and_computes_what_eager_does(runtime, runtime_calls):
+    genotype = resolve_genotype("rspnet_small")
+    units = {p.unit.kind: p.unit for p in lat.plan_units(lat.lower(genotype), genotype, SIZE)}
+    target = lat.Target(runtime=runtime, threads=1, size=SIZE)
+    for kind, unit in units.items():
+        torch.manual_seed(0)
+        module, inputs = lat.UNITS[kind](*unit.args)
+        for m in module.modules():  # running statistics that make a BN fold change the weights
+            if isinstance(m, nn.BatchNorm2d) and m.running_var is not None:
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+        with torch.no_grad():
+            expected = module.eval()(*inputs)
+        runtime_calls.clear()
+        run = lat._prepared(module, inputs, target)
+        with torch.no_grad():
+            out = run()
+        assert runtime_calls == (["optimize"] if runtime == "optimized" else ["optimize", "onnx_session"]), kind
+        if runtime == "onnxruntime":
+            assert isinstance(out, list) and isinstance(out[0], np.ndarray), kind  # the session's output
+        torch.testing.assert_close(_output(out), expected, atol=1e-4, rtol=1e-4, msg=kind)
+
+
+@pytest.mark.parametrize("runtime", lat.RUNTIMES)
+def test_a_table_of_each_runtime_predicts_a_shipped_spec_from_units_timed_there(runtime, zoo_home):
+    genotype = resolve_genotype("rspnet_small")
+    target = lat.Target(runtime=runtime, threads=1, size=SIZE)
+    table = lat.open_table(target)
+    table.min_run_time = 0.0  # the timing loop's fewest blocks: the test checks what is timed, not how well
+    units = [p.unit for p in lat.plan_units(lat.lower(genotype), genotype, SIZE)]
+    assert table.measure(units) == len({u.key for u in units})
+    table.save()
+    assert all(table.entries[u.key] > 0 for u in units)
+    assert table.predict(genotype) == pytest.approx(sum(table.entries[u.key] for u in units))
+    doc = json.loads((zoo_home / "latency" / target.file_name).read_text())
+    assert runtime in target.file_name and doc["fingerprint"]["runtime"] == runtime
+    assert doc["units"] == len(table.entries)
+
+
+@pytest.mark.parametrize("runtime", ["optimized", "onnxruntime"])
+def test_a_whole_network_is_measured_in_the_table_runtime(runtime, runtime_calls):
+    target = lat.Target(runtime=runtime, threads=1, size=SIZE)
+    assert lat.measure_model(GenotypeNet(resolve_genotype("rspnet_small")), target, min_run_time=0.0) > 0
+    assert runtime_calls == (["optimize"] if runtime == "optimized" else ["optimize", "onnx_session"])
+
+
+def test_each_runtime_keeps_its_own_table(calls, zoo_home):
+    genotypes = [resolve_genotype("rspnet_small")]
+    for runtime in lat.RUNTIMES:
+        lat.profile(lat.Target(runtime=runtime, threads=1, size=SIZE), genotypes)
+    files = sorted((zoo_home / "latency").iterdir())
+    assert len(files) == len(lat.RUNTIMES)
+    assert {json.loads(f.read_text())["fingerprint"]["runtime"] for f in files} == set(lat.RUNTIMES)
+    calls.clear()
+    lat.profile(lat.Target(runtime="optimized", threads=1, size=SIZE), genotypes)
+    assert not calls  # reloaded from its own file
+
+
+def test_an_unknown_runtime_or_a_missing_onnxruntime_is_one_line(run_cli, monkeypatch, zoo_home):
+    code, out, err = run_cli("latency", "predict", "rspnet_small", "--runtime", "tvm", "--size", "32x64")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "'tvm'" in err and all(r in err for r in lat.RUNTIMES)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an import of a missing package finds
+    code, out, err = run_cli("latency", "profile", "--budget", "smoke", "--runtime", "onnxruntime", "--size", "32x64")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "onnxruntime is not installed" in err
+    assert not (zoo_home / "latency").exists()  # nothing written

@@ -16,18 +16,21 @@ app.add_typer(latency_app, name="latency")
 
 SizeOpt = typer.Option("512x1024", "--size", help="Input HxW (batch 1).")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
-ThreadsOpt = typer.Option(2, "--threads", min=1, help="torch intra-op threads.")
+ThreadsOpt = typer.Option(2, "--threads", min=1, help="Intra-op threads (torch and onnxruntime).")
+RuntimeOpt = typer.Option(
+    "eager", "--runtime", help="eager, optimized (rspnet_zoo.optimize) or onnxruntime (optimised, exported to ONNX)."
+)
 ClockOpt = typer.Option(
     "wall", "--clock", help="wall (elapsed), or cpu (process CPU time: steadier on a shared machine, one thread)."
 )
 
 
-def _target(device: str, threads: int, size: str, clock: str):
+def _target(device: str, runtime: str, threads: int, size: str, clock: str):
     import torch
 
     from ..latency import Target, check_target
 
-    target = Target(device, "eager", threads, parse_size(size, "--size"), clock)
+    target = Target(device, runtime, threads, parse_size(size, "--size"), clock)
     check_target(target)
     torch.set_num_threads(threads)
     return target
@@ -39,6 +42,7 @@ def profile_command(
     num_classes: int = typer.Option(19, "--num-classes", min=1, help="Classes of the head."),
     size: str = SizeOpt,
     device: str = DeviceOpt,
+    runtime: str = RuntimeOpt,
     threads: int = ThreadsOpt,
     clock: str = ClockOpt,
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
@@ -51,7 +55,7 @@ def profile_command(
     from ..latency import profile
     from ..textutil import command_line
 
-    target = _target(device, threads, size, clock)
+    target = _target(device, runtime, threads, size, clock)
     command = command_line(
         ["rspnet-zoo", "latency", "profile"],
         dict(
@@ -59,6 +63,7 @@ def profile_command(
             num_classes=num_classes,
             size=target.size,
             device=device,
+            runtime=runtime,
             threads=threads,
             clock=clock,
         ),
@@ -94,6 +99,7 @@ def predict_command(
     measure: bool = typer.Option(False, "--measure", help="Also measure each network and print the ratio."),
     size: str = SizeOpt,
     device: str = DeviceOpt,
+    runtime: str = RuntimeOpt,
     threads: int = ThreadsOpt,
     clock: str = ClockOpt,
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
@@ -106,7 +112,7 @@ def predict_command(
     from ..model import GenotypeNet
     from ..zoo import resolve_genotype
 
-    target = _target(device, threads, size, clock)
+    target = _target(device, runtime, threads, size, clock)
     latency_table = open_table(target, "rspnet-zoo latency predict")
     rows = []
     for ref in specs:
@@ -128,7 +134,7 @@ def predict_command(
     def human(console):
         h, w = target.size
         out = table(
-            f"1x3x{h}x{w} on {device}, {threads} threads, eager, {clock} clock; table {summary['fingerprint_id']}"
+            f"1x3x{h}x{w} on {device}, {threads} threads, {runtime}, {clock} clock; table {summary['fingerprint_id']}"
         )
         columns = ["spec", "predicted ms"] + (["measured ms", "predicted/measured"] if measure else [])
         for c in columns:
