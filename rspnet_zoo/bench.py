@@ -16,6 +16,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,10 @@ def onnx_session(
 
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "model.onnx"
-        with torch.no_grad(), contextlib.redirect_stdout(None):
+        with torch.no_grad(), contextlib.redirect_stdout(None), warnings.catch_warnings():
+            # the exporter's note on each slice it does not constant-fold: about its own optimisation,
+            # nothing a user can act on, and repeated for every unit a latency table times
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
             torch.onnx.export(
                 model.cpu(),
                 tuple(x.cpu() for x in inputs.values()),

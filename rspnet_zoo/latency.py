@@ -572,11 +572,11 @@ def load_table(target: Target, path: Path | None = None) -> LatencyTable | None:
 
 
 def check_target(target: Target) -> None:
-    from .export import require
-
     if target.runtime not in RUNTIMES:
         raise ZooError(f"unknown runtime '{target.runtime}' for the latency model (one of {', '.join(RUNTIMES)})")
     if target.runtime == "onnxruntime":
+        from .export import require
+
         require("onnxruntime")
     if target.clock not in CLOCKS:
         raise ZooError(f"unknown clock '{target.clock}' (one of {', '.join(CLOCKS)})")
