@@ -36,7 +36,7 @@ def test_show_by_name_and_by_file_agree(run_cli):
     assert code == code2 == 0
     info = json.loads(by_name)
     assert info == json.loads(by_file)
-    assert info["cells"]["normal"]["steps"][0] == "sep_conv_3x3(s1) + skip_connect(s0)"
+    assert info["cells"]["normal"]["steps"][0] == "skip_connect(s0) + dil_conv_3x3(s1)"
     spec = json.loads(Path(SMALL).read_text())
     fused = next(n for n in spec["network"]["nodes"] if n.get("partial") and len(n["inputs"][1]["paths"]) > 1)
     node = next(n for n in info["nodes"] if n["id"] == fused["id"])

@@ -18,7 +18,7 @@ CARD = PACKAGE_WEIGHTS / "rspnet_small.synth.md"
 
 
 def documented_miou() -> float:
-    return float(re.search(r"Validation split \(100 images\): \*\*mIoU (\d\.\d{4})\*\*", CARD.read_text()).group(1))
+    return float(re.search(r"Validation split \(100 images.*?\): \*\*mIoU (\d\.\d{4})\*\*", CARD.read_text()).group(1))
 
 
 def test_shipped_weights_are_small_safetensors_with_the_specs_metadata():
@@ -30,7 +30,7 @@ def test_shipped_weights_are_small_safetensors_with_the_specs_metadata():
         k: expected[k] for k in ("genotype", "genotype_sha256", "class_names")
     }
     assert meta["weights_status"] == "trained" and meta["trained_on"] == "synthetic"
-    assert json.loads(meta["metrics"])["miou"] == documented_miou()
+    assert round(json.loads(meta["metrics"])["miou"], 4) == documented_miou()  # the card rounds to 4 digits
     assert "rspnet_small.synth" in timm.list_pretrained("rspnet_small*")
     assert timm.models.get_pretrained_cfg("rspnet_small").num_classes == SHIPPED["rspnet_small"].defaults.num_classes
 

@@ -2,8 +2,8 @@
 
 ``tests/data/shipped_pins.json`` was recorded from main at 8a1c904 (before the compiler/search seams
 were restructured); the layout hash covers every state-dict key with its shape, so a renamed module or a
-changed width shows up. ``rspnet_small`` and ``rspnet_c`` were re-pinned deliberately at their 2.0.0
-versions (issue 10: the project's own networks re-designed for speed); the published networks' pins are
+changed width shows up. ``rspnet_small`` and ``rspnet_c`` were re-pinned deliberately at their 3.0.0
+versions (issue 10: emitted by the latency-targeted search); the published networks' pins are
 those of 8a1c904. Regenerate it only with a change that means to alter the format:
 
     python tests/test_shipped_pins.py > tests/data/shipped_pins.json
