@@ -66,6 +66,9 @@ def time_models(refs: list[str], size: tuple[int, int], classes: int, threads: i
 def search(target_ms: float, args: argparse.Namespace, out: Path) -> Path:
     """One latency-targeted search through the CLI, as a user runs it; its spec file."""
     spec = out / f"searched_{target_ms:.0f}ms.json"
+    if args.reuse_searches and spec.is_file():
+        print(f"  reused {spec.name} (searched by an earlier run into {out})")
+        return spec
     command = [
         sys.executable, "-m", "rspnet_zoo", "search", "--stage", "both", "--budget", args.budget,
         "--data", "synthetic", "--seed", str(args.seed), "--latency-target", f"{target_ms:.3f}",
@@ -170,6 +173,11 @@ def main() -> None:
     parser.add_argument("--target-fractions", type=float, nargs=3, default=(0.25, 0.5, 1.0), help="x LRASPP")
     parser.add_argument("--targets", type=float, nargs=3, help="search targets in ms (instead of fractions)")
     parser.add_argument("--random", type=int, default=10)
+    parser.add_argument(
+        "--reuse-searches",
+        action="store_true",
+        help="take the specs an earlier run searched into --out (searched_<ms>ms.json) instead of searching again",
+    )
     parser.add_argument("--size", default="512x1024", help="HxW the latency is for")
     parser.add_argument("--classes", type=int, default=19, help="classes of the timed networks")
     parser.add_argument("--threads", type=int, default=2, help="threads of the timing and the searches")
