@@ -28,6 +28,7 @@ import json
 import random
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def plot(rows: list[dict], title: str) -> bytes:
     ax.set_xscale("log")
     ax.set_xlabel("latency, ms per image (log scale)")
     ax.set_ylabel("val mIoU (synthetic)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 100)), fontsize=8)  # the header is long: wrapped, not cut
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     buffer = io.BytesIO()
