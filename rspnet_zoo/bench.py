@@ -126,6 +126,7 @@ def onnx_session(
                 tuple(x.cpu() for x in inputs.values()),
                 str(file),
                 input_names=list(inputs),
+                output_names=["output"],
                 opset_version=OPSET,
                 dynamic_axes=dynamic_axes,
                 dynamo=False,

@@ -34,11 +34,11 @@ def set_path(doc, keys, value):
 
 
 def add_cycle(doc):
-    node(doc, "l2_r8")["inputs"][1]["paths"].append({"node": "l3_r16"})
+    node(doc, "l2_r8")["inputs"][1]["paths"].insert(1, {"node": "l3_r16"})
 
 
 def add_forward_ref(doc):
-    node(doc, "l2_r8")["inputs"][1]["paths"].append({"node": "l3_r32"})
+    node(doc, "l2_r8")["inputs"][1]["paths"].insert(1, {"node": "l3_r32"})
 
 
 def drop_from_head(doc):
