@@ -62,7 +62,11 @@ def test_without_a_terminal_a_line_comes_at_a_steady_interval_with_an_eta_that_f
 
 def _interrupt_after(args: list[str], env: dict, run_dir: Path, epochs: int) -> subprocess.CompletedProcess:
     """Run the CLI until its log.jsonl has ``epochs`` rows, then send SIGINT as Ctrl-C does."""
-    proc = subprocess.Popen([sys.executable, "-m", "rspnet_zoo", *args], env=env, stderr=subprocess.PIPE, text=True)
+    # a test run from a background job (`pytest &`) inherits SIGINT ignored, and so would the search: restore it
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rspnet_zoo", *args], env=env, stderr=subprocess.PIPE, text=True, preexec_fn=restore
+    )
     log, deadline = run_dir / "log.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if log.exists() and len(log.read_text().splitlines()) >= epochs:
