@@ -46,6 +46,7 @@ from rspnet_zoo.resources import shipped_specs  # noqa: E402
 from rspnet_zoo.specfile import dump_spec  # noqa: E402
 from rspnet_zoo.train import evaluate, train  # noqa: E402
 from searchers.budgets import resolve_config  # noqa: E402
+from searchers.latency_search import latency_verdict  # noqa: E402
 
 PEER = "lraspp_mobilenet_v3_large"
 QUICK = dict(budget="smoke", size="64x128", rounds=1, random=2, iterations=2, batch_size=2, crop=32)
@@ -74,14 +75,14 @@ def search(target_ms: float, args: argparse.Namespace, out: Path) -> Path:
         sys.executable, "-m", "rspnet_zoo", "search", "--stage", "both", "--budget", args.budget,
         "--data", "synthetic", "--seed", str(args.seed), "--latency-target", f"{target_ms:.3f}",
         "--size", args.size, "--threads", str(args.threads), "--name", f"searched_{target_ms:.0f}ms",
-        "--out", str(spec), "--run-dir", str(out / "runs" / f"{target_ms:.0f}ms"), "--force", "--no-progress",
+        "--out", str(spec), "--run-dir", str(out / "runs" / f"{target_ms:.0f}ms"), "--force", "--json",
     ]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"search for {target_ms:.1f} ms failed ({done.returncode}): {done.stderr.strip()[-800:]}")
-    verdict = " ".join(done.stdout.split()).partition("latency at ")[2].partition(" parent")[0]
-    print(f"  searched {spec.name} ({time.perf_counter() - started:.0f} s): latency at {verdict}")
+    verdict = latency_verdict(json.loads(done.stdout)["latency"])
+    print(f"  searched {spec.name} ({time.perf_counter() - started:.0f} s): {verdict}")
     return spec
 
 
