@@ -138,6 +138,9 @@ def process_group(requested: str | None = None) -> Iterator[None]:
             )
         os._exit(1)  # the group is broken: leaving it cleanly would wait for the dead peer
     else:
+        # every rank leaves together: a rank tearing gloo down while a peer's pair threads still run it
+        # aborted now and then ("terminate called without an active exception", SIGABRT)
+        dist.barrier()
         dist.destroy_process_group()
     finally:
         signal.signal(signal.SIGTERM, previous)
