@@ -110,7 +110,11 @@ def onnx_session(
     dynamic_axes: dict[str, dict[int, str]] | None = None,
 ) -> Any:
     """``model`` exported to ONNX (traced on ``inputs``, which name the graph's inputs) and loaded in an
-    onnxruntime session of ``threads`` intra-op threads on ``device``: how every ONNX timing here runs."""
+    onnxruntime session of ``threads`` intra-op threads on ``device``: how every ONNX timing here runs.
+
+    Its threads block instead of spinning when idle: onnxruntime's default spin-wait after a run kept
+    both cores of this 2-core machine busy and slowed whatever ran next (the next contender of an
+    interleaved round, another session) by up to 2x; measured in ``benchmarks/compare.py``."""
     from .export import OPSET, require
 
     onnxruntime = require("onnxruntime")
@@ -134,6 +138,7 @@ def onnx_session(
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
         return onnxruntime.InferenceSession(str(file), options, providers=providers)
 
