@@ -54,6 +54,7 @@ FORMAT = 1
 MIN_RUN_TIME = 0.05  # seconds each unit is timed for, at least
 BLOCK_S = 1e-3  # seconds of one timed block
 MIN_BLOCKS = 7
+LONG_RUN = 10  # times min_run_time after which 2 blocks suffice
 
 
 @dataclass(frozen=True)
@@ -354,11 +355,12 @@ def time_unit(
 ) -> float:
     """Mean milliseconds of one call of ``run`` (a unit or network ready in its runtime: ``_prepared``)
     under inference mode (``torch.utils.benchmark.Timer``, blocks of about a millisecond, at least
-    ``MIN_BLOCKS`` of them). The mean, not the median: a network runs hundreds of units, and the stalls
-    a shared machine puts between them (a descheduled thread, an OpenMP barrier waiting for it) add up
-    in its latency; the mean counts them in each unit's share, so the sum of the means predicts the
-    network's time under the same load, where medians leave them out. ``clock`` 'cpu' times the
-    process's CPU time instead (``CLOCKS``); ``cuda`` times the kernels to their end."""
+    ``MIN_BLOCKS`` of them, but only 2 of calls that take seconds). The mean, not the median: a network
+    runs hundreds of units, and the stalls a shared machine puts between them (a descheduled thread, an
+    OpenMP barrier waiting for it) add up in its latency; the mean counts them in each unit's share, so
+    the sum of the means predicts the network's time under the same load, where medians leave them out.
+    ``clock`` 'cpu' times the process's CPU time instead (``CLOCKS``); ``cuda`` times the kernels to
+    their end."""
     import statistics
 
     from torch.utils.benchmark import Timer
@@ -373,12 +375,16 @@ def time_unit(
                 return time.perf_counter()
 
         timer = Timer("run()", globals=dict(run=run), num_threads=threads, timer=clock_fn)
-        single = min(timer.timeit(1).mean for _ in range(3))
+        single = timer.timeit(1).mean
+        if single < BLOCK_S:
+            single = min(single, *(timer.timeit(1).mean for _ in range(2)))
         number = max(1, int(BLOCK_S / max(single, 1e-7)))
         blocks: list[float] = []
         started = time.perf_counter()
         while len(blocks) < MIN_BLOCKS or time.perf_counter() - started < min_run_time:
             blocks.append(timer.timeit(number).mean)
+            if len(blocks) >= 2 and time.perf_counter() - started >= LONG_RUN * min_run_time:
+                break  # calls of seconds (a CIFAR cell at 512x1024): a few already average the noise
         return statistics.fmean(blocks) * 1e3
 
 
