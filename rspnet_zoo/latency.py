@@ -55,6 +55,7 @@ MIN_RUN_TIME = 0.05  # seconds each unit is timed for, at least
 BLOCK_S = 1e-3  # seconds of one timed block
 MIN_BLOCKS = 7
 LONG_RUN = 10  # times min_run_time after which 2 blocks suffice
+PASSES = 3  # sweeps over the units a table measures (``LatencyTable.measure``)
 
 
 @dataclass(frozen=True)
@@ -475,6 +476,7 @@ class LatencyTable:
     entries: dict[str, float]
     provenance: dict[str, Any]
     min_run_time: float = MIN_RUN_TIME
+    passes: int = PASSES
     path: Path | None = None
     overhead_ms: float | None = None  # what a unit costs more inside a network than alone (``calibrate``)
 
@@ -490,16 +492,26 @@ class LatencyTable:
         return hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
     def measure(self, units: Iterable[Unit], on_unit: Callable[[int, int], None] | None = None) -> int:
-        """Time every unit of ``units`` the table lacks; returns how many were timed."""
+        """Time every unit of ``units`` the table lacks; returns how many were timed.
+
+        Each unit is timed once in each of ``passes`` sweeps over them all and keeps the median. A shared
+        machine's slow spells last seconds, and units timed one after the other inside one all read slow
+        together: in one profile a spec's units, timed in a row, predicted it 1.6x its measured latency.
+        Sweeps apart rarely share a spell, so the median drops it."""
+        import statistics
+
         missing = list({u.key: u for u in units if u.key not in self.entries}.values())
         t = self.target
-        for k, unit in enumerate(missing):
-            torch.manual_seed(0)
-            run = _prepared(*UNITS[unit.kind](*unit.args), t)
-            ms = time_unit(run, t.threads, self.min_run_time, t.clock, cuda=t.device == "cuda")
-            self.entries[unit.key] = round(ms, 6)
-            if on_unit is not None:
-                on_unit(k + 1, len(missing))
+        times: dict[str, list[float]] = {u.key: [] for u in missing}
+        for sweep in range(self.passes):
+            for k, unit in enumerate(missing):
+                torch.manual_seed(0)
+                run = _prepared(*UNITS[unit.kind](*unit.args), t)
+                times[unit.key].append(time_unit(run, t.threads, self.min_run_time, t.clock, cuda=t.device == "cuda"))
+                if on_unit is not None:
+                    on_unit(sweep * len(missing) + k + 1, self.passes * len(missing))
+        for key, ms in times.items():
+            self.entries[key] = round(statistics.median(ms), 6)
         return len(missing)
 
     def ms(self, units: Iterable[Unit]) -> float:
@@ -603,6 +615,7 @@ def open_table(target: Target, command: str = "", path: Path | None = None) -> L
         command=command or None,
         torch=torch.__version__,
         min_run_time_s=MIN_RUN_TIME,
+        passes=PASSES,
         load_average=list(os.getloadavg()),
     )
     return LatencyTable(target, {}, provenance, path=path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_the_table_is_cached_reloaded_and_a_stale_fingerprint_is_measured_again(
     file = tmp_path / "table.json"
     table, timed = lat.profile(target, genotypes, "cmd", path=file)
     units = {p.unit.key for p in lat.plan_units(lat.lower(genotypes[0]), genotypes[0], SIZE)}
-    assert timed == len(calls) == len(units) == len(table.entries)
+    assert timed == len(units) == len(table.entries) and len(calls) == lat.PASSES * timed
     doc = json.loads(file.read_text())
     assert doc["fingerprint"] == target.fingerprint()
     assert doc["provenance"]["command"] == "cmd" and doc["provenance"]["torch"] == torch.__version__
@@ -100,13 +101,25 @@ def test_the_table_is_cached_reloaded_and_a_stale_fingerprint_is_measured_again(
 
     monkeypatch.setattr(lat, "cpu_model", lambda: "another CPU")
     stale, timed = lat.profile(target, genotypes, path=file)
-    assert timed == len(calls) == len(units)  # measured again
+    assert timed == len(units) and len(calls) == lat.PASSES * timed  # measured again
     assert json.loads(file.read_text())["fingerprint"]["cpu"] == "another CPU"
 
     calls.clear()
     other = lat.Target(threads=2, size=SIZE)  # another thread count: another table, not this one
     lat.profile(other, genotypes, path=file)
-    assert len(calls) == len(units)
+    assert len(calls) == lat.PASSES * len(units)
+
+
+def test_each_unit_keeps_the_median_of_its_sweeps_so_a_slow_spell_drops_out(monkeypatch):
+    """Timed in sweeps over all units, a unit keeps its median: one sweep in a slow spell (10x) leaves
+    no trace in the table."""
+    sweeps = iter([1.0, 2.0, 10.0, 20.0, 1.2, 2.2])  # units a, b in sweep 1, both slow in 2, sweep 3
+    monkeypatch.setattr(lat, "_prepared", lambda module, inputs, target, image=False: None)
+    monkeypatch.setattr(lat, "time_unit", lambda run, *timing, **options: next(sweeps))
+    table = lat.open_table(lat.Target(size=SIZE), path=Path("unused.json"))
+    units = [lat.Unit("concat", (((4, 8, 8), (4, 8, 8)),)), lat.Unit("concat", (((2, 8, 8), (2, 8, 8)),))]
+    assert table.passes == 3 and table.measure(units) == 2
+    assert [table.entries[u.key] for u in units] == [1.2, 2.2]
 
 
 def test_a_prediction_times_only_the_units_the_table_lacks_and_keeps_them(calls, tmp_path):
@@ -257,7 +270,8 @@ def test_a_table_of_each_runtime_predicts_a_shipped_spec_from_units_timed_there(
     target = lat.Target(runtime=runtime, threads=1, size=SIZE)
     table = lat.open_table(target)
     units = [p.unit for p in lat.plan_units(lat.lower(genotype), genotype, SIZE)]
-    assert table.measure(units) == len({u.key for u in units}) == len(runs_once)  # each unit run in its runtime
+    timed = table.measure(units)
+    assert timed == len({u.key for u in units}) and len(runs_once) == table.passes * timed  # each run in its runtime
     table.save()
     assert all(table.entries[u.key] == 1.0 for u in units)
     assert table.predict(genotype) == pytest.approx(len(units))  # one entry per unit the plan calls
