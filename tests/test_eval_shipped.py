@@ -13,41 +13,45 @@ from rspnet_zoo.artifacts import weights_metadata
 from rspnet_zoo.data.synthetic import CLASS_NAMES
 from rspnet_zoo.zoo import PACKAGE_WEIGHTS, SHIPPED
 
-WEIGHTS = PACKAGE_WEIGHTS / "rspnet_small.synth.safetensors"
-CARD = PACKAGE_WEIGHTS / "rspnet_small.synth.md"
+SHIPPED_WEIGHTS = ["rspnet_small", "rspnet_c"]  # <name>.synth: weights and model card in the package
 
 
-def documented_miou() -> float:
-    return float(re.search(r"Validation split \(100 images.*?\): \*\*mIoU (\d\.\d{4})\*\*", CARD.read_text()).group(1))
+def documented_miou(name: str) -> float:
+    card = (PACKAGE_WEIGHTS / f"{name}.synth.md").read_text()
+    return float(re.search(r"Validation split \(100 images.*?\): \*\*mIoU (\d\.\d{4})\*\*", card).group(1))
 
 
-def test_shipped_weights_are_small_safetensors_with_the_specs_metadata():
-    assert WEIGHTS.stat().st_size < 10 * 2**20
-    with safe_open(str(WEIGHTS), framework="pt") as f:
+@pytest.mark.parametrize("name", SHIPPED_WEIGHTS)
+def test_shipped_weights_are_small_safetensors_with_the_specs_metadata(name):
+    weights = PACKAGE_WEIGHTS / f"{name}.synth.safetensors"
+    assert weights.stat().st_size < 10 * 2**20
+    with safe_open(str(weights), framework="pt") as f:
         meta = f.metadata()
-    expected = weights_metadata(SHIPPED["rspnet_small"], {}, CLASS_NAMES)
+    expected = weights_metadata(SHIPPED[name], {}, CLASS_NAMES)
     assert {k: meta[k] for k in ("genotype", "genotype_sha256", "class_names")} == {
         k: expected[k] for k in ("genotype", "genotype_sha256", "class_names")
     }
     assert meta["weights_status"] == "trained" and meta["trained_on"] == "synthetic"
-    assert round(json.loads(meta["metrics"])["miou"], 4) == documented_miou()  # the card rounds to 4 digits
-    assert "rspnet_small.synth" in timm.list_pretrained("rspnet_small*")
-    assert timm.models.get_pretrained_cfg("rspnet_small").num_classes == SHIPPED["rspnet_small"].defaults.num_classes
+    assert round(json.loads(meta["metrics"])["miou"], 4) == documented_miou(name)  # the card rounds to 4 digits
+    assert f"{name}.synth" in timm.list_pretrained(f"{name}*")
+    assert timm.models.get_pretrained_cfg(name).num_classes == SHIPPED[name].defaults.num_classes
 
 
-def test_the_card_says_how_to_reproduce_them():
-    card = CARD.read_text()
-    assert re.search(r"rspnet-zoo train rspnet_small --data synthetic .*--tag synth", card)
-    assert 0.5 <= documented_miou() <= 1.0
+@pytest.mark.parametrize("name", SHIPPED_WEIGHTS)
+def test_the_card_says_how_to_reproduce_them(name):
+    card = (PACKAGE_WEIGHTS / f"{name}.synth.md").read_text()
+    assert re.search(rf"rspnet-zoo train {name} --data synthetic .*--tag synth", card)
+    assert 0.5 <= documented_miou(name) <= 1.0
 
 
-def test_eval_reaches_the_documented_miou(run_cli):
-    code, out, err = run_cli("eval", "rspnet_small.synth", "--data", "synthetic", "--json")
+@pytest.mark.parametrize("name", SHIPPED_WEIGHTS)
+def test_eval_reaches_the_documented_miou(run_cli, name):
+    code, out, err = run_cli("eval", f"{name}.synth", "--data", "synthetic", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["images"] == 100 and set(result["per_class_iou"]) == set(CLASS_NAMES)
     assert result["miou"] >= 0.5
-    assert result["miou"] == pytest.approx(documented_miou(), abs=0.005)
+    assert result["miou"] == pytest.approx(documented_miou(name), abs=0.005)
 
 
 def test_eval_prints_a_table_for_people(run_cli):
