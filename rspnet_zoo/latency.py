@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -362,8 +363,6 @@ def time_unit(
     the sum of the means predicts the network's time under the same load, where medians leave them out.
     ``clock`` 'cpu' times the process's CPU time instead (``CLOCKS``); ``cuda`` times the kernels to
     their end."""
-    import statistics
-
     from torch.utils.benchmark import Timer
 
     with torch.inference_mode():
@@ -382,11 +381,13 @@ def time_unit(
         number = max(1, int(BLOCK_S / max(single, 1e-7)))
         blocks: list[float] = []
         started = time.perf_counter()
-        while len(blocks) < MIN_BLOCKS or time.perf_counter() - started < min_run_time:
+        while True:
             blocks.append(timer.timeit(number).mean)
-            if len(blocks) >= 2 and time.perf_counter() - started >= LONG_RUN * min_run_time:
-                break  # calls of seconds (a CIFAR cell at 512x1024): a few already average the noise
-        return statistics.fmean(blocks) * 1e3
+            elapsed = time.perf_counter() - started
+            enough = len(blocks) >= MIN_BLOCKS and elapsed >= min_run_time
+            long_calls = len(blocks) >= 2 and elapsed >= LONG_RUN * min_run_time  # calls of seconds: 2 suffice
+            if enough or long_calls:
+                return statistics.fmean(blocks) * 1e3
 
 
 def _positional(module: nn.Module, inputs: int) -> fx.GraphModule:
@@ -491,25 +492,21 @@ class LatencyTable:
 
         return hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
-    def measure(self, units: Iterable[Unit], on_unit: Callable[[int, int], None] | None = None) -> int:
+    def measure(self, units: Iterable[Unit]) -> int:
         """Time every unit of ``units`` the table lacks; returns how many were timed.
 
         Each unit is timed once in each of ``passes`` sweeps over them all and keeps the median. A shared
         machine's slow spells last seconds, and units timed one after the other inside one all read slow
         together: in one profile a spec's units, timed in a row, predicted it 1.6x its measured latency.
         Sweeps apart rarely share a spell, so the median drops it."""
-        import statistics
-
         missing = list({u.key: u for u in units if u.key not in self.entries}.values())
         t = self.target
         times: dict[str, list[float]] = {u.key: [] for u in missing}
-        for sweep in range(self.passes):
-            for k, unit in enumerate(missing):
+        for _ in range(self.passes):
+            for unit in missing:
                 torch.manual_seed(0)
                 run = _prepared(*UNITS[unit.kind](*unit.args), t)
                 times[unit.key].append(time_unit(run, t.threads, self.min_run_time, t.clock, cuda=t.device == "cuda"))
-                if on_unit is not None:
-                    on_unit(sweep * len(missing) + k + 1, self.passes * len(missing))
         for key, ms in times.items():
             self.entries[key] = round(statistics.median(ms), 6)
         return len(missing)
@@ -544,8 +541,6 @@ class LatencyTable:
         the same networks' per-unit overhead (0.21 ms) predicted it within 1%. It is measured on the
         search space's own networks and recorded with the table; the specs a prediction is checked on are
         never among them."""
-        import statistics
-
         from .model import GenotypeNet
 
         models = [GenotypeNet(g) for g in genotypes]
@@ -626,7 +621,6 @@ def profile(
     genotypes: Iterable[Genotype],
     command: str = "",
     path: Path | None = None,
-    on_unit: Callable[[int, int], None] | None = None,
     calibrate_on: Sequence[Genotype] = (),
 ) -> tuple[LatencyTable, int]:
     """The table for ``target`` covering every unit of ``genotypes`` (a search space's networks), measured
@@ -634,7 +628,7 @@ def profile(
     no per-unit overhead yet; returns it and how many units were timed now."""
     table = open_table(target, command, path)
     units = [p.unit for g in genotypes for p in plan_units(lower(g), g, target.size)]
-    timed = table.measure(units, on_unit)
+    timed = table.measure(units)
     calibrated = bool(calibrate_on) and table.overhead_ms is None
     if calibrated:
         table.calibrate(calibrate_on)

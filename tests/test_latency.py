@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,13 +109,13 @@ def test_the_table_is_cached_reloaded_and_a_stale_fingerprint_is_measured_again(
     assert len(calls) == lat.PASSES * len(units)
 
 
-def test_each_unit_keeps_the_median_of_its_sweeps_so_a_slow_spell_drops_out(monkeypatch):
+def test_each_unit_keeps_the_median_of_its_sweeps_so_a_slow_spell_drops_out(monkeypatch, tmp_path):
     """Timed in sweeps over all units, a unit keeps its median: one sweep in a slow spell (10x) leaves
     no trace in the table."""
     sweeps = iter([1.0, 2.0, 10.0, 20.0, 1.2, 2.2])  # units a, b in sweep 1, both slow in 2, sweep 3
     monkeypatch.setattr(lat, "_prepared", lambda module, inputs, target, image=False: None)
     monkeypatch.setattr(lat, "time_unit", lambda run, *timing, **options: next(sweeps))
-    table = lat.open_table(lat.Target(size=SIZE), path=Path("unused.json"))
+    table = lat.open_table(lat.Target(size=SIZE), path=tmp_path / "table.json")
     units = [lat.Unit("concat", (((4, 8, 8), (4, 8, 8)),)), lat.Unit("concat", (((2, 8, 8), (2, 8, 8)),))]
     assert table.passes == 3 and table.measure(units) == 2
     assert [table.entries[u.key] for u in units] == [1.2, 2.2]
