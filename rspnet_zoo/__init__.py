@@ -36,6 +36,7 @@ _LAZY = {
     "optimize": "optimize",
     "SHIPPED": "zoo",
     "create_genotype_net": "zoo",
+    "keep_freed_memory": "memory",
     "zoo_home": "zoo",
 }
 
@@ -48,6 +49,7 @@ __all__ = [
     "__version__",
     "create_genotype_net",
     "dump_spec",
+    "keep_freed_memory",
     "load_spec",
     "optimize",
     "parse_spec",

@@ -5,7 +5,8 @@ of load hits all of them alike; the figures are medians and 90th percentiles ove
 ratios to the first contender are what to read. Each contender reports parameters, FLOPs
 (``torch.utils.flop_counter``), wall and CPU time per call, images/s, peak memory (torch's memory
 timeline on CPU, the allocator's high-water mark on CUDA) and achieved GFLOP/s as a fraction of the
-fp32 matmul peak measured in the same run. The load average is printed beside the figures.
+fp32 matmul peak measured in the same run. The load average is printed beside the figures. The
+process keeps the memory it frees (``rspnet_zoo.memory``), as one that serves a model should.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from .errors import ZooError
+from .memory import allocator, keep_freed_memory
 from .stats import count_flops, count_parameters
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
@@ -207,6 +209,7 @@ def measure(
         raise ZooError("nothing to measure")
     device = torch.device(device)
     torch.set_num_threads(threads)
+    keep_freed_memory()
     load_before = os.getloadavg()
     peak = matmul_peak_gflops(threads, device)
     for c in contenders:
@@ -257,6 +260,7 @@ def measure(
         device=str(device),
         rounds=rounds,
         torch=torch.__version__,
+        allocator=allocator(),
         matmul_peak_gflops_per_s=peak,
         load_average=dict(before=list(load_before), after=list(os.getloadavg())),
         models=rows,

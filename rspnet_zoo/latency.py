@@ -16,7 +16,8 @@ an onnxruntime session (``bench.onnx_session``). The whole networks a table is c
 on run in the same runtime (``measure_model``), through the same ``_prepared``.
 
 The table (unit key -> ms) is cached as JSON in ``$RSPNET_ZOO_HOME/latency/`` under the device's
-*fingerprint*: CPU model, cores, torch version, device, runtime, threads and input size. A cached table
+*fingerprint*: CPU model, cores, torch version, device, runtime, threads, input size and allocator
+(every unit and network is timed with freed memory kept: ``rspnet_zoo.memory``). A cached table
 whose fingerprint differs in anything is stale and measured again; units a prediction needs and the
 table lacks are measured then and added, so a spec outside the profiled search space is predicted too.
 """
@@ -43,6 +44,7 @@ from torch import fx, nn
 from .errors import ZooError
 from .fsutil import atomic_write_text
 from .heads import DECODERS, HEADS
+from .memory import allocator, keep_freed_memory
 from .ops import AGGREGATES, make_op
 from .plan import CellPlan, FeaturePlan, LayerPlan, NetworkPlan, PathPlan, SlotPlan, TemplatePlan, lower
 from .spec import Genotype, LayerArgs
@@ -362,9 +364,11 @@ def time_unit(
     OpenMP barrier waiting for it) add up in its latency; the mean counts them in each unit's share, so
     the sum of the means predicts the network's time under the same load, where medians leave them out.
     ``clock`` 'cpu' times the process's CPU time instead (``CLOCKS``); ``cuda`` times the kernels to
-    their end."""
+    their end. Freed memory is kept (``rspnet_zoo.memory``): a unit pays no page faults its network
+    would not pay, whatever the process allocated before."""
     from torch.utils.benchmark import Timer
 
+    keep_freed_memory()
     with torch.inference_mode():
         run()
         clock_fn = CLOCKS[clock]
@@ -445,6 +449,7 @@ class Target:
             threads=self.threads,
             size=list(self.size),
             clock=self.clock,
+            allocator=allocator(),
         )
 
     @property
