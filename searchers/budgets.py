@@ -47,6 +47,11 @@ class Schedule(Strict):
         description="with --latency-target: weight of the penalty w * max(0, E[latency] / target - 1) in the "
         "architecture loss",
     )
+    latency_price: Annotated[float, Field(ge=0)] = Field(
+        0.5,
+        description="with --latency-target: weight of p * log(E[latency] / target) in the architecture loss, "
+        "a price on latency below the target too (MnasNet's soft constraint)",
+    )
 
     @model_validator(mode="after")
     def _warmup_leaves_epochs(self):

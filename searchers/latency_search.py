@@ -14,13 +14,21 @@ cell: a decoded step keeps two edges, each with its strongest op other than 'non
 on count_p = sum_e 2 beta_e alpha_ep / (1 - alpha_e,none) edges of every cell, and cell_n holds
 sum_p count_p latency(p at node n's width and size) beside the aggregations that do not depend on it.
 
-The penalty is ``weight * max(0, E / target - 1)``, not FBNet's multiplicative CE * a log(LAT)^b: a
-latency target is a constraint to meet, not a price. Below the target the hinge leaves the choice to
-accuracy alone; above it the pull grows with the relative excess, which has no unit, so one weight
-(``latency_weight``, a budget setting) serves any target and device. FBNet's factor pushes towards
-faster ops at every latency, and its exponent has to be tuned per device. Decoding is an argmax of
-weights the expectation only approximates, so the decoded network can still land above the target:
-its widths are then narrowed to the widest ``latency_widths`` choice the table predicts to meet it.
+The penalty is ``weight * max(0, E / T - 1) + price * log(E / T)`` for a target T, not FBNet's
+multiplicative CE * a log(LAT)^b: a latency target is a constraint to meet. Above it the hinge's pull
+grows with the relative excess, which has no unit, so one weight (``latency_weight``, a budget
+setting) serves any target and device. Below it the hinge alone is zero, and the accuracy proxy of a
+short search then drifts to cells of parameter-free ops: at a generous target (243 ms at 512x1024)
+stage 1 chose max and average pools, a cell both slower (155 against 101 ms predicted, the same paths
+and width) and less accurate than the dilated convolutions it chose under a tighter one. So latency
+also has a small price (``latency_price``, MnasNet's soft constraint in the loss's log form): its
+gradient is price / E per ms at every latency, the same for any target; at price 0.5 the 243 ms search
+chose the dilated convolutions. FBNet's factor prices latency too, but scales with the cross-entropy
+and its exponent has to be tuned per device.
+
+Decoding is an argmax of weights the expectation only approximates, so the decoded network can still
+land above the target: its widths are then narrowed to the widest ``latency_widths`` choice the table
+predicts to meet it.
 """
 
 from __future__ import annotations
@@ -141,17 +149,20 @@ def op_counts(alphas: torch.Tensor, betas: torch.Tensor, primitives: Sequence[st
 
 @dataclass
 class LatencyPenalty:
-    """One stage's architecture-loss term: ``weight * max(0, E / target - 1)``; ``last_ms`` for the log."""
+    """One stage's architecture-loss term: ``weight * max(0, E / T - 1) + price * log(E / T)``; ``last_ms``
+    for the log."""
 
     expected: Callable[[], torch.Tensor]
     target_ms: float
     weight: float
+    price: float = 0.0
     last_ms: float | None = None
 
     def __call__(self) -> torch.Tensor:
         e = self.expected()
         self.last_ms = round(float(e.detach()), 4)
-        return (self.weight * torch.relu(e / self.target_ms - 1)).float()
+        ratio = e / self.target_ms
+        return (self.weight * torch.relu(ratio - 1) + self.price * torch.log(ratio)).float()
 
 
 def fit_widths(
@@ -201,12 +212,15 @@ class LatencyGoal:
         def expected() -> torch.Tensor:
             return cost.expected(uniform, op_counts(*model.edge_weights(), model.primitives))
 
-        return LatencyPenalty(expected, self.target_ms, config.cell.latency_weight)
+        return LatencyPenalty(expected, self.target_ms, config.cell.latency_weight, config.cell.latency_price)
 
     def path_penalty(self, config: SearchConfig, cell: Cell, num_classes: int, model) -> LatencyPenalty:
         """Stage 2: ``model`` is the PathSupernet; its attention prices the paths and the cells they keep."""
         cost = LatticeLatency(self.table, cell, model.lattice, config.path, num_classes)
-        return LatencyPenalty(lambda: cost.expected(model.attention()), self.target_ms, config.path.latency_weight)
+        stage = config.path
+        return LatencyPenalty(
+            lambda: cost.expected(model.attention()), self.target_ms, stage.latency_weight, stage.latency_price
+        )
 
 
 def _cell_of(steps: int, ops: Sequence[str]) -> Cell:

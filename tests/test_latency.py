@@ -21,7 +21,7 @@ from rspnet_zoo.data.synthetic import NUM_CLASSES
 from rspnet_zoo.ops import FactorizedReduce, ReLUConvBN, SepConv
 from rspnet_zoo.zoo import resolve_genotype
 from searchers.budgets import resolve_config
-from searchers.latency_search import open_goal, space_genotypes
+from searchers.latency_search import LatencyPenalty, open_goal, space_genotypes
 
 SIZE = (32, 64)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -155,6 +155,22 @@ def test_calibration_adds_one_measured_overhead_to_every_unit(calls, tmp_path, m
     assert table.predict(c) == pytest.approx(expected_cost(GenotypeNet(c)) + 0.5 * units(c))
     table.save()
     assert lat.load_table(table.target, tmp_path / "t.json").overhead_ms == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("base_ms", [60.0, 150.0])
+def test_the_penalty_prices_latency_below_the_target_only_with_a_price(base_ms):
+    """The hinge alone has no gradient below the target (there the search drifted to slow cells of pools);
+    the price's gradient is price / E per ms at any latency; above the target the hinge adds weight / T."""
+    x = torch.zeros((), requires_grad=True)
+
+    def slope(weight: float, price: float) -> float:
+        (grad,) = torch.autograd.grad(LatencyPenalty(lambda: base_ms + 10 * x, 100.0, weight, price)(), x)
+        return float(grad)
+
+    hinge = 2.0 * 10 / 100 if base_ms > 100 else 0.0
+    assert slope(2.0, 0.0) == pytest.approx(hinge)
+    assert slope(2.0, 0.5) == pytest.approx(hinge + 0.5 * 10 / base_ms)
+    assert slope(0.0, 0.5) == pytest.approx(0.5 * 10 / base_ms)
 
 
 def test_latency_target_search_emits_a_spec_predicted_below_the_target(monkeypatch, run_cli, tmp_path):
