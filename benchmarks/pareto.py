@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--size", default="512x1024", help="HxW the latency is for")
     parser.add_argument("--classes", type=int, default=19, help="classes of the timed networks")
     parser.add_argument("--threads", type=int, default=2, help="threads of the timing and the searches")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds (median)")
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=64)
