@@ -161,9 +161,16 @@ def test_a_killed_search_with_workers_resumes_losing_only_samples_in_flight(tmp_
     assert (run / CHECKPOINT).exists()
 
 
-def test_stem_weights_and_a_latency_target_reach_every_sample(tmp_path, run_cli):
+def test_stem_weights_and_a_latency_target_reach_every_sample(tmp_path, run_cli, monkeypatch):
+    """Each sample's latency is a fixed 2 ms (the search's own measurement replaced), so the reward's cut
+    is checked exactly and rests on no clock of this shared machine."""
     import timm
     from safetensors.torch import save_file
+
+    from searchers import template_eval
+
+    measured = []
+    monkeypatch.setattr(template_eval.Evaluator, "latency_ms", lambda self, model: measured.append(model) or 2.0)
 
     arch0 = timm.create_model("nas_segm_arch0")  # a built nas-segm model holds the stem as nodes.0-6
     weights = tmp_path / "arch0.safetensors"
@@ -178,7 +185,8 @@ def test_stem_weights_and_a_latency_target_reach_every_sample(tmp_path, run_cli)
     assert set(stem) == {k for k in arch0.state_dict() if k.split(".")[1] in map(str, range(7))}
     assert all(torch.equal(v, arch0.state_dict()[k]) for k, v in stem.items())
     rows = TemplateSearch.rows_in(run)
-    # every measured latency is above 0.001 ms, so every reward is cut by (latency / target) ** -0.07
+    # 2 ms is above the 0.001 ms target, so every reward is cut by (latency / target) ** -0.07
+    assert len(measured) == len(rows) and all(r["latency_ms"] == 2.0 for r in rows)
     assert all(r["reward"] == pytest.approx(r["accuracy_reward"] * (r["latency_ms"] / 0.001) ** -0.07) for r in rows)
     assert "MobileNet-v2 blocks from" in load_spec(tmp_path / "s.json").provenance.notes
 
