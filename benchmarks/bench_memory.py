@@ -38,7 +38,8 @@ def worker(conn, keep: bool, names: list[str], size: tuple[int, int], threads: i
     x = torch.randn(1, 3, *size)
     with torch.inference_mode():
         for model in models:
-            model(x), model(x)
+            for _ in range(2):
+                model(x)
         conn.send(kept)
         while (i := conn.recv()) is not None:
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

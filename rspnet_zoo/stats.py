@@ -40,32 +40,31 @@ def spec_stats(genotype: Genotype, num_classes: int | None = None) -> dict[str, 
     )
 
 
-_MEMO: dict[str, dict[str, int]] = {}
 SHIPPED_STATS = Path(__file__).with_name("shipped_stats.json")
 
 
 @functools.cache
-def shipped_stats() -> dict[str, dict[str, int]]:
-    """The shipped specs' parameters and FLOPs by spec sha256, counted once (``python -m rspnet_zoo.stats``):
-    counting them all takes ``rspnet-zoo list`` seconds of meta forward passes on every call. A spec
-    whose sha is not there (edited, or not shipped) is counted."""
+def _known() -> dict[str, dict[str, int]]:
+    """Stats by spec sha256 for the life of the process, starting from the shipped specs' (counted once by
+    ``python -m rspnet_zoo.stats``: counting them all costs ``rspnet-zoo list`` seconds of meta forward
+    passes a call)."""
     return json.loads(SHIPPED_STATS.read_text()) if SHIPPED_STATS.is_file() else {}
 
 
 def cached_spec_stats(genotype: Genotype) -> dict[str, int]:
-    """spec_stats by spec sha: the shipped table's, else counted once for the life of the process;
-    nothing is written to disk."""
-    sha = spec_sha256(genotype)
-    if sha not in _MEMO:
-        _MEMO[sha] = shipped_stats().get(sha) or spec_stats(genotype)
-    return _MEMO[sha]
+    """spec_stats by spec sha: the shipped table's, else counted once for the life of the process (an
+    edited or unshipped spec); nothing is written to disk."""
+    known, sha = _known(), spec_sha256(genotype)
+    if sha not in known:
+        known[sha] = spec_stats(genotype)
+    return known[sha]
 
 
 def count_shipped() -> dict[str, dict[str, int]]:
     """Every shipped spec's stats, counted afresh, by spec sha256 (what ``shipped_stats.json`` holds)."""
     from .zoo import SHIPPED
 
-    return {spec_sha256(g): spec_stats(g) for _, g in sorted(SHIPPED.items())}
+    return {spec_sha256(g): spec_stats(g) for g in SHIPPED.values()}
 
 
 if __name__ == "__main__":  # python -m rspnet_zoo.stats: rewrite shipped_stats.json after a shipped spec changed

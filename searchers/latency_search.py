@@ -43,7 +43,7 @@ from rspnet_zoo.latency import LatencyTable, PlacedUnit, Unit, measure_model, pl
 from rspnet_zoo.plan import lower
 from rspnet_zoo.spec import Cell, CellStep, Edge, Genotype
 
-from .budgets import PathStage, SearchConfig
+from .budgets import PathStage, Schedule, SearchConfig
 from .decode import EDGES_PER_STEP
 from .structures import LatticeNode, head_candidates, lattice, path_network
 
@@ -212,15 +212,15 @@ class LatencyGoal:
         def expected() -> torch.Tensor:
             return cost.expected(uniform, op_counts(*model.edge_weights(), model.primitives))
 
-        return LatencyPenalty(expected, self.target_ms, config.cell.latency_weight, config.cell.latency_price)
+        return self._penalty(expected, config.cell)
 
     def path_penalty(self, config: SearchConfig, cell: Cell, num_classes: int, model) -> LatencyPenalty:
         """Stage 2: ``model`` is the PathSupernet; its attention prices the paths and the cells they keep."""
         cost = LatticeLatency(self.table, cell, model.lattice, config.path, num_classes)
-        stage = config.path
-        return LatencyPenalty(
-            lambda: cost.expected(model.attention()), self.target_ms, stage.latency_weight, stage.latency_price
-        )
+        return self._penalty(lambda: cost.expected(model.attention()), config.path)
+
+    def _penalty(self, expected: Callable[[], torch.Tensor], stage: Schedule) -> LatencyPenalty:
+        return LatencyPenalty(expected, self.target_ms, stage.latency_weight, stage.latency_price)
 
 
 def _cell_of(steps: int, ops: Sequence[str]) -> Cell:
