@@ -1,6 +1,6 @@
 """A search on 2 processes (torchrun, gloo, CPU) against 1 process with the same global batch, measured side by side.
 
-Each run is the library's ``searchers.runner.search`` (both stages) in a fresh process tree: 1 process
+Each run is the library's ``searchers.rspnet.runner.search`` (both stages) in a fresh process tree: 1 process
 with the global batch, or ``torchrun --standalone --nproc_per_node 2`` with half of it per process. Every
 rank reports its wall time (the search, imports excluded), its CPU time and its peak memory
 (``resource.getrusage`` ru_maxrss). The two modes alternate for ``--rounds`` rounds; the medians are
@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def worker(out: Path, batch: int, samples: int, epochs: int, threads: int) -> None:
     import torch
 
-    from rspnet_zoo import distributed
-    from searchers.budgets import resolve_config
-    from searchers.runner import SearchRequest, search
+    from rspnet_zoo.training import distributed
+    from searchers.rspnet.budgets import resolve_config
+    from searchers.rspnet.runner import SearchRequest, search
 
     torch.set_num_threads(threads)
     with distributed.process_group():

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
-from rspnet_zoo.bench import load_model
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.data.synthetic import SyntheticSegmentation
-from rspnet_zoo.stats import count_parameters
-from rspnet_zoo.train import evaluate, logits_of, train
+from rspnet_zoo.perf.bench import load_model
+from rspnet_zoo.training.loop import evaluate, logits_of, train
+from rspnet_zoo.zoo.stats import count_parameters
 
 PEER = "lraspp_mobilenet_v3_large"
 

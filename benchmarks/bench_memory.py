@@ -1,4 +1,4 @@
-"""Networks with glibc's default malloc against the same networks with freed memory kept (``rspnet_zoo.memory``).
+"""Networks with glibc's default malloc against the same networks with freed memory kept (``rspnet_zoo.perf.memory``).
 
 ``keep_freed_memory`` changes a whole process for good, so each side is its own worker process holding
 the same untrained models; the parent drives them in interleaved rounds (each round calls every model
@@ -27,7 +27,7 @@ def worker(conn, keep: bool, names: list[str], size: tuple[int, int], threads: i
     import torch
 
     from rspnet_zoo import keep_freed_memory
-    from rspnet_zoo.bench import load_model
+    from rspnet_zoo.perf.bench import load_model
 
     torch.set_num_threads(threads)
     kept = keep_freed_memory() if keep else False

@@ -47,9 +47,9 @@ def rss_mb() -> float:
 def worker(layout: str, partial: int, steps: int, warmup: int, threads: int) -> dict:
     import torch
 
-    from searchers.bilevel import Bilevel
-    from searchers.budgets import CellStage
-    from searchers.supernet import CellSupernet
+    from searchers.rspnet.bilevel import Bilevel
+    from searchers.rspnet.budgets import CellStage
+    from searchers.rspnet.supernet import CellSupernet
 
     torch.set_num_threads(threads)
     imports = rss_mb()

@@ -4,7 +4,7 @@ of the same search space and a similar parameter count, all trained with one sho
 A random spec is what the search's own decoder makes of random architecture weights: random alphas
 and edge weights through the same DARTS rule and skip cap, random path attentions through the same
 top-k / threshold rule on the same lattice. Candidates outside +-tolerance of the searched spec's
-parameter count are redrawn. Every network is trained from scratch with ``rspnet_zoo.train.train``
+parameter count are redrawn. Every network is trained from scratch with ``rspnet_zoo.training.loop.train``
 (same iterations, batch, crop, learning rate and seed) and scored with ``evaluate`` on the held-out
 val split; the script prints every mIoU, the random median, and whether the searched spec beats it.
 
@@ -23,14 +23,14 @@ import torch.nn.functional as F
 
 from rspnet_zoo import GenotypeNet, load_spec
 from rspnet_zoo.data import build_dataset
-from rspnet_zoo.ops import DARTS_PRIMITIVES
-from rspnet_zoo.spec import Genotype
-from rspnet_zoo.stats import count_parameters, meta_model
-from rspnet_zoo.train import evaluate, train
-from searchers.budgets import SearchConfig, resolve_config
-from searchers.decode import decode_cell, decode_paths
-from searchers.structures import STEM, dense_edge_count, lattice, path_network
-from searchers.supernet import edge_groups
+from rspnet_zoo.nn.ops import DARTS_PRIMITIVES
+from rspnet_zoo.spec.models import Genotype
+from rspnet_zoo.training.loop import evaluate, train
+from rspnet_zoo.zoo.stats import count_parameters, meta_model
+from searchers.rspnet.budgets import SearchConfig, resolve_config
+from searchers.rspnet.decode import decode_cell, decode_paths
+from searchers.rspnet.structures import STEM, dense_edge_count, lattice, path_network
+from searchers.rspnet.supernet import edge_groups
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,10 +24,10 @@ import timm
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from rspnet_zoo import zoo
-from rspnet_zoo.artifacts import build_folder
-from rspnet_zoo.stats import count_parameters
-from rspnet_zoo.weightsfile import read_weights
+from rspnet_zoo.zoo import registry as zoo
+from rspnet_zoo.zoo.folder import build_folder
+from rspnet_zoo.zoo.stats import count_parameters
+from rspnet_zoo.zoo.weights import read_weights
 
 
 def metadata_only(file: Path):

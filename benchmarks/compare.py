@@ -1,7 +1,7 @@
 """Every shipped RSPNet spec against torchvision's LRASPP MobileNetV3-Large, eager, optimised and in ONNX Runtime.
 
 One run, one input (1x3x512x1024, 19 classes, 2 threads), all contenders interleaved (see
-``rspnet_zoo.bench``); untrained weights, since speed does not depend on them. Printed: ms per image,
+``rspnet_zoo.perf.bench``); untrained weights, since speed does not depend on them. Printed: ms per image,
 parameters, GMAC, achieved GFLOP/s and its fraction of the fp32 matmul peak measured in the same run,
 the speed-up of each runtime over the same model in eager, the largest difference between the
 optimised and the eager outputs, spec -> module time for every shipped spec, and the load average.
@@ -18,7 +18,7 @@ import json
 import torch
 
 from rspnet_zoo import optimize
-from rspnet_zoo.bench import build_times, load_model, measure, prepare
+from rspnet_zoo.perf.bench import build_times, load_model, measure, prepare
 from rspnet_zoo.resources import shipped_specs
 
 PEER = "lraspp_mobilenet_v3_large"

@@ -1,7 +1,7 @@
 """The latency model against the clock: predicted vs measured latency of the shipped specs and of random
 specs from the search space (issue 10: within 20% on this machine).
 
-1. ``rspnet_zoo.latency.profile`` builds (or reloads) the table of the ``--budget`` search space at
+1. ``rspnet_zoo.perf.latency.profile`` builds (or reloads) the table of the ``--budget`` search space at
    ``--size``, ``--threads``, ``--clock``, calibrated on the space's full lattice (never on the specs
    checked here).
 2. ``--random`` specs are drawn from the same space: a random cell (two edges per step, random inputs
@@ -34,15 +34,15 @@ import torch
 
 from rspnet_zoo.data.synthetic import NUM_CLASSES
 from rspnet_zoo.fsutil import atomic_write_text
-from rspnet_zoo.latency import RUNTIMES, Target, measure_model, profile
-from rspnet_zoo.model import GenotypeNet
+from rspnet_zoo.nn.model import GenotypeNet
+from rspnet_zoo.perf.latency import RUNTIMES, Target, measure_model, profile
 from rspnet_zoo.resources import shipped_specs
-from rspnet_zoo.spec import Cell, CellStep, Edge, Genotype
-from rspnet_zoo.specfile import load_spec
-from searchers.budgets import SearchConfig, resolve_config
-from searchers.decode import decode_paths
-from searchers.latency_search import calibration_genotypes, space_genotypes
-from searchers.structures import STEM, head_candidates, lattice, path_network
+from rspnet_zoo.spec.io import load_spec
+from rspnet_zoo.spec.models import Cell, CellStep, Edge, Genotype
+from searchers.rspnet.budgets import SearchConfig, resolve_config
+from searchers.rspnet.decode import decode_paths
+from searchers.rspnet.latency_search import calibration_genotypes, space_genotypes
+from searchers.rspnet.structures import STEM, head_candidates, lattice, path_network
 
 
 def random_spec(config: SearchConfig, rng: random.Random, index: int) -> Genotype:

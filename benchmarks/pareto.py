@@ -7,7 +7,7 @@ space, and torchvision's LRASPP MobileNetV3-Large.
 2. ``rspnet-zoo search --stage both --latency-target MS`` runs once per target on ``--budget``'s space.
 3. ``--random`` specs are drawn from the same space (``latency_model.random_spec``: a random cell,
    random attention decoded by the search's own rule, a random width).
-4. Every network is timed in one interleaved run (``rspnet_zoo.bench``: 1x3xHxW, ``--classes``,
+4. Every network is timed in one interleaved run (``rspnet_zoo.perf.bench``: 1x3xHxW, ``--classes``,
    ``--threads``, eager, untrained weights) and trained from scratch at the quality benchmark's
    budget (``bench_search_quality.py``: iterations, batch, crop, learning rate, seed), then scored
    on the synthetic val split.
@@ -39,14 +39,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from latency_model import random_spec  # noqa: E402  (benchmarks/ is the script's folder)
 
-from rspnet_zoo.bench import load_model, measure, prepare  # noqa: E402
 from rspnet_zoo.data import build_dataset  # noqa: E402
 from rspnet_zoo.fsutil import atomic_path, atomic_write_text  # noqa: E402
+from rspnet_zoo.perf.bench import load_model, measure, prepare  # noqa: E402
 from rspnet_zoo.resources import shipped_specs  # noqa: E402
-from rspnet_zoo.specfile import dump_spec  # noqa: E402
-from rspnet_zoo.train import evaluate, train  # noqa: E402
-from searchers.budgets import resolve_config  # noqa: E402
-from searchers.latency_search import latency_verdict  # noqa: E402
+from rspnet_zoo.spec.io import dump_spec  # noqa: E402
+from rspnet_zoo.training.loop import evaluate, train  # noqa: E402
+from searchers.rspnet.budgets import resolve_config  # noqa: E402
+from searchers.rspnet.latency_search import latency_verdict  # noqa: E402
 
 PEER = "lraspp_mobilenet_v3_large"
 QUICK = dict(budget="smoke", size="64x128", rounds=1, random=2, iterations=2, batch_size=2, crop=32)

@@ -35,9 +35,9 @@ import torch
 from torchmetrics.functional import spearman_corrcoef
 
 from rspnet_zoo.fsutil import atomic_write_text
-from searchers.template_budgets import resolve_template_budget
-from searchers.template_eval import EvalContext
-from searchers.template_search import STEM, Pool, TemplateSearch, TemplateSearchRequest, search
+from searchers.template.budgets import resolve_template_budget
+from searchers.template.evaluate import EvalContext
+from searchers.template.search import STEM, Pool, TemplateSearch, TemplateSearchRequest, search
 
 PAPER_RHO = {"controller": 0.734, "random": 0.904}
 

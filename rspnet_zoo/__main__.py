@@ -1,3 +1,3 @@
-from .cli import main
+from rspnet_zoo.cli.app import main
 
 main()

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ZooError
+from rspnet_zoo.errors import ZooError
 
 TMP_TAG = "rspnet-tmp"
 _AT_FDCWD = -100

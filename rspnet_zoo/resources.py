@@ -1,4 +1,5 @@
-"""Where the shipped specs and schemas live: package data in a wheel, the repository in a checkout."""
+"""Where the package data lives: the shipped specs and schemas (package data in a wheel, the repository in a
+checkout) and the shipped trained weights."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ def data_dir(kind: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"rspnet-zoo data folder '{kind}' is missing from this installation")
+
+
+PACKAGE_WEIGHTS = _PACKAGE / "weights"  # trained tags shipped with the package: '<name>.<tag>.safetensors'
 
 
 def shipped_specs() -> list[Path]:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .spec import CellStep
+from typing import Any
 
 
 def shorten(text: str, limit: int) -> str:
@@ -19,11 +16,6 @@ def shorten(text: str, limit: int) -> str:
 def json_repr(value: Any, limit: int = 60) -> str:
     """A value as an error message quotes it, shortened."""
     return shorten(repr(value), limit)
-
-
-def step_text(step: CellStep) -> str:
-    """A cell step as 'op(s<input>) + ...', how summaries and logs write it."""
-    return " + ".join(f"{e.op}(s{e.input})" for e in step.edges)
 
 
 def command_line(words: Sequence[str], options: dict[str, Any], settings: dict[str, Any] | None = None) -> str:

@@ -1,3 +1,3 @@
-"""The two RSPNet searches. Stage 1 (``cell_search``) finds the cell by DARTS with partial channels;
-stage 2 (``path_search``) finds the paths between resolution levels by path attention. Both emit
-genotype specs through ``rspnet_zoo.spec``; ``runner.search`` is the entry point the CLI calls."""
+"""Searches that emit genotype specs, clients of ``rspnet_zoo``'s public names only: one subpackage per method
+(``rspnet``: the two-stage RSPNet search; ``template``: nas-segm's template search), with what both share
+beside them (``run_folders``: run folders, resumable checkpoints and spec writing)."""

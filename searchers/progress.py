@@ -3,7 +3,7 @@ Ctrl-C how to resume.
 
 Progress is rich bars on a terminal; without one (a redirect, ``nohup``, CI) it is one plain line at a
 steady interval: stage, epoch, step, loss, elapsed time and the ETA of the whole run. The ETA is the
-estimate of what is left (``searchers.estimate``), scaled by how the steps done so far compared with
+estimate of what is left (``searchers.rspnet.estimate``), scaled by how the steps done so far compared with
 their own estimate, so it follows the machine's load. Everything goes to stderr; stdout stays the result.
 """
 
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .estimate import REPEATS, StageEstimate, estimate_search
-from .runner import SearchData, SearchRequest
+from searchers.rspnet.estimate import REPEATS, StageEstimate, estimate_search
+from searchers.rspnet.runner import SearchData, SearchRequest
 
 PLAIN_EVERY_S = 30.0
 

@@ -27,7 +27,7 @@ def one_torch_thread():
 @pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    from rspnet_zoo.cli import main
+    from rspnet_zoo.cli.app import main
 
     def run(*args: str):
         try:

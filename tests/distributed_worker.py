@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rspnet_zoo import distributed
 from rspnet_zoo.data import build_dataset
-from rspnet_zoo.train import train
-from searchers.bilevel import Bilevel
-from searchers.budgets import Schedule
+from rspnet_zoo.training import distributed
+from rspnet_zoo.training.loop import train
+from searchers.rspnet.bilevel import Bilevel
+from searchers.rspnet.budgets import Schedule
 
 CLASSES = 3
 GLOBAL_BATCH = 4

@@ -48,7 +48,7 @@ def listing(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A built tiny_net folder, shared read-only by the tests that need a model."""
-    from rspnet_zoo.tasks import BuildRequest, run_build
+    from rspnet_zoo.training.tasks import BuildRequest, run_build
 
     out = tmp_path_factory.mktemp("built")
     return Path(run_build(BuildRequest(str(TINY), out=out))["path"])
@@ -133,7 +133,7 @@ def test_search_checks_its_run_folder_too(run_cli, tmp_path):
 
 
 def test_an_empty_zoo_home_means_the_default(monkeypatch):
-    from rspnet_zoo.zoo import zoo_home
+    from rspnet_zoo.zoo.home import zoo_home
 
     monkeypatch.setenv("RSPNET_ZOO_HOME", "")
     assert zoo_home() == Path("~/.cache/rspnet-zoo").expanduser()
@@ -338,7 +338,7 @@ def test_the_pixel_limit_is_stated_in_help(run_cli):
 
 def test_a_build_that_runs_out_of_memory_is_one_line(run_cli, tmp_path, monkeypatch):
     """The CPU allocator's RuntimeError, as torch raises it when an allocation fails."""
-    import rspnet_zoo.artifacts as artifacts
+    import rspnet_zoo.zoo.folder as artifacts
 
     def no_memory(*args, **kwargs):
         raise RuntimeError(
@@ -360,7 +360,10 @@ def test_a_real_out_of_memory_build_is_one_line(tmp_path):
     spec = json.loads(TINY.read_text())
     spec["name"], spec["head"]["channels"], spec["defaults"]["num_classes"] = "big_head", 4096, 100_000
     (tmp_path / "big.json").write_text(json.dumps(spec))
-    probe = "import rspnet_zoo.cli, rspnet_zoo.tasks, rspnet_zoo.artifacts; print(open('/proc/self/status').read())"
+    probe = (
+        "import rspnet_zoo.cli.app, rspnet_zoo.training.tasks, rspnet_zoo.zoo.folder; "
+        "print(open('/proc/self/status').read())"
+    )
     status = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     peak_kb = int(status.split("VmPeak:")[1].split()[0])
     limit = (peak_kb + 1_500_000) * 1024

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from rspnet_zoo.bench import build_times
+from rspnet_zoo.perf.bench import build_times
 from rspnet_zoo.resources import shipped_specs
-from rspnet_zoo.zoo import resolve_genotype
+from rspnet_zoo.zoo.registry import resolve_genotype
 
 ROW_KEYS = {
     "name", "runtime", "optimized", "parameters", "flops", "gmac", "ms_median", "ms_p90", "ms_per_image",
@@ -71,7 +71,7 @@ def test_build_times_split_spec_handling_from_building(monkeypatch):
 
     import timm
 
-    from rspnet_zoo import zoo
+    from rspnet_zoo.zoo import registry as zoo
 
     clock = [0.0]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rspnet_zoo.cli import command, main
+from rspnet_zoo.cli.app import command, main
 
 
 def _leaves(cmd, path=()):

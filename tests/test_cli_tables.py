@@ -7,7 +7,8 @@ import pytest
 from rich.console import Console
 
 from rspnet_zoo import SHIPPED
-from rspnet_zoo.cli import main, output
+from rspnet_zoo.cli import output
+from rspnet_zoo.cli.app import main
 
 LIST_HEADERS = ("name", "version", "weights", "classes", "params", "GFLOPs", "input")
 

@@ -93,7 +93,7 @@ def test_pickle_with_code_is_refused(run_cli, tmp_path, state):
 
 def test_published_wrappers_are_unwrapped(tmp_path):
     """Bare, under 'state_dict' (with an optimizer beside it), or with DataParallel's 'module.' prefix."""
-    from rspnet_zoo.convert import read_checkpoint
+    from rspnet_zoo.interop.convert import read_checkpoint
 
     layout = reference_layout("pc_darts_imagenet")  # published under 'state_dict', keys prefixed 'module.'
     state = {r.key: torch.zeros(1) for r in layout.rows[:5]}

@@ -13,10 +13,10 @@ import pytest
 import torch
 from reference_checkpoints import reference_layout
 
-from rspnet_zoo.conversions import families, node_index
-from rspnet_zoo.convert import to_zoo
-from rspnet_zoo.model import GenotypeNet
-from rspnet_zoo.zoo import SHIPPED
+from rspnet_zoo.interop.conversions import families, node_index
+from rspnet_zoo.interop.convert import to_zoo
+from rspnet_zoo.nn.model import GenotypeNet
+from rspnet_zoo.zoo.catalog import SHIPPED
 
 EPS = 1e-5
 

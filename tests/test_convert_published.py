@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from timm.data import resolve_data_config
 
 import rspnet_zoo  # noqa: F401  (registers the zoo)
-from rspnet_zoo.conversions import IMAGENET_MEAN
-from rspnet_zoo.conversions.darts import CIFAR_MEAN
+from rspnet_zoo.interop.conversions import IMAGENET_MEAN
+from rspnet_zoo.interop.conversions.darts import CIFAR_MEAN
 
 DEFAULT = ["darts_v2_cifar", "autodeeplab_s", "nas_segm_arch0"]  # one network per family
 SLOW = [
@@ -45,8 +45,8 @@ FACTS = {
 
 def reconverted(layout, exported, folder):
     """What converting the exported file gives, without writing another folder."""
-    from rspnet_zoo.conversions import families
-    from rspnet_zoo.convert import read_checkpoint, to_zoo
+    from rspnet_zoo.interop.conversions import families
+    from rspnet_zoo.interop.convert import read_checkpoint, to_zoo
 
     model = timm.create_model(f"local-dir:{folder}", pretrained=False)
     aux = model.has_aux

@@ -179,8 +179,8 @@ def test_class_id_out_of_range(run_cli, camvid_root, tmp_path):
 
 def test_class_id_out_of_range_in_the_cli(run_cli, folder_root, tmp_path, monkeypatch):
     """eval reads masks as it goes: the bad one stops it with one line, nothing else printed on stdout."""
-    from rspnet_zoo.artifacts import build_folder
-    from rspnet_zoo.specfile import load_spec
+    from rspnet_zoo.spec.io import load_spec
+    from rspnet_zoo.zoo.folder import build_folder
 
     monkeypatch.setenv("RSPNET_ZOO_ALLOW_UNTRAINED", "1")  # a build's initialised weights, asked for
     tiny = Path(__file__).parent / "data" / "tiny_net.json"

@@ -2,9 +2,9 @@
 
 import json
 
-from rspnet_zoo.diff import diff_specs
-from rspnet_zoo.stats import count_parameters, meta_model
-from rspnet_zoo.zoo import SHIPPED
+from rspnet_zoo.spec.diff import diff_specs
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.stats import count_parameters, meta_model
 
 
 def test_same_spec_is_identical(run_cli):
@@ -17,7 +17,7 @@ def test_same_spec_is_identical(run_cli):
 
 
 def test_darts_v1_against_v2_names_every_changed_op():
-    result = diff_specs(SHIPPED["darts_v1_cifar"], SHIPPED["darts_v2_cifar"], with_sizes=False)
+    result = diff_specs(SHIPPED["darts_v1_cifar"], SHIPPED["darts_v2_cifar"])
     edges = {c["pointer"]: (c["a"], c["b"]) for c in result["changes"] if c["section"] == "cells"}
     assert len(edges) == 9
     assert edges["/cells/normal/steps/3/edges/1"] == (
@@ -48,7 +48,7 @@ def test_added_and_removed_nodes_and_head_changes(tmp_path, run_cli):
     assert "sizes" not in result
     changes = {c["pointer"]: c for c in result["changes"]}
     assert changes["/head/upsample"]["a"] == "none" and changes["/head/upsample"]["b"] == "bilinear"
-    result = diff_specs(SHIPPED["nas_segm_arch0"], SHIPPED["nas_segm_arch1"], with_sizes=False)
+    result = diff_specs(SHIPPED["nas_segm_arch0"], SHIPPED["nas_segm_arch1"])
     added = [c["where"] for c in result["changes"] if c["kind"] == "added"]
     assert added == [
         f"node '{n}'"

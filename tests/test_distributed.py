@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from rspnet_zoo.cli.parallel import without_nproc
-from rspnet_zoo.specfile import load_spec
+from rspnet_zoo.spec.io import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "data" / "tiny_net.json"

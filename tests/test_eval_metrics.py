@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rspnet_zoo.metrics import SegmentationMetrics
-from rspnet_zoo.train import evaluate
+from rspnet_zoo.training.loop import evaluate
+from rspnet_zoo.training.metrics import SegmentationMetrics
 
 # Two batches over 4 classes (rows: truth, columns: prediction, 255 ignored):
 #   truth 0: predicted 0 three times, 2 once      truth 1: predicted 0 once, 1 three times

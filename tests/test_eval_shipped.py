@@ -9,9 +9,10 @@ import pytest
 import timm
 from safetensors import safe_open
 
-from rspnet_zoo.artifacts import weights_metadata
 from rspnet_zoo.data.synthetic import CLASS_NAMES
-from rspnet_zoo.zoo import PACKAGE_WEIGHTS, SHIPPED
+from rspnet_zoo.resources import PACKAGE_WEIGHTS
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.folder import weights_metadata
 
 SHIPPED_WEIGHTS = ["rspnet_small", "rspnet_c"]  # <name>.synth: weights and model card in the package
 

@@ -8,8 +8,8 @@ from torch import nn
 
 from rspnet_zoo import optimize, spec_sha256
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.export import export_model, read_metadata
-from rspnet_zoo.zoo import load_trained
+from rspnet_zoo.interop.export import export_model, read_metadata
+from rspnet_zoo.zoo.registry import load_trained
 
 SIZE = (64, 128)
 

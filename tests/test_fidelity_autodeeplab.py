@@ -6,8 +6,8 @@ import torch
 from published import AUTODEEPLAB_COUNTS as COUNTS
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
-from rspnet_zoo.stats import count_parameters
-from rspnet_zoo.zoo import SHIPPED
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.stats import count_parameters
 
 
 def meta_net(name):

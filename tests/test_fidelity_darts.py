@@ -7,10 +7,10 @@ from published import DARTS_COUNTS as COUNTS
 from published import DARTS_V2
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
-from rspnet_zoo.importers.darts import darts_spec, parse_genotype
-from rspnet_zoo.model import GenotypeNet
-from rspnet_zoo.stats import count_parameters
-from rspnet_zoo.zoo import SHIPPED
+from rspnet_zoo.interop.importers.darts import darts_spec, parse_genotype
+from rspnet_zoo.nn.model import GenotypeNet
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.stats import count_parameters
 
 
 def meta_net(name, **kwargs):

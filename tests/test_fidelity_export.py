@@ -11,9 +11,9 @@ import torch
 from published import AUTODEEPLAB_CELL, DARTS_V2
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
-from rspnet_zoo.importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
-from rspnet_zoo.importers.darts import darts_spec, parse_genotype
-from rspnet_zoo.model import GenotypeNet
+from rspnet_zoo.interop.importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
+from rspnet_zoo.interop.importers.darts import darts_spec, parse_genotype
+from rspnet_zoo.nn.model import GenotypeNet
 
 SMALL = {
     "darts_small": lambda: darts_spec(parse_genotype(DARTS_V2), "cifar", name="darts_small", channels=8, layers=3),

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from rspnet_zoo.errors import SpecError
-from rspnet_zoo.specfile import dump_spec, genotype_from_dict
-from rspnet_zoo.zoo import SHIPPED
+from rspnet_zoo.spec.io import dump_spec, genotype_from_dict
+from rspnet_zoo.zoo.catalog import SHIPPED
 
 
 def doc_of(name):
@@ -82,7 +82,7 @@ def test_new_fields_are_checked_with_a_pointer(case, name, mutate, where, words)
 
 
 def test_output_stride_past_a_template_node_is_refused_not_ignored():
-    from rspnet_zoo.model import GenotypeNet
+    from rspnet_zoo.nn.model import GenotypeNet
 
     with pytest.raises(SpecError, match="template nodes do not trade stride for dilation"):
         GenotypeNet(SHIPPED["nas_segm_arch0"], output_stride=16)

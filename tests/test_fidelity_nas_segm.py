@@ -9,7 +9,7 @@ from published import NAS_SEGM_COUNTS as COUNTS
 from published import NAS_SEGM_ENCODER as ENCODER
 
 import rspnet_zoo  # noqa: F401  (registers the specs with timm)
-from rspnet_zoo.stats import count_parameters
+from rspnet_zoo.zoo.stats import count_parameters
 
 
 def meta_net(name):

@@ -104,7 +104,7 @@ def test_defaults_name_the_spec_and_write_it_beside_the_caller(run_cli, tmp_path
 
 
 def test_range_and_assignment_forms_parse_like_lists():
-    from rspnet_zoo.importers.darts import parse_genotype
+    from rspnet_zoo.interop.importers.darts import parse_genotype
 
     listed = parse_genotype(DARTS_V2)
     assigned = parse_genotype("DARTS = " + DARTS_V2.replace("[2, 3, 4, 5]", "range(2, 6)"))

@@ -12,14 +12,14 @@ import timm
 import torch
 from safetensors import safe_open
 
-from rspnet_zoo.artifacts import build_folder
 from rspnet_zoo.errors import SpecError, WeightsError, ZooError
-from rspnet_zoo.resources import shipped_specs
-from rspnet_zoo.schema import committed_schema
-from rspnet_zoo.spec import MAX_CLASSES
-from rspnet_zoo.specfile import canonical_dict, genotype_from_dict, parse_spec
-from rspnet_zoo.weightsfile import TENSORS_SHA256, read_weights, save_weights, tensors_sha256
-from rspnet_zoo.zoo import PACKAGE_WEIGHTS, SHIPPED
+from rspnet_zoo.resources import PACKAGE_WEIGHTS, shipped_specs
+from rspnet_zoo.spec.io import canonical_dict, genotype_from_dict, parse_spec
+from rspnet_zoo.spec.models import MAX_CLASSES
+from rspnet_zoo.spec.schema import committed_schema
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.folder import build_folder
+from rspnet_zoo.zoo.weights import TENSORS_SHA256, read_weights, save_weights, tensors_sha256
 
 SPEC = next(p for p in shipped_specs() if p.stem == "rspnet_small")
 
@@ -190,8 +190,8 @@ def wide_head_spec(classes: int) -> dict:
 
 
 def test_the_parameter_cap_covers_head_and_classifier(tmp_path, run_cli, monkeypatch):
-    from rspnet_zoo.heads import HEADS
-    from rspnet_zoo.plan import MAX_PARAMETERS, lower
+    from rspnet_zoo.nn.heads import HEADS
+    from rspnet_zoo.spec.plan import MAX_PARAMETERS, lower
 
     # the classifier alone (9 * 4096 * classes weights) passes the cap somewhere between these counts
     over = MAX_PARAMETERS // (9 * 4096) + 1

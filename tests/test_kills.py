@@ -25,7 +25,13 @@ import pytest
 pytestmark = pytest.mark.slow
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
-PRELOAD = ["rspnet_zoo.cli", "rspnet_zoo.tasks", "rspnet_zoo.artifacts", "rspnet_zoo.train", "searchers.runner"]
+PRELOAD = [
+    "rspnet_zoo.cli.app",
+    "rspnet_zoo.training.tasks",
+    "rspnet_zoo.zoo.folder",
+    "rspnet_zoo.training.loop",
+    "searchers.rspnet.runner",
+]
 SEEDS = (0, 1, 2, 3)
 KILLS_PER_SEED = 3
 
@@ -34,7 +40,7 @@ def _cli(args: list[str], home: str, log: str) -> None:
     """A forked child: the CLI with its output in ``log``; its exit code is the command's."""
     import torch
 
-    from rspnet_zoo.cli import main
+    from rspnet_zoo.cli.app import main
 
     os.environ["RSPNET_ZOO_HOME"] = home
     torch.set_num_threads(1)
@@ -62,7 +68,7 @@ def forkserver():
 
 def complete_folder(folder: Path) -> str | None:
     """The tensors' sha256 of a built folder, which must be whole; None when there is none."""
-    from rspnet_zoo.weightsfile import read_weights
+    from rspnet_zoo.zoo.weights import read_weights
 
     if not folder.exists():
         return None
@@ -74,7 +80,7 @@ def complete_folder(folder: Path) -> str | None:
 
 
 def complete_checkpoint(file: Path) -> None:
-    from rspnet_zoo.train import load_checkpoint
+    from rspnet_zoo.training.loop import load_checkpoint
 
     if file.exists():
         assert isinstance(load_checkpoint(file), dict)
@@ -82,7 +88,7 @@ def complete_checkpoint(file: Path) -> None:
 
 def complete_spec(file: Path) -> dict | None:
     """A written spec must validate; compared without provenance (its wall time differs run to run)."""
-    from rspnet_zoo.specfile import canonical_dict, load_spec
+    from rspnet_zoo.spec.io import canonical_dict, load_spec
 
     if not file.exists():
         return None

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from rspnet_zoo import GenotypeNet, load_spec
-from rspnet_zoo import latency as lat
 from rspnet_zoo.data.synthetic import NUM_CLASSES
-from rspnet_zoo.ops import FactorizedReduce, ReLUConvBN, SepConv
-from rspnet_zoo.zoo import resolve_genotype
-from searchers.budgets import resolve_config
-from searchers.latency_search import LatencyPenalty, open_goal, space_genotypes
+from rspnet_zoo.nn.ops import FactorizedReduce, ReLUConvBN, SepConv
+from rspnet_zoo.perf import latency as lat
+from rspnet_zoo.zoo.registry import resolve_genotype
+from searchers.rspnet.budgets import resolve_config
+from searchers.rspnet.latency_search import LatencyPenalty, open_goal, space_genotypes
 
 SIZE = (32, 64)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -137,7 +137,7 @@ def test_a_prediction_times_only_the_units_the_table_lacks_and_keeps_them(calls,
 def test_calibration_adds_one_measured_overhead_to_every_unit(calls, tmp_path, monkeypatch):
     """A network measured at its units' sum plus 0.5 ms a unit gives an overhead of 0.5 ms, which every
     later prediction adds once per unit, and which the saved table keeps."""
-    from rspnet_zoo.plan import lower
+    from rspnet_zoo.spec.plan import lower
 
     def units(genotype):
         return len(lat.plan_units(lower(genotype), genotype, SIZE))
@@ -223,9 +223,9 @@ def test_latency_target_search_emits_a_spec_predicted_below_the_target(monkeypat
 
 @pytest.fixture
 def runtime_calls(monkeypatch):
-    """Record each call of ``rspnet_zoo.optimize`` and of ``bench.onnx_session``, which still run."""
+    """Record each call of ``rspnet_zoo.nn.fold`` and of ``bench.onnx_session``, which still run."""
     calls = []
-    for module_name, name in (("rspnet_zoo.optimize", "optimize"), ("rspnet_zoo.bench", "onnx_session")):
+    for module_name, name in (("rspnet_zoo.nn.fold", "optimize"), ("rspnet_zoo.perf.bench", "onnx_session")):
         module = importlib.import_module(module_name)
         real = getattr(module, name)
 

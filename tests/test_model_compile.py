@@ -4,10 +4,10 @@ import pytest
 import torch
 from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
-from rspnet_zoo.model import GenotypeNet
+from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.resources import shipped_specs
-from rspnet_zoo.specfile import load_spec
-from rspnet_zoo.stats import count_flops, count_parameters, meta_model
+from rspnet_zoo.spec.io import load_spec
+from rspnet_zoo.zoo.stats import count_flops, count_parameters, meta_model
 
 SPECS = shipped_specs()
 RSPNET_SPECS = [p for p in SPECS if p.stem.startswith("rspnet_")]
@@ -112,7 +112,7 @@ def test_rsp_partial_channels_shrink_the_cell():
     doc = genotype.model_dump(mode="json")
     for node in doc["network"]["nodes"]:
         node.pop("partial", None)
-    from rspnet_zoo.specfile import genotype_from_dict
+    from rspnet_zoo.spec.io import genotype_from_dict
 
     full = count_parameters(meta_model(genotype_from_dict(doc)))
     assert count_parameters(meta_model(genotype)) < full

@@ -1,4 +1,4 @@
-"""rspnet_zoo.optimize: the same outputs as the eager model on every shipped spec, and still a plain module."""
+"""rspnet_zoo.nn.fold: the same outputs as the eager model on every shipped spec, and still a plain module."""
 
 import json
 
@@ -8,11 +8,11 @@ from torch import nn
 
 from rspnet_zoo import optimize
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.model import GenotypeNet
-from rspnet_zoo.ops import FactorizedReduce
+from rspnet_zoo.nn.model import GenotypeNet
+from rspnet_zoo.nn.ops import FactorizedReduce
 from rspnet_zoo.resources import shipped_specs
-from rspnet_zoo.specfile import load_spec
-from rspnet_zoo.stats import count_flops, meta_model
+from rspnet_zoo.spec.io import load_spec
+from rspnet_zoo.zoo.stats import count_flops, meta_model
 
 SPECS = shipped_specs()
 SMALL_SIZES = ((64, 96), (47, 61))

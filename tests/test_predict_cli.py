@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rspnet_zoo.artifacts import build_folder
 from rspnet_zoo.data.synthetic import CLASS_NAMES
-from rspnet_zoo.legend import outline
-from rspnet_zoo.specfile import load_spec
+from rspnet_zoo.predict.legend import outline
+from rspnet_zoo.spec.io import load_spec
+from rspnet_zoo.zoo.folder import build_folder
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 

@@ -12,14 +12,14 @@ from PIL import Image
 
 from rspnet_zoo.data.files import read_image
 from rspnet_zoo.data.synthetic import CLASS_NAMES
-from rspnet_zoo.legend import OUTLINE, draw_legend, outline, save_mask
-from rspnet_zoo.predict import UNPAINTED, overlay, palette, predict_labels
+from rspnet_zoo.predict.infer import UNPAINTED, overlay, palette, predict_labels
+from rspnet_zoo.predict.legend import OUTLINE, draw_legend, outline, save_mask
 
 
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
     """One synthetic scene predicted by the shipped weights, with everything the CLI wrote about it."""
-    from rspnet_zoo.cli import main
+    from rspnet_zoo.cli.app import main
 
     folder = tmp_path_factory.mktemp("predict")
     with pytest.MonkeyPatch.context() as mp:

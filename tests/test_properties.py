@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.model import GenotypeNet
+from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.resources import shipped_specs
 
 settings.register_profile(
@@ -140,7 +140,7 @@ def loads_or_refuses(load, *args) -> bool:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_mutated_spec_json_parses_or_is_refused(profile, no_network):
-    from rspnet_zoo.specfile import parse_spec
+    from rspnet_zoo.spec.io import parse_spec
 
     bases = [json.loads(text) for text in BASE_SPECS]
 
@@ -155,7 +155,7 @@ def test_mutated_spec_json_parses_or_is_refused(profile, no_network):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_mutated_spec_bytes_load_or_are_refused(profile, tmp_path, no_network):
-    from rspnet_zoo.specfile import load_spec
+    from rspnet_zoo.spec.io import load_spec
 
     bases = [text.encode() for text in BASE_SPECS]
     file = tmp_path / "spec.json"
@@ -175,7 +175,7 @@ def test_mutated_spec_bytes_load_or_are_refused(profile, tmp_path, no_network):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    from rspnet_zoo.tasks import BuildRequest, run_build
+    from rspnet_zoo.training.tasks import BuildRequest, run_build
 
     return Path(run_build(BuildRequest(str(TINY), out=tmp_path_factory.mktemp("built")))["path"])
 
@@ -200,8 +200,9 @@ def test_mutated_weights_load_or_are_refused_before_the_network(profile, tmp_pat
 
     monkeypatch.setenv("RSPNET_ZOO_ALLOW_UNTRAINED", "1")  # the build's initialised weights, asked for (part 2)
 
-    from rspnet_zoo.weightsfile import read_header, read_weights
-    from rspnet_zoo.zoo import load_trained, resolve_genotype, trained_cfg
+    from rspnet_zoo.zoo.catalog import trained_cfg
+    from rspnet_zoo.zoo.registry import load_trained, resolve_genotype
+    from rspnet_zoo.zoo.weights import read_header, read_weights
 
     folder = tmp_path / "folder"
     shutil.copytree(built, folder)
@@ -226,7 +227,7 @@ def test_mutated_weights_load_or_are_refused_before_the_network(profile, tmp_pat
 def test_mutated_config_json_resolves_or_is_refused(profile, tmp_path, built, no_network):
     import shutil
 
-    from rspnet_zoo.zoo import resolve_genotype
+    from rspnet_zoo.zoo.registry import resolve_genotype
 
     folder = tmp_path / "folder"
     shutil.copytree(built, folder)
@@ -258,8 +259,8 @@ def _checkpoint_bytes(obj: Any) -> bytes:
 def test_mutated_checkpoints_load_or_are_refused(profile, tmp_path, no_network):
     """A training checkpoint and a published reference checkpoint, byte-mutated, through the readers of
     resume (load_checkpoint) and convert (read_checkpoint)."""
-    from rspnet_zoo.convert import read_checkpoint
-    from rspnet_zoo.train import load_checkpoint
+    from rspnet_zoo.interop.convert import read_checkpoint
+    from rspnet_zoo.training.loop import load_checkpoint
 
     state = {"conv.weight": torch.randn(4, 3, 3, 3), "bn.running_mean": torch.zeros(4)}
     bases = [

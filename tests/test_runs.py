@@ -17,12 +17,13 @@ from test_train_cli import FAST, TINY, camvid  # noqa: F401  (camvid is a fixtur
 from test_train_loop import tiny_model, tiny_set
 
 from rspnet_zoo import fsutil
-from rspnet_zoo.artifacts import build_folder
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, temp_prefix
-from rspnet_zoo.train import train
-from rspnet_zoo.weightsfile import read_weights
-from rspnet_zoo.zoo import SHIPPED, zoo_home
+from rspnet_zoo.training.loop import train
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.folder import build_folder
+from rspnet_zoo.zoo.home import zoo_home
+from rspnet_zoo.zoo.weights import read_weights
 
 ROOT = Path(__file__).parents[1]
 
@@ -199,7 +200,7 @@ def test_an_empty_zoo_home_is_unset_not_the_working_directory(monkeypatch):
 
 def test_a_search_removes_the_temporaries_killed_writes_left_in_its_run_folder(tmp_path):
     from rspnet_zoo.fsutil import temp_prefix
-    from searchers.runs import check_run_folder
+    from searchers.run_folders import check_run_folder
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -221,8 +222,8 @@ def test_a_search_checkpoint_is_checked_before_a_resume_uses_it(tmp_path, state,
     import torch
 
     from rspnet_zoo.errors import ZooError
-    from searchers.runner import CHECKPOINT_FIELDS
-    from searchers.runs import load_resumable
+    from searchers.rspnet.runner import CHECKPOINT_FIELDS
+    from searchers.run_folders import load_resumable
 
     file = tmp_path / "checkpoint-cell.pt"
     torch.save(state, file)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rspnet_zoo.errors import ZooError
-from searchers.budgets import BUDGETS, resolve_config
+from searchers.rspnet.budgets import BUDGETS, resolve_config
 
 
 def test_every_preset_is_a_valid_config_and_paper_follows_the_papers():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from rspnet_zoo import GenotypeNet, load_spec, spec_sha256
-from searchers.budgets import resolve_config
-from searchers.runner import SearchRequest, search
+from searchers.rspnet.budgets import resolve_config
+from searchers.rspnet.runner import SearchRequest, search
 
 SMOKE = ("--budget", "smoke", "--no-progress")
 

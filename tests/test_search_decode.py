@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.ops import DARTS_PRIMITIVES
-from searchers.decode import decode_cell, decode_paths, keep_paths
+from rspnet_zoo.nn.ops import DARTS_PRIMITIVES
+from searchers.rspnet.decode import decode_cell, decode_paths, keep_paths
 
 P = DARTS_PRIMITIVES  # none, max_pool, avg_pool, skip, sep3, sep5, dil3, dil5
 IDX = {p: i for i, p in enumerate(P)}

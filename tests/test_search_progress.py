@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from searchers.budgets import resolve_config
-from searchers.estimate import StageEstimate
 from searchers.progress import SearchProgress, duration
-from searchers.runner import SearchRequest
+from searchers.rspnet.budgets import resolve_config
+from searchers.rspnet.estimate import StageEstimate
+from searchers.rspnet.runner import SearchRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,14 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from rspnet_zoo.ops import DARTS_PRIMITIVES
-from rspnet_zoo.plan import check_genotype
-from searchers.bilevel import Bilevel
-from searchers.budgets import CellStage, PathStage, resolve_config
-from searchers.decode import decode_cell
-from searchers.path_search import PathSupernet
-from searchers.structures import lattice
-from searchers.supernet import CellSupernet, MixedStep, channel_shuffle, search_op
+from rspnet_zoo.nn.ops import DARTS_PRIMITIVES
+from rspnet_zoo.spec.plan import check_genotype
+from searchers.rspnet.bilevel import Bilevel
+from searchers.rspnet.budgets import CellStage, PathStage, resolve_config
+from searchers.rspnet.decode import decode_cell
+from searchers.rspnet.path_search import PathSupernet
+from searchers.rspnet.structures import lattice
+from searchers.rspnet.supernet import CellSupernet, MixedStep, channel_shuffle, search_op
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -44,7 +44,7 @@ def scan(file: Path) -> tuple[list[str], list[str]]:
 
 
 def test_searchers_use_only_public_names_of_rspnet_zoo():
-    files = sorted(SEARCHERS.glob("*.py"))
+    files = sorted(SEARCHERS.rglob("*.py"))
     assert len(files) > 5  # the scan sees the package
     found = [use for f in files for use in scan(f)[1]]
     assert found == []
@@ -52,9 +52,9 @@ def test_searchers_use_only_public_names_of_rspnet_zoo():
 
 def test_the_scan_catches_private_imports_and_attributes(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from rspnet_zoo.plan import _partial_widths, lower\nimport rspnet_zoo._x\ny = net._traits\n")
+    bad.write_text("from rspnet_zoo.spec.plan import _partial_widths, lower\nimport rspnet_zoo._x\ny = net._traits\n")
     imported, private = scan(bad)
-    assert "rspnet_zoo.plan.lower" in imported
+    assert "rspnet_zoo.spec.plan.lower" in imported
     assert len(private) == 3
 
 

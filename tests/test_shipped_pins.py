@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from rspnet_zoo import SHIPPED, GenotypeNet, spec_sha256
-from rspnet_zoo.spec import Genotype
+from rspnet_zoo.spec.models import Genotype
 
 PINS = json.loads((Path(__file__).parent / "data" / "shipped_pins.json").read_text())
 
@@ -48,8 +48,8 @@ def test_shipped_spec_sha_and_state_dict_layout_are_unchanged(name):
 
 def test_the_packaged_sizes_are_a_fresh_count_of_every_shipped_spec():
     """`rspnet-zoo list` reads them instead of counting; after a shipped spec changes, regenerate them with
-    `python -m rspnet_zoo.stats`."""
-    from rspnet_zoo.stats import SHIPPED_STATS, count_shipped
+    `python -m rspnet_zoo.zoo.stats`."""
+    from rspnet_zoo.zoo.stats import SHIPPED_STATS, count_shipped
 
     assert json.loads(SHIPPED_STATS.read_text()) == count_shipped()
 

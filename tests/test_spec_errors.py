@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rspnet_zoo import model as model_module
 from rspnet_zoo.cli.zoo_commands import MAX_ERRORS
+from rspnet_zoo.nn import model as model_module
 
 BASE = json.loads((Path(__file__).parents[1] / "genotypes" / "rspnet_small.json").read_text())
 NODES = [n["id"] for n in BASE["network"]["nodes"]]
@@ -235,7 +235,7 @@ def test_validate_json_mode(tmp_path, run_cli):
 
 def test_a_key_that_does_not_print_is_escaped_so_the_error_stays_one_line():
     from rspnet_zoo.errors import SpecError
-    from rspnet_zoo.specfile import parse_spec
+    from rspnet_zoo.spec.io import parse_spec
 
     with pytest.raises(SpecError) as e:
         parse_spec('{"\\n": ' + "1" * 71 + "}")

@@ -6,15 +6,15 @@ import pytest
 
 from rspnet_zoo.errors import SpecError
 from rspnet_zoo.resources import data_dir, shipped_specs
-from rspnet_zoo.schema import SCHEMA_FILE, render_schema
-from rspnet_zoo.specfile import dump_spec, genotype_from_dict, load_spec, parse_spec, spec_sha256
+from rspnet_zoo.spec.io import dump_spec, genotype_from_dict, load_spec, parse_spec, spec_sha256
+from rspnet_zoo.spec.schema import SCHEMA_FILE, render_schema
 
 
 def test_committed_schema_is_fresh():
     committed = (data_dir("schemas") / SCHEMA_FILE).read_text()
     assert committed == render_schema(), (
         f"schemas/{SCHEMA_FILE} is stale: regenerate it with "
-        'python -c "from rspnet_zoo.schema import render_schema, SCHEMA_FILE; '
+        'python -c "from rspnet_zoo.spec.schema import render_schema, SCHEMA_FILE; '
         "open('schemas/'+SCHEMA_FILE,'w').write(render_schema())\""
     )
 

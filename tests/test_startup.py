@@ -43,7 +43,7 @@ def test_validate_checks_every_shipped_spec_and_a_broken_one_without_torch_or_ti
     assert result.stdout.count("ok  ") == len(shipped)
     assert "unknown op 'no_such_op'" in result.stderr
     imported = _imported(result.stderr)
-    assert "rspnet_zoo.plan" in imported  # the semantic checks ran
+    assert "rspnet_zoo.spec.plan" in imported  # the semantic checks ran
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
 
 
@@ -60,7 +60,10 @@ SHIPPED_NAMES = sorted(json.loads(p.read_text())["name"] for p in (ROOT / "genot
 # (timm first, then the package, is what this test process itself does)
 ORDERS = {
     "package then timm": "import rspnet_zoo; import timm",
-    "a torch-side module first": "from rspnet_zoo.model import GenotypeNet; import timm",
+    "timm then package": "import timm; import rspnet_zoo",
+    "a torch-side module first": "from rspnet_zoo.nn.model import GenotypeNet; import timm",
+    "a timm submodule first": "import rspnet_zoo; from timm.layers import DropPath; import timm",
+    "the trainer first": "from rspnet_zoo.training.loop import train; import timm",
 }
 
 
@@ -81,17 +84,74 @@ def test_import_rspnet_zoo_alone_defers_torch_and_timm():
 
 def test_public_names_resolve_on_first_use():
     import rspnet_zoo
-    import rspnet_zoo.optimize  # noqa: F401  (loading the submodule must not hide the function)
+    import rspnet_zoo.nn.fold  # the module behind optimize has its own name: the function stays the function
 
-    assert rspnet_zoo.optimize is sys.modules["rspnet_zoo.optimize"].optimize
+    assert rspnet_zoo.optimize is sys.modules["rspnet_zoo.nn.fold"].optimize
     assert sorted(rspnet_zoo.SHIPPED) == SHIPPED_NAMES
-    assert rspnet_zoo.GenotypeNet.__module__ == "rspnet_zoo.model"
+    assert rspnet_zoo.GenotypeNet.__module__ == "rspnet_zoo.nn.model"
 
 
 def test_normalisation_constants_are_timms():
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-    from rspnet_zoo.constants import IMAGENET_DEFAULT_MEAN as mean
-    from rspnet_zoo.constants import IMAGENET_DEFAULT_STD as std
+    from rspnet_zoo.spec.constants import IMAGENET_DEFAULT_MEAN as mean
+    from rspnet_zoo.spec.constants import IMAGENET_DEFAULT_STD as std
 
     assert (mean, std) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+
+
+def test_import_timm_reads_nothing_in_the_zoo_home(tmp_path):
+    """Registering at ``import timm`` reads package data only; the zoo home is read when a name is built."""
+    home = tmp_path / "home"
+    (home / "rspnet_small.mine").mkdir(parents=True)
+    code = (
+        "import sys, json\n"
+        f"home = {str(home)!r}\n"
+        "seen = []\n"
+        "sys.addaudithook(lambda event, args: seen.append(str(args[0])) "
+        "if event in ('open', 'os.scandir', 'os.listdir', 'glob.glob') and args and home in str(args[0]) else None)\n"
+        "import rspnet_zoo, timm\n"
+        "assert 'rspnet_small' in timm.list_models()\n"
+        "print(json.dumps(seen))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RSPNET_ZOO_HOME": str(home)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("rspnet_zoo.model", "rspnet_zoo.nn.model"),
+        ("rspnet_zoo.specfile", "rspnet_zoo.spec.io"),
+        ("rspnet_zoo.ops", "rspnet_zoo.nn.ops"),
+        ("rspnet_zoo.heads", "rspnet_zoo.nn.heads"),
+        ("rspnet_zoo.latency", "rspnet_zoo.perf.latency"),
+        ("rspnet_zoo.export", "rspnet_zoo.interop.export"),
+        ("rspnet_zoo.train", "rspnet_zoo.training.loop"),
+    ],
+)
+def test_old_module_paths_import_with_a_deprecation_warning(old, new):
+    code = (
+        "import warnings, importlib\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    importlib.import_module({old!r})\n"
+        f"assert any(issubclass(w.category, DeprecationWarning) and {new!r} in str(w.message) for w in caught)\n"
+    )
+    result = _run("-c", code)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_old_zoo_names_resolve_with_a_deprecation_warning():
+    import rspnet_zoo.zoo
+    from rspnet_zoo.zoo.catalog import SHIPPED
+
+    with pytest.warns(DeprecationWarning, match="rspnet_zoo.zoo.catalog"):
+        assert rspnet_zoo.zoo.SHIPPED is SHIPPED

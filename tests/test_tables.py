@@ -10,16 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from rspnet_zoo import SHIPPED, spec
-from rspnet_zoo.head_defs import HEADS
-from rspnet_zoo.heads import DECODERS
-from rspnet_zoo.model import NODE_MODULES
-from rspnet_zoo.op_names import OP_TRAITS
-from rspnet_zoo.ops import FACTORIES, OPS, make_op
-from rspnet_zoo.plan import NODE_LOWERING, edge_parameter_bound, lower
-from rspnet_zoo.schema import committed_schema
-from rspnet_zoo.stats import count_parameters, meta_model
-from searchers.budgets import BUDGETS, budgets_help, budgets_markdown
+from rspnet_zoo import SHIPPED
+from rspnet_zoo.nn.heads import DECODERS
+from rspnet_zoo.nn.model import NODE_MODULES
+from rspnet_zoo.nn.ops import FACTORIES, OPS, make_op
+from rspnet_zoo.spec import models as spec
+from rspnet_zoo.spec.heads import HEADS
+from rspnet_zoo.spec.ops import OP_TRAITS
+from rspnet_zoo.spec.plan import NODE_LOWERING, edge_parameter_bound, lower
+from rspnet_zoo.spec.schema import committed_schema
+from rspnet_zoo.zoo.stats import count_parameters, meta_model
+from searchers.rspnet.budgets import BUDGETS, budgets_help, budgets_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from rspnet_zoo.data import build_dataset
-from rspnet_zoo.model import GenotypeNet
-from rspnet_zoo.specfile import load_spec
-from rspnet_zoo.train import train
-from searchers.controller import PPO, Controller
-from searchers.template_budgets import TEMPLATE_BUDGETS
-from searchers.template_search import CHECKPOINT, SAMPLES, TemplateSearch, TemplateSearchRequest, search
-from searchers.template_space import TemplateSpace
+from rspnet_zoo.nn.model import GenotypeNet
+from rspnet_zoo.spec.io import load_spec
+from rspnet_zoo.training.loop import train
+from searchers.template.budgets import TEMPLATE_BUDGETS
+from searchers.template.controller import PPO, Controller
+from searchers.template.search import CHECKPOINT, SAMPLES, TemplateSearch, TemplateSearchRequest, search
+from searchers.template.space import TemplateSpace
 
 PPO_STEPS = 150  # the toy reward is learned well within this many updates of 16 strings
 
@@ -167,7 +167,7 @@ def test_stem_weights_and_a_latency_target_reach_every_sample(tmp_path, run_cli,
     import timm
     from safetensors.torch import save_file
 
-    from searchers import template_eval
+    from searchers.template import evaluate as template_eval
 
     measured = []
     monkeypatch.setattr(template_eval.Evaluator, "latency_ms", lambda self, model: measured.append(model) or 2.0)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.importers.nas_segm import parse_config
-from rspnet_zoo.ops import NAS_SEGM_OPS
-from rspnet_zoo.specfile import load_spec, spec_sha256
-from searchers.template_space import TemplateSpace, config_text
+from rspnet_zoo.interop.importers.nas_segm import parse_config
+from rspnet_zoo.nn.ops import NAS_SEGM_OPS
+from rspnet_zoo.spec.io import load_spec, spec_sha256
+from searchers.template.space import TemplateSpace, config_text
 
 GENOTYPES = Path(__file__).resolve().parents[1] / "genotypes"
 SEP3, MAXPOOL, SEP5 = (NAS_SEGM_OPS.index(f"nas_segm_{op}") for op in ("sep_conv_3x3", "max_pool_3x3", "sep_conv_5x5"))

@@ -12,10 +12,11 @@ import torch
 from timm.data import create_transform, resolve_data_config
 from torchvision.models.feature_extraction import create_feature_extractor as tv_feature_extractor
 
-from rspnet_zoo.specfile import load_spec
-from rspnet_zoo.zoo import DEFAULT_GENERIC, SHIPPED, refresh_tags
+from rspnet_zoo.spec.io import load_spec
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.timm_registration import DEFAULT_GENERIC, refresh_tags
 
-ZOO_NAMES = timm.list_models(module="zoo")
+ZOO_NAMES = timm.list_models(module="timm_registration")
 HEAVY = {"autodeeplab_l", "autodeeplab_m"}  # 20M-44M parameters: `pytest -m slow`
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many small models: no threads spin-waiting
@@ -67,7 +68,7 @@ def test_trained_weights_report_the_size_they_were_evaluated_at():
 
 
 def test_a_trained_tag_is_listed_once_written_and_gone_once_removed(zoo_home, monkeypatch):
-    from rspnet_zoo.train import save_to_zoo
+    from rspnet_zoo.training.loop import save_to_zoo
 
     g = SHIPPED["rspnet_small"]
     metrics = dict(miou=0.5, mean_acc=0.6, fw_iou=0.7, pixel_acc=0.8, images=2, per_class_iou={"a": 0.5, "b": 0.5})
@@ -119,8 +120,8 @@ def test_features_only_fx_scripts(tiny):
 
 def test_our_code_paths_raise_no_deprecation_warning(tmp_path):
     """Building, features, prediction, export: no DeprecationWarning, and no torch.jit deprecation at all."""
-    from rspnet_zoo.export import SUFFIXES, export_model
-    from rspnet_zoo.optimize import optimize
+    from rspnet_zoo.interop.export import SUFFIXES, export_model
+    from rspnet_zoo.nn.fold import optimize
 
     genotype = load_spec(TINY)
     with warnings.catch_warnings():

@@ -11,11 +11,10 @@ from safetensors.torch import load_file, save_file
 from timm.models import get_model_traits
 
 import rspnet_zoo
-from rspnet_zoo.artifacts import build_folder
-from rspnet_zoo.errors import ZooError
-from rspnet_zoo.specfile import dump_spec, load_spec, spec_sha256
-from rspnet_zoo.stats import spec_stats
-from rspnet_zoo.zoo import WeightsError
+from rspnet_zoo.errors import WeightsError, ZooError
+from rspnet_zoo.spec.io import dump_spec, load_spec, spec_sha256
+from rspnet_zoo.zoo.folder import build_folder
+from rspnet_zoo.zoo.stats import spec_stats
 
 GENOTYPES = Path(__file__).parents[1] / "genotypes"
 X = torch.randn(1, 3, 72, 100)

@@ -10,9 +10,10 @@ import timm
 import torch
 
 from rspnet_zoo.data import build_dataset
-from rspnet_zoo.specfile import load_spec
-from rspnet_zoo.train import load_checkpoint, save_to_zoo, train
-from rspnet_zoo.zoo import SHIPPED, create_genotype_net
+from rspnet_zoo.spec.io import load_spec
+from rspnet_zoo.training.loop import load_checkpoint, save_to_zoo, train
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.registry import create_genotype_net
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 
@@ -100,7 +101,7 @@ def test_trained_weights_load_by_tag_through_timm(zoo_home):
 
 
 def test_an_untrained_tag_is_one_clear_error():
-    from rspnet_zoo.zoo import WeightsError
+    from rspnet_zoo.errors import WeightsError
 
     with pytest.raises(
         WeightsError, match=r"no weights for 'rspnet_small.nothing'.*rspnet-zoo train rspnet_small --tag nothing"

@@ -13,11 +13,13 @@ import pytest
 import timm
 import torch
 
-from rspnet_zoo.artifacts import build_folder
 from rspnet_zoo.errors import WeightsError
-from rspnet_zoo.train import save_to_zoo
-from rspnet_zoo.weightsfile import describe_status, read_metadata, read_weights, save_weights
-from rspnet_zoo.zoo import ALLOW_UNTRAINED_ENV, PACKAGE_WEIGHTS, SHIPPED, create_genotype_net
+from rspnet_zoo.resources import PACKAGE_WEIGHTS
+from rspnet_zoo.training.loop import save_to_zoo
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.folder import build_folder
+from rspnet_zoo.zoo.registry import ALLOW_UNTRAINED_ENV, create_genotype_net
+from rspnet_zoo.zoo.weights import describe_status, read_metadata, read_weights, save_weights
 
 SMALL = SHIPPED["rspnet_small"]
 SYNTH = PACKAGE_WEIGHTS / "rspnet_small.synth.safetensors"
@@ -88,7 +90,7 @@ def test_trained_and_imported_weights_say_so_and_copies_keep_it(zoo_home, tmp_pa
 
 
 def test_list_shows_the_status_of_builds_and_tags(run_cli, zoo_home, monkeypatch):
-    from rspnet_zoo import stats
+    from rspnet_zoo.zoo import stats
 
     monkeypatch.setattr(stats, "cached_spec_stats", lambda g: dict(parameters=1, flops=1))  # sizes: not tested here
     code, out, _ = run_cli("build", SPEC, "--seed", "2", "--json")
@@ -107,8 +109,12 @@ def test_list_shows_the_status_of_builds_and_tags(run_cli, zoo_home, monkeypatch
 
 
 def listed(home: Path) -> list[str]:
-    """timm.list_pretrained() as a fresh process sees it: the cfgs are made when rspnet_zoo is imported."""
-    code = "import json, timm, rspnet_zoo; print(json.dumps(timm.list_pretrained('rspnet_small*')))"
+    """timm.list_pretrained() as a fresh process sees it once the zoo home is read (``refresh_tags``; building
+    any zoo name does it too, while ``import timm`` reads only package data)."""
+    code = (
+        "import json, timm, rspnet_zoo; rspnet_zoo.refresh_tags(); "
+        "print(json.dumps(timm.list_pretrained('rspnet_small*')))"
+    )
     env = dict(os.environ, RSPNET_ZOO_HOME=str(home), PYTHONPATH=str(Path(__file__).parents[1]))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout)

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..errors import ZooError
-from . import app
-from .output import JSON_OPTION_HELP, emit, table
-from .train_commands import OptimizeOpt, parse_device, parse_size
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, table
+from rspnet_zoo.cli.train_commands import OptimizeOpt, parse_device, parse_size
+from rspnet_zoo.errors import ZooError
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 ClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of every model.", show_default="each model's own")
@@ -28,7 +27,6 @@ def _device(value: str) -> torch.device:
     return device
 
 
-@app.command()
 def bench(
     models: list[str] = typer.Argument(..., help="Registered names or spec files; the first is the reference."),
     size: str = typer.Option("512x1024", "--size", help="Input HxW."),
@@ -47,7 +45,7 @@ def bench(
     """Latency, images/s, FLOPs, peak memory and achieved GFLOP/s of models measured interleaved."""
     import torch
 
-    from ..bench import RUNTIMES, load_model, measure, prepare
+    from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare
 
     if runtime not in RUNTIMES:
         raise typer.BadParameter(f"'{runtime}' is not one of {', '.join(RUNTIMES)}", param_hint="--runtime")
@@ -96,7 +94,6 @@ def bench(
     emit(result, human, as_json)
 
 
-@app.command()
 def export(
     model: str = typer.Argument(..., help="A registered name[.tag], a built folder or a spec file (random weights)."),
     fmt: str = typer.Option(
@@ -109,9 +106,9 @@ def export(
     as_json: bool = JsonOpt,
 ) -> None:
     """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model."""
-    from ..export import FORMATS, SUFFIXES, export_model
-    from ..optimize import optimize as optimize_model
-    from ..zoo import create_genotype_net, load_trained, resolve_genotype
+    from rspnet_zoo.interop.export import FORMATS, SUFFIXES, export_model
+    from rspnet_zoo.nn.fold import optimize as optimize_model
+    from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, resolve_genotype
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"'{fmt}' is not one of {', '.join(FORMATS)}", param_hint="--format")

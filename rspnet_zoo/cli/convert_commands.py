@@ -7,9 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ..conversions import ConversionError
-from . import app
-from .output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
+from rspnet_zoo.interop.conversions import ConversionError
 
 
 class FamilyName(str, Enum):
@@ -21,7 +20,6 @@ class FamilyName(str, Enum):
 FAMILIES = ", ".join(f.value for f in FamilyName)
 
 
-@app.command()
 def convert(
     args: list[str] = typer.Argument(
         ...,
@@ -45,7 +43,7 @@ def convert(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Import a published DARTS / PC-DARTS, Auto-DeepLab or nas-segm checkpoint into the zoo, or export one."""
-    from ..convert import convert_checkpoint, export_checkpoint
+    from rspnet_zoo.interop.convert import convert_checkpoint, export_checkpoint
 
     if to is not None:
         if len(args) != 1 or spec or name or tag:

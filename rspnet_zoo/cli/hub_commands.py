@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from . import app
-from .output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
 
 
-@app.command()
 def push(
     model: str = typer.Argument(..., help="A built folder, or a name[.tag] built or trained into $RSPNET_ZOO_HOME."),
     repo_id: str = typer.Argument(..., help="The Hub repo, OWNER/NAME; created when missing."),
@@ -19,7 +17,7 @@ def push(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Upload config.json, model.safetensors and README.md as they are (HF_ENDPOINT picks another Hub)."""
-    from .. import hub
+    from rspnet_zoo.zoo import hub
 
     hub.check_repo_id(repo_id)
     folder = hub.built_folder(model)

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ZooError
-from ..fsutil import atomic_write_text, writable_output
-from ..spec import Genotype
-from ..specfile import dump_spec, spec_sha256
-from . import app
-from .output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
+from rspnet_zoo.errors import ZooError
+from rspnet_zoo.fsutil import atomic_write_text, writable_output
+from rspnet_zoo.spec.io import dump_spec, spec_sha256
+from rspnet_zoo.spec.models import Genotype
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier).", show_default="from the importer")
@@ -25,7 +24,6 @@ ForceOpt = typer.Option(False, "--force", help="Overwrite an existing spec file.
 CityscapesClassesOpt = typer.Option(19, "--classes", min=1, help="Number of classes (19: Cityscapes).")
 
 import_app = typer.Typer(help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True)
-app.add_typer(import_app, name="import")
 
 
 class DartsNetwork(str, Enum):
@@ -34,7 +32,7 @@ class DartsNetwork(str, Enum):
 
 
 def _write(genotype: Genotype, out: Path | None, force: bool, as_json: bool) -> None:
-    from ..stats import count_parameters, meta_model
+    from rspnet_zoo.zoo.stats import count_parameters, meta_model
 
     if out is None:
         dest = Path(f"{genotype.name}.json")
@@ -86,7 +84,7 @@ def import_darts(
     as_json: bool = JsonOpt,
 ) -> None:
     """A DARTS / PC-DARTS genotype as the CIFAR or ImageNet evaluation network."""
-    from ..importers.darts import darts_spec, parse_genotype
+    from rspnet_zoo.interop.importers.darts import darts_spec, parse_genotype
 
     g = darts_spec(
         parse_genotype(genotype),
@@ -114,7 +112,7 @@ def import_autodeeplab(
     as_json: bool = JsonOpt,
 ) -> None:
     """An Auto-DeepLab network path and cell, with ASPP and the DeepLabv3+ decoder."""
-    from ..importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
+    from rspnet_zoo.interop.importers.autodeeplab import autodeeplab_spec, parse_cell, parse_path
 
     g = autodeeplab_spec(parse_path(path), parse_cell(cell), filter_multiplier, num_classes, name, description)
     _write(g, out, force, as_json)
@@ -136,13 +134,12 @@ def import_nas_segm(
     as_json: bool = JsonOpt,
 ) -> None:
     """A nas-segm (WACV 2020) template decoder on MobileNet-v2's first stages."""
-    from ..importers.nas_segm import nas_segm_spec, parse_config
+    from rspnet_zoo.interop.importers.nas_segm import nas_segm_spec, parse_config
 
     templates, blocks = parse_config(config)
     _write(nas_segm_spec(templates, blocks, agg_size, num_classes, name, description), out, force, as_json)
 
 
-@app.command()
 def diff(
     a: str = typer.Argument(..., help="A registered name or a spec file."),
     b: str = typer.Argument(..., help="A registered name or a spec file."),
@@ -150,11 +147,12 @@ def diff(
     as_json: bool = JsonOpt,
 ) -> None:
     """What differs between two specs: cells, ops, paths, head, defaults and sizes. Exit 0 same, 1 different."""
-    from ..diff import SECTIONS, diff_specs, size_words
-    from ..zoo import resolve_genotype
+    from rspnet_zoo.spec.diff import SECTIONS, diff_specs, size_words
+    from rspnet_zoo.zoo.registry import resolve_genotype
+    from rspnet_zoo.zoo.stats import spec_stats
 
     ga, gb = resolve_genotype(a), resolve_genotype(b)
-    result = diff_specs(ga, gb, with_sizes=sizes)
+    result = diff_specs(ga, gb, stats=spec_stats if sizes else None)
 
     def human(console):
         console.print(

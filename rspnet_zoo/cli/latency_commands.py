@@ -1,24 +1,22 @@
-"""latency: the device's latency table (``rspnet_zoo.latency``), profiled for a search space, and predictions."""
+"""latency: the device's latency table (``rspnet_zoo.perf.latency``), profiled for a search space, and predictions."""
 
 from __future__ import annotations
 
 import typer
 
-from . import app
-from .output import JSON_OPTION_HELP, emit, table
-from .train_commands import parse_size
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, table
+from rspnet_zoo.cli.train_commands import parse_size
 
 latency_app = typer.Typer(
     help="Latency model of this device: profile the search space's units, predict a spec's latency.",
     no_args_is_help=True,
 )
-app.add_typer(latency_app, name="latency")
 
 SizeOpt = typer.Option("512x1024", "--size", help="Input HxW (batch 1).")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
 ThreadsOpt = typer.Option(2, "--threads", min=1, help="Intra-op threads (torch and onnxruntime).")
 RuntimeOpt = typer.Option(
-    "eager", "--runtime", help="eager, optimized (rspnet_zoo.optimize) or onnxruntime (optimised, exported to ONNX)."
+    "eager", "--runtime", help="eager, optimized (rspnet_zoo.nn.fold) or onnxruntime (optimised, exported to ONNX)."
 )
 ClockOpt = typer.Option(
     "wall", "--clock", help="wall (elapsed), or cpu (process CPU time: steadier on a shared machine, one thread)."
@@ -28,7 +26,7 @@ ClockOpt = typer.Option(
 def _target(device: str, runtime: str, threads: int, size: str, clock: str):
     import torch
 
-    from ..latency import Target, check_target
+    from rspnet_zoo.perf.latency import Target, check_target
 
     target = Target(device, runtime, threads, parse_size(size, "--size"), clock)
     check_target(target)
@@ -49,11 +47,10 @@ def profile_command(
 ) -> None:
     """Time every unit the budget's search can emit (ops at every level and width, paths, fusions, stems,
     head); a cached table with this device's fingerprint is reused, a stale one measured again."""
-    from searchers.budgets import resolve_config
-    from searchers.latency_search import calibration_genotypes, space_genotypes
-
-    from ..latency import profile
-    from ..textutil import command_line
+    from rspnet_zoo.perf.latency import profile
+    from rspnet_zoo.textutil import command_line
+    from searchers.rspnet.budgets import resolve_config
+    from searchers.rspnet.latency_search import calibration_genotypes, space_genotypes
 
     target = _target(device, runtime, threads, size, clock)
     command = command_line(
@@ -108,9 +105,9 @@ def predict_command(
     table lacks are timed and added first)."""
     import os
 
-    from ..latency import measure_model, open_table
-    from ..model import GenotypeNet
-    from ..zoo import resolve_genotype
+    from rspnet_zoo.nn.model import GenotypeNet
+    from rspnet_zoo.perf.latency import measure_model, open_table
+    from rspnet_zoo.zoo.registry import resolve_genotype
 
     target = _target(device, runtime, threads, size, clock)
     latency_table = open_table(target, "rspnet-zoo latency predict")

@@ -51,7 +51,7 @@ def data_parallel(command: Callable) -> Callable:
                 raise typer.BadParameter("--nproc starts torchrun itself; under torchrun leave it out")
             args = parallel_ctx.find_root().obj["argv"]
             sys.exit(launch(nproc, without_nproc(args)))
-        from ..distributed import process_group
+        from rspnet_zoo.training.distributed import process_group
 
         if is_worker():
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of this process)
@@ -86,7 +86,7 @@ def launch(nproc: int, args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    from ..distributed import LAUNCHER_ENV
+    from rspnet_zoo.training.distributed import LAUNCHER_ENV
 
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # its banner and failure report
     os.environ[LAUNCHER_ENV] = "1"  # the workers leave the failure line to this process

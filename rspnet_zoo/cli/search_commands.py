@@ -10,15 +10,13 @@ from typing import Any
 
 import typer
 
-from searchers.budgets import budgets_help
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli.parallel import data_parallel
+from rspnet_zoo.errors import ZooError
+from rspnet_zoo.textutil import command_line
+from searchers.rspnet.budgets import budgets_help
 
-from ..errors import ZooError
-from ..textutil import command_line
-from . import app
-from .output import JSON_OPTION_HELP, emit
-from .parallel import data_parallel
-
-# flag -> setting it overrides (see searchers.budgets; --set reaches every setting)
+# flag -> setting it overrides (see searchers.rspnet.budgets; --set reaches every setting)
 FLAG_SETTINGS = {
     "epochs": "epochs",
     "batch_size": "batch_size",
@@ -51,7 +49,6 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-@app.command()
 @data_parallel
 def search(
     method: str = typer.Option(
@@ -133,7 +130,7 @@ def search(
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
     flags = {k: v for k, v in locals().items() if k in FLAG_SETTINGS}  # the setting flags, as given
     if method == "template":
-        from .template_search import run_template_search
+        from rspnet_zoo.cli.template_commands import run_template_search
 
         if "WORLD_SIZE" in os.environ:
             raise ZooError("--method template runs in one process (--workers spreads it); not under torchrun")
@@ -167,14 +164,13 @@ def search(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from searchers.budgets import resolve_config
-    from searchers.latency_search import latency_verdict
+    from rspnet_zoo.cli.train_commands import parse_size
+    from rspnet_zoo.zoo.home import zoo_home
     from searchers.progress import SearchProgress, interrupted_line
-    from searchers.runner import SearchRequest
-    from searchers.runner import search as run_search
-
-    from ..zoo import zoo_home
-    from .train_commands import parse_size
+    from searchers.rspnet.budgets import resolve_config
+    from searchers.rspnet.latency_search import latency_verdict
+    from searchers.rspnet.runner import SearchRequest
+    from searchers.rspnet.runner import search as run_search
 
     latency_size = parse_size(size, "--size") or (512, 1024)
     if size is not None and latency_target is None:

@@ -9,19 +9,17 @@ from typing import TYPE_CHECKING
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import app
-from .output import JSON_OPTION_HELP, emit, errors, table
-from .parallel import data_parallel
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, errors, table
+from rspnet_zoo.cli.parallel import data_parallel
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OptimizeOpt = typer.Option(
-    False, "--optimize", help="Run rspnet_zoo.optimize(model) (BN folded, channels_last): same outputs, faster."
+    False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
 )
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
 SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
 
 if TYPE_CHECKING:
     import torch
@@ -100,7 +98,6 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
     )
 
 
-@app.command()
 @data_parallel
 def train(
     model: str = typer.Argument(..., help="A registered name or a spec file."),
@@ -141,7 +138,7 @@ def train(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
-    from ..tasks import TrainRequest, run_train
+    from rspnet_zoo.training.tasks import TrainRequest, run_train
 
     sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
     request = TrainRequest(
@@ -168,7 +165,6 @@ def train(
     emit(info, human, as_json)
 
 
-@app.command("eval")
 @data_parallel
 def evaluate_command(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
@@ -186,7 +182,7 @@ def evaluate_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
-    from ..tasks import EvalRequest, run_eval
+    from rspnet_zoo.training.tasks import EvalRequest, run_eval
 
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
@@ -206,7 +202,6 @@ def evaluate_command(
     emit(metrics, human, as_json)
 
 
-@app.command()
 def predict(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
     images: list[Path] = typer.Argument(..., help="Image files, at most 4096x2048 pixels each."),
@@ -219,8 +214,8 @@ def predict(
     as_json: bool = JsonOpt,
 ) -> None:
     """A class-id mask (palette-indexed PNG) and an overlay with a legend per image, and palette.json."""
-    from ..legend import PALETTE_FILE
-    from ..tasks import PredictRequest, run_predict
+    from rspnet_zoo.predict.legend import PALETTE_FILE
+    from rspnet_zoo.training.tasks import PredictRequest, run_predict
 
     results = run_predict(
         PredictRequest(model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize)
@@ -246,9 +241,9 @@ def sample(
     as_json: bool = JsonOpt,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
-    from ..data import build_dataset
-    from ..fsutil import writable_output
-    from ..predict import save_png
+    from rspnet_zoo.data import build_dataset
+    from rspnet_zoo.fsutil import writable_output
+    from rspnet_zoo.predict.infer import save_png
 
     for dest in (out, mask) if mask is not None else (out,):
         writable_output(dest)

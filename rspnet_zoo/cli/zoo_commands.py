@@ -7,18 +7,16 @@ from pathlib import Path
 
 import typer
 
-from ..errors import SpecError
-from ..spec import Genotype
-from ..specfile import load_spec, spec_errors, spec_sha256
-from ..textutil import step_text
-from . import app
-from .output import JSON_OPTION_HELP, emit, error_line, table
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, error_line, table
+from rspnet_zoo.errors import SpecError
+from rspnet_zoo.spec.io import load_spec, spec_errors, spec_sha256
+from rspnet_zoo.spec.models import Genotype
+from rspnet_zoo.spec.render import step_text
 
 MAX_ERRORS = 20
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 
 
-@app.command()
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
     """Check spec files; exit 2 with one line per error (up to 20 per file)."""
     results = []
@@ -49,13 +47,13 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
 WEIGHTS_CELL = {"trained": "trained", "imported": "imported", "initialised": "init", "unrecorded": "?"}
 
 
-@app.command("list")
 def list_models(as_json: bool = JsonOpt) -> None:
     """Registered architectures, what their built weights are (trained, imported, initialised), parameters
     and FLOPs; then the trained tags."""
-    from ..stats import cached_spec_stats
-    from ..weightsfile import describe_status, read_metadata, weights_status
-    from ..zoo import SHIPPED, home_tags, packaged_tags, weights_path, zoo_home
+    from rspnet_zoo.zoo.catalog import SHIPPED, home_tags, packaged_tags
+    from rspnet_zoo.zoo.home import weights_path, zoo_home
+    from rspnet_zoo.zoo.stats import cached_spec_stats
+    from rspnet_zoo.zoo.weights import describe_status, read_metadata, weights_status
 
     def status(file: Path) -> str | None:
         return weights_status(read_metadata(file)) if file.is_file() else None
@@ -145,16 +143,15 @@ def _describe(g: Genotype) -> dict:
     )
 
 
-@app.command()
 def show(
     model: str = typer.Argument(..., help="A registered name or a spec file."),
     plot: Path | None = typer.Option(None, "--plot", help="Also draw the network graph to this .svg or .png."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Summarise a spec: cells, nodes, paths and sizes."""
-    from ..render import check_picture_path, render_graph
-    from ..stats import cached_spec_stats
-    from ..zoo import resolve_genotype
+    from rspnet_zoo.spec.render import check_picture_path, render_graph
+    from rspnet_zoo.zoo.registry import resolve_genotype
+    from rspnet_zoo.zoo.stats import cached_spec_stats
 
     g = resolve_genotype(model)
     if plot is not None:
@@ -201,7 +198,6 @@ def show(
     emit(info, human, as_json)
 
 
-@app.command()
 def build(
     spec: str = typer.Argument(..., help="A spec file or a registered name."),
     out: Path | None = typer.Option(
@@ -213,7 +209,7 @@ def build(
     as_json: bool = JsonOpt,
 ) -> None:
     """Compile a spec into OUT/<name>/: config.json, model.safetensors and a README.md model card."""
-    from ..tasks import BuildRequest, run_build
+    from rspnet_zoo.training.tasks import BuildRequest, run_build
 
     info = run_build(BuildRequest(spec, out=out, num_classes=num_classes, weights=weights, seed=seed))
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from .camvid import camvid
-from .cityscapes import cityscapes
-from .files import DataError, ImageMaskPairs
-from .folder import folder
-from .synthetic import DEFAULT_SIZE, SPLITS, SyntheticSegmentation
-from .transforms import IGNORE_INDEX, Normalize, TrainTransform
+from rspnet_zoo.data.camvid import camvid
+from rspnet_zoo.data.cityscapes import cityscapes
+from rspnet_zoo.data.files import DataError, ImageMaskPairs
+from rspnet_zoo.data.folder import folder
+from rspnet_zoo.data.synthetic import DEFAULT_SIZE, SPLITS, SyntheticSegmentation
+from rspnet_zoo.data.transforms import IGNORE_INDEX, Normalize, TrainTransform
 
 FILE_LAYOUTS = {"cityscapes": cityscapes, "camvid": camvid, "folder": folder}
 DATASETS = ("synthetic",) + tuple(FILE_LAYOUTS)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .files import ImageMaskPairs, identity_lut, image_files, pair_by_name, require_dir
+from rspnet_zoo.data.files import ImageMaskPairs, identity_lut, image_files, pair_by_name, require_dir
 
 CLASS_NAMES = (
     "sky",

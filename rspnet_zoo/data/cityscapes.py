@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import CITYSCAPES_CLASSES
-from .files import ImageMaskPairs, image_files, pair_by_name, require_dir
-from .transforms import IGNORE_INDEX
+from rspnet_zoo.data.files import ImageMaskPairs, image_files, pair_by_name, require_dir
+from rspnet_zoo.data.transforms import IGNORE_INDEX
+from rspnet_zoo.spec.constants import CITYSCAPES_CLASSES
 
 CLASS_NAMES = CITYSCAPES_CLASSES
 # labelId -> trainId for the evaluated classes, in trainId order.

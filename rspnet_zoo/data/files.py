@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import ZooError
-from .transforms import IGNORE_INDEX
+from rspnet_zoo.data.transforms import IGNORE_INDEX
+from rspnet_zoo.errors import ZooError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 INVALID = -1

@@ -1,0 +1,162 @@
+"""The decoders: head type -> decoder module, one per entry of the torch-free heads table
+(``rspnet_zoo.spec.heads``, re-exported here), which holds everything else a head is.
+
+Each decoder reads the states it needs from the list of node outputs and exposes ``num_features``;
+the classifier on top belongs to the model, so ``reset_classifier`` works the same for every head.
+DARTS's auxiliary classifier is here too: it reads a node output and gives logits of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import SelectAdaptivePool2d
+from torch import nn
+
+from rspnet_zoo.nn.ops import ConvBNAct
+from rspnet_zoo.spec.heads import HEADS, HeadDef  # noqa: F401  (re-exported beside the decoders)
+from rspnet_zoo.spec.models import AuxiliaryHead, ClassifierHead, ConcatHead, DeepLabV3PlusHead, FusionHead
+
+if TYPE_CHECKING:
+    from rspnet_zoo.spec.plan import FeaturePlan
+
+
+class SelectFeature(nn.Module):
+    """A classifier's features: one node's output map, pooled later by the model's ``global_pool``."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: ClassifierHead):
+        super().__init__()
+        self.state = inputs[0].state
+        self.num_features = inputs[0].channels
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        return states[self.state]
+
+
+class MultiLevelDecoder(nn.Module):
+    """A decoder over several levels: it reads their node outputs and brings maps to the finest size."""
+
+    def __init__(self, inputs: list[FeaturePlan]):
+        super().__init__()
+        finest = min(f.reduction for f in inputs)
+        self.states: list[int] = [f.state for f in inputs]
+        self.reference = next(f.state for f in inputs if f.reduction == finest)
+        self.resize: list[bool] = [f.reduction != finest for f in inputs]
+
+    def to_finest(self, states: list[torch.Tensor], i: int, x: torch.Tensor) -> torch.Tensor:
+        """``x``, computed from input ``i``, at the size of the finest input."""
+        if not self.resize[i]:
+            return x
+        return F.interpolate(x, size=states[self.reference].shape[-2:], mode="bilinear", align_corners=False)
+
+
+class FusionDecoder(MultiLevelDecoder):
+    """Lateral 1x1 per input level, upsampled to the finest level and summed, then a 3x3 conv."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: FusionHead):
+        super().__init__(inputs)
+        self.laterals = nn.ModuleList([ConvBNAct(f.channels, spec.channels, 1) for f in inputs])
+        self.fuse = ConvBNAct(spec.channels, spec.channels, 3)
+        self.num_features = spec.channels
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        out = torch.zeros(0)
+        for i, lateral in enumerate(self.laterals):
+            y = self.to_finest(states, i, lateral(states[self.states[i]]))
+            out = y if i == 0 else out + y
+        return self.fuse(out)
+
+
+class ConcatDecoder(MultiLevelDecoder):
+    """nas-segm's head: inputs upsampled to the finest, concatenated in order, ReLU -> 1x1 conv -> BN -> ReLU."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: ConcatHead):
+        super().__init__(inputs)
+        self.fuse = ConvBNAct(sum(f.channels for f in inputs), spec.channels, 1, pre_act=True)
+        self.num_features = spec.channels
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        xs: list[torch.Tensor] = []
+        for i, state in enumerate(self.states):
+            xs.append(self.to_finest(states, i, states[state]))
+        return self.fuse(torch.cat(xs, dim=1))
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: 1x1, dilated 3x3s and an image-pool branch, fused by 1x1."""
+
+    def __init__(self, in_chs: int, out_chs: int, rates: list[int], dropout: float = 0.5):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [ConvBNAct(in_chs, out_chs, 1)] + [ConvBNAct(in_chs, out_chs, 3, dilation=r) for r in rates]
+        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), ConvBNAct(in_chs, out_chs, 1))
+        self.project = nn.Sequential(ConvBNAct(out_chs * (len(rates) + 2), out_chs, 1), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [branch(x) for branch in self.branches]
+        outs.append(F.interpolate(self.pool(x), size=x.shape[-2:], mode="bilinear", align_corners=True))
+        return self.project(torch.cat(outs, dim=1))
+
+
+class DeepLabV3PlusDecoder(nn.Module):
+    """ASPP on the deep feature, upsampled onto a projected low-level feature, two 3x3 convs."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: DeepLabV3PlusHead):
+        super().__init__()
+        deep, low = inputs
+        self.deep_state, self.low_state = deep.state, low.state
+        self.aspp = ASPP(deep.channels, spec.aspp_channels, spec.rates)
+        self.low_proj = ConvBNAct(low.channels, spec.low_level_channels, 1)
+        self.refine = nn.Sequential(
+            ConvBNAct(spec.aspp_channels + spec.low_level_channels, spec.decoder_channels, 3),
+            nn.Dropout(0.5),
+            ConvBNAct(spec.decoder_channels, spec.decoder_channels, 3),
+        )
+        self.num_features = spec.decoder_channels
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        low = self.low_proj(states[self.low_state])
+        deep = F.interpolate(
+            self.aspp(states[self.deep_state]), size=low.shape[-2:], mode="bilinear", align_corners=True
+        )
+        return self.refine(torch.cat([deep, low], dim=1))
+
+
+class AuxiliaryClassifier(nn.Module):
+    """DARTS's auxiliary head. A global average pool before the linear layer is a no-op at the input
+    size DARTS trains at (the 2x2 conv leaves 1x1) and lets larger inputs through."""
+
+    def __init__(self, in_chs: int, spec: AuxiliaryHead, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(spec.pool_kernel, spec.pool_stride, padding=0, count_include_pad=False),
+            ConvBNAct(in_chs, spec.channels, 1),
+            nn.Conv2d(spec.channels, spec.hidden, 2, bias=False),
+            nn.BatchNorm2d(spec.hidden) if spec.hidden_norm else nn.Identity(),
+            nn.ReLU(inplace=False),
+            SelectAdaptivePool2d(pool_type="avg", flatten=True),
+        )
+        self.num_features = spec.hidden
+        self.classifier = nn.Linear(spec.hidden, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+DECODERS: dict[str, Callable[[list[FeaturePlan], Any], nn.Module]] = {
+    "fusion": FusionDecoder,
+    "concat": ConcatDecoder,
+    "deeplabv3plus": DeepLabV3PlusDecoder,
+    "classifier": SelectFeature,
+}
+
+if DECODERS.keys() != HEADS.keys():
+    raise ImportError(f"heads without both a decoder and a definition: {sorted(DECODERS.keys() ^ HEADS.keys())}")

@@ -1,0 +1,296 @@
+"""Inference speed, measured so that models can be compared on a shared, noisy machine.
+
+Contenders run **interleaved**: every round calls each of them once, in a rotating order, so a change
+of load hits all of them alike; the figures are medians and 90th percentiles over rounds, and the
+ratios to the first contender are what to read. Each contender reports parameters, FLOPs
+(``torch.utils.flop_counter``), wall and CPU time per call, images/s, peak memory (torch's memory
+timeline on CPU, the allocator's high-water mark on CUDA) and achieved GFLOP/s as a fraction of the
+fp32 matmul peak measured in the same run. The load average is printed beside the figures. The
+process keeps the memory it frees (``rspnet_zoo.perf.memory``), as one that serves a model should.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+from rspnet_zoo.errors import ZooError
+from rspnet_zoo.perf.memory import allocator, keep_freed_memory
+from rspnet_zoo.zoo.stats import count_flops, count_parameters
+
+RUNTIMES = ("eager", "compile", "onnxruntime")
+MATMUL_SIZE = 1024
+
+
+@dataclass
+class Contender:
+    """One model in one runtime: ``run`` takes the input batch (a CPU tensor) and returns its output."""
+
+    name: str
+    runtime: str
+    optimized: bool
+    run: Callable[[torch.Tensor], Any]
+    parameters: int
+    flops: int
+    memory: Callable[[torch.Tensor], int | None] = field(repr=False, default=lambda x: None)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} [{self.runtime}{', optimized' if self.optimized else ''}]"
+
+
+def load_model(ref: str, num_classes: int | None = None) -> nn.Module:
+    """A zoo name or spec file, a torchvision segmentation model or any timm model, untrained, in eval mode."""
+    import timm
+    import torchvision
+
+    from rspnet_zoo.zoo.catalog import SHIPPED
+    from rspnet_zoo.zoo.registry import create_genotype_net, resolve_genotype
+
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if ref in SHIPPED or ref.endswith(".json") or "/" in ref:
+        genotype = resolve_genotype(ref)
+        return create_genotype_net(genotype.name, genotype, **kwargs).eval()
+    if ref in torchvision.models.list_models(module=torchvision.models.segmentation):
+        return torchvision.models.get_model(ref, weights=None, weights_backbone=None, **kwargs).eval()
+    if timm.is_model(ref):
+        return timm.create_model(ref, **kwargs).eval()
+    raise ZooError(f"unknown model '{ref}': not a zoo name, spec file, torchvision segmentation model or timm model")
+
+
+def matmul_peak_gflops(threads: int, device: torch.device) -> float:
+    """fp32 GFLOP/s of a square matmul: the ceiling a convolution network is measured against."""
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
+    timer = benchmark.Timer("a @ b", globals=dict(a=a, b=b), num_threads=threads)
+    return 2 * MATMUL_SIZE**3 / timer.blocked_autorange(min_run_time=0.5).median / 1e9
+
+
+def peak_memory_cpu(run: Callable[[torch.Tensor], Any], x: torch.Tensor) -> int:
+    """Peak bytes that torch holds during one call (weights, activations, output), from the profiler's
+    memory timeline (what ``export_memory_timeline`` draws)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with (
+        torch.no_grad(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof,
+    ):
+        run(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        timeline = Path(tmp) / "memory.json"
+        prof.export_memory_timeline(str(timeline), device="cpu")
+        _, sizes = json.loads(timeline.read_text())
+    return max((sum(s) for s in sizes), default=0)
+
+
+def peak_memory_cuda(run: Callable[[torch.Tensor], Any], x: torch.Tensor) -> int:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        run(x)
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated()
+
+
+def onnx_session(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    threads: int,
+    device: torch.device,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> Any:
+    """``model`` exported to ONNX (traced on ``inputs``, which name the graph's inputs) and loaded in an
+    onnxruntime session of ``threads`` intra-op threads on ``device``: how every ONNX timing here runs.
+
+    Its threads block instead of spinning when idle: onnxruntime's default spin-wait after a run kept
+    both cores of this 2-core machine busy and slowed whatever ran next (the next contender of an
+    interleaved round, another session) by up to 2x; measured in ``benchmarks/compare.py``."""
+    from rspnet_zoo.interop.export import OPSET, require
+
+    onnxruntime = require("onnxruntime")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "model.onnx"
+        with torch.no_grad(), contextlib.redirect_stdout(None), warnings.catch_warnings():
+            # the exporter's note on each slice it does not constant-fold: about its own optimisation,
+            # nothing a user can act on, and repeated for every unit a latency table times
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+            torch.onnx.export(
+                model.cpu(),
+                tuple(x.cpu() for x in inputs.values()),
+                str(file),
+                input_names=list(inputs),
+                output_names=["output"],
+                opset_version=OPSET,
+                dynamic_axes=dynamic_axes,
+                dynamo=False,
+            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
+        return onnxruntime.InferenceSession(str(file), options, providers=providers)
+
+
+def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.device) -> Callable:
+    """The model exported to ONNX (dynamic batch and size) and run by an onnxruntime session."""
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}}
+    session = onnx_session(model, {"image": x}, threads, device, dynamic)
+    return lambda t: session.run(None, {"image": t.numpy()})
+
+
+def prepare(
+    name: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    runtime: str = "eager",
+    optimized: bool = False,
+    threads: int = 2,
+    device: torch.device | str = "cpu",
+) -> Contender:
+    """A contender ready to time: ``model`` optimised (``rspnet_zoo.nn.fold``) if asked, in ``runtime``."""
+    from rspnet_zoo.nn.fold import optimize
+
+    if runtime not in RUNTIMES:
+        raise ZooError(f"unknown runtime '{runtime}': one of {', '.join(RUNTIMES)}")
+    device = torch.device(device)
+    model = model.eval().to(device)
+    parameters = count_parameters(model)
+    flops = count_flops(model, tuple(x.shape[1:])) * x.shape[0]
+    net = optimize(model) if optimized else model
+    if runtime == "onnxruntime":
+        return Contender(name, runtime, optimized, _onnxruntime(net, x, threads, device), parameters, flops)
+    if runtime == "compile":
+        net = torch.compile(net)
+
+    def run(t: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            return net(t.to(device))
+
+    peak = peak_memory_cuda if device.type == "cuda" else peak_memory_cpu
+    return Contender(name, runtime, optimized, run, parameters, flops, memory=lambda t: peak(run, t))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(
+    contenders: Sequence[Contender],
+    x: torch.Tensor,
+    *,
+    rounds: int = 10,
+    warmup: int = 2,
+    threads: int = 2,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Time the contenders interleaved on the batch ``x``; the JSON-ready result (see the module docstring)."""
+    if not contenders:
+        raise ZooError("nothing to measure")
+    device = torch.device(device)
+    torch.set_num_threads(threads)
+    keep_freed_memory()
+    load_before = os.getloadavg()
+    peak = matmul_peak_gflops(threads, device)
+    for c in contenders:
+        for _ in range(warmup):
+            c.run(x)
+    wall: list[list[float]] = [[] for _ in contenders]
+    cpu: list[list[float]] = [[] for _ in contenders]
+    for r in range(rounds):
+        for k in range(len(contenders)):
+            i = (k + r) % len(contenders)
+            _sync(device)
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            contenders[i].run(x)
+            _sync(device)
+            wall[i].append(time.perf_counter() - start_wall)
+            cpu[i].append(time.process_time() - start_cpu)
+    batch = x.shape[0]
+    rows = []
+    for c, w, u in zip(contenders, wall, cpu):
+        median = statistics.median(w)
+        gflops = c.flops / median / 1e9
+        memory = c.memory(x)
+        rows.append(
+            dict(
+                name=c.name,
+                runtime=c.runtime,
+                optimized=c.optimized,
+                parameters=c.parameters,
+                flops=c.flops,
+                gmac=c.flops / 2e9,
+                ms_median=median * 1000,
+                ms_p90=_quantile(w, 0.9) * 1000,
+                ms_per_image=median * 1000 / batch,
+                cpu_ms_median=statistics.median(u) * 1000,
+                images_per_s=batch / median,
+                peak_memory_mb=None if memory is None else memory / 2**20,
+                gflops_per_s=gflops,
+                peak_fraction=gflops / peak,
+            )
+        )
+    first = rows[0]["ms_median"]
+    for row in rows:
+        row["latency_ratio"] = row["ms_median"] / first
+        row["speedup"] = first / row["ms_median"]
+    return dict(
+        input=list(x.shape),
+        threads=threads,
+        device=str(device),
+        rounds=rounds,
+        torch=torch.__version__,
+        allocator=allocator(),
+        matmul_peak_gflops_per_s=peak,
+        load_average=dict(before=list(load_before), after=list(os.getloadavg())),
+        models=rows,
+    )
+
+
+def build_times(refs: Sequence[str], repeats: int = 5) -> dict[str, dict[str, float]]:
+    """Spec -> module in a warm process, median ms per spec: resolving the spec (read and validated
+    once, then cached) and building the module with timm's ``create_model``."""
+    import timm
+
+    from rspnet_zoo.zoo.catalog import SHIPPED
+    from rspnet_zoo.zoo.registry import resolve_genotype
+
+    out = {}
+    for ref in refs:
+        resolve_genotype(ref)  # warm: the first read parses and validates the file
+        resolve, build = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            genotype = resolve_genotype(ref)
+            middle = time.perf_counter()
+            arch = genotype.name if genotype.name in SHIPPED else "rspnet"
+            timm.create_model(arch, genotype=genotype)
+            build.append(time.perf_counter() - middle)
+            resolve.append(middle - start)
+        out[ref] = dict(
+            resolve_ms=statistics.median(resolve) * 1000,
+            build_ms=statistics.median(build) * 1000,
+            total_ms=statistics.median(r + b for r, b in zip(resolve, build)) * 1000,
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Inference on image files: masks, overlays and legends (``infer``, ``legend``)."""

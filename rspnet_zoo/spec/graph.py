@@ -1,0 +1,136 @@
+"""Graph validation: what a spec's node graph and cells must satisfy before anything is sized.
+
+Node ids become state indices (state 0 is the image, node i is state i + 1); references must name an
+earlier node, every node must reach the head, and every cell edge must read an existing state with an
+op the ops table knows. Each violation is a SpecError with its JSON pointer; the ``*_errors`` checks
+yield every one they find (``validate`` lists them), ``check_*`` raise the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rspnet_zoo.errors import SpecError, pointer
+from rspnet_zoo.spec.models import Genotype, Node
+from rspnet_zoo.spec.ops import OP_TRAITS
+
+IMAGE = "input"
+
+
+def is_pow2(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def cell_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """Every unknown op, dangling edge input and bad concat of every cell, in document order."""
+    for name, cell in genotype.cells.items():
+        at = ("cells", name)
+        n_states = cell.num_inputs
+        for s, step in enumerate(cell.steps):
+            for e, edge in enumerate(step.edges):
+                if edge.op not in OP_TRAITS:
+                    yield SpecError(
+                        pointer(*at, "steps", s, "edges", e, "op"),
+                        f"unknown op '{edge.op}' (known: {', '.join(sorted(OP_TRAITS))})",
+                    )
+                if edge.input >= n_states:
+                    yield SpecError(
+                        pointer(*at, "steps", s, "edges", e, "input"),
+                        f"step {s} reads state {edge.input}, but only states 0..{n_states - 1} exist before it",
+                    )
+            n_states += 1
+        for c, state in enumerate(cell.concat):
+            if state >= n_states:
+                yield SpecError(pointer(*at, "concat", c), f"state {state} does not exist (the cell has {n_states})")
+        if len(set(cell.concat)) != len(cell.concat):
+            yield SpecError(pointer(*at, "concat"), "lists a state twice")
+
+
+def node_kind_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """Each node is exactly one kind (cell, template cell or layer) with that kind's fields only."""
+    for i, node in enumerate(genotype.network.nodes):
+        at = ("network", "nodes", i)
+        if not is_pow2(node.reduction):
+            yield SpecError(pointer(*at, "reduction"), f"must be a power of two, got {node.reduction}")
+        if (node.cell is None) == (node.layer is None):
+            yield SpecError(pointer(*at), "a node names exactly one of 'cell' and 'layer'")
+        if node.args is not None and node.layer is None:
+            yield SpecError(pointer(*at, "args"), "only layer nodes take 'args'")
+        if node.template is not None and node.cell is None:
+            yield SpecError(pointer(*at, "template"), "only cell nodes take 'template'")
+
+
+def raise_first(errors: Iterator[SpecError]) -> None:
+    error = next(errors, None)
+    if error is not None:
+        raise error
+
+
+def check_cells(genotype: Genotype) -> None:
+    raise_first(cell_errors(genotype))
+
+
+def check_node_kinds(genotype: Genotype) -> None:
+    raise_first(node_kind_errors(genotype))
+
+
+def resolve_refs(genotype: Genotype) -> dict[str, int]:
+    """Map node ids to state indices; refuse duplicates, dangling and forward references, cycles."""
+    nodes = genotype.network.nodes
+    index = {node.id: i + 1 for i, node in enumerate(nodes)}
+    if len(index) != len(nodes) or IMAGE in index:
+        seen: set[str] = {IMAGE}
+        for i, node in enumerate(nodes):
+            if node.id in seen:
+                raise SpecError(pointer("network", "nodes", i, "id"), f"duplicate or reserved node id '{node.id}'")
+            seen.add(node.id)
+    index[IMAGE] = 0
+    for i, node in enumerate(nodes):
+        for s, slot in enumerate(node.inputs):
+            for p, path in enumerate(slot.paths):
+                at = pointer("network", "nodes", i, "inputs", s, "paths", p, "node")
+                ref = index.get(path.node)
+                if ref is None:
+                    raise SpecError(at, f"dangling input: no node '{path.node}'")
+                if ref == i + 1:
+                    raise SpecError(at, f"cycle: node '{node.id}' reads its own output")
+                if ref > i + 1:
+                    kind = "cycle" if _reaches(nodes, ref - 1, node.id, index) else "forward reference"
+                    raise SpecError(at, f"{kind}: node '{node.id}' reads '{path.node}', which comes after it")
+    return index
+
+
+def _reaches(nodes: list[Node], start: int, target: str, index: dict[str, int]) -> bool:
+    """Does node ``start`` (transitively) read ``target``?"""
+    stack, seen = [start], set()
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for slot in nodes[i].inputs:
+            for path in slot.paths:
+                if path.node == target:
+                    return True
+                j = index.get(path.node)
+                if j:
+                    stack.append(j - 1)
+    return False
+
+
+def check_reach_head(genotype: Genotype, index: dict[str, int], refs: list[tuple[str, str]]) -> list[int]:
+    """States of the head's ``refs`` ((pointer, node id) pairs); every node must feed one of them."""
+    head_states = []
+    for at, ref in refs:
+        if ref not in index or ref == IMAGE:
+            raise SpecError(at, f"dangling input: no node '{ref}'")
+        head_states.append(index[ref])
+    nodes = genotype.network.nodes
+    alive = set(head_states)
+    for i in range(len(nodes), 0, -1):
+        if i in alive:
+            alive.update(index[p.node] for slot in nodes[i - 1].inputs for p in slot.paths)
+    for i, node in enumerate(nodes):
+        if i + 1 not in alive:
+            raise SpecError(pointer("network", "nodes", i), f"node '{node.id}' never reaches the head")
+    return head_states

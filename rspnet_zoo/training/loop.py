@@ -1,0 +1,354 @@
+"""The training loop and the evaluation pass, for any segmentation ``nn.Module``.
+
+The seed papers' recipe: SGD with momentum 0.9 and weight decay, a poly learning-rate schedule
+stepped per iteration, cross-entropy that ignores label 255. A checkpoint is written atomically at the
+end of every epoch; each epoch reseeds torch from ``(seed, epoch)`` (dropout) inside a fork of its RNG,
+the shuffling is a function of ``(seed, epoch)`` and each image's augmentation of ``(seed, epoch, image)``,
+so the caller's random state is left as it was and a resumed run continues exactly where the
+interrupted one would have gone.
+
+Under torchrun the model is wrapped in DistributedDataParallel and each rank trains on its share of
+every global batch (``rspnet_zoo.training.distributed``); ``batch_size`` is per process. Rank 0 writes the
+checkpoint, which records the global batch: a resume may use another number of processes as long as
+per-process batch times processes stays the same. Evaluation splits the images among the ranks and sums
+their confusion matrices.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from rspnet_zoo.data.transforms import IGNORE_INDEX
+from rspnet_zoo.errors import ZooError
+from rspnet_zoo.fsutil import atomic_path
+from rspnet_zoo.spec.models import Genotype
+from rspnet_zoo.textutil import command_line
+from rspnet_zoo.training import distributed
+from rspnet_zoo.training.metrics import SegmentationMetrics
+from rspnet_zoo.training.runs import check_fields, check_settings
+from rspnet_zoo.zoo.folder import build_folder, state_mismatch
+from rspnet_zoo.zoo.home import zoo_home
+from rspnet_zoo.zoo.timm_registration import refresh_tags
+from rspnet_zoo.zoo.weights import torch_load, trained
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)  # one row per epoch: epoch, step, loss, lr, images_per_s, seconds
+    losses: list[float] = field(default_factory=list)  # every iteration of this call
+    steps: int = 0  # total iterations done, resumed ones included
+    resumed_from: int | None = None  # the step the run resumed at
+    commands: list[str] = field(default_factory=list)  # the commands that made the run, in order
+
+
+def logits_of(output: torch.Tensor | dict) -> torch.Tensor:
+    """torchvision segmentation models return ``{'out': logits, ...}``; zoo models return logits."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def poly_schedule(total_steps: int, power: float = 0.9) -> Callable[[int], float]:
+    return lambda step: max(0.0, 1.0 - step / max(1, total_steps)) ** power
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def load_checkpoint(file: Path) -> dict:
+    if not file.is_file():
+        raise ZooError(f"{file}: no checkpoint to resume from")
+    return torch_load(file)
+
+
+CHECKPOINT_FIELDS = dict(
+    model=dict, optimizer=dict, scheduler=dict, epoch=int, step=int, history=list, settings=dict, commands=list
+)
+RESUMABLE_CHANGES = ("epochs", "iterations")  # a longer run: the card then lists every command that made it
+
+
+def check_checkpoint(file: Path, state: object, model: nn.Module) -> dict:
+    """A loaded checkpoint's structure, checked before any of it is used: one line naming the first fault."""
+    check_fields(file, state, CHECKPOINT_FIELDS, "training")
+    problem = state_mismatch(model.state_dict(), state["model"])
+    if problem:
+        raise ZooError(f"{file}: does not fit this model: {problem}")
+    return state
+
+
+def train(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    epochs: int = 1,
+    iterations: int | None = None,
+    batch_size: int = 8,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    poly_power: float = 0.9,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    device: torch.device | None = None,
+    num_workers: int = 0,
+    on_step: Callable[[dict], None] | None = None,
+    settings: dict | None = None,
+    command: str | None = None,
+    on_epoch_end: Callable[[nn.Module, dict], None] | None = None,
+    sync_bn: bool = False,
+) -> TrainResult:
+    """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
+
+    ``checkpoint`` is written after every epoch (model, optimizer, schedule, step, history, the global
+    batch, the run's ``settings`` and the ``command`` lines that made it); with ``resume`` the run starts
+    from it, when it was made with the same ``settings`` but for RESUMABLE_CHANGES and is not longer than
+    asked. ``on_step`` gets ``dict(step, total, epoch, loss, lr, images_per_s)`` after each iteration (the
+    CLI's progress bar). ``on_epoch_end(model, row)`` runs after each epoch on every rank, before the
+    checkpoint, and may add to the epoch's history row (``run_train`` adds the validation mIoU); training
+    resumes in train mode after it. ``sync_bn``: under torchrun on GPUs, BatchNorm statistics over the
+    global batch (torch's SyncBatchNorm).
+    """
+    device = distributed.device(device) or default_device()
+    world = distributed.world_size()
+    steps_per_epoch = math.ceil(math.ceil(len(dataset) / world) / batch_size)  # DistributedSampler pads to even shares
+    if steps_per_epoch == 0:
+        raise ZooError("the training set is empty")
+    total = iterations if iterations is not None else epochs * steps_per_epoch
+    num_epochs = math.ceil(total / steps_per_epoch)
+
+    model.to(device).train()
+    forward = _data_parallel(model, device, sync_bn)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, poly_power))
+    settings = dict(settings or {}, global_batch=batch_size * world)  # a resume may change the process count
+    result = TrainResult(model)
+    start_epoch = 0
+    if resume:
+        if checkpoint is None:
+            raise ZooError("resuming needs a checkpoint file")
+        state = check_checkpoint(checkpoint, distributed.on_main(load_checkpoint, checkpoint), model)
+        check_settings(checkpoint, state["settings"], settings, RESUMABLE_CHANGES)
+        if total < state["step"]:
+            raise ZooError(f"{checkpoint}: the run already did {state['step']} steps; resuming cannot shorten it")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise ZooError(f"{checkpoint}: does not fit this model and optimizer ({str(e).splitlines()[0]})") from None
+        start_epoch, result.steps, result.history = state["epoch"], state["step"], list(state["history"])
+        result.resumed_from = result.steps
+        result.commands = list(state["commands"])
+    if command is not None and command not in result.commands[-1:]:
+        result.commands.append(command)
+
+    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays
+        for epoch in range(start_epoch, num_epochs):
+            torch.manual_seed(_epoch_seed(seed, epoch))
+            loader = distributed.shard_loader(
+                dataset, batch_size, seed=_epoch_seed(seed, 0), epoch=epoch, drop_last=False, num_workers=num_workers
+            )
+            epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
+            tick = started
+            for images, masks in loader:
+                if result.steps >= total:
+                    break
+                images, masks = images.to(device), masks.to(device)
+                logits = logits_of(forward(images))
+                if logits.shape[-2:] != masks.shape[-2:]:
+                    logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+                loss = criterion(logits, masks)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                result.steps += 1
+                value = distributed.mean(float(loss.detach()))
+                result.losses.append(value)
+                epoch_loss += value * images.shape[0] * world
+                epoch_images += images.shape[0] * world
+                now = time.perf_counter()
+                if on_step is not None:  # throughput with the data loading of the step included
+                    on_step(
+                        dict(
+                            step=result.steps,
+                            total=total,
+                            epoch=epoch + 1,
+                            loss=value,
+                            lr=scheduler.get_last_lr()[0],
+                            images_per_s=images.shape[0] * world / (now - tick),
+                        )
+                    )
+                tick = now
+            seconds = time.perf_counter() - started
+            result.history.append(
+                dict(
+                    epoch=epoch + 1,
+                    step=result.steps,
+                    loss=epoch_loss / max(1, epoch_images),
+                    lr=scheduler.get_last_lr()[0],
+                    images_per_s=epoch_images / seconds,
+                    seconds=seconds,
+                )
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(model, result.history[-1])
+                model.train()
+            if checkpoint is not None and distributed.is_main():
+                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings)
+    model.eval()
+    return result
+
+
+def _data_parallel(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
+    """``model`` wrapped for the process group (itself on one process); its parameters stay the model's."""
+    if distributed.world_size() == 1:
+        return model
+    if sync_bn:
+        if device.type != "cuda":
+            raise ZooError("--sync-bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def save_checkpoint(
+    file: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    epoch: int,
+    result: TrainResult,
+    settings: dict,
+) -> None:
+    state = dict(
+        settings=settings,
+        commands=result.commands,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        epoch=epoch,
+        step=result.steps,
+        history=result.history,
+    )
+    with atomic_path(file) as tmp:
+        torch.save(state, tmp)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    num_workers: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
+    """Metrics of ``model`` over the whole of ``dataset`` (see ``SegmentationMetrics.compute``).
+
+    Images of different sizes may share a batch: each size is run as its own stacked forward pass.
+    """
+    device = distributed.device(device) or default_device()
+    model.to(device).eval()
+    metrics = SegmentationMetrics(dataset.num_classes, getattr(dataset, "class_names", None))
+    dataset = distributed.eval_shard(dataset)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
+    images_seen = 0
+    for batch in loader:
+        by_size: dict[tuple[int, int], list] = {}
+        for image, mask in batch:
+            by_size.setdefault(tuple(image.shape[-2:]), []).append((image, mask))
+        for items in by_size.values():
+            images = torch.stack([i for i, _ in items]).to(device)
+            masks = torch.stack([m for _, m in items])
+            logits = logits_of(model(images))
+            if logits.shape[-2:] != masks.shape[-2:]:
+                logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            metrics.update(logits.argmax(1), masks)
+        images_seen += len(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
+    out = metrics.compute()
+    out["images"] = int(distributed.sum_(torch.tensor(images_seen)))
+    return out
+
+
+def train_command(model: str, **options: Any) -> str:
+    """The ``rspnet-zoo train`` line that reruns a training, every option spelled out."""
+    return command_line(["rspnet-zoo", "train", model], options)
+
+
+def trained_card_note(
+    name: str, data: str, metrics: dict, commands: Sequence[str], input_size: Sequence[int] | None = None
+) -> str:
+    rows = "\n".join(f"| {c} | {'-' if iou is None else f'{iou:.4f}'} |" for c, iou in metrics["per_class_iou"].items())
+    at = f" at {input_size[1]}x{input_size[2]} (the cfg's input_size)" if input_size else ""
+    return f"""
+## Trained weights `{name}`
+
+Trained on the {data} data set. Validation split ({metrics["images"]} images{at}): **mIoU {metrics["miou"]:.4f}**,
+mean accuracy {metrics["mean_acc"]:.4f}, frequency-weighted IoU {metrics["fw_iou"]:.4f},
+pixel accuracy {metrics["pixel_acc"]:.4f}.
+
+Reproduce with {"this command" if len(commands) == 1 else "these commands, in order"}
+
+```
+{chr(10).join(commands)}
+```
+
+and load with `timm.create_model("{name}", pretrained=True)` after `import rspnet_zoo`.
+
+| class | val IoU |
+|---|---|
+{rows}
+"""
+
+
+def save_to_zoo(
+    model: nn.Module,
+    genotype: Genotype,
+    tag: str,
+    class_names: Sequence[str],
+    metrics: dict,
+    *,
+    data: str,
+    commands: Sequence[str],
+    home: Path | None = None,
+    input_size: Sequence[int] | None = None,
+) -> Path:
+    """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag,
+    and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at."""
+    name = f"{genotype.name}.{tag}"
+    folder, _ = build_folder(
+        genotype,
+        home or zoo_home(),
+        num_classes=len(class_names),
+        card_note=trained_card_note(name, data, metrics, commands, input_size),
+        folder_name=name,
+        class_names=class_names,
+        model=model,
+        status=trained(data, metrics),
+        input_size=input_size,
+        results=dict(dataset=data, split="val", metrics=metrics),
+    )
+    refresh_tags()
+    return folder

@@ -1,0 +1,273 @@
+"""The library behind the CLI: train, eval, predict and build, each one request object in and a plain
+result out, with progress reported through plain callbacks (the CLI draws the bars; nothing here prints).
+
+Model references go through ``zoo.resolve_ref``; random initialisation happens in a fork of torch's
+RNG, so a call leaves the caller's random state as it was. The search has its own request and entry
+point (``searchers.rspnet.runner``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rspnet_zoo.data import build_dataset
+from rspnet_zoo.errors import ZooError
+from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
+from rspnet_zoo.nn.fold import optimize
+from rspnet_zoo.predict.infer import predict_files
+from rspnet_zoo.spec.io import spec_sha256
+from rspnet_zoo.training import distributed
+from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
+from rspnet_zoo.training.loop import CHECKPOINT_FILE, evaluate, save_to_zoo, train, train_command
+from rspnet_zoo.training.runs import check_run
+from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.home import zoo_home
+from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, resolve_genotype
+
+StepCallback = Callable[[dict], None]  # dict(step, total, epoch, loss, lr, images_per_s)
+BatchCallback = Callable[[int], None]  # images done in this batch
+TRAIN_LOSS, VAL_MIOU = {"train": "loss"}, {"val": "val_miou"}  # curves.png: legend label -> history key
+
+
+def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | None) -> dict:
+    if data != "synthetic":
+        if length is not None or size is not None:
+            raise ZooError("--length and --size apply to the synthetic data set only")
+        return {}
+    return {k: v for k, v in dict(length=length, size=size).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    model: str  # a registered name, a spec file or a built folder
+    data: str = "synthetic"
+    root: Path | None = None
+    epochs: int = 10
+    iterations: int | None = None
+    batch_size: int = 8
+    crop: tuple[int, int] | None = None  # default: 128x128 synthetic, 512x512 otherwise
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    seed: int = 0
+    length: int | None = None  # synthetic: training images per epoch
+    size: tuple[int, int] | None = None  # synthetic: scene size the crops are cut from
+    resume: bool = False
+    force: bool = False  # start over an earlier run in the same folder
+    out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
+    tag: str | None = None  # default: the data set name
+    device: torch.device | None = None
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
+
+
+def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
+    """The options that decide what a run trains: its checkpoint records them and a resume must match."""
+    return dict(
+        data=r.data,
+        root=r.root,
+        epochs=r.epochs,
+        iterations=r.iterations,
+        batch_size=r.batch_size,
+        crop=crop,
+        size=r.size,
+        lr=r.lr,
+        weight_decay=r.weight_decay,
+        seed=r.seed,
+        length=r.length,
+        tag=tag,
+    )
+
+
+def _claim_run(run_dir: Path, checkpoint: Path, r: TrainRequest) -> None:
+    """Rank 0, holding the run folder's lock: remove what killed writes left, then resume or start over."""
+    clean_leftovers(run_dir)
+    check_run(run_dir, [checkpoint] if checkpoint.is_file() else [], r.resume, r.force, "train")
+
+
+def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batch: BatchCallback | None = None) -> dict:
+    """Train, evaluate on the val split, and save the weights into the zoo as ``<name>.<tag>``.
+
+    One train owns its run folder at a time (a second one of the same folder waits for the lock); the owner
+    first removes what killed writes left there, and an earlier run is resumed or, with ``force``, replaced.
+    Under torchrun rank 0 alone holds the lock and writes; every rank trains and evaluates its share.
+    """
+    tag = r.tag or r.data
+    if not re.fullmatch(r"[a-z0-9_]+", tag):
+        raise ZooError(f"'{tag}' is not a tag: use lower-case letters, digits and _")
+    crop = r.crop or ((128, 128) if r.data == "synthetic" else (512, 512))
+    g = resolve_genotype(r.model)
+    options = _synthetic_options(r.data, r.length, r.size)
+    train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
+    val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
+    run_dir = writable_output(r.out or zoo_home() / "runs" / f"{g.name}.{tag}", folder=True)
+    writable_output(zoo_home(), folder=True)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    settings = train_settings(r, tag, crop)
+    command = train_command(r.model, **settings)
+    stored = dict(settings, spec_sha256=spec_sha256(g))
+    del stored["batch_size"]  # per process: train() records the global batch, which a resume must keep
+    settings = json.loads(json.dumps(stored, default=str))  # as stored
+    validated: dict = {}
+
+    def validate(model: torch.nn.Module, row: dict) -> None:  # the model after the last epoch is the result
+        validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device)
+        row["val_miou"] = validated["metrics"]["miou"]
+
+    with locked(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        distributed.on_main(_claim_run, run_dir, checkpoint, r)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(r.seed)
+            net = create_genotype_net(g.name, g, num_classes=train_set.num_classes)
+        result = train(
+            net,
+            train_set,
+            epochs=r.epochs,
+            iterations=r.iterations,
+            batch_size=r.batch_size,
+            lr=r.lr,
+            weight_decay=r.weight_decay,
+            seed=r.seed,
+            checkpoint=checkpoint,
+            resume=r.resume,
+            device=r.device,
+            on_step=on_step,
+            settings=settings,
+            command=command,
+            on_epoch_end=validate,
+            sync_bn=r.sync_bn,
+        )
+        metrics = validated.get("metrics") or evaluate(
+            net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch
+        )
+        input_size = (net.in_chans, *val_set[0][0].shape[-2:])  # what the card's metrics were measured at
+        folder, curves = zoo_home() / f"{g.name}.{tag}", run_dir / CURVES_FILE
+        if distributed.is_main():  # the other ranks hold the same weights and metrics; one writes them
+            folder = save_to_zoo(
+                net,
+                g,
+                tag,
+                train_set.class_names,
+                metrics,
+                data=r.data,
+                commands=result.commands,
+                input_size=input_size,
+            )
+            atomic_write_text(
+                run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
+            )
+            plot_curves(result.history, curves, f"train {g.name}.{tag}", TRAIN_LOSS, VAL_MIOU)
+    return dict(
+        name=f"{g.name}.{tag}",
+        folder=str(folder),
+        run_dir=str(run_dir),
+        curves=str(curves),
+        checkpoint=str(checkpoint),
+        steps=result.steps,
+        resumed_from=result.resumed_from,
+        history=result.history,
+        commands=result.commands,
+        command=command,
+        registered=g.name in SHIPPED,
+        val_images=len(val_set),
+        parallel=distributed.describe(r.batch_size),
+        metrics={k: v for k, v in metrics.items() if k != "confusion"},
+    )
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    model: str  # a registered name[.tag] or a built folder
+    data: str = "synthetic"
+    root: Path | None = None
+    split: str = "val"
+    batch_size: int = 8
+    seed: int = 0
+    length: int | None = None
+    size: tuple[int, int] | None = None
+    device: torch.device | None = None
+    optimize: bool = False  # rspnet_zoo.nn.fold: same outputs, faster
+
+
+def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: BatchCallback | None = None) -> dict:
+    """Metrics over a whole split; ``on_start(images)`` says how many there are before the first batch."""
+    options = _synthetic_options(r.data, r.length, r.size)
+    dataset = build_dataset(r.data, r.split, root=r.root, seed=r.seed, **options)
+    net = load_trained(r.model)
+    if net.num_classes != dataset.num_classes:
+        raise ZooError(
+            f"'{r.model}' predicts {net.num_classes} classes, the {r.data} data set has {dataset.num_classes}"
+        )
+    if on_start is not None:
+        on_start(len(dataset))
+    if r.optimize:
+        net = optimize(net)
+    metrics = evaluate(net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch)
+    return dict(model=r.model, data=r.data, split=r.split, **metrics)
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    model: str
+    images: tuple[Path, ...]
+    out: Path
+    alpha: float = 0.5
+    device: torch.device | None = None
+    optimize: bool = False
+
+
+def run_predict(r: PredictRequest) -> list[dict]:
+    """A colour-coded mask and an overlay PNG per image, in ``r.out``."""
+    missing = next((p for p in r.images if not p.is_file()), None)
+    if missing is not None:
+        raise ZooError(f"{missing}: no such image file")
+    writable_output(r.out, folder=True)
+    net = load_trained(r.model)
+    if r.device is not None:
+        net.to(r.device)
+    if r.optimize:
+        net = optimize(net)
+    return predict_files(net, list(r.images), r.out, alpha=r.alpha)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    spec: str  # a spec file or a registered name
+    out: Path | None = None  # parent folder; default $RSPNET_ZOO_HOME
+    num_classes: int | None = None
+    weights: Path | None = None
+    seed: int = 0
+
+
+def run_build(r: BuildRequest) -> dict:
+    """Compile a spec into ``<out>/<name>/`` (config.json, model.safetensors, README.md)."""
+    from rspnet_zoo.zoo.folder import build_folder
+
+    g = resolve_genotype(r.spec)
+    if r.weights is not None and not r.weights.is_file():
+        raise ZooError(f"{r.weights}: no such weights file")
+    out = writable_output(r.out or zoo_home(), folder=True)
+    try:
+        _, info = build_folder(g, out, num_classes=r.num_classes, weights=r.weights, seed=r.seed)
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        from rspnet_zoo.zoo.stats import count_parameters, meta_model
+
+        parameters = count_parameters(meta_model(g, r.num_classes))
+        raise ZooError(
+            f"{r.spec}: out of memory building '{g.name}' ({parameters:,} parameters, "
+            f"{parameters * 4 / 2**30:.1f} GiB of float32 weights before activations)"
+        ) from None
+    return info
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's CUDA OOM, or the CPU allocator's RuntimeError."""
+    text = str(e).lower()
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text

@@ -1,0 +1,105 @@
+"""What the zoo holds: the shipped specs (``SHIPPED``), the trained tags shipped in the package and written
+into the zoo home, and the timm pretrained cfg of each. Reads files only when asked, except the shipped specs
+(package data) at import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rspnet_zoo.errors import WeightsError, ZooError
+from rspnet_zoo.resources import PACKAGE_WEIGHTS, shipped_specs
+from rspnet_zoo.spec import Genotype, load_spec
+from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
+from rspnet_zoo.zoo.weights import USABLE, read_header, read_metadata, weights_status
+
+
+def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
+    d = genotype.defaults
+    cfg = dict(
+        url="",
+        num_classes=d.num_classes,
+        input_size=tuple(d.input_size),
+        fixed_input_size=False,
+        pool_size=None,
+        crop_pct=1.0,
+        interpolation="bilinear",
+        mean=tuple(d.mean),
+        std=tuple(d.std),
+        classifier="classifier",
+        license="apache-2.0",
+    )
+    if d.class_names:
+        cfg["label_names"] = tuple(d.class_names)
+    cfg.update(extra)
+    return cfg
+
+
+def _load_shipped() -> dict[str, Genotype]:
+    specs: dict[str, Genotype] = {}
+    for path in shipped_specs():
+        genotype = load_spec(path)
+        if genotype.name != path.stem:
+            raise ZooError(f"{path}: spec name '{genotype.name}' does not match its file name")
+        specs[genotype.name] = genotype
+    return specs
+
+
+SHIPPED: dict[str, Genotype] = _load_shipped()
+
+
+def trained_cfg(genotype: Genotype, file: Path) -> dict[str, Any]:
+    """A trained tag's cfg, from its safetensors header alone: the class count is the classifier's
+    width, the class names and ``input_size`` (the size it was evaluated at) are metadata training wrote."""
+    shapes, metadata = read_header(file)
+    try:
+        names = json.loads(metadata.get("class_names", "null"))
+        input_size = json.loads(metadata.get("input_size", "null"))
+        num_classes = shapes["classifier.weight"][0]
+    except (ValueError, KeyError, IndexError) as e:  # a foreign file, or metadata not written by training
+        raise WeightsError(f"{file}: not the safetensors weights of a trained zoo model ({e!r})") from None
+    extra = dict(input_size=tuple(input_size)) if input_size else {}
+    return pretrained_cfg_for(
+        genotype, file=str(file), num_classes=num_classes, label_names=tuple(names) if names else None, **extra
+    )
+
+
+def packaged_tags() -> dict[str, Path]:
+    """``'<name>.<tag>' -> file`` for the trained weights shipped in the package."""
+    files = sorted(PACKAGE_WEIGHTS.glob("*.safetensors")) if PACKAGE_WEIGHTS.is_dir() else []
+    return {f.stem: f for f in files if f.stem.split(".")[0] in SHIPPED and "." in f.stem}
+
+
+def home_tags() -> dict[str, Path]:
+    """``'<name>.<tag>' -> file`` for the tags trained (or converted) into the zoo home."""
+    home = zoo_home()
+    files = sorted(home.glob(f"*.*/{WEIGHTS_FILE}")) if home.is_dir() else []
+    return {f.parent.name: f for f in files if f.parent.name.split(".")[0] in SHIPPED}
+
+
+def _usable(file: Path) -> bool:
+    return file.is_file() and weights_status(read_metadata(file)) in USABLE
+
+
+def tag_weights(name: str, tag: str) -> Path | None:
+    """A tag trained here (zoo home) wins over the same tag shipped in the package."""
+    trained = zoo_home() / f"{name}.{tag}" / WEIGHTS_FILE
+    if trained.is_file():
+        return trained
+    return packaged_tags().get(f"{name}.{tag}")
+
+
+def pretrained_cfgs(read_home: bool = True) -> dict[str, dict[str, Any]]:
+    """timm's cfgs, keyed 'name.tag'. Trained tags come first, shipped ones then ones trained here (which win,
+    as ``tag_weights`` reads them), so that timm makes the first trained tag a name's default (a bare name with
+    ``pretrained=True`` loads it, as in timm). The untagged cfg of each spec ('name.*') follows: it names the
+    zoo-home build only when that holds trained or imported weights. ``read_home=False`` leaves the zoo home
+    unread (what registering at ``import timm`` uses)."""
+    tags = {**packaged_tags(), **(home_tags() if read_home else {})}
+    cfgs = {key: trained_cfg(SHIPPED[key.split(".")[0]], file) for key, file in tags.items() if _usable(file)}
+    for name, genotype in SHIPPED.items():
+        built = weights_path(name)
+        extra = {"file": str(built)} if read_home and _usable(built) else {}
+        cfgs[f"{name}.*"] = pretrained_cfg_for(genotype, **extra)
+    return cfgs
