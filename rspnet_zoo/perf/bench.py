@@ -115,9 +115,9 @@ def onnx_session(
     """``model`` exported to ONNX (traced on ``inputs``, which name the graph's inputs) and loaded in an
     onnxruntime session of ``threads`` intra-op threads on ``device``: how every ONNX timing here runs.
 
-    Its threads block instead of spinning when idle: onnxruntime's default spin-wait after a run kept
-    both cores of this 2-core machine busy and slowed whatever ran next (the next contender of an
-    interleaved round, another session) by up to 2x; measured in ``benchmarks/compare.py``."""
+    Its threads block instead of spinning when idle: onnxruntime's default spin-wait after a run keeps the
+    cores busy and slows whatever runs next (the next contender of an interleaved round, another session);
+    docs/benchmarks.md has the measurement."""
     from rspnet_zoo.interop.export import OPSET, require
 
     onnxruntime = require("onnxruntime")

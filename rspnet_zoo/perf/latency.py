@@ -502,7 +502,7 @@ class LatencyTable:
 
         Each unit is timed once in each of ``passes`` sweeps over them all and keeps the median. A shared
         machine's slow spells last seconds, and units timed one after the other inside one all read slow
-        together: in one profile a spec's units, timed in a row, predicted it 1.6x its measured latency.
+        together, so a spec whose units were timed in a row is predicted far above its measured latency.
         Sweeps apart rarely share a spell, so the median drops it."""
         missing = list({u.key: u for u in units if u.key not in self.entries}.values())
         t = self.target
@@ -541,9 +541,9 @@ class LatencyTable:
         A unit timed alone runs warm: its weights stay in the caches between calls and the network's
         loop is not around it. In a network each unit fetches its weights again and is called from a
         colder loop: a cost per call that hardly depends on what the unit computes. So the overhead is
-        added per unit, not as a factor on the sum: in one profile at 512x1024 on this project's CPU a
-        factor fitted on the light-weight space's networks (1.26) overshot Auto-DeepLab-L by 24%, where
-        the same networks' per-unit overhead (0.21 ms) predicted it within 1%. It is measured on the
+        added per unit, not as a factor on the sum: a factor fitted on the light-weight space's networks
+        overshoots networks of other shapes (Auto-DeepLab), where the same networks' per-unit overhead
+        predicts them (docs/benchmarks.md has the comparison). It is measured on the
         search space's own networks and recorded with the table; the specs a prediction is checked on are
         never among them."""
         from rspnet_zoo.nn.model import GenotypeNet
