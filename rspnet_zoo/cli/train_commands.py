@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, errors, table
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, errors, print_table, table, warning_line
 from rspnet_zoo.cli.parallel import data_parallel
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OptimizeOpt = typer.Option(
     False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
+)
+ThreadsOpt = typer.Option(
+    None, "--threads", min=1, help="CPU threads (intra-op).", show_default="the cores that are free"
 )
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
 SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
@@ -91,7 +94,7 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
     per_class.add_column("IoU", justify="right")
     for name, iou in metrics["per_class_iou"].items():
         per_class.add_row(name, "-" if iou is None else f"{iou:.4f}")
-    console.print(per_class)
+    print_table(console, per_class)
     console.print(
         f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
         f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}"
@@ -157,10 +160,13 @@ def train(
 
     def human(console):
         _print_metrics(console, info["metrics"], f"{info['name']} on {data} val")
-        console.print(f"weights -> {info['folder']}  ({info['parallel']})")
-        console.print(f"run folder -> {info['run_dir']} (checkpoint, history.json, curves.png; --resume continues it)")
+        console.print(f"weights -> {info['folder']}  ({info['parallel']})", soft_wrap=True)
+        console.print(
+            f"run folder -> {info['run_dir']} (checkpoint, history.json, curves.png; --resume continues it)",
+            soft_wrap=True,
+        )
         ref = info["name"] if info["registered"] else f"local-dir:{info['folder']}"
-        console.print(f"load them with timm.create_model('{ref}', pretrained=True)")
+        console.print(f"load them with timm.create_model('{ref}', pretrained=True)", soft_wrap=True)
 
     emit(info, human, as_json)
 
@@ -179,16 +185,24 @@ def evaluate_command(
     size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW.", show_default="128x128"),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     optimize: bool = OptimizeOpt,
+    threads: int | None = ThreadsOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
+    import torch
+
+    from rspnet_zoo.perf.threads import warn_if_starved
+    from rspnet_zoo.training.loop import default_device
     from rspnet_zoo.training.tasks import EvalRequest, run_eval
 
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
         size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize,
     )  # fmt: skip
-    with _LazyBars(not as_json) as bars:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    on_cpu = (request.device or default_device()).type == "cpu"
+    with warn_if_starved(torch.get_num_threads, warning_line, enabled=on_cpu), _LazyBars(not as_json) as bars:
         progress = bars.progress
         metrics = run_eval(
             request,
@@ -225,7 +239,9 @@ def predict(
         for r in results:
             found = ", ".join(f"{n} {c:.1%}" for n, c in r["classes"].items())  # every class found, largest first
             console.print(f"{r['image']} -> {r['mask']}, {r['overlay']}  ({found})", soft_wrap=True)
-        console.print(f"class colours: {out / PALETTE_FILE}; overlay alpha {alpha}, white lines between classes")
+        console.print(
+            f"class colours: {out / PALETTE_FILE}; overlay alpha {alpha}, outlines in the class colours", soft_wrap=True
+        )
 
     emit(results, human, as_json)
 
@@ -265,7 +281,8 @@ def sample(
     def human(console):
         console.print(
             f"wrote {out} ({'x'.join(map(str, info['size']))}, {', '.join(info['classes'])})"
-            + (f" and its mask {mask}" if mask else "")
+            + (f" and its mask {mask}" if mask else ""),
+            soft_wrap=True,
         )
 
     emit(info, human, as_json)
