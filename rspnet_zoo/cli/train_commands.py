@@ -253,13 +253,16 @@ def sample(
     split: str = typer.Option("val", "--split"),
     index: int = typer.Option(0, "--index", min=0, help="Which scene of the split."),
     seed: int = typer.Option(0, "--seed"),
-    mask: Path | None = typer.Option(None, "--mask", help="Also write the ground truth (class ids) to this PNG."),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="Also write the ground truth to this PNG (class ids, in predict's class colours)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
     from rspnet_zoo.data import build_dataset
     from rspnet_zoo.fsutil import writable_output
-    from rspnet_zoo.predict.infer import save_png
+    from rspnet_zoo.predict.infer import palette, save_png
+    from rspnet_zoo.predict.legend import save_mask
 
     for dest in (out, mask) if mask is not None else (out,):
         writable_output(dest)
@@ -267,7 +270,7 @@ def sample(
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
     if mask is not None:
-        save_png(labels.numpy().astype("uint8"), mask)
+        save_mask(labels.numpy(), palette(dataset.class_names), mask)  # as predict writes its masks
     info = dict(
         image=str(out),
         mask=str(mask) if mask else None,
