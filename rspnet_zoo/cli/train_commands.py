@@ -123,6 +123,9 @@ def train(
     size: str | None = typer.Option(
         None, "--size", help="Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
     ),
+    val_length: int | None = typer.Option(
+        None, "--val-length", min=1, help="Synthetic: validation images.", show_default="100, or --length if fewer"
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the checkpoint in --out (same settings; more --epochs/--iterations)."
     ),
@@ -146,7 +149,8 @@ def train(
     sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, seed=seed, length=length, resume=resume, force=force, out=out, tag=tag,
+        weight_decay=weight_decay, seed=seed, length=length, val_length=val_length, resume=resume, force=force,
+        out=out, tag=tag,
         device=parse_device(device), sync_bn=sync_bn, **sizes,
     )  # fmt: skip
     with _LazyBars(not as_json) as bars:
