@@ -18,6 +18,7 @@ from rspnet_zoo.perf.threads import (
     NUM_THREADS,
     WAIT_POLICY,
     CpuShare,
+    busy_cores,
     free_threads,
     share_among_workers,
     warn_if_starved,
@@ -27,16 +28,34 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.parametrize(
-    "cores, load, threads",
+    "cores, busy, threads",
     [(2, 0.0, 2), (2, 0.4, 2), (2, 1.0, 1), (2, 1.6, 1), (2, 8.0, 1), (1, 0.0, 1), (16, 3.6, 12), (16, 0.2, 16)],
 )
-def test_threads_take_the_cores_that_are_free(cores, load, threads):
-    assert free_threads(cores, load) == threads
+def test_threads_take_the_cores_that_are_free(cores, busy, threads):
+    assert free_threads(cores, busy) == threads
 
 
-@given(cores=st.integers(1, 256), load=st.floats(0, 1000))
-def test_there_is_always_a_thread_and_never_more_than_cores(cores, load):
-    assert 1 <= free_threads(cores, load) <= cores
+@given(cores=st.integers(1, 256), busy=st.floats(0, 1000))
+def test_there_is_always_a_thread_and_never_more_than_cores(cores, busy):
+    assert 1 <= free_threads(cores, busy) <= cores
+
+
+@pytest.mark.parametrize(
+    "loadavg, cores, machine, busy",
+    [
+        ("1.00 0.80 0.50 2/300 42", 2, 2, 1.0),  # another process running: one core busy
+        ("1.80 1.20 0.60 1/300 42", 2, 2, 0.0),  # only this one runs: the load is work that just ended
+        ("0.30 0.20 0.10 4/300 42", 2, 2, 0.3),  # short bursts: the minute's average
+        ("32.0 30.0 30.0 41/900 42", 4, 64, 2.0),  # a 4-core container on a busy 64-core host
+        ("garbled", 2, 2, None),  # unreadable: the load average alone
+    ],
+)
+def test_busy_cores_on_fake_load(loadavg, cores, machine, busy):
+    found = busy_cores(cores, loadavg, machine)
+    if busy is None:
+        assert found >= 0
+    else:
+        assert found == pytest.approx(busy)
 
 
 def _fresh_process(code: str, env: dict[str, str]) -> str:
@@ -63,7 +82,7 @@ def test_the_cli_sets_passive_waiting_and_free_threads_before_torch_loads():
 def test_a_choice_in_the_environment_reaches_torch():
     out = _fresh_process(
         "from rspnet_zoo.perf.threads import prefer_shared_machine\n"
-        "prefer_shared_machine(cores=4, load=2.7)\nimport torch\nprint(torch.get_num_threads())",
+        "prefer_shared_machine(cores=4, busy=2.7)\nimport torch\nprint(torch.get_num_threads())",
         {},
     )
     assert out.split() == ["1"]  # 4 cores, 3 busy
@@ -73,7 +92,7 @@ def test_once_torch_is_loaded_nothing_is_set():
     from rspnet_zoo.perf.threads import prefer_shared_machine
 
     env: dict[str, str] = {}
-    assert prefer_shared_machine(env, cores=4, load=0.0) == {} and env == {}
+    assert prefer_shared_machine(env, cores=4, busy=0.0) == {} and env == {}
 
 
 @pytest.mark.parametrize(
@@ -85,7 +104,7 @@ def test_once_torch_is_loaded_nothing_is_set():
     ],
 )
 def test_workers_share_the_free_cores_unless_the_user_chose(environ, chosen, expected):
-    share_among_workers(2, chosen, environ, cores=8, load=4.2)
+    share_among_workers(2, chosen, environ, cores=8, busy=4.2)
     assert environ[NUM_THREADS] == expected
 
 

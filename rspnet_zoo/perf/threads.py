@@ -9,7 +9,8 @@ thread alone, with the spinning threads burning the CPU time the other work need
 * ``OMP_WAIT_POLICY=PASSIVE``: waiting threads sleep instead of spinning. OpenMP reads it once, when torch
   loads it, so ``prefer_shared_machine`` sets it at the start of the process, before torch is imported;
 * as many threads as there are cores free: the cores this process may run on (``os.sched_getaffinity``)
-  less the busy ones (the 1-minute load average), at least one.
+  less the busy ones (``busy_cores``: the 1-minute load average, capped by what is runnable now), at
+  least one.
 
 Both apply only where the user has not chosen: an ``OMP_WAIT_POLICY`` or ``OMP_NUM_THREADS`` already in the
 environment, or a ``--threads`` flag, wins. ``CpuShare`` says when a run got far less CPU time than wall
@@ -24,7 +25,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+LOADAVG = "/proc/loadavg"
 WAIT_POLICY = "OMP_WAIT_POLICY"
 NUM_THREADS = "OMP_NUM_THREADS"
 STARVED = 0.5  # a run that got less than half a core per second of wall time shared its cores
@@ -46,15 +49,29 @@ def load_average() -> float:
         return 0.0
 
 
-def free_threads(cores: int | None = None, load: float | None = None) -> int:
-    """Threads for the cores that are free: ``cores`` less the busy ones (``load``, rounded), at least one."""
+def busy_cores(cores: int, loadavg: str | None = None, machine_cores: int | None = None) -> float:
+    """How many of ``cores`` other work keeps busy: the 1-minute load average, but no more than the processes
+    runnable right now besides this one (a load average still counts work that has just ended), shared
+    evenly over the machine's CPUs (in a container the load is the host's). ``loadavg``: the text of
+    Linux's /proc/loadavg, read when not given; elsewhere the load average alone."""
+    try:
+        fields = (Path(LOADAVG).read_text() if loadavg is None else loadavg).split()
+        busy = min(float(fields[0]), int(fields[3].split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        busy = load_average()
+    machine = machine_cores or os.cpu_count() or cores
+    return max(0.0, busy) * cores / max(cores, machine)
+
+
+def free_threads(cores: int | None = None, busy: float | None = None) -> int:
+    """Threads for the cores that are free: ``cores`` less the ``busy`` ones (rounded), at least one."""
     cores = usable_cores() if cores is None else cores
-    load = load_average() if load is None else load
-    return max(1, min(cores, cores - round(load)))
+    busy = busy_cores(cores) if busy is None else busy
+    return max(1, min(cores, cores - round(busy)))
 
 
 def prefer_shared_machine(
-    environ: MutableMapping[str, str] | None = None, cores: int | None = None, load: float | None = None
+    environ: MutableMapping[str, str] | None = None, cores: int | None = None, busy: float | None = None
 ) -> dict[str, str]:
     """Set ``OMP_WAIT_POLICY=PASSIVE`` and ``OMP_NUM_THREADS`` to ``free_threads()`` in ``environ`` (the
     process environment), each only where the user has not set it; returns what it set. OpenMP reads both
@@ -62,7 +79,7 @@ def prefer_shared_machine(
     environ = os.environ if environ is None else environ
     if "torch" in sys.modules:
         return {}
-    chosen = {WAIT_POLICY: "PASSIVE", NUM_THREADS: str(free_threads(cores, load))}
+    chosen = {WAIT_POLICY: "PASSIVE", NUM_THREADS: str(free_threads(cores, busy))}
     chosen = {key: value for key, value in chosen.items() if not environ.get(key)}
     environ.update(chosen)
     return chosen
@@ -73,7 +90,7 @@ def share_among_workers(
     chosen: Mapping[str, str],
     environ: MutableMapping[str, str] | None = None,
     cores: int | None = None,
-    load: float | None = None,
+    busy: float | None = None,
 ) -> None:
     """``OMP_NUM_THREADS`` for each of ``nproc`` worker processes started from this one: the free cores
     shared out among them, unless the user set it (it is in ``environ`` but not in ``chosen``, what
@@ -81,7 +98,7 @@ def share_among_workers(
     environ = os.environ if environ is None else environ
     if environ.get(NUM_THREADS) and NUM_THREADS not in chosen:
         return
-    environ[NUM_THREADS] = str(max(1, free_threads(cores, load) // nproc))
+    environ[NUM_THREADS] = str(max(1, free_threads(cores, busy) // nproc))
 
 
 def threads_phrase(threads: int) -> str:
