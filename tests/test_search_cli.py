@@ -225,7 +225,7 @@ def test_a_run_folder_is_not_resumed_with_other_settings(tmp_path, run_cli):
         (("--name", "Bad-Name"), "not a lower-case identifier"),
         (("--resume",), "no search checkpoint to resume"),
         (("--data", "imagenet"), "unknown data set 'imagenet'"),
-        (("--stage", "path", "--cell", "missing.json"), "missing.json: /: no such file"),
+        (("--stage", "path", "--cell", "missing.json"), "missing.json: no such file in "),
     ],
 )
 def test_bad_requests_are_one_line_errors_and_write_nothing(run_cli, tmp_path, args, message):

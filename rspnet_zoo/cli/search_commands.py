@@ -10,8 +10,9 @@ from typing import Any
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, warning_line
 from rspnet_zoo.cli.parallel import data_parallel
+from rspnet_zoo.cli.train_commands import ThreadsOpt
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.textutil import command_line
 from searchers.rspnet.budgets import budgets_help
@@ -119,7 +120,7 @@ def search(
     settings: list[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Any search setting, e.g. cell.steps=3 or path.rsp_ratio=0.25."
     ),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+    threads: int | None = ThreadsOpt,
     progress: bool = typer.Option(
         True,
         "--progress/--no-progress",
@@ -165,6 +166,7 @@ def search(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from rspnet_zoo.cli.train_commands import parse_size
+    from rspnet_zoo.perf.threads import warn_if_starved
     from rspnet_zoo.zoo.home import zoo_home
     from searchers.progress import SearchProgress, interrupted_line
     from searchers.rspnet.budgets import resolve_config
@@ -230,7 +232,8 @@ def search(
         request, plan=not as_json, show=progress and not as_json, bars=bars, threads=torch.get_num_threads
     )
     try:
-        summary = run_search(request, on_step=reporter, on_start=reporter.start)
+        with warn_if_starved(torch.get_num_threads, warning_line):
+            summary = run_search(request, on_step=reporter, on_start=reporter.start)
     except KeyboardInterrupt:
         summary = None  # said once the bars are gone
     finally:
@@ -243,7 +246,8 @@ def search(
     def human(console):
         console.print(
             f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}  "
-            f"({summary['epochs']} epochs, {summary['wall_time_s']:.1f} s)"
+            f"({summary['epochs']} epochs, {summary['wall_time_s']:.1f} s)",
+            soft_wrap=True,
         )
         if "cell" in summary:
             c = summary["cell"]
@@ -263,8 +267,8 @@ def search(
             console.print(f"  {latency_verdict(summary['latency'])}")
         if summary["parent_sha256"]:
             console.print(f"  parent (stage-1 cell spec) sha256 {summary['parent_sha256'][:12]}")
-        console.print(f"  log {summary['log']}; plots in {summary['run_dir']}")
+        console.print(f"  log {summary['log']}; plots in {summary['run_dir']}", soft_wrap=True)
         console.print(f"  {summary['parallel']}")
-        console.print(f"  reproduce: {command}")
+        console.print(f"  reproduce: {command}", soft_wrap=True, markup=False, highlight=False)
 
     emit(summary, human, as_json)

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from rspnet_zoo.cli.output import emit
+from rspnet_zoo.cli.output import emit, warning_line
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.textutil import command_line
 
@@ -43,6 +43,7 @@ def run_template_search(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from rspnet_zoo.perf.threads import warn_if_starved
     from rspnet_zoo.zoo.home import zoo_home
     from searchers.progress import SampleProgress, interrupted_line
     from searchers.template.budgets import resolve_template_budget
@@ -103,8 +104,9 @@ def run_template_search(
         )
 
     on_sample = on_bar if bars is not None else SampleProgress() if progress and not as_json else None
-    try:
-        summary = search(request, on_sample=on_sample)
+    try:  # with worker processes this one mostly waits: its CPU time says nothing of theirs
+        with warn_if_starved(torch.get_num_threads, warning_line, enabled=workers == 1):
+            summary = search(request, on_sample=on_sample)
     except KeyboardInterrupt:
         summary = None  # said once the bar is gone
     finally:
@@ -119,14 +121,18 @@ def run_template_search(
         best = summary["best"]
         console.print(
             f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}  "
-            f"({summary['samples']} samples, {summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)"
+            f"({summary['samples']} samples, {summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)",
+            soft_wrap=True,
         )
         console.print(
             f"  best: sample {best['index']}, reward {best['reward']:.4f} (mIoU {best['miou']:.4f}), "
-            f"{best['parameters']:,} parameters, config {best['config']}"
+            f"{best['parameters']:,} parameters, config {best['config']}",
+            soft_wrap=True,
         )
         console.print(f"  mean reward per batch: {summary['mean_reward_per_batch']}")
-        console.print(f"  log {summary['log']}; table {summary['best_table']}; plots in {summary['run_dir']}")
-        console.print(f"  reproduce: {command}")
+        console.print(
+            f"  log {summary['log']}; table {summary['best_table']}; plots in {summary['run_dir']}", soft_wrap=True
+        )
+        console.print(f"  reproduce: {command}", soft_wrap=True, markup=False, highlight=False)
 
     emit(summary, human, as_json)

@@ -46,6 +46,7 @@ from rspnet_zoo.fsutil import atomic_write_text
 from rspnet_zoo.nn.heads import DECODERS, HEADS
 from rspnet_zoo.nn.ops import AGGREGATES, make_op
 from rspnet_zoo.perf.memory import allocator, keep_freed_memory
+from rspnet_zoo.perf.timer import benchmark_timer
 from rspnet_zoo.spec.models import Genotype, LayerArgs
 from rspnet_zoo.spec.plan import CellPlan, FeaturePlan, LayerPlan, NetworkPlan, PathPlan, SlotPlan, TemplatePlan, lower
 
@@ -366,8 +367,6 @@ def time_unit(
     ``clock`` 'cpu' times the process's CPU time instead (``CLOCKS``); ``cuda`` times the kernels to
     their end. Freed memory is kept (``rspnet_zoo.perf.memory``): a unit pays no page faults its network
     would not pay, whatever the process allocated before."""
-    from torch.utils.benchmark import Timer
-
     keep_freed_memory()
     with torch.inference_mode():
         run()
@@ -378,7 +377,7 @@ def time_unit(
                 torch.cuda.synchronize()
                 return time.perf_counter()
 
-        timer = Timer("run()", globals=dict(run=run), num_threads=threads, timer=clock_fn)
+        timer = benchmark_timer()("run()", globals=dict(run=run), num_threads=threads, timer=clock_fn)
         single = timer.timeit(1).mean
         if single < BLOCK_S:
             single = min(single, *(timer.timeit(1).mean for _ in range(2)))

@@ -48,7 +48,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 @dataclass
 class TrainResult:
     model: nn.Module
-    history: list[dict] = field(default_factory=list)  # one row per epoch: epoch, step, loss, lr, images_per_s, seconds
+    # one row per epoch: epoch, step, loss, lr (the epoch's last step trained with it), images_per_s, seconds
+    history: list[dict] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)  # every iteration of this call
     steps: int = 0  # total iterations done, resumed ones included
     resumed_from: int | None = None  # the step the run resumed at
@@ -121,10 +122,10 @@ def train(
     batch, the run's ``settings`` and the ``command`` lines that made it); with ``resume`` the run starts
     from it, when it was made with the same ``settings`` but for RESUMABLE_CHANGES and is not longer than
     asked. ``on_step`` gets ``dict(step, total, epoch, loss, lr, images_per_s)`` after each iteration (the
-    CLI's progress bar). ``on_epoch_end(model, row)`` runs after each epoch on every rank, before the
-    checkpoint, and may add to the epoch's history row (``run_train`` adds the validation mIoU); training
-    resumes in train mode after it. ``sync_bn``: under torchrun on GPUs, BatchNorm statistics over the
-    global batch (torch's SyncBatchNorm).
+    CLI's progress bar; ``lr`` is the one the step trained with). ``on_epoch_end(model, row)`` runs after
+    each epoch on every rank, before the checkpoint, and may add to the epoch's history row (``run_train``
+    adds the validation mIoU); training resumes in train mode after it. ``sync_bn``: under torchrun on
+    GPUs, BatchNorm statistics over the global batch (torch's SyncBatchNorm).
     """
     device = distributed.device(device) or default_device()
     world = distributed.world_size()
@@ -169,6 +170,7 @@ def train(
             )
             epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
             tick = started
+            lr_used = scheduler.get_last_lr()[0]
             for images, masks in loader:
                 if result.steps >= total:
                     break
@@ -179,6 +181,7 @@ def train(
                 loss = criterion(logits, masks)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                lr_used = scheduler.get_last_lr()[0]  # what this step trains with; the schedule then moves on
                 optimizer.step()
                 scheduler.step()
                 result.steps += 1
@@ -194,7 +197,7 @@ def train(
                             total=total,
                             epoch=epoch + 1,
                             loss=value,
-                            lr=scheduler.get_last_lr()[0],
+                            lr=lr_used,
                             images_per_s=images.shape[0] * world / (now - tick),
                         )
                     )
@@ -205,7 +208,7 @@ def train(
                     epoch=epoch + 1,
                     step=result.steps,
                     loss=epoch_loss / max(1, epoch_images),
-                    lr=scheduler.get_last_lr()[0],
+                    lr=lr_used,
                     images_per_s=epoch_images / seconds,
                     seconds=seconds,
                 )

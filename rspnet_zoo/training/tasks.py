@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from rspnet_zoo.data import build_dataset
+from rspnet_zoo.data.synthetic import DEFAULT_LENGTH as SYNTHETIC_LENGTH
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
 from rspnet_zoo.nn.fold import optimize
@@ -44,6 +45,19 @@ def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | No
     return {k: v for k, v in dict(length=length, size=size).items() if v is not None}
 
 
+def validation_length(r: TrainRequest) -> int | None:
+    """Synthetic validation images: ``val_length``, else the split's fixed 100 (what the shipped cards report
+    on), or the training images per epoch where a run has fewer, so that a small run validates in
+    proportion. None: the data set's whole val split."""
+    if r.data != "synthetic":
+        if r.val_length is not None:
+            raise ZooError("--val-length applies to the synthetic data set only")
+        return None
+    if r.val_length is not None:
+        return r.val_length
+    return min(SYNTHETIC_LENGTH["val"], r.length) if r.length is not None else None
+
+
 @dataclass(frozen=True)
 class TrainRequest:
     model: str  # a registered name, a spec file or a built folder
@@ -58,6 +72,7 @@ class TrainRequest:
     seed: int = 0
     length: int | None = None  # synthetic: training images per epoch
     size: tuple[int, int] | None = None  # synthetic: scene size the crops are cut from
+    val_length: int | None = None  # synthetic: validation images (default: validation_length)
     resume: bool = False
     force: bool = False  # start over an earlier run in the same folder
     out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
@@ -80,6 +95,7 @@ def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
         weight_decay=r.weight_decay,
         seed=r.seed,
         length=r.length,
+        val_length=r.val_length,
         tag=tag,
     )
 
@@ -104,7 +120,8 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     g = resolve_genotype(r.model)
     options = _synthetic_options(r.data, r.length, r.size)
     train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
-    val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
+    val_length = validation_length(r)
+    val_set = build_dataset(r.data, "val", root=r.root, **({} if val_length is None else dict(length=val_length)))
     run_dir = writable_output(r.out or zoo_home() / "runs" / f"{g.name}.{tag}", folder=True)
     writable_output(zoo_home(), folder=True)
     checkpoint = run_dir / CHECKPOINT_FILE

@@ -11,18 +11,20 @@ from typing import Any
 from rspnet_zoo.errors import WeightsError, ZooError
 from rspnet_zoo.resources import PACKAGE_WEIGHTS, shipped_specs
 from rspnet_zoo.spec import Genotype, load_spec
+from rspnet_zoo.spec.heads import feature_reduction
 from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
 from rspnet_zoo.zoo.weights import USABLE, read_header, read_metadata, weights_status
 
 
 def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
+    """timm's cfg of a spec: its defaults, with ``extra`` on top. ``pool_size`` is the spatial size of
+    ``forward_features``' map at ``input_size``, as timm's model tests check it."""
     d = genotype.defaults
     cfg = dict(
         url="",
         num_classes=d.num_classes,
         input_size=tuple(d.input_size),
         fixed_input_size=False,
-        pool_size=None,
         crop_pct=1.0,
         interpolation="bilinear",
         mean=tuple(d.mean),
@@ -33,6 +35,8 @@ def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
     if d.class_names:
         cfg["label_names"] = tuple(d.class_names)
     cfg.update(extra)
+    reduction = feature_reduction(genotype)
+    cfg["pool_size"] = tuple(-(-side // reduction) for side in cfg["input_size"][1:])
     return cfg
 
 
