@@ -17,6 +17,19 @@ OptimizeOpt = typer.Option(
     False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
 )
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
+AmpOpt = typer.Option(
+    None,
+    "--amp",
+    help="Mixed precision: bf16 (recent GPUs and CPUs) or fp16 (older GPUs, loss-scaled).",
+    show_default="off",
+)
+WorkersOpt = typer.Option(
+    None,
+    "--workers",
+    min=0,
+    help="Data-loader processes.",
+    show_default="on a GPU the cores per process (at most 8), on CPU 0",
+)
 SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
@@ -135,6 +148,13 @@ def train(
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPUs: BatchNorm over the global batch."),
+    amp: str | None = AmpOpt,
+    channels_last: bool = typer.Option(
+        False, "--channels-last", help="Train in NHWC memory format (faster convolutions on GPUs and oneDNN)."
+    ),
+    loss: str = typer.Option("ce", "--loss", help="ce (cross-entropy) or ohem (hard pixels only, as BiSeNet/STDC)."),
+    warmup_iters: int = typer.Option(0, "--warmup-iters", min=0, help="Linear learning-rate warmup before poly."),
+    workers: int | None = WorkersOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
@@ -144,7 +164,8 @@ def train(
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, seed=seed, length=length, resume=resume, force=force, out=out, tag=tag,
-        device=parse_device(device), sync_bn=sync_bn, **sizes,
+        device=parse_device(device), sync_bn=sync_bn, amp=amp, channels_last=channels_last, loss=loss,
+        warmup_iterations=warmup_iters, workers=workers, **sizes,
     )  # fmt: skip
     with _LazyBars(not as_json) as bars:
         progress = bars.progress
@@ -179,6 +200,8 @@ def evaluate_command(
     size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW.", show_default="128x128"),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     optimize: bool = OptimizeOpt,
+    amp: str | None = AmpOpt,
+    workers: int | None = WorkersOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
@@ -186,7 +209,7 @@ def evaluate_command(
 
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
-        size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize,
+        size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize, amp=amp, workers=workers,
     )  # fmt: skip
     with _LazyBars(not as_json) as bars:
         progress = bars.progress

@@ -26,6 +26,8 @@ from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
 from rspnet_zoo.training.loop import CHECKPOINT_FILE, evaluate, save_to_zoo, train, train_command
+from rspnet_zoo.training.losses import check_loss
+from rspnet_zoo.training.precision import check_amp
 from rspnet_zoo.training.runs import check_run
 from rspnet_zoo.zoo.catalog import SHIPPED
 from rspnet_zoo.zoo.home import zoo_home
@@ -64,10 +66,21 @@ class TrainRequest:
     tag: str | None = None  # default: the data set name
     device: torch.device | None = None
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
+    amp: str | None = None  # bf16 or fp16 mixed precision (rspnet_zoo.training.precision)
+    channels_last: bool = False
+    loss: str = "ce"  # or ohem (rspnet_zoo.training.losses)
+    warmup_iterations: int = 0
+    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loop.default_workers
+
+
+# options that change what a run trains, recorded (in its settings and command) when not at their default,
+# so that the checkpoints and commands of runs made before they existed stay as they were
+TRAINING_OPTIONS = dict(amp=None, channels_last=False, loss="ce", warmup_iters=0)
 
 
 def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
     """The options that decide what a run trains: its checkpoint records them and a resume must match."""
+    given = dict(amp=r.amp, channels_last=r.channels_last, loss=r.loss, warmup_iters=r.warmup_iterations)
     return dict(
         data=r.data,
         root=r.root,
@@ -81,6 +94,7 @@ def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
         seed=r.seed,
         length=r.length,
         tag=tag,
+        **{k: v for k, v in given.items() if v != TRAINING_OPTIONS[k]},
     )
 
 
@@ -97,6 +111,8 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     first removes what killed writes left there, and an earlier run is resumed or, with ``force``, replaced.
     Under torchrun rank 0 alone holds the lock and writes; every rank trains and evaluates its share.
     """
+    check_amp(r.amp)  # refused before anything is read or written
+    check_loss(r.loss)
     tag = r.tag or r.data
     if not re.fullmatch(r"[a-z0-9_]+", tag):
         raise ZooError(f"'{tag}' is not a tag: use lower-case letters, digits and _")
@@ -115,8 +131,10 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     settings = json.loads(json.dumps(stored, default=str))  # as stored
     validated: dict = {}
 
+    evaluation = dict(amp=r.amp, num_workers=r.workers)
+
     def validate(model: torch.nn.Module, row: dict) -> None:  # the model after the last epoch is the result
-        validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device)
+        validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device, **evaluation)
         row["val_miou"] = validated["metrics"]["miou"]
 
     with locked(run_dir) if distributed.is_main() else contextlib.nullcontext():
@@ -141,9 +159,14 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
             command=command,
             on_epoch_end=validate,
             sync_bn=r.sync_bn,
+            amp=r.amp,
+            channels_last=r.channels_last,
+            loss=r.loss,
+            warmup_iterations=r.warmup_iterations,
+            num_workers=r.workers,
         )
         metrics = validated.get("metrics") or evaluate(
-            net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch
+            net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch, **evaluation
         )
         input_size = (net.in_chans, *val_set[0][0].shape[-2:])  # what the card's metrics were measured at
         folder, curves = zoo_home() / f"{g.name}.{tag}", run_dir / CURVES_FILE
@@ -192,10 +215,13 @@ class EvalRequest:
     size: tuple[int, int] | None = None
     device: torch.device | None = None
     optimize: bool = False  # rspnet_zoo.nn.fold: same outputs, faster
+    amp: str | None = None  # bf16 or fp16 forward passes
+    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loop.default_workers
 
 
 def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: BatchCallback | None = None) -> dict:
     """Metrics over a whole split; ``on_start(images)`` says how many there are before the first batch."""
+    check_amp(r.amp)
     options = _synthetic_options(r.data, r.length, r.size)
     dataset = build_dataset(r.data, r.split, root=r.root, seed=r.seed, **options)
     net = load_trained(r.model)
@@ -207,7 +233,9 @@ def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: Ba
         on_start(len(dataset))
     if r.optimize:
         net = optimize(net)
-    metrics = evaluate(net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch)
+    metrics = evaluate(
+        net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch, amp=r.amp, num_workers=r.workers
+    )
     return dict(model=r.model, data=r.data, split=r.split, **metrics)
 
 
