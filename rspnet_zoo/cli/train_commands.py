@@ -234,17 +234,27 @@ def predict(
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
     optimize: bool = OptimizeOpt,
+    output_format: str = typer.Option(
+        "zoo",
+        "--format",
+        help="zoo (mask, overlay, palette.json) or cityscapes (<frame>_labelIds.png, as the benchmark server reads).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """A class-id mask (palette-indexed PNG) and an overlay with a legend per image, and palette.json."""
     from rspnet_zoo.predict.legend import PALETTE_FILE
     from rspnet_zoo.training.tasks import PredictRequest, run_predict
 
-    results = run_predict(
-        PredictRequest(model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize)
+    request = PredictRequest(
+        model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize, format=output_format
     )
+    results = run_predict(request)
 
     def human(console):
+        if output_format == "cityscapes":
+            for r in results:
+                console.print(f"{r['image']} -> {r['label_ids']}", soft_wrap=True)
+            return
         for r in results:
             found = ", ".join(f"{n} {c:.1%}" for n, c in r["classes"].items())  # every class found, largest first
             console.print(f"{r['image']} -> {r['mask']}, {r['overlay']}  ({found})", soft_wrap=True)

@@ -6,6 +6,11 @@ WORLD_SIZE and LOCAL_RANK; ``process_group`` joins them (gloo on CPU, nccl on CU
 every collective, so a hung peer ends the run instead of blocking it. Every helper here is a no-op on a
 single process, so the library has one code path.
 
+Collectives: ``Group`` is the one place that calls them and knows the communication device the backend
+requires (nccl: CUDA tensors only, on this rank's GPU; gloo: CPU tensors). Losses, confusion matrices,
+gradients and objects reach it through the helpers below, which move tensors there and back, whatever
+device the computation ran on (the search computes on CPU even under nccl).
+
 Data order: ``shard_loader`` gives each rank its share of the same shuffled order (torch's
 ``DistributedSampler``), and every item's augmentation draws from a generator seeded by (seed, epoch,
 index), not from the process's RNG stream. The global batch k of N processes is then exactly the batch

@@ -21,7 +21,7 @@ from rspnet_zoo.data import build_dataset
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
 from rspnet_zoo.nn.fold import optimize
-from rspnet_zoo.predict.infer import predict_files
+from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
@@ -247,10 +247,17 @@ class PredictRequest:
     alpha: float = 0.5
     device: torch.device | None = None
     optimize: bool = False
+    format: str = "zoo"  # or cityscapes: <frame>_labelIds.png for the benchmark server and its evaluation
+
+
+PREDICT_FORMATS = ("zoo", "cityscapes")
 
 
 def run_predict(r: PredictRequest) -> list[dict]:
-    """A colour-coded mask and an overlay PNG per image, in ``r.out``."""
+    """A colour-coded mask and an overlay PNG per image, in ``r.out``; with ``format='cityscapes'`` the
+    Cityscapes label-id PNG instead (``rspnet_zoo.predict.infer.predict_cityscapes_files``)."""
+    if r.format not in PREDICT_FORMATS:
+        raise ZooError(f"unknown --format '{r.format}' (choose {', '.join(PREDICT_FORMATS)})")
     missing = next((p for p in r.images if not p.is_file()), None)
     if missing is not None:
         raise ZooError(f"{missing}: no such image file")
@@ -260,6 +267,8 @@ def run_predict(r: PredictRequest) -> list[dict]:
         net.to(r.device)
     if r.optimize:
         net = optimize(net)
+    if r.format == "cityscapes":
+        return predict_cityscapes_files(net, list(r.images), r.out)
     return predict_files(net, list(r.images), r.out, alpha=r.alpha)
 
 
