@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rspnet_zoo.data import build_dataset
 from rspnet_zoo.data.cityscapes import WRITTEN_OUT, cityscapes_classes, official_classes
 from rspnet_zoo.predict.infer import palette
 from rspnet_zoo.spec.constants import CITYSCAPES_CLASSES
@@ -68,7 +67,8 @@ def test_official_evaluation_of_predict_format_cityscapes_equals_eval(run_cli, t
     model = str(zoo_home / "tiny_net.cityscapes")
 
     images = sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))
-    code, out, err = run_cli("predict", model, *map(str, images), "--out", str(tmp_path / "pred"), "--format", "cityscapes", "--json")  # fmt: skip
+    predict = ("predict", model, *map(str, images), "--out", str(tmp_path / "pred"), "--format", "cityscapes")
+    code, out, err = run_cli(*predict, "--json")
     assert code == 0, err
     predictions = [Path(r["label_ids"]) for r in json.loads(out)]
     assert [p.name for p in predictions] == [
