@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_collective_device import camvid_folder
 
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.spec.io import load_spec
@@ -165,10 +166,11 @@ def test_the_search_keeps_architecture_parameters_in_fp32_under_bf16():
 
 
 def test_options_are_recorded_and_a_resume_must_match(run_cli, tmp_path, zoo_home):
-    run = ("train", str(TINY), "--iterations", "2", "--length", "4", "--crop", "16", "--batch-size", "2")
+    data = ("--data", "camvid", "--root", str(camvid_folder(tmp_path / "camvid")))  # a small validation split
+    run = ("train", str(TINY), *data, "--iterations", "2", "--crop", "16", "--batch-size", "2")
     run += ("--out", str(tmp_path / "run"), "--tag", "t")
     given = ("--amp", "bf16", "--channels-last", "--loss", "ohem", "--warmup-iters", "1", "--workers", "1")
-    code, out, err = run_cli(*run, *given, "--size", "16", "--json")
+    code, out, err = run_cli(*run, *given, "--json")
     assert code == 0, err
     command = json.loads(out)["command"]
     assert command.endswith("--amp bf16 --channels-last --loss ohem --warmup-iters 1")  # --workers: speed only
@@ -180,9 +182,7 @@ def test_options_are_recorded_and_a_resume_must_match(run_cli, tmp_path, zoo_hom
         "ohem",
         1,
     )
-    code, _, err = run_cli(
-        *run, "--loss", "ohem", "--warmup-iters", "1", "--size", "16", "--iterations", "3", "--resume"
-    )
+    code, _, err = run_cli(*run, "--loss", "ohem", "--warmup-iters", "1", "--iterations", "3", "--resume")
     assert code == 2
     assert "amp 'bf16' -> None" in err and "channels_last True -> None" in err and len(err.strip().splitlines()) == 1
 
@@ -201,7 +201,8 @@ def test_options_are_recorded_and_a_resume_must_match(run_cli, tmp_path, zoo_hom
         ),
     ],
 )
-def test_bad_options_are_one_line(run_cli, args, message):
+def test_bad_options_are_one_line_and_write_nothing(run_cli, args, message, zoo_home):
     code, out, err = run_cli(*args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not zoo_home.exists()

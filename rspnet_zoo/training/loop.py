@@ -78,6 +78,19 @@ def poly_schedule(total_steps: int, power: float = 0.9, warmup_steps: int = 0) -
     return factor
 
 
+def planned_iterations(items: int, batch_size: int, epochs: int, iterations: int | None) -> tuple[int, int]:
+    """(steps per epoch, total steps) of a run on ``items`` images over this process group."""
+    steps_per_epoch = math.ceil(math.ceil(items / distributed.world_size()) / batch_size)  # DistributedSampler pads
+    if steps_per_epoch == 0:
+        raise ZooError("the training set is empty")
+    return steps_per_epoch, iterations if iterations is not None else epochs * steps_per_epoch
+
+
+def check_warmup(warmup_iterations: int, total: int) -> None:
+    if warmup_iterations >= total:
+        raise ZooError(f"--warmup-iters {warmup_iterations} leaves none of the run's {total} iterations to poly decay")
+
+
 def default_workers(device: torch.device) -> int:
     """Data-loader processes when none are asked for: on a GPU this process's share of the machine's cores
     (at most 8), so that decoding and augmentation keep up with the GPU; on the CPU none, since loader
@@ -158,13 +171,9 @@ def train(
     """
     device = distributed.device(device) or default_device()
     world = distributed.world_size()
-    steps_per_epoch = math.ceil(math.ceil(len(dataset) / world) / batch_size)  # DistributedSampler pads to even shares
-    if steps_per_epoch == 0:
-        raise ZooError("the training set is empty")
-    total = iterations if iterations is not None else epochs * steps_per_epoch
+    steps_per_epoch, total = planned_iterations(len(dataset), batch_size, epochs, iterations)
     num_epochs = math.ceil(total / steps_per_epoch)
-    if warmup_iterations >= total:
-        raise ZooError(f"--warmup-iters {warmup_iterations} leaves none of the run's {total} iterations to poly decay")
+    check_warmup(warmup_iterations, total)
     criterion = build_loss(loss)
     scaler = grad_scaler(amp, device)
     memory_format = torch.channels_last if channels_last else torch.preserve_format

@@ -25,7 +25,15 @@ from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
-from rspnet_zoo.training.loop import CHECKPOINT_FILE, evaluate, save_to_zoo, train, train_command
+from rspnet_zoo.training.loop import (
+    CHECKPOINT_FILE,
+    check_warmup,
+    evaluate,
+    planned_iterations,
+    save_to_zoo,
+    train,
+    train_command,
+)
 from rspnet_zoo.training.losses import check_loss
 from rspnet_zoo.training.precision import check_amp
 from rspnet_zoo.training.runs import check_run
@@ -120,6 +128,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     g = resolve_genotype(r.model)
     options = _synthetic_options(r.data, r.length, r.size)
     train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
+    check_warmup(r.warmup_iterations, planned_iterations(len(train_set), r.batch_size, r.epochs, r.iterations)[1])
     val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
     run_dir = writable_output(r.out or zoo_home() / "runs" / f"{g.name}.{tag}", folder=True)
     writable_output(zoo_home(), folder=True)
