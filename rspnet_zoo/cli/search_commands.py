@@ -121,6 +121,12 @@ def search(
         [], "--set", metavar="KEY=VALUE", help="Any search setting, e.g. cell.steps=3 or path.rsp_ratio=0.25."
     ),
     threads: int | None = ThreadsOpt,
+    amp: str | None = typer.Option(
+        None,
+        "--amp",
+        help="--method rspnet: bf16 mixed precision for the supernet's forward passes.",
+        show_default="off",
+    ),
     progress: bool = typer.Option(
         True,
         "--progress/--no-progress",
@@ -135,7 +141,9 @@ def search(
 
         if "WORLD_SIZE" in os.environ:
             raise ZooError("--method template runs in one process (--workers spreads it); not under torchrun")
-        rspnet_only = dict(stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, size=size, **flags)
+        rspnet_only = dict(
+            stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, size=size, amp=amp, **flags
+        )
         return run_template_search(
             budget=budget,
             data=data,
@@ -204,6 +212,7 @@ def search(
             threads=threads,
             latency_target=latency_target,
             size=latency_size if latency_target is not None else None,
+            amp=amp,
         ),
         overrides,
     )
@@ -224,6 +233,7 @@ def search(
         command=command,
         latency_target_ms=latency_target,
         latency_size=latency_size,
+        amp=amp,
     )
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())

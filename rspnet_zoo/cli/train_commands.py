@@ -20,6 +20,19 @@ ThreadsOpt = typer.Option(
     None, "--threads", min=1, help="CPU threads (intra-op).", show_default="the cores that are free"
 )
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
+AmpOpt = typer.Option(
+    None,
+    "--amp",
+    help="Mixed precision: bf16 (recent GPUs and CPUs) or fp16 (older GPUs, loss-scaled).",
+    show_default="off",
+)
+WorkersOpt = typer.Option(
+    None,
+    "--workers",
+    min=0,
+    help="Data-loader processes.",
+    show_default="on a GPU the cores per process (at most 8), on CPU 0",
+)
 SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
@@ -141,6 +154,13 @@ def train(
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPUs: BatchNorm over the global batch."),
+    amp: str | None = AmpOpt,
+    channels_last: bool = typer.Option(
+        False, "--channels-last", help="Train in NHWC memory format (faster convolutions on GPUs and oneDNN)."
+    ),
+    loss: str = typer.Option("ce", "--loss", help="ce (cross-entropy) or ohem (hard pixels only, as BiSeNet/STDC)."),
+    warmup_iters: int = typer.Option(0, "--warmup-iters", min=0, help="Linear learning-rate warmup before poly."),
+    workers: int | None = WorkersOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
@@ -150,8 +170,8 @@ def train(
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, seed=seed, length=length, val_length=val_length, resume=resume, force=force,
-        out=out, tag=tag,
-        device=parse_device(device), sync_bn=sync_bn, **sizes,
+        out=out, tag=tag, device=parse_device(device), sync_bn=sync_bn, amp=amp, channels_last=channels_last,
+        loss=loss, warmup_iterations=warmup_iters, workers=workers, **sizes,
     )  # fmt: skip
     with _LazyBars(not as_json) as bars:
         progress = bars.progress
@@ -190,6 +210,8 @@ def evaluate_command(
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     optimize: bool = OptimizeOpt,
     threads: int | None = ThreadsOpt,
+    amp: str | None = AmpOpt,
+    workers: int | None = WorkersOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
@@ -201,7 +223,7 @@ def evaluate_command(
 
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
-        size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize,
+        size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize, amp=amp, workers=workers,
     )  # fmt: skip
     if threads is not None:
         torch.set_num_threads(threads)
@@ -229,17 +251,27 @@ def predict(
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
     optimize: bool = OptimizeOpt,
+    output_format: str = typer.Option(
+        "zoo",
+        "--format",
+        help="zoo (mask, overlay, palette.json) or cityscapes (<frame>_labelIds.png, as the benchmark server reads).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """A class-id mask (palette-indexed PNG) and an overlay with a legend per image, and palette.json."""
     from rspnet_zoo.predict.legend import PALETTE_FILE
     from rspnet_zoo.training.tasks import PredictRequest, run_predict
 
-    results = run_predict(
-        PredictRequest(model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize)
+    request = PredictRequest(
+        model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize, format=output_format
     )
+    results = run_predict(request)
 
     def human(console):
+        if output_format == "cityscapes":
+            for r in results:
+                console.print(f"{r['image']} -> {r['label_ids']}", soft_wrap=True)
+            return
         for r in results:
             found = ", ".join(f"{n} {c:.1%}" for n, c in r["classes"].items())  # every class found, largest first
             console.print(f"{r['image']} -> {r['mask']}, {r['overlay']}  ({found})", soft_wrap=True)

@@ -1,10 +1,10 @@
 """Prediction for people: class maps written as a palette-indexed mask and drawn as an overlay on the image.
 
-The palette is Kelly's colours of maximum contrast (up to 20 classes; evenly spaced hues beyond); a class
-named background or void stays black in the mask and leaves the image as it is in the overlay. The overlay
-blends the classes in at a stated alpha, draws each region's rim in its class colour, so the class shows
-whatever colour the image has there, and carries a legend of swatches drawn as the classes look
-(``legend.py``).
+The palette is Kelly's colours of maximum contrast (up to 20 classes; evenly spaced hues beyond), or the
+official colours for the Cityscapes classes; a class named background or void stays black in the mask and
+leaves the image as it is in the overlay. The overlay blends the classes in at a stated alpha, draws each
+region's rim in its class colour, so the class shows whatever colour the image has there, and carries a
+legend of swatches drawn as the classes look (``legend.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 
+from rspnet_zoo.data.cityscapes import cityscapes_classes
 from rspnet_zoo.data.files import read_image
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path
@@ -35,8 +36,12 @@ KELLY = (
 
 
 def palette(class_names: Sequence[str]) -> np.ndarray:
-    """``num_classes x 3`` uint8 colours: the painted classes take Kelly's colours in order (distinct for up to
-    20 of them), evenly spaced hues beyond; unpainted classes are black."""
+    """``num_classes x 3`` uint8 colours: the Cityscapes classes take their official colours; otherwise the
+    painted classes take Kelly's colours in order (distinct for up to 20 of them), evenly spaced hues beyond;
+    unpainted classes are black."""
+    cityscapes = cityscapes_classes()
+    if tuple(class_names) == cityscapes.names:
+        return np.array(cityscapes.colours, dtype=np.uint8)
     painted = [i for i, name in enumerate(class_names) if name.lower() not in UNPAINTED]
     if len(painted) <= len(KELLY):
         chosen = np.array([[int(h[k : k + 2], 16) for k in (1, 3, 5)] for h in KELLY[: len(painted)]])
@@ -108,10 +113,7 @@ def predict_files(
 ) -> list[dict]:
     """``<stem>_mask.png`` (class ids, palette-indexed) and ``<stem>_overlay.png`` (with a legend of the classes
     found) in ``out_dir`` for each image, and ``palette.json``; returns the share of every class found per image."""
-    stems = [Path(p).stem for p in images]
-    duplicate = next((s for s in stems if stems.count(s) > 1), None)
-    if duplicate is not None:
-        raise ZooError(f"two input images are named '{duplicate}': their outputs would overwrite each other")
+    _check_distinct([Path(p).stem for p in images])
     names = list(class_names or class_names_of(model))
     colours = palette(names)
     model.eval()
@@ -130,4 +132,38 @@ def predict_files(
             )
         )
     write_palette(out_dir, names, colours, alpha, UNPAINTED)
+    return results
+
+
+def _check_distinct(stems: Sequence[str]) -> None:
+    duplicate = next((s for s in stems if stems.count(s) > 1), None)
+    if duplicate is not None:
+        raise ZooError(f"two input images are named '{duplicate}': their outputs would overwrite each other")
+
+
+CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit"
+
+
+def predict_cityscapes_files(model: nn.Module, images: Sequence[Path], out_dir: Path) -> list[dict]:
+    """``<frame>_labelIds.png`` in ``out_dir`` for each image, as the Cityscapes benchmark server and its
+    ``evalPixelLevelSemanticLabeling`` read predictions: each pixel the annotation id (labelId) of its
+    predicted class, at the image's full resolution. ``<frame>`` is the image's name without
+    ``_leftImg8bit`` (``frankfurt_000000_000294``), which is how the script finds a frame's prediction."""
+    classes = cityscapes_classes()
+    names = class_names_of(model)
+    generic = names == [str(i) for i in range(model.num_classes)]
+    if model.num_classes != len(classes.names) or not (generic or tuple(names) == classes.names):
+        raise ZooError(
+            f"--format cityscapes needs a model of the {len(classes.names)} Cityscapes classes in trainId order; "
+            f"this one predicts {model.num_classes} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+        )
+    frames = [Path(p).stem.removesuffix(CITYSCAPES_IMAGE_SUFFIX) for p in images]
+    _check_distinct(frames)
+    to_label_id = np.array(classes.label_ids, dtype=np.uint8)
+    model.eval()
+    results = []
+    for path, frame in zip(map(Path, images), frames):
+        labels = predict_labels(model, read_image(path)).numpy()
+        dest = save_png(to_label_id[labels], out_dir / f"{frame}_labelIds.png")
+        results.append(dict(image=str(path), label_ids=str(dest)))
     return results

@@ -34,7 +34,7 @@ from rspnet_zoo.spec.models import Cell, Genotype, Provenance
 from rspnet_zoo.spec.render import render_graph, step_text
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.metrics import SegmentationMetrics
-from searchers.rspnet.bilevel import Bilevel
+from searchers.rspnet.bilevel import Bilevel, check_search_amp
 from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
 from searchers.rspnet.decode import CellDecision, PathDecision
@@ -72,12 +72,15 @@ class SearchRequest:
     command: str = ""
     latency_target_ms: float | None = None  # see searchers.rspnet.latency_search
     latency_size: tuple[int, int] = (512, 1024)
+    amp: str | None = None  # bf16: the supernet's forward passes in mixed precision (see searchers.rspnet.bilevel)
 
     def settings(self) -> dict:
         """What a checkpoint must agree with to be resumed."""
         latency = {} if self.latency_target_ms is None else dict(latency=[self.latency_target_ms, *self.latency_size])
+        amp = {} if self.amp is None else dict(amp=self.amp)  # recorded when used: earlier checkpoints stay resumable
         return dict(
             **latency,
+            **amp,
             stage=self.stage,
             config=self.config.model_dump(mode="json", exclude={"batch_size"}),
             global_batch=distributed.global_batch(self.config.batch_size),
@@ -139,7 +142,7 @@ class Runner:
     def run(self, stage) -> StageRun:
         """Train ``stage`` (a CellSearch or PathSearch) to its last epoch, from its checkpoint if one exists."""
         schedule, model = stage.schedule, stage.model
-        bilevel = Bilevel(model, schedule, stage.penalty)
+        bilevel = Bilevel(model, schedule, stage.penalty, self.request.amp)
         run = self.runs[stage.name] = StageRun()
         start = 0
         file = self.checkpoint(stage.name)
@@ -229,6 +232,7 @@ def cell_of(spec: Path, cell_name: str | None) -> tuple[Cell, str]:
 
 
 def _check_request(r: SearchRequest) -> None:
+    check_search_amp(r.amp)
     if r.stage not in STAGES:
         raise ZooError(f"unknown stage '{r.stage}' (choose {', '.join(STAGES)})")
     if (r.stage == "path") != (r.cell_spec is not None):
@@ -387,6 +391,8 @@ def _provenance(
     cfg = request.config
     runs = {k: v for k, v in runner.runs.items() if stage is None or k == stage}
     notes = [distributed.describe(cfg.batch_size)]
+    if request.amp is not None:
+        notes.append(f"mixed precision {request.amp}")
     if cell is not None:
         notes.append(
             f"cell search: {cfg.cell.epochs} epochs, order {cfg.cell.order}, partial channels K={cfg.cell.partial}, "
