@@ -29,8 +29,8 @@ def palette(class_names: Sequence[str]) -> np.ndarray:
     """``num_classes x 3`` uint8 colours, distinct for up to 20 classes."""
     n = len(class_names)
     cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "hsv"]
-    positions = range(n) if n <= 20 else np.linspace(0, 1, n, endpoint=False)
-    colours = (np.array([cmap(p)[:3] for p in positions]) * 255).round().astype(np.uint8)
+    positions = np.arange(n) if n <= 20 else np.linspace(0, 1, n, endpoint=False)
+    colours = (cmap(positions)[:, :3] * 255).round().astype(np.uint8)
     colours[[i for i, name in enumerate(class_names) if name.lower() in UNPAINTED]] = 0
     return colours
 
@@ -79,8 +79,10 @@ def predict_files(
     alpha: float = 0.5,
     class_names: Sequence[str] | None = None,
 ) -> list[dict]:
-    """``<stem>_mask.png`` (class ids, palette-indexed) and ``<stem>_overlay.png`` (with a legend of the classes
-    found) in ``out_dir`` for each image, and ``palette.json``; returns the share of every class found per image."""
+    """``<stem>_mask.png`` (class ids, in ``legend.mask_format``: a TIFF above 65,536 classes) and
+    ``<stem>_overlay.png`` (with a legend of the classes found) in ``out_dir`` for each image, drawn as a viewer
+    shows the image (``data.files.read_image``), and ``palette.json``; returns the share of every class found
+    per image."""
     stems = [Path(p).stem for p in images]
     duplicate = next((s for s in stems if stems.count(s) > 1), None)
     if duplicate is not None:
@@ -93,7 +95,8 @@ def predict_files(
         image = read_image(path)
         labels = predict_labels(model, image)
         counts = torch.bincount(labels.flatten(), minlength=len(names)).double() / labels.numel()
-        found = sorted((i for i in range(len(names)) if counts[i] > 0), key=lambda i: -counts[i])
+        order = torch.argsort(-counts, stable=True)  # most frequent first, ties by class id
+        found = order[counts[order] > 0].tolist()
         legend = [(names[i], tuple(colours[i]), float(counts[i])) for i in found]
         picture = draw_legend(overlay(image, labels, colours, names, alpha), legend)
         results.append(
