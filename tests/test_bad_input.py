@@ -185,11 +185,11 @@ def test_damaged_safetensors_are_one_line_for_every_reader(run_cli, tmp_path, zo
 # --- config.json of a built folder -----------------------------------------------------------------------
 
 FOREIGN_CONFIGS = {
-    "a list": ([1, 2], "/architecture"),
+    "a list": ([1, 2], "/"),
     "empty": ({}, "/architecture"),
     "Hugging Face": ({"architectures": ["BertModel"], "model_type": "bert"}, "/architecture"),
     "num_classes text": ({"architecture": "rspnet", "num_classes": "9"}, "/num_classes"),
-    "no pretrained_cfg": ({"architecture": "rspnet", "num_classes": 9}, "/pretrained_cfg"),
+    "no model_args": ({"architecture": "rspnet", "num_classes": 9}, "/model_args"),
     "model_args a list": (
         {"architecture": "rspnet", "num_classes": 9, "pretrained_cfg": {}, "model_args": []},
         "/model_args",

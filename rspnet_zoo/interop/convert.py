@@ -25,7 +25,7 @@ from rspnet_zoo.zoo.catalog import tag_weights
 from rspnet_zoo.zoo.home import zoo_home
 from rspnet_zoo.zoo.registry import load_trained, resolve_genotype
 from rspnet_zoo.zoo.stats import count_parameters
-from rspnet_zoo.zoo.weights import imported, read_header, read_weights, torch_load
+from rspnet_zoo.zoo.weights import check_tensors, imported, read_header, read_weights, torch_load
 
 # Where the repositories keep a state dict inside a saved dict, most specific first.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
@@ -53,7 +53,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     'module.' prefix removed. Never a full unpickle."""
     if not path.is_file():
         raise ConversionError(f"{path}: no such checkpoint file")
-    state = read_weights(path)[0] if path.suffix == ".safetensors" else _unwrap(path, torch_load(path, ConversionError))
+    if path.suffix == ".safetensors":
+        state = read_weights(path)[0]
+    else:  # the tensors of a pickle through the weights reader's checks: stated dtypes, finite values
+        state = check_tensors(_unwrap(path, torch_load(path, ConversionError)), str(path))
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
@@ -167,7 +170,12 @@ def to_zoo(
     unmatched = [k for k in reference if k not in expected]
     missing = [k for k in expected if k not in reference and not (legacy_bn and k.endswith(".num_batches_tracked"))]
     wrong = [k for k in expected if k in reference and tuple(reference[k].shape) != expected[k]]
-    if unmatched or missing or wrong:
+    kind = [  # an integer tensor where ours is floating point (or back) is not cast
+        ref
+        for ref, (key, _) in km.source.items()
+        if ref in reference and reference[ref].is_floating_point() != ours[key].is_floating_point()
+    ]
+    if unmatched or missing or wrong or kind:
         parts = []
         if unmatched:
             shapes = {k: reference[k].shape for k in unmatched}
@@ -178,6 +186,10 @@ def to_zoo(
             ours_shape = {k: f" (ours {_dims(expected[k])})" for k in wrong}
             shapes = {k: reference[k].shape for k in wrong}
             parts.append(f"{len(wrong)} mis-shaped: {_listing(wrong, shapes, ours_shape)}")
+        if kind:
+            dtypes = {k: f" {str(reference[k].dtype).removeprefix('torch.')}" for k in kind}
+            shapes = {k: reference[k].shape for k in kind}
+            parts.append(f"{len(kind)} integer where ours are floating point or back: {_listing(kind, shapes, dtypes)}")
         raise ConversionError(f"{where} does not fit the {layout.origin} layout of this spec: " + "; ".join(parts))
     state: dict[str, torch.Tensor] = {}
     for key, refs in _by_key(km.source, ours).items():

@@ -30,17 +30,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from rspnet_zoo.data.transforms import IGNORE_INDEX
-from rspnet_zoo.errors import ZooError
+from rspnet_zoo.errors import WeightsError, ZooError
 from rspnet_zoo.fsutil import atomic_path
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.textutil import command_line
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.metrics import SegmentationMetrics
 from rspnet_zoo.training.runs import check_fields, check_settings
-from rspnet_zoo.zoo.folder import build_folder, state_mismatch
+from rspnet_zoo.zoo.folder import build_folder
 from rspnet_zoo.zoo.home import zoo_home
 from rspnet_zoo.zoo.timm_registration import refresh_tags
-from rspnet_zoo.zoo.weights import torch_load, trained
+from rspnet_zoo.zoo.weights import check_tensor, check_tensors, fit_problem, torch_load, trained
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -79,17 +79,33 @@ def load_checkpoint(file: Path) -> dict:
 
 
 CHECKPOINT_FIELDS = dict(
-    model=dict, optimizer=dict, scheduler=dict, epoch=int, step=int, history=list, settings=dict, commands=list
+    model=dict,
+    optimizer=dict,
+    scheduler=dict,
+    epoch=int,
+    step=int,
+    history=list[dict],
+    settings=dict,
+    commands=list[str],
 )
 RESUMABLE_CHANGES = ("epochs", "iterations")  # a longer run: the card then lists every command that made it
 
 
 def check_checkpoint(file: Path, state: object, model: nn.Module) -> dict:
-    """A loaded checkpoint's structure, checked before any of it is used: one line naming the first fault."""
+    """A loaded checkpoint's structure and tensors, checked before any of it is used: the model's through
+    the weights reader's checks (dtype, finite) and against the model, the optimizer's finite (a NaN
+    momentum poisons the first step). One line names the first fault."""
     check_fields(file, state, CHECKPOINT_FIELDS, "training")
-    problem = state_mismatch(model.state_dict(), state["model"])
+    check_tensors(state["model"], str(file))
+    problem = fit_problem(model.state_dict(), state["model"])
     if problem:
         raise ZooError(f"{file}: does not fit this model: {problem}")
+    per_parameter = state["optimizer"].get("state", {})
+    if isinstance(per_parameter, dict):
+        for index, entries in per_parameter.items():
+            for name, value in entries.items() if isinstance(entries, dict) else ():
+                if isinstance(value, torch.Tensor):
+                    check_tensor(f"optimizer.state.{index}.{name}", value, str(file))
     return state
 
 
@@ -183,6 +199,8 @@ def train(
                 scheduler.step()
                 result.steps += 1
                 value = distributed.mean(float(loss.detach()))
+                if not math.isfinite(value):
+                    raise ZooError(f"step {result.steps}: the training loss is {value}; {DIVERGED}")
                 result.losses.append(value)
                 epoch_loss += value * images.shape[0] * world
                 epoch_images += images.shape[0] * world
@@ -199,6 +217,7 @@ def train(
                         )
                     )
                 tick = now
+            check_finite(model, f"the model after epoch {epoch + 1}")
             seconds = time.perf_counter() - started
             result.history.append(
                 dict(
@@ -217,6 +236,17 @@ def train(
                 save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings)
     model.eval()
     return result
+
+
+DIVERGED = "training diverged and stopped before saving anything from it (a lower --lr, then --force to start over)"
+
+
+def check_finite(model: nn.Module, where: str) -> None:
+    """Weights that went NaN or Inf (a learning rate too high) end the run with one line: they are never saved."""
+    try:
+        check_tensors(model.state_dict(), where)
+    except WeightsError as e:
+        raise ZooError(f"{e}; {DIVERGED}") from None
 
 
 def _data_parallel(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
@@ -239,6 +269,7 @@ def save_checkpoint(
     result: TrainResult,
     settings: dict,
 ) -> None:
+    check_tensors(model.state_dict(), f"{file}: refused to write the checkpoint")
     state = dict(
         settings=settings,
         commands=result.commands,

@@ -16,6 +16,8 @@ from rspnet_zoo.zoo.weights import USABLE, read_header, read_metadata, weights_s
 
 
 def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
+    """timm's cfg of ``genotype``, ``extra`` keys replacing the spec's defaults; the spec's class names are
+    the ``label_names`` only while the class count is the spec's (names for other classes are not known)."""
     d = genotype.defaults
     cfg = dict(
         url="",
@@ -30,9 +32,9 @@ def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
         classifier="classifier",
         license="apache-2.0",
     )
-    if d.class_names:
-        cfg["label_names"] = tuple(d.class_names)
     cfg.update(extra)
+    if d.class_names and "label_names" not in extra and cfg["num_classes"] == d.num_classes:
+        cfg["label_names"] = tuple(d.class_names)
     return cfg
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from rspnet_zoo import __version__
-from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_dir, clean_leftovers, locked
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.io import canonical_dict, dump_spec, spec_sha256
@@ -25,7 +24,15 @@ from rspnet_zoo.zoo.hub import front_matter
 from rspnet_zoo.zoo.registry import create_genotype_net, first_conv_cfg
 from rspnet_zoo.zoo.stats import count_flops, count_parameters, meta_model
 from rspnet_zoo.zoo.timm_registration import GENERIC_ARCH
-from rspnet_zoo.zoo.weights import describe_status, imported, initialised, read_weights, save_weights, status_facts
+from rspnet_zoo.zoo.weights import (
+    check_fit,
+    describe_status,
+    imported,
+    initialised,
+    read_weights,
+    save_weights,
+    status_facts,
+)
 
 
 def weights_metadata(
@@ -51,29 +58,11 @@ def weights_metadata(
     return meta
 
 
-def state_mismatch(own: dict[str, torch.Tensor], state: dict) -> str | None:
-    """What keeps ``state`` from loading strictly into a model whose state dict is ``own``, or None."""
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
-    if not (missing or unexpected or wrong):
-        return None
-    first = (
-        (missing and f"missing {missing[0]}")
-        or (unexpected and f"unexpected {unexpected[0]}")
-        or f"{wrong[0]} has shape {tuple(getattr(state[wrong[0]], 'shape', ()))}, "
-        f"the spec needs {tuple(own[wrong[0]].shape)}"
-    )
-    return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors ({first})"
-
-
 def load_weights(model: torch.nn.Module, file: Path) -> dict[str, str]:
-    """Strict load of a safetensors file, with a one-line error when it is corrupted or does not fit the
-    model; returns the file's metadata."""
+    """Strict load of a safetensors file through the checked reader, with a one-line error when it is
+    corrupted or does not fit the model; returns the file's metadata."""
     state, metadata = read_weights(file)
-    problem = state_mismatch(model.state_dict(), state)
-    if problem:
-        raise ZooError(f"{file} does not match the spec: {problem}")
+    check_fit(model.state_dict(), state, str(file))
     model.load_state_dict(state)
     return metadata
 

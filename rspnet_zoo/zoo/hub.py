@@ -9,15 +9,15 @@ library_name, license, datasets), and adds the Hub's ``metrics`` and ``model-ind
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.zoo.config import CONFIG_FILE, read_folder_config
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-FOLDER_FILES = ("config.json", "model.safetensors", "README.md")
+FOLDER_FILES = (CONFIG_FILE, "model.safetensors", "README.md")
 # the Hub's metric ids for what evaluate() reports
 HUB_METRICS = {
     "miou": "mean_iou",
@@ -68,16 +68,11 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def check_folder(folder: Path) -> Path:
-    """A folder timm's Hub loader can read: the three files, and a config.json naming an architecture."""
+    """A folder timm's Hub loader can read: the three files, and a config.json the zoo reads (``zoo.config``)."""
     missing = [f for f in FOLDER_FILES if not (folder / f).is_file()]
     if missing:
         raise ZooError(f"{folder}: not a built folder (no {', '.join(missing)}); make one with `rspnet-zoo build`")
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except ValueError as e:
-        raise ZooError(f"{folder / 'config.json'}: not JSON ({e})") from None
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ZooError(f"{folder / 'config.json'}: no 'architecture' for timm to build")
+    read_folder_config(folder / CONFIG_FILE)
     return folder
 
 
@@ -92,6 +87,18 @@ def built_folder(ref: str) -> Path:
         f"'{ref}': no built folder here or in {zoo_home()}; "
         "make one with `rspnet-zoo build` or `rspnet-zoo train`, or give its path"
     )
+
+
+def download(repo_id: str, filename: str) -> Path:
+    """``filename`` of Hub repo ``repo_id`` as huggingface_hub caches it (the file timm's Hub loader reads);
+    a failure to fetch it is one ZooError line."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except Exception as e:  # the network boundary, as in push
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ZooError(f"hf-hub:{repo_id}: cannot fetch {filename}: {type(e).__name__}: {first}") from None
 
 
 def push(folder: Path, repo_id: str, *, token: str | None = None, private: bool = False) -> str:
