@@ -84,11 +84,14 @@ def mutated(document: dict, path: tuple, value) -> dict | None:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=st.lists(mutations(), min_size=1, max_size=3))
 def test_config_documents_are_read_iff_valid(changes, document, tmp_path_factory):
-    doc, valid = document, True
+    doc, verdicts = document, {}  # path -> whether the value last written there is valid
     for path, value, ok in changes:
         changed = mutated(doc, path, value)
         if changed is not None:
-            doc, valid = changed, valid and ok
+            doc = changed
+            verdicts = {p: v for p, v in verdicts.items() if p[: len(path)] != path}  # overwritten
+            verdicts[path] = ok
+    valid = all(verdicts.values())
     folder = tmp_path_factory.mktemp("f")
     (folder / CONFIG_FILE).write_text(json.dumps(doc))
     if valid:

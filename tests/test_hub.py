@@ -22,9 +22,10 @@ from timm.models._hub import generate_readme
 
 from rspnet_zoo.spec.io import load_spec
 from rspnet_zoo.training.loop import save_to_zoo
+from rspnet_zoo.zoo.card import HUB_METRICS
 from rspnet_zoo.zoo.catalog import SHIPPED
 from rspnet_zoo.zoo.folder import build_folder
-from rspnet_zoo.zoo.hub import FOLDER_FILES, HUB_METRICS
+from rspnet_zoo.zoo.hub import FOLDER_FILES
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 METRICS = dict(miou=0.5, mean_acc=0.6, fw_iou=0.7, pixel_acc=0.8, images=2, per_class_iou={"a": 0.5, "b": 0.5})

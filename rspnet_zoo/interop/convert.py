@@ -21,7 +21,9 @@ from rspnet_zoo.fsutil import atomic_path, writable_output
 from rspnet_zoo.interop.conversions import Alias, ConversionError, Family, Layout, Rename, Row, families
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.models import Genotype
+from rspnet_zoo.zoo.card import imported_note
 from rspnet_zoo.zoo.catalog import tag_weights
+from rspnet_zoo.zoo.folder import FolderWeights, write_folder
 from rspnet_zoo.zoo.home import zoo_home
 from rspnet_zoo.zoo.registry import load_trained, resolve_genotype
 from rspnet_zoo.zoo.stats import count_parameters
@@ -236,40 +238,6 @@ def wants_aux(fam: Family, genotype: Genotype, reference: dict[str, torch.Tensor
     return bool(fam.aux_prefix) and declared and any(k.startswith(fam.aux_prefix) for k in reference)
 
 
-def card_note(
-    fam: Family, layout: Layout, checkpoint: Path, sha256: str, report: dict[str, Any], params: int, aux: bool
-) -> str:
-    bn = "absent in the source (saved before PyTorch 0.4.1), set to 0" if report["legacy_bn"] else "from the source"
-    notes = "\n".join(f"- {line}" for line in layout.notes)
-    aliases = f" (+{report['aliases']} aliases of these)" if report["aliases"] else ""
-    aux_row = (
-        "| auxiliary head | imported: `local-dir:` builds it (model_args), a tag needs `aux_head=True` |\n"
-        if aux
-        else ""
-    )
-    return f"""
-## Imported weights
-
-**Imported** from a published reference checkpoint with `rspnet-zoo convert {fam.name}`: not trained here, not
-initialised. Every reference tensor was used exactly once and every parameter and BN buffer here filled from it.
-
-| | |
-|---|---|
-| weights | imported |
-| source checkpoint | `{checkpoint.name}` |
-| source sha256 | `{sha256}` |
-| family | {fam.name} ({layout.origin}) |
-| mapping version | {fam.version} |
-| reference tensors mapped | {report["tensors"]}{aliases} |
-| parameters, reference / zoo | {report["reference_parameters"]:,} / {params:,} |
-| BN num_batches_tracked | {bn} |
-{aux_row}
-### Preprocessing and outputs
-
-{notes}
-"""
-
-
 def convert_checkpoint(
     family_name: str,
     checkpoint: Path,
@@ -280,8 +248,6 @@ def convert_checkpoint(
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``out/<name>/`` (a built folder) from a reference checkpoint; ``name`` defaults to
     ``<spec>.<tag>``, or the spec's name without a tag."""
-    from rspnet_zoo.zoo.folder import build_folder
-
     fam = family(family_name)
     genotype = resolve_genotype(spec)
     writable_output(out or zoo_home(), folder=True)
@@ -294,18 +260,27 @@ def convert_checkpoint(
     params = count_parameters(skeleton)
     sha256 = file_sha256(checkpoint)
     folder_name = name or (f"{genotype.name}.{tag}" if tag else genotype.name)
-    model = GenotypeNet(genotype, **model_args)
+    model = GenotypeNet(genotype, plan=skeleton.plan, **model_args)
     model.load_state_dict(state)
-    folder, info = build_folder(
-        genotype,
-        out or zoo_home(),
-        model=model,
-        card_note=card_note(fam, layout, checkpoint, sha256, report, params, bool(model_args)),
-        folder_name=folder_name,
-        model_args=model_args,
-        cfg_overrides=dict(layout.cfg, notes=layout.notes),
-        status=imported(str(checkpoint), sha256),
+    note = imported_note(
+        family=fam.name,
+        origin=layout.origin,
+        mapping_version=fam.version,
+        checkpoint=checkpoint,
+        sha256=sha256,
+        report=report,
+        parameters=params,
+        aux=bool(model_args),
+        notes=layout.notes,
     )
+    weights = FolderWeights(
+        model,
+        imported(str(checkpoint), sha256),
+        note=note,
+        cfg=dict(layout.cfg, notes=layout.notes),
+        model_args=model_args,
+    )
+    folder, info = write_folder(genotype, out or zoo_home(), weights, folder_name)
     info.update(
         family=fam.name,
         mapping_version=fam.version,

@@ -37,7 +37,8 @@ from rspnet_zoo.textutil import command_line
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.metrics import SegmentationMetrics
 from rspnet_zoo.training.runs import check_fields, check_settings
-from rspnet_zoo.zoo.folder import build_folder
+from rspnet_zoo.zoo.card import trained_note
+from rspnet_zoo.zoo.folder import FolderWeights, write_folder
 from rspnet_zoo.zoo.home import zoo_home
 from rspnet_zoo.zoo.timm_registration import refresh_tags
 from rspnet_zoo.zoo.weights import check_tensor, check_tensors, fit_problem, torch_load, trained
@@ -328,32 +329,6 @@ def train_command(model: str, **options: Any) -> str:
     return command_line(["rspnet-zoo", "train", model], options)
 
 
-def trained_card_note(
-    name: str, data: str, metrics: dict, commands: Sequence[str], input_size: Sequence[int] | None = None
-) -> str:
-    rows = "\n".join(f"| {c} | {'-' if iou is None else f'{iou:.4f}'} |" for c, iou in metrics["per_class_iou"].items())
-    at = f" at {input_size[1]}x{input_size[2]} (the cfg's input_size)" if input_size else ""
-    return f"""
-## Trained weights `{name}`
-
-Trained on the {data} data set. Validation split ({metrics["images"]} images{at}): **mIoU {metrics["miou"]:.4f}**,
-mean accuracy {metrics["mean_acc"]:.4f}, frequency-weighted IoU {metrics["fw_iou"]:.4f},
-pixel accuracy {metrics["pixel_acc"]:.4f}.
-
-Reproduce with {"this command" if len(commands) == 1 else "these commands, in order"}
-
-```
-{chr(10).join(commands)}
-```
-
-and load with `timm.create_model("{name}", pretrained=True)` after `import rspnet_zoo`.
-
-| class | val IoU |
-|---|---|
-{rows}
-"""
-
-
 def save_to_zoo(
     model: nn.Module,
     genotype: Genotype,
@@ -369,17 +344,14 @@ def save_to_zoo(
     """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag,
     and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at."""
     name = f"{genotype.name}.{tag}"
-    folder, _ = build_folder(
-        genotype,
-        home or zoo_home(),
-        num_classes=len(class_names),
-        card_note=trained_card_note(name, data, metrics, commands, input_size),
-        folder_name=name,
+    weights = FolderWeights(
+        model,
+        trained(data, metrics),
+        note=trained_note(name, data, metrics, commands, input_size),
         class_names=class_names,
-        model=model,
-        status=trained(data, metrics),
         input_size=input_size,
         results=dict(dataset=data, split="val", metrics=metrics),
     )
+    folder, _ = write_folder(genotype, home or zoo_home(), weights, name)
     refresh_tags()
     return folder

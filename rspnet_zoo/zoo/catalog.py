@@ -5,6 +5,7 @@ into the zoo home, and the timm pretrained cfg of each. Reads files only when as
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
     if d.class_names and "label_names" not in extra and cfg["num_classes"] == d.num_classes:
         cfg["label_names"] = tuple(d.class_names)
     return cfg
+
+
+def cfg_first_conv(names: Sequence[str]) -> str | list[str] | None:
+    """timm's cfg form of the convs that read the image: one name, or a list when a cell reads it twice."""
+    return names[0] if len(names) == 1 else list(names) or None
 
 
 def _load_shipped() -> dict[str, Genotype]:

@@ -1,64 +1,23 @@
-"""The Hugging Face Hub side of a built folder: the model-card front matter timm's ``push_to_hf_hub``
-writes, and ``push``, which uploads a folder as it is.
+"""The Hugging Face Hub side of a built folder: ``push``, which uploads a folder as it is, and ``download``,
+the files a ``hf-hub:`` load reads (checked as a local folder's are). The card's front matter, which follows
+timm's ``push_to_hf_hub``, is ``zoo.card``'s.
 
 A built folder already is what timm's Hub loader reads (``config.json`` with the architecture and
 ``model_args``, ``model.safetensors``), so pushing is one ``upload_folder``; nothing is re-saved.
-The front matter follows ``timm.models._hub.generate_readme`` field by field (tags, pipeline_tag,
-library_name, license, datasets), and adds the Hub's ``metrics`` and ``model-index`` for trained weights.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.zoo.card import README_FILE
 from rspnet_zoo.zoo.config import CONFIG_FILE, read_folder_config
+from rspnet_zoo.zoo.home import WEIGHTS_FILE
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-FOLDER_FILES = (CONFIG_FILE, "model.safetensors", "README.md")
-# the Hub's metric ids for what evaluate() reports
-HUB_METRICS = {
-    "miou": "mean_iou",
-    "mean_acc": "mean_accuracy",
-    "pixel_acc": "accuracy",
-    "fw_iou": "frequency_weighted_iou",
-}
-
-
-def front_matter(
-    *,
-    segmentation: bool,
-    tags: Sequence[str] = (),
-    license: str = "apache-2.0",
-    name: str = "",
-    results: dict | None = None,
-) -> str:
-    """YAML front matter, in the order and form of timm's ``generate_readme``. ``results`` (trained weights):
-    ``dict(dataset=..., split=..., metrics={key: value})`` with the keys of ``HUB_METRICS``."""
-    task = "image-segmentation" if segmentation else "image-classification"
-    lines = ["---", "tags:", *(f"- {t}" for t in (task, "timm", "rspnet-zoo", *tags))]
-    lines += [f"pipeline_tag: {task}", "library_name: timm", f"license: {license}"]
-    if results:
-        dataset = results["dataset"].lower()
-        metrics = {HUB_METRICS[k]: v for k, v in results["metrics"].items() if k in HUB_METRICS and v is not None}
-        lines += ["datasets:", f"- {dataset}", "metrics:", *(f"- {m}" for m in metrics)]
-        lines += [
-            "model-index:",
-            f"- name: {name}",
-            "  results:",
-            "  - task:",
-            f"      type: {task}",
-            "    dataset:",
-            f"      name: {dataset}",
-            f"      type: {dataset}",
-            f"      split: {results['split']}",
-            "    metrics:",
-        ]
-        for metric, value in metrics.items():
-            lines += [f"    - type: {metric}", f"      value: {round(float(value), 4)}"]
-    return "\n".join([*lines, "---", ""])
+FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, README_FILE)
 
 
 def check_repo_id(repo_id: str) -> str:

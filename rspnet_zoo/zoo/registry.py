@@ -24,11 +24,11 @@ from typing import Any
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 
 from rspnet_zoo.errors import WeightsError, ZooError
-from rspnet_zoo.nn.model import GenotypeNet
+from rspnet_zoo.nn.model import GenotypeNet, first_conv_names
 from rspnet_zoo.spec.io import genotype_from_dict, load_spec, spec_sha256
 from rspnet_zoo.spec.models import MAX_CLASSES, Genotype
 from rspnet_zoo.spec.plan import lower
-from rspnet_zoo.zoo.catalog import SHIPPED, pretrained_cfg_for, tag_weights, trained_cfg
+from rspnet_zoo.zoo.catalog import SHIPPED, cfg_first_conv, pretrained_cfg_for, tag_weights, trained_cfg
 from rspnet_zoo.zoo.config import CONFIG_FILE, read_folder_config
 from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
 from rspnet_zoo.zoo.hub import download
@@ -69,18 +69,24 @@ def create_genotype_net(
     if num_classes is not None and not 0 <= num_classes <= MAX_CLASSES:  # 0: timm's "no classifier"
         raise ZooError(f"num_classes={num_classes}: the spec format allows 0 to {MAX_CLASSES:,} classes")
     cfg = _resolved_cfg(name, genotype, pretrained, pretrained_cfg, pretrained_cfg_overlay)
-    model = build_model_with_cfg(
+    # timm's defaults for these two (build_model_with_cfg would apply them), applied here: the spec is lowered
+    # once, at the model's arguments, and the cfg names the convs that read the image from that plan
+    kwargs.setdefault("in_chans", cfg["input_size"][0])
+    kwargs.setdefault("num_classes", cfg["num_classes"])
+    plan = lower(genotype, kwargs["in_chans"], kwargs.get("output_stride"), kwargs["num_classes"])
+    cfg["first_conv"] = cfg_first_conv(first_conv_names(plan))
+    levels = len(plan.features) if kwargs.get("features_only") else 5  # timm's fx extractor indexes them all
+    return build_model_with_cfg(
         GenotypeNet,
         name,
         pretrained,
         pretrained_cfg=cfg,
         pretrained_filter_fn=_checked_load(name, genotype, cfg, allow_untrained) if pretrained else None,
-        feature_cfg=dict(feature_cls="getter", out_indices=_feature_levels(genotype, kwargs)),
+        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(levels))),
         genotype=genotype,
+        plan=plan,
         **kwargs,
     )
-    _name_first_conv(model)
-    return model
 
 
 def _resolved_cfg(name: str, genotype: Genotype, pretrained: bool, pretrained_cfg: Any, overlay: dict | None) -> dict:
@@ -181,27 +187,6 @@ def _adapted_keys(model: GenotypeNet, cfg: dict) -> set[str]:
     if model.num_classes != cfg["num_classes"]:
         keys |= {"classifier.weight", "classifier.bias"}
     return keys
-
-
-def _feature_levels(genotype: Genotype, kwargs: dict) -> tuple[int, ...]:
-    """Every feature level a features_only model returns by default (a spec may have fewer than five;
-    timm's fx extractor indexes them all)."""
-    return tuple(range(len(lower(genotype).features) if kwargs.get("features_only") else 5))
-
-
-def first_conv_cfg(model: GenotypeNet) -> str | list[str]:
-    """timm's cfg form of the convs that read the image: one name, or a list when a cell reads it twice."""
-    names = model._traits["first_conv"]
-    return names[0] if len(names) == 1 else list(names)
-
-
-def _name_first_conv(model: Any) -> None:
-    """timm's cfg names the convs that read the image; ours depend on the spec, so the built model fills
-    them in (a features_only wrapper too, from the model it wraps)."""
-    net = model if isinstance(model, GenotypeNet) else getattr(model, "model", None)
-    cfg = getattr(model, "pretrained_cfg", None)
-    if isinstance(net, GenotypeNet) and isinstance(cfg, dict):
-        model.pretrained_cfg = model.default_cfg = {**cfg, "first_conv": first_conv_cfg(net)}
 
 
 # timm knows the zoo's names only in a process that imported rspnet_zoo: say so where a name is not found
