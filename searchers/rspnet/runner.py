@@ -34,7 +34,6 @@ from rspnet_zoo.spec.models import Cell, Genotype, Provenance
 from rspnet_zoo.spec.render import render_graph, step_text
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.metrics import SegmentationMetrics
-from rspnet_zoo.zoo.weights import check_tensors
 from searchers.rspnet.bilevel import Bilevel
 from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
@@ -148,7 +147,7 @@ class Runner:
             lambda: load_resumable(file, self.request.settings(), CHECKPOINT_FIELDS) if file.exists() else None
         )
         if state is not None:
-            model.load_state_dict(check_tensors(state["model"], str(file)))
+            model.load_state_dict(state["model"])
             bilevel.load_state_dict(state["bilevel"])
             torch.set_rng_state(state["rng"])
             start, run.history, run.wall_s = state["epoch"], list(state["history"]), state["wall_s"]
