@@ -30,7 +30,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from rspnet_zoo.data.transforms import IGNORE_INDEX
 from rspnet_zoo.errors import WeightsError, ZooError
 from rspnet_zoo.fsutil import atomic_path
 from rspnet_zoo.spec.models import Genotype
