@@ -334,9 +334,11 @@ def save_to_zoo(
     commands: Sequence[str],
     home: Path | None = None,
     input_size: Sequence[int] | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag,
-    and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at."""
+    and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at; ``force``:
+    replace a tag folder built from another spec (``zoo.folder.check_build_target``)."""
     name = f"{genotype.name}.{tag}"
     folder, _ = build_folder(
         genotype,
@@ -349,6 +351,7 @@ def save_to_zoo(
         status=trained(data, metrics),
         input_size=input_size,
         results=dict(dataset=data, split="val", metrics=metrics),
+        force=force,
     )
     refresh_tags()
     return folder

@@ -15,7 +15,8 @@ import torch
 
 from rspnet_zoo import __version__
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.fsutil import atomic_dir, clean_leftovers, locked
+from rspnet_zoo.fsutil import atomic_dir, clean_leftovers, locked, writable_output
+from rspnet_zoo.names import FOLDER, check_name
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.io import canonical_dict, dump_spec, spec_sha256
 from rspnet_zoo.spec.models import FORMAT_VERSION, Genotype
@@ -25,7 +26,15 @@ from rspnet_zoo.zoo.hub import front_matter
 from rspnet_zoo.zoo.registry import create_genotype_net, first_conv_cfg
 from rspnet_zoo.zoo.stats import count_flops, count_parameters, meta_model
 from rspnet_zoo.zoo.timm_registration import GENERIC_ARCH
-from rspnet_zoo.zoo.weights import describe_status, imported, initialised, read_weights, save_weights, status_facts
+from rspnet_zoo.zoo.weights import (
+    describe_status,
+    imported,
+    initialised,
+    read_metadata,
+    read_weights,
+    save_weights,
+    status_facts,
+)
 
 
 def weights_metadata(
@@ -142,6 +151,33 @@ Pushed to the Hugging Face Hub (`rspnet-zoo push`), the same folder loads with
 """
 
 
+def check_build_target(out_dir: Path, folder_name: str, genotype: Genotype, force: bool = False) -> Path:
+    """Refuse, before any work, a built folder that must not be written: a ``folder_name`` that is not
+    NAME or NAME.TAG (so the folder stays inside ``out_dir``), a spec named like a registered network but
+    not it, an existing folder that is not a built one (never replaced: its files are the user's), or one
+    built from another spec (replaced only with ``force``). A rebuild of the same spec replaces its folder.
+    Returns the folder, ``out_dir / folder_name``."""
+    folder = out_dir / check_name(folder_name, "built folder name", FOLDER)
+    writable_output(folder, folder=True, within=out_dir)
+    sha = spec_sha256(genotype)
+    registered = SHIPPED.get(genotype.name)
+    if registered is not None and spec_sha256(registered) != sha and not force:
+        raise ZooError(
+            f"spec name '{genotype.name}' is a registered network, and this spec ({sha[:12]}) is not it: "
+            "rename the spec, or pass --force to build it under that name anyway"
+        )
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / "config.json").is_file() or not (folder / WEIGHTS_FILE).is_file():
+            raise ZooError(f"{folder}: exists and is not a built folder; it is not replaced (name another)")
+        built = read_metadata(folder / WEIGHTS_FILE).get("genotype_sha256")
+        if built != sha and not force:
+            raise ZooError(
+                f"{folder}: holds a build of another spec ({str(built)[:12]}, this one is {sha[:12]}); "
+                "pass --force to replace it"
+            )
+    return folder
+
+
 def build_folder(
     genotype: Genotype,
     out_dir: Path,
@@ -157,6 +193,7 @@ def build_folder(
     status: Mapping[str, str] | None = None,
     input_size: Sequence[int] | None = None,
     results: dict | None = None,
+    force: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Compile ``genotype`` into ``out_dir/<folder_name or name>/``; the folder appears whole or not at all,
     and replaces an older one without a moment of no folder (``fsutil.atomic_dir``).
@@ -171,6 +208,7 @@ def build_folder(
     ``input_size`` (trained weights) is the (C, H, W) they were evaluated at: their cfg's ``input_size``,
     so timm's ``resolve_data_config`` + ``create_transform`` prepare images as the weights saw them.
     ``results`` (trained weights: data set, split, metrics) go into the card's Hub front matter.
+    What may be replaced is ``check_build_target``'s rule (``force``: a folder built from another spec).
     """
     model_args = dict(model_args or {})
     num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
@@ -205,6 +243,7 @@ def build_folder(
     folder_name = folder_name or genotype.name
     final = out_dir / folder_name
     with locked(out_dir):  # one writer in a zoo at a time; the other waits
+        check_build_target(out_dir, folder_name, genotype, force)
         clean_leftovers(out_dir, folder_name)
         with atomic_dir(final) as tmp:
             metadata = weights_metadata(genotype, status, class_names, input_size)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.fsutil import read_capped
+from rspnet_zoo.zoo.home import MAX_CONFIG_BYTES
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 FOLDER_FILES = ("config.json", "model.safetensors", "README.md")
@@ -62,7 +64,7 @@ def front_matter(
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not REPO_ID.match(repo_id):
+    if not REPO_ID.fullmatch(repo_id):
         raise ZooError(f"'{repo_id}' is not a Hub repo id: give OWNER/NAME, e.g. my-org/rspnet_small")
     return repo_id
 
@@ -73,8 +75,10 @@ def check_folder(folder: Path) -> Path:
     if missing:
         raise ZooError(f"{folder}: not a built folder (no {', '.join(missing)}); make one with `rspnet-zoo build`")
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except ValueError as e:
+        config = json.loads(read_capped(folder / "config.json", MAX_CONFIG_BYTES))
+    except OSError as e:
+        raise ZooError(f"{folder / 'config.json'}: cannot read ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:
         raise ZooError(f"{folder / 'config.json'}: not JSON ({e})") from None
     if not isinstance(config, dict) or "architecture" not in config:
         raise ZooError(f"{folder / 'config.json'}: no 'architecture' for timm to build")

@@ -24,12 +24,13 @@ from typing import Any
 from timm.models import build_model_with_cfg
 
 from rspnet_zoo.errors import SpecError, WeightsError, ZooError, pointer
+from rspnet_zoo.fsutil import read_capped
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.io import genotype_from_dict, load_spec, spec_sha256
 from rspnet_zoo.spec.models import MAX_CLASSES, Genotype
 from rspnet_zoo.spec.plan import lower
 from rspnet_zoo.zoo.catalog import SHIPPED, pretrained_cfg_for, tag_weights, trained_cfg
-from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
+from rspnet_zoo.zoo.home import MAX_CONFIG_BYTES, WEIGHTS_FILE, weights_path, zoo_home
 from rspnet_zoo.zoo.weights import INITIALISED, describe_status, read_weights, weights_status
 
 ALLOW_UNTRAINED_ENV = "RSPNET_ZOO_ALLOW_UNTRAINED"
@@ -168,6 +169,22 @@ def resolve_ref(ref: str) -> ModelRef:
     raise ZooError(f"unknown model '{ref}': neither a registered name[.tag], a spec file nor a built folder {SEE_LIST}")
 
 
+def ref_files(ref: str) -> list[Path]:
+    """The files loading ``ref`` reads (a built folder's, a tag's or a name's weights, a spec file): what
+    a command's outputs must never be."""
+    try:
+        r = resolve_ref(ref)
+    except ZooError:
+        return []
+    if r.kind == "folder":
+        return [r.path / "config.json", r.path / WEIGHTS_FILE]
+    if r.kind == "spec":
+        return [r.path]
+    name, _, tag = ref.partition(".")
+    file = tag_weights(name, tag) if tag else weights_path(name)
+    return [file] if file is not None else []
+
+
 # What timm's local-dir: loader and resolve_genotype read from a built folder's config.json.
 FOLDER_CONFIG = (
     (("architecture",), str),
@@ -186,8 +203,10 @@ def _folder_config(path: Path) -> dict:
             f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`"
         )
     try:
-        config = json.loads(file.read_text())
-    except ValueError as e:
+        config = json.loads(read_capped(file, MAX_CONFIG_BYTES))
+    except OSError as e:
+        raise ZooError(f"{file}: cannot read ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:
         raise ZooError(f"{file}: not JSON ({e})") from None
     for key, kind in FOLDER_CONFIG:
         value = config
