@@ -16,11 +16,16 @@ from collections.abc import Callable
 
 import typer
 
+from rspnet_zoo.cli import options
+
 NPROC = inspect.Parameter(
     "nproc",
     inspect.Parameter.KEYWORD_ONLY,
-    default=typer.Option(
-        None, "--nproc", min=1, help="Start this many processes on this machine (torchrun), data-parallel."
+    default=options.number(
+        None,
+        "--nproc",
+        kind=options.PROCESSES,
+        help="Start this many processes on this machine (torchrun), data-parallel.",
     ),
     annotation=int | None,
 )
