@@ -55,15 +55,17 @@ def bench(
     h, w = size
     torch_device = _device(device)
     torch.set_num_threads(threads)
-    x = torch.randn(batch, 3, h, w)
-    contenders = []
+    loaded = []  # every model first: a name that is wrong is refused before the input is allocated
     for i, ref in enumerate([*models, *compare]):
         model = load_model(ref, num_classes)
         if num_classes is None:  # every model predicts as many classes as the first
             num_classes = getattr(model, "num_classes", None) if i == 0 else num_classes
-        contenders.append(
-            prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
-        )
+        loaded.append((ref, model))
+    x = torch.randn(batch, 3, h, w)
+    contenders = [
+        prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
+        for ref, model in loaded
+    ]
     result = measure(contenders, x, rounds=rounds, threads=threads, device=torch_device)
 
     def human(console):

@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils import benchmark
 
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.perf.memory import allocator, keep_freed_memory
@@ -73,6 +72,8 @@ def load_model(ref: str, num_classes: int | None = None) -> nn.Module:
 
 def matmul_peak_gflops(threads: int, device: torch.device) -> float:
     """fp32 GFLOP/s of a square matmul: the ceiling a convolution network is measured against."""
+    from torch.utils import benchmark  # here, not at import: it logs about CUDA_HOME on machines without CUDA
+
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
     b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
     timer = benchmark.Timer("a @ b", globals=dict(a=a, b=b), num_threads=threads)

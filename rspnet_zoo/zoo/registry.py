@@ -229,7 +229,7 @@ def _load_spec_file(path: Path) -> Genotype:
     """Read and validated once per version (path, mtime, size), so building a model many times in one
     process costs the build alone."""
     try:
-        resolved = path.resolve()
+        resolved = Path(os.path.realpath(path))  # Path.resolve raises RuntimeError on a symlink loop (3.11)
         stat = resolved.stat()
     except OSError:
         return load_spec(path)  # its error names the file
