@@ -202,7 +202,7 @@ def writable_output(
     if within is not None and not _inside(real, os.path.realpath(within)):
         raise ZooError(f"{dest}: resolves to {real}, outside {within}")
     where = dest if found is not None and folder else dest.parent
-    while _stat(where) is None:
+    while _stat(where) is None and where != where.parent:
         where = where.parent
     if not where.is_dir():
         raise ZooError(f"{dest}: cannot be written: {where} is a file, not a folder")

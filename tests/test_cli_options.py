@@ -55,8 +55,11 @@ def test_a_size_is_two_sides_within_the_cap_or_a_usage_error(text):
     assert all(1 <= side <= options.MAX_SIDE for side in size)
 
 
-def test_the_class_cap_is_the_spec_formats():
+def test_the_caps_are_the_ones_the_library_states():
+    from rspnet_zoo.data.files import MAX_IMAGE_PIXELS
+
     assert options.MAX_CLASSES == MAX_CLASSES
+    assert options.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
 
 
 def _unchecked_numbers():
@@ -89,6 +92,7 @@ CASES = [
     ("build", str(TINY), "--seed", str(2**64)),
     ("data", "sample", "x.png", "--size", "99999x99999"),
     ("data", "sample", "x.png", "--seed", "-5"),
+    ("data", "sample", "x.png", "--size", "8192x8192"),
     ("bench", "rspnet_small", "--size", "99999x99999"),
     ("bench", "rspnet_small", "--size", "8192x8192", "--batch", "2"),
     ("predict", "rspnet_small", "x.png", "--out", "o", "--alpha", "nan"),

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 MAX_SIDE = 8192  # an image side: what a spec's input_size allows
 MAX_PIXELS = 2**26  # pixels of one input batch (batch x H x W): one 8192x8192 image, or 32 of 1024x2048
+MAX_IMAGE_PIXELS = (
+    4096 * 2048
+)  # an image written or read (rspnet_zoo.data.files.MAX_IMAGE_PIXELS; tests hold them equal)
 MAX_SEED = 2**32 - 1  # numpy's seed range (torch's is wider)
 MAX_BATCH = 4096
 MAX_PROCESSES = 1024  # threads, worker processes, torchrun processes
@@ -80,13 +83,13 @@ def parse_size(value: Any) -> ImageSize:
     return size
 
 
-def check_pixels(batch: int, size: ImageSize, flag: str = "--size") -> None:
-    """One input batch of ``batch`` images of ``size`` within ``MAX_PIXELS``."""
+def check_pixels(batch: int, size: ImageSize, limit: int = MAX_PIXELS, flag: str = "--size") -> None:
+    """``batch`` images of ``size`` within ``limit`` pixels in all."""
     pixels = batch * size.height * size.width
-    if pixels > MAX_PIXELS:
+    if pixels > limit:
+        images = f"{batch} x " if batch > 1 else ""
         raise typer.BadParameter(
-            f"{batch} x {size.height}x{size.width} is {pixels:,} pixels a batch, at most {MAX_PIXELS:,}",
-            param_hint=flag,
+            f"{images}{size.height}x{size.width} is {pixels:,} pixels, at most {limit:,}", param_hint=flag
         )
 
 

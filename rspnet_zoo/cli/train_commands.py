@@ -210,7 +210,7 @@ def predict(
 @data_app.command("sample")
 def sample(
     out: Path = typer.Argument(..., help="PNG file to write the scene to."),
-    size: ImageSize = options.size("256x256", "HxW."),
+    size: ImageSize = options.size("256x256", "HxW, at most 4096x2048 pixels (what predict reads)."),
     split: str = typer.Option("val", "--split"),
     index: int = options.number(0, "--index", kind=options.INDEX, help="Which scene of the split."),
     seed: int = options.seed("Which stream of scenes."),
@@ -218,6 +218,7 @@ def sample(
     as_json: bool = options.JSON,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
+    options.check_pixels(1, size, options.MAX_IMAGE_PIXELS)
     from rspnet_zoo.data import build_dataset
     from rspnet_zoo.fsutil import writable_output
     from rspnet_zoo.predict.infer import save_png
