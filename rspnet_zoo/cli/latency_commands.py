@@ -132,7 +132,8 @@ def predict_command(
     def human(console):
         h, w = target.size
         out = table(
-            f"1x3x{h}x{w} on {device}, {threads} threads, {runtime}, {clock} clock; table {summary['fingerprint_id']}"
+            f"1x3x{h}x{w} on {shown(device)}, {threads} threads, {runtime}, {clock} clock; "
+            f"table {summary['fingerprint_id']}"
         )
         columns = ["spec", "predicted ms"] + (["measured ms", "predicted/measured"] if measure else [])
         for c in columns:
