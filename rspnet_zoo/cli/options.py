@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 
 MAX_SIDE = 8192  # an image side: what a spec's input_size allows
 MAX_PIXELS = 2**26  # pixels of one input batch (batch x H x W): one 8192x8192 image, or 32 of 1024x2048
-MAX_IMAGE_PIXELS = (
-    4096 * 2048
-)  # an image written or read (rspnet_zoo.data.files.MAX_IMAGE_PIXELS; tests hold them equal)
+# an image written or read: what predict reads (rspnet_zoo.data.files.MAX_IMAGE_PIXELS; tests hold them equal)
+MAX_IMAGE_PIXELS = 4096 * 2048
 MAX_SEED = 2**32 - 1  # numpy's seed range (torch's is wider)
 MAX_BATCH = 4096
 MAX_PROCESSES = 1024  # threads, worker processes, torchrun processes
