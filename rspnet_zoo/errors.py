@@ -32,8 +32,10 @@ class SpecError(ZooError, ValueError):
 def pointer(*parts: object) -> str:
     """JSON pointer (RFC 6901) from path parts, for messages: characters that do not print (a newline in a
     key) are shown escaped, so an error stays one line."""
-    return "".join("/" + _printable(str(p).replace("~", "~0").replace("/", "~1")) for p in parts)
+    return "".join("/" + printable(str(p).replace("~", "~0").replace("/", "~1")) for p in parts)
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
+    """``text`` with every character that does not print (newlines, tabs, escape sequences, bidi controls)
+    written as its Python escape: what one line of a message or a log may hold."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -20,8 +20,9 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rspnet_zoo.errors import ZooError
@@ -140,22 +141,91 @@ def clean_leftovers(folder: Path, name: str | None = None) -> list[Path]:
     return found
 
 
-def writable_output(dest: str | Path, folder: bool = False) -> Path:
-    """Refuse, before any work is done, an output that cannot be written: a file where a folder is meant
-    (or the reverse), a path under a file, or a place without write permission."""
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` (symlinks followed), None where nothing is there (or a file stands where a folder should);
+    a symlink loop, a name too long or a folder that may not be searched is one ZooError line."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise ZooError(f"{path}: {e.strerror}") from None
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def writable_output(
+    dest: str | Path,
+    folder: bool = False,
+    *,
+    replace: bool = True,
+    avoid: Sequence[str | Path] = (),
+    within: str | Path | None = None,
+) -> Path:
+    """The one check of every output path, done before any work; returns ``dest`` as given.
+
+    ``dest`` is resolved (symlinks followed) and refused when it cannot or must not be written:
+    a file where a folder is meant (or the reverse), a device node, FIFO or socket (never replaced), a path
+    under a file or through a symlink loop, a place without write permission; an existing file unless
+    ``replace`` (the user named it, or passed ``--force``); any of ``avoid`` (the command's own inputs and its
+    other outputs); anything outside ``within`` (the folder the user named, for a file named inside it).
+    """
     dest = Path(dest)
-    if os.path.exists(dest):
-        if folder and not dest.is_dir():
+    found = _stat(dest)
+    if found is not None:
+        if folder and not stat.S_ISDIR(found.st_mode):
             raise ZooError(f"{dest}: is a file; name a folder to write into")
-        if not folder and dest.is_dir():
+        if not folder and stat.S_ISDIR(found.st_mode):
             raise ZooError(f"{dest}: is a folder; name a file to write")
-        where = dest if folder else dest.parent
-    else:
-        where = dest.parent
-        while not os.path.exists(where):
-            where = where.parent
-        if not where.is_dir():
-            raise ZooError(f"{dest}: cannot be written: {where} is a file, not a folder")
+        if not folder and not stat.S_ISREG(found.st_mode):
+            raise ZooError(f"{dest}: is {_kind(found.st_mode)}; outputs are regular files, and it is not replaced")
+        if not folder and not replace:
+            raise ZooError(f"{dest}: exists; pass --force to replace it")
+    real = os.path.realpath(dest)
+    for other in avoid:
+        if real == os.path.realpath(other):
+            raise ZooError(f"{dest}: is also {other}, which this command reads or writes; name another output")
+    if within is not None and not _inside(real, os.path.realpath(within)):
+        raise ZooError(f"{dest}: resolves to {real}, outside {within}")
+    where = dest if found is not None and folder else dest.parent
+    while _stat(where) is None and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ZooError(f"{dest}: cannot be written: {where} is a file, not a folder")
     if not os.access(where, os.W_OK | os.X_OK):
         raise ZooError(f"{dest}: cannot be written: no write permission in {where}")
     return dest
+
+
+def read_capped(path: str | Path, limit: int) -> bytes:
+    """The bytes of ``path``, at most ``limit`` of them: the cap holds on what is read, so a device
+    (``/dev/zero``) or a pipe that never ends is refused after ``limit + 1`` bytes, and a FIFO nobody writes
+    reads as empty instead of waiting. A folder, a missing or unreadable file raises OSError (the caller says
+    which file); more than ``limit`` bytes raises ``ZooError``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    with os.fdopen(fd, "rb") as f:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        os.set_blocking(fd, True)
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ZooError(f"{path}: larger than {_size(limit)}")
+    return data
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 and limit % 2**20 == 0 else f"{limit:,} bytes"

@@ -3,36 +3,41 @@ the spec it emits is checked as a reader will see it before it is written."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
-
-from rspnet_zoo.errors import SpecError, ZooError
+from rspnet_zoo.errors import SpecError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, writable_output
+from rspnet_zoo.names import check_name
 from rspnet_zoo.spec.io import dump_spec, parse_spec, spec_sha256
-from rspnet_zoo.spec.models import Genotype, Identifier
+from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.loop import load_checkpoint
 from rspnet_zoo.training.runs import check_fields, check_run, check_settings
 
 
 def check_run_folder(
-    name: str, out: Path, run_dir: Path, checkpoints: list[Path], resume: bool, force: bool, what: str = "search"
-) -> None:
-    """Refuse a bad spec name, an existing output and an earlier run unless resumed; ``force`` drops the
-    earlier run's ``checkpoints``. The search then owns ``run_dir`` (one search per run folder) and removes
-    the temporaries killed writes left there."""
-    try:
-        TypeAdapter(Identifier).validate_python(name)
-    except ValidationError:
-        raise ZooError(f"spec name '{name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
-    writable_output(out)
+    name: str,
+    out: Path,
+    run_dir: Path,
+    checkpoints: str,
+    resume: bool,
+    force: bool,
+    what: str = "search",
+    inputs: Sequence[Path] = (),
+) -> list[Path]:
+    """Refuse a bad spec name (before the name touches any file), an output that is one of the run's
+    ``inputs``, an existing output and an earlier run unless resumed; ``force`` drops the earlier run's
+    checkpoints (the files in ``run_dir`` matching the pattern ``checkpoints``). The search then owns
+    ``run_dir`` (one search per run folder) and removes the temporaries killed writes left there.
+    Returns the checkpoints a resume continues from."""
+    check_name(name, "spec name")
+    writable_output(out, replace=force, avoid=inputs)
     writable_output(run_dir, folder=True)
-    if out.exists() and not force:
-        raise ZooError(f"{out}: exists; pass --force to overwrite it")
-    check_run(run_dir, checkpoints, resume, force, what)
+    found = sorted(run_dir.glob(checkpoints)) if run_dir.is_dir() else []
+    check_run(run_dir, found, resume, force, what)
     clean_leftovers(run_dir)
+    return found if resume else []
 
 
 def load_resumable(file: Path, settings: dict, fields: Mapping[str, type]) -> dict:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 import typer
+from safetensors import SafetensorError
 from typer.core import TyperCommand, TyperGroup
 
 from rspnet_zoo import __version__
@@ -27,6 +28,7 @@ from rspnet_zoo.cli import (
     train_commands,
     zoo_commands,
 )
+from rspnet_zoo.cli.output import error_line
 from rspnet_zoo.cli.parallel import is_worker
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.perf.threads import prefer_shared_machine
@@ -120,15 +122,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     except typer.TyperException as e:  # usage errors: unknown flag, bad value, missing argument
         message = e.format_message() if hasattr(e, "format_message") else str(e)
         if message:
-            print(f"rspnet-zoo: error: {message}", file=sys.stderr)
+            error_line(message)
         sys.exit(getattr(e, "exit_code", 2))
     except ZooError as e:
         if not is_worker():  # under torchrun every rank refuses alike; rank 0 says it
-            print(f"rspnet-zoo: error: {e}", file=sys.stderr)
+            error_line(e)
         sys.exit(2)
     except OSError as e:  # what the up-front checks cannot foresee: a disk that fills, a file removed meanwhile
         where = f"{e.filename}: " if e.filename else ""
-        print(f"rspnet-zoo: error: {where}{e.strerror or e}", file=sys.stderr)
+        error_line(f"{where}{e.strerror or e}")
+        sys.exit(2)
+    except SafetensorError as e:  # safetensors' own write failures (a full disk while saving weights)
+        error_line(f"cannot write weights: {e}")
         sys.exit(2)
     except KeyboardInterrupt:
         print("rspnet-zoo: interrupted", file=sys.stderr)

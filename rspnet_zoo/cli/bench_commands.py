@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, print_table, table, warning_line
-from rspnet_zoo.cli.train_commands import OptimizeOpt, ThreadsOpt, parse_device, parse_size
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.options import ImageSize, check_pixels, parse_device
+from rspnet_zoo.cli.output import emit, print_table, shown, table, warning_line
 from rspnet_zoo.errors import ZooError
-
-JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
-ClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of every model.", show_default="each model's own")
 
 if TYPE_CHECKING:
     import torch
@@ -29,20 +27,23 @@ def _device(value: str) -> torch.device:
 
 def bench(
     models: list[str] = typer.Argument(..., help="Registered names or spec files; the first is the reference."),
-    size: str = typer.Option("512x1024", "--size", help="Input HxW."),
-    batch: int = typer.Option(1, "--batch", min=1),
-    threads: int | None = ThreadsOpt,
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    optimize: bool = OptimizeOpt,
+    size: ImageSize = options.size("512x1024", "Input HxW."),
+    batch: int = options.number(1, "--batch", kind=options.BATCH),
+    threads: int | None = options.THREADS,
+    device: str = options.device("cpu", help="cpu or cuda."),
+    optimize: bool = options.OPTIMIZE,
     runtime: str = typer.Option("eager", "--runtime", help="eager, compile (torch.compile) or onnxruntime."),
     compare: list[str] = typer.Option(
         [], "--compare", help="Also measure this torchvision segmentation or timm model (repeatable)."
     ),
-    num_classes: int | None = ClassesOpt,
-    rounds: int = typer.Option(10, "--rounds", min=1, help="Timed calls per model, interleaved."),
-    as_json: bool = JsonOpt,
+    num_classes: int | None = options.number(
+        None, "--num-classes", kind=options.CLASSES, help="Classes of every model.", show_default="each model's own"
+    ),
+    rounds: int = options.number(10, "--rounds", kind=options.COUNT, help="Timed calls per model, interleaved."),
+    as_json: bool = options.JSON,
 ) -> None:
     """Latency, images/s, FLOPs, peak memory and achieved GFLOP/s of models measured interleaved."""
+    check_pixels(batch, size)
     import torch
 
     from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare
@@ -50,19 +51,21 @@ def bench(
 
     if runtime not in RUNTIMES:
         raise typer.BadParameter(f"'{runtime}' is not one of {', '.join(RUNTIMES)}", param_hint="--runtime")
-    h, w = parse_size(size, "--size")
+    h, w = size
     torch_device = _device(device)
     threads = threads or torch.get_num_threads()  # the free cores (rspnet_zoo.perf.threads) unless given
     torch.set_num_threads(threads)
-    x = torch.randn(batch, 3, h, w)
-    contenders = []
+    loaded = []  # every model first: a name that is wrong is refused before the input is allocated
     for i, ref in enumerate([*models, *compare]):
         model = load_model(ref, num_classes)
         if num_classes is None:  # every model predicts as many classes as the first
             num_classes = getattr(model, "num_classes", None) if i == 0 else num_classes
-        contenders.append(
-            prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
-        )
+        loaded.append((ref, model))
+    x = torch.randn(batch, 3, h, w)
+    contenders = [
+        prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
+        for ref, model in loaded
+    ]
     with warn_if_starved(lambda: threads, warning_line, enabled=torch_device.type == "cpu"):
         result = measure(contenders, x, rounds=rounds, threads=threads, device=torch_device)
 
@@ -80,7 +83,7 @@ def bench(
             work.add_column(column, justify="left" if column == "model" else "right")
         for r in result["models"]:
             timings.add_row(
-                r["name"],
+                shown(r["name"]),
                 f"{r['ms_median']:.1f}",
                 f"{r['ms_p90']:.1f}",
                 f"{r['cpu_ms_median']:.1f}",
@@ -110,33 +113,33 @@ def export(
     fmt: str = typer.Option(
         "onnx", "--format", help="onnx, torchscript (deprecated by PyTorch) or exported (torch.export)."
     ),
-    size: str = typer.Option(None, "--size", help="Input HxW.", show_default="the model's input size"),
+    size: ImageSize | None = options.size(None, "Input HxW.", show_default="the model's input size"),
     dynamic_size: bool = typer.Option(False, "--dynamic-size", help="Any height and width (and batch for ONNX)."),
-    optimize: bool = OptimizeOpt,
+    optimize: bool = options.OPTIMIZE,
     out: Path | None = typer.Option(None, "--out", help="File to write.", show_default="./<name>.<onnx|pt|pt2>"),
-    as_json: bool = JsonOpt,
+    force: bool = typer.Option(False, "--force", help="Replace an existing file that --out did not name."),
+    as_json: bool = options.JSON,
 ) -> None:
     """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model."""
+    from rspnet_zoo.fsutil import writable_output
     from rspnet_zoo.interop.export import FORMATS, SUFFIXES, export_model
     from rspnet_zoo.nn.fold import optimize as optimize_model
-    from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, resolve_genotype
+    from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, ref_files, resolve_genotype
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"'{fmt}' is not one of {', '.join(FORMATS)}", param_hint="--format")
-    if model.endswith(".json"):
-        genotype = resolve_genotype(model)
-        net = create_genotype_net(genotype.name, genotype).eval()
-    else:
-        net = load_trained(model)
-    hw = parse_size(size, "--size") or tuple(net.pretrained_cfg["input_size"][1:])
-    dest = out or Path(f"{net.genotype.name}{SUFFIXES[fmt]}")
+    genotype = resolve_genotype(model)
+    dest = out or Path(f"{genotype.name}{SUFFIXES[fmt]}")
+    writable_output(dest, replace=out is not None or force, avoid=ref_files(model))
+    net = create_genotype_net(genotype.name, genotype).eval() if model.endswith(".json") else load_trained(model)
+    hw = size or tuple(net.pretrained_cfg["input_size"][1:])
     exported = optimize_model(net) if optimize else net
     info = export_model(exported, fmt, dest, hw, dynamic_size=dynamic_size, reference=net)
     info["optimized"] = optimize
 
     def human(console):
         console.print(
-            f"wrote {info['path']} ({fmt}, {info['bytes'] / 2**20:.1f} MiB); checked in its runtime at "
+            f"wrote {shown(info['path'])} ({fmt}, {info['bytes'] / 2**20:.1f} MiB); checked in its runtime at "
             f"{', '.join(f'{h}x{w}' for h, w in info['checked_sizes'])}: max abs difference {info['max_abs_diff']:.2g}",
             soft_wrap=True,
         )

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.output import emit, shown
 from rspnet_zoo.interop.conversions import ConversionError
 
 
@@ -40,7 +41,10 @@ def convert(
     ),
     name: str | None = typer.Option(None, "--name", help="Built folder name.", show_default="<spec>[.<tag>]"),
     tag: str | None = typer.Option(None, "--tag", help="Weights tag: the folder becomes <spec>.<tag>."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a folder built from another spec, or an existing file --out did not name."
+    ),
+    as_json: bool = options.JSON,
 ) -> None:
     """Import a published DARTS / PC-DARTS, Auto-DeepLab or nas-segm checkpoint into the zoo, or export one."""
     from rspnet_zoo.interop.convert import convert_checkpoint, export_checkpoint
@@ -50,10 +54,12 @@ def convert(
             raise ConversionError("convert --to FAMILY takes one MODEL (and --out FILE), no --spec, --name or --tag")
         model = args[0]
         dest = out or Path(f"{Path(model).name}.{to.value}.pth")
-        info = export_checkpoint(to.value, model, dest)
+        info = export_checkpoint(to.value, model, dest, replace=out is not None or force)
 
         def human_export(console):
-            console.print(f"wrote {info['tensors']} reference tensors ({to.value} layout) -> {dest}", soft_wrap=True)
+            console.print(
+                f"wrote {info['tensors']} reference tensors ({to.value} layout) -> {shown(dest)}", soft_wrap=True
+            )
 
         emit(info, human_export, as_json)
         return
@@ -61,12 +67,12 @@ def convert(
         raise ConversionError(f"convert takes FAMILY CHECKPOINT (FAMILY: {FAMILIES}), or --to FAMILY MODEL")
     if spec is None:
         raise ConversionError("convert FAMILY CHECKPOINT needs --spec: the spec the checkpoint's network is built from")
-    folder, info = convert_checkpoint(args[0], Path(args[1]), spec, out=out, name=name, tag=tag)
+    folder, info = convert_checkpoint(args[0], Path(args[1]), spec, out=out, name=name, tag=tag, force=force)
 
     def human(console):
         console.print(
-            f"imported {info['tensors']} reference tensors into [bold]{info['name']}[/bold] "
-            f"({info['parameters']:,} parameters) -> {folder}",
+            f"imported {info['tensors']} reference tensors into {info['name']} "
+            f"({info['parameters']:,} parameters) -> {shown(folder)}",
             soft_wrap=True,
         )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.output import emit, shown
 
 
 def push(
@@ -14,7 +15,7 @@ def push(
         None, "--token", help="Hub access token.", show_default="HF_TOKEN or `hf auth login`"
     ),
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+    as_json: bool = options.JSON,
 ) -> None:
     """Upload config.json, model.safetensors and README.md as they are (HF_ENDPOINT picks another Hub)."""
     from rspnet_zoo.zoo import hub
@@ -24,7 +25,7 @@ def push(
     info = dict(folder=str(folder), repo_id=repo_id, commit_url=hub.push(folder, repo_id, token=token, private=private))
 
     def human(console):
-        console.print(f"pushed {folder} -> {info['commit_url']}", soft_wrap=True)
+        console.print(f"pushed {shown(folder)} -> {shown(info['commit_url'])}", soft_wrap=True)
         console.print(
             f"load it with timm.create_model('hf-hub:{repo_id}', pretrained=True) after `import rspnet_zoo`",
             soft_wrap=True,

@@ -7,21 +7,24 @@ from pathlib import Path
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
-from rspnet_zoo.errors import ZooError
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.output import emit, shown
 from rspnet_zoo.fsutil import atomic_write_text, writable_output
 from rspnet_zoo.spec.io import dump_spec, spec_sha256
 from rspnet_zoo.spec.models import Genotype
 
-JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
+JsonOpt = options.JSON
 NameOpt = typer.Option(None, "--name", help="Spec name (lower-case identifier).", show_default="from the importer")
 DescriptionOpt = typer.Option(None, "--description", help="Spec description.", show_default="a generic one")
 OutOpt = typer.Option(
     None, "--out", help="Spec file to write, or a folder for <name>.json.", show_default="./<name>.json"
 )
-ClassesOpt = typer.Option(None, "--classes", min=1, help="Number of classes.", show_default="the network's")
+ClassesOpt = options.number(
+    None, "--classes", kind=options.CLASSES, help="Number of classes.", show_default="the network's"
+)
 ForceOpt = typer.Option(False, "--force", help="Overwrite an existing spec file.")
-CityscapesClassesOpt = typer.Option(19, "--classes", min=1, help="Number of classes (19: Cityscapes).")
+CityscapesClassesOpt = options.number(19, "--classes", kind=options.CLASSES, help="Number of classes (19: Cityscapes).")
+WIDTH = options.Number(int, 1, 4096)  # a channel count, at most the spec's MAX_CHANNELS
 
 import_app = typer.Typer(help="Write a spec from a published genotype in its original encoding.", no_args_is_help=True)
 
@@ -40,9 +43,7 @@ def _write(genotype: Genotype, out: Path | None, force: bool, as_json: bool) -> 
         dest = out / f"{genotype.name}.json"
     else:
         dest = out
-    writable_output(dest)
-    if dest.exists() and not force:
-        raise ZooError(f"{dest}: exists; pass --force to overwrite it")
+    writable_output(dest, replace=force)
     atomic_write_text(dest, dump_spec(genotype))
     info = dict(
         name=genotype.name,
@@ -52,9 +53,7 @@ def _write(genotype: Genotype, out: Path | None, force: bool, as_json: bool) -> 
     )
 
     def human(console):
-        console.print(
-            f"wrote [bold]{genotype.name}[/bold] ({info['parameters']:,} parameters) -> {dest}", soft_wrap=True
-        )
+        console.print(f"wrote {genotype.name} ({info['parameters']:,} parameters) -> {shown(dest)}", soft_wrap=True)
 
     emit(info, human, as_json)
 
@@ -67,11 +66,20 @@ def import_darts(
     network: DartsNetwork = typer.Option(
         DartsNetwork.cifar, "--network", help="The DARTS evaluation network to build."
     ),
-    channels: int | None = typer.Option(
-        None, "--channels", "-C", min=2, help="Initial C.", show_default="36 CIFAR, 48 ImageNet"
+    channels: int | None = options.number(
+        None,
+        "--channels",
+        "-C",
+        kind=options.Number(int, 2, 4096),
+        help="Initial C.",
+        show_default="36 CIFAR, 48 ImageNet",
     ),
-    layers: int | None = typer.Option(
-        None, "--layers", min=3, help="Number of cells.", show_default="20 CIFAR, 14 ImageNet"
+    layers: int | None = options.number(
+        None,
+        "--layers",
+        kind=options.Number(int, 3, 510),
+        help="Number of cells.",
+        show_default="20 CIFAR, 14 ImageNet",
     ),
     num_classes: int | None = ClassesOpt,
     auxiliary: bool = typer.Option(
@@ -103,7 +111,9 @@ def import_darts(
 def import_autodeeplab(
     path: str = typer.Option(..., "--path", help="Network path: the level of each cell, e.g. 0,0,0,1,2,1,2,2,3,3,2,1."),
     cell: str = typer.Option(..., "--cell", help="Cell rows [[edge_index, op_index], ...], two per step."),
-    filter_multiplier: int = typer.Option(20, "--filter-multiplier", "-F", min=1, help="F: 20 (S), 32 (M), 48 (L)."),
+    filter_multiplier: int = options.number(
+        20, "--filter-multiplier", "-F", kind=WIDTH, help="F: 20 (S), 32 (M), 48 (L)."
+    ),
     num_classes: int = CityscapesClassesOpt,
     name: str | None = NameOpt,
     description: str | None = DescriptionOpt,
@@ -125,7 +135,7 @@ def import_nas_segm(
         help="[[templates], [blocks]]: templates [op_a, op_b, agg], "
         "blocks [pos1, pos2, template, repeats-1, stride_exp].",
     ),
-    agg_size: int = typer.Option(64, "--agg-size", min=1, help="Width of the head's 1x1 conv."),
+    agg_size: int = options.number(64, "--agg-size", kind=WIDTH, help="Width of the head's 1x1 conv."),
     num_classes: int = CityscapesClassesOpt,
     name: str | None = NameOpt,
     description: str | None = DescriptionOpt,
@@ -155,20 +165,17 @@ def diff(
     result = diff_specs(ga, gb, stats=spec_stats if sizes else None)
 
     def human(console):
-        console.print(
-            f"[bold]{ga.name}[/bold] {result['a']['sha256'][:12]} -> "
-            f"[bold]{gb.name}[/bold] {result['b']['sha256'][:12]}"
-        )
+        console.print(f"{ga.name} {result['a']['sha256'][:12]} -> {gb.name} {result['b']['sha256'][:12]}")
         if result["identical"]:
             console.print("identical specs")
         for section in SECTIONS:
             lines = [c["words"] for c in result["changes"] if c["section"] == section]
             if lines:
-                console.print(f"[bold]{section}[/bold] ({len(lines)} change{'s' if len(lines) > 1 else ''})")
+                console.print(f"{section} ({len(lines)} change{'s' if len(lines) > 1 else ''})")
                 for line in lines:
-                    console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+                    console.print(f"  {shown(line)}", soft_wrap=True)
         for line in size_words(result.get("sizes")):
-            console.print(f"[bold]sizes[/bold] {line}")
+            console.print(f"sizes {line}")
 
     emit(result, human, as_json)
     if not result["identical"]:

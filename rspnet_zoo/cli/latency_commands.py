@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, print_table, table
-from rspnet_zoo.cli.train_commands import parse_size
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.options import ImageSize
+from rspnet_zoo.cli.output import emit, print_table, shown, table
 
 latency_app = typer.Typer(
     help="Latency model of this device: profile the search space's units, predict a spec's latency.",
     no_args_is_help=True,
 )
 
-SizeOpt = typer.Option("512x1024", "--size", help="Input HxW (batch 1).")
-DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
-ThreadsOpt = typer.Option(
-    2, "--threads", min=1, help="Intra-op threads the latency is for (torch and onnxruntime); one table per count."
+SizeOpt = options.size("512x1024", "Input HxW (batch 1).")
+DeviceOpt = options.device("cpu", help="cpu or cuda.")
+ThreadsOpt = options.number(
+    2,
+    "--threads",
+    kind=options.PROCESSES,
+    help="Intra-op threads the latency is for (torch and onnxruntime); one table per count.",
 )
 RuntimeOpt = typer.Option(
     "eager", "--runtime", help="eager, optimized (rspnet_zoo.nn.fold) or onnxruntime (optimised, exported to ONNX)."
@@ -25,12 +29,12 @@ ClockOpt = typer.Option(
 )
 
 
-def _target(device: str, runtime: str, threads: int, size: str, clock: str):
+def _target(device: str, runtime: str, threads: int, size: ImageSize, clock: str):
     import torch
 
     from rspnet_zoo.perf.latency import Target, check_target
 
-    target = Target(device, runtime, threads, parse_size(size, "--size"), clock)
+    target = Target(device, runtime, threads, tuple(size), clock)
     check_target(target)
     torch.set_num_threads(threads)
     return target
@@ -39,13 +43,13 @@ def _target(device: str, runtime: str, threads: int, size: str, clock: str):
 @latency_app.command("profile")
 def profile_command(
     budget: str = typer.Option("small", "--budget", help="The search budget whose space is profiled."),
-    num_classes: int = typer.Option(19, "--num-classes", min=1, help="Classes of the head."),
-    size: str = SizeOpt,
+    num_classes: int = options.number(19, "--num-classes", kind=options.CLASSES, help="Classes of the head."),
+    size: ImageSize = SizeOpt,
     device: str = DeviceOpt,
     runtime: str = RuntimeOpt,
     threads: int = ThreadsOpt,
     clock: str = ClockOpt,
-    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+    as_json: bool = options.JSON,
 ) -> None:
     """Time every unit the budget's search can emit (ops at every level and width, paths, fusions, stems,
     head); a cached table with this device's fingerprint is reused, a stale one measured again."""
@@ -82,7 +86,7 @@ def profile_command(
 
     def human(console):
         reused = "all cached" if not timed else f"{timed} timed now"
-        console.print(f"{summary['units']} units ({reused}) -> {summary['table']}", soft_wrap=True)
+        console.print(f"{summary['units']} units ({reused}) -> {shown(summary['table'])}", soft_wrap=True)
         console.print(f"  overhead per unit (whole networks against their summed units) {result.overhead_ms} ms")
         console.print(
             f"  fingerprint {summary['fingerprint_id']}: "
@@ -96,12 +100,12 @@ def profile_command(
 def predict_command(
     specs: list[str] = typer.Argument(..., help="Registered names or spec files."),
     measure: bool = typer.Option(False, "--measure", help="Also measure each network and print the ratio."),
-    size: str = SizeOpt,
+    size: ImageSize = SizeOpt,
     device: str = DeviceOpt,
     runtime: str = RuntimeOpt,
     threads: int = ThreadsOpt,
     clock: str = ClockOpt,
-    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+    as_json: bool = options.JSON,
 ) -> None:
     """Predicted latency of each spec: the sum of the table's units over its compiled plan (units the
     table lacks are timed and added first)."""
@@ -134,14 +138,14 @@ def predict_command(
     def human(console):
         h, w = target.size
         out = table(
-            f"1x3x{h}x{w} on {device}, {threads_phrase(threads)}, {runtime}, {clock} clock; "
+            f"1x3x{h}x{w} on {shown(device)}, {threads_phrase(threads)}, {runtime}, {clock} clock; "
             f"table {summary['fingerprint_id']}"
         )
         columns = ["spec", "predicted ms"] + (["measured ms", "predicted/measured"] if measure else [])
         for c in columns:
             out.add_column(c, justify="left" if c == "spec" else "right")
         for r in rows:
-            cells = [r["spec"], f"{r['predicted_ms']:.2f}"]
+            cells = [shown(r["spec"]), f"{r['predicted_ms']:.2f}"]
             if measure:
                 cells += [f"{r['measured_ms']:.2f}", f"{r['ratio']:.2f}"]
             out.add_row(*cells)

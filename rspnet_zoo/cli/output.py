@@ -1,4 +1,10 @@
-"""One output mode per call: JSON on stdout for machines, rich for people."""
+"""One output mode per call: JSON on stdout for machines, rich for people.
+
+Text reaches people as text: the consoles interpret no markup, no emoji codes and highlight nothing, so a
+spec description, a file name or a class name that looks like ``[bold]`` prints as written and cannot
+crash the output. User-provided text in a human line goes through ``shown``, which escapes control
+characters: a newline in an op name cannot start a line of its own. An error is one line (``error_line``).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,20 @@ from rich.measure import Measurement
 from rich.segment import Segments
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+from rspnet_zoo.errors import printable
+
+console = Console(markup=False, emoji=False, highlight=False)
+errors = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 JSON_OPTION_HELP = "Print the result as JSON on stdout."
 ELLIPSIS = "…"  # what rich puts where it cuts a cell short
 UNBOUNDED = 10_000
+
+
+def shown(value: object) -> str:
+    """``value`` as text for one line of human output: control characters (newlines, escape sequences)
+    written as Python escapes, everything else as it is."""
+    return printable(str(value))
 
 
 def table(title: str) -> Table:
@@ -61,11 +75,11 @@ def emit(data: Any, human: Callable[[Console], None], as_json: bool) -> None:
         human(console)
 
 
-def error_line(message: str) -> None:
-    """One plain line on stderr (no rich markup, so it reads the same in logs)."""
-    print(f"rspnet-zoo: error: {message}", file=sys.stderr)
+def error_line(message: object) -> None:
+    """One plain line on stderr, whatever the message holds (control characters escaped)."""
+    print(f"rspnet-zoo: error: {shown(message)}", file=sys.stderr)
 
 
-def warning_line(message: str) -> None:
-    """One plain line on stderr about something that did not stop the command."""
-    print(f"rspnet-zoo: warning: {message}", file=sys.stderr)
+def warning_line(message: object) -> None:
+    """One plain line on stderr about something that did not stop the command (control characters escaped)."""
+    print(f"rspnet-zoo: warning: {shown(message)}", file=sys.stderr)

@@ -16,13 +16,17 @@ from collections.abc import Callable, Mapping
 
 import typer
 
+from rspnet_zoo.cli import options
 from rspnet_zoo.perf.threads import share_among_workers
 
 NPROC = inspect.Parameter(
     "nproc",
     inspect.Parameter.KEYWORD_ONLY,
-    default=typer.Option(
-        None, "--nproc", min=1, help="Start this many processes on this machine (torchrun), data-parallel."
+    default=options.number(
+        None,
+        "--nproc",
+        kind=options.PROCESSES,
+        help="Start this many processes on this machine (torchrun), data-parallel.",
     ),
     annotation=int | None,
 )

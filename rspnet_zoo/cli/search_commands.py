@@ -10,9 +10,10 @@ from typing import Any
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, warning_line
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.options import ImageSize
+from rspnet_zoo.cli.output import emit, errors, shown, warning_line
 from rspnet_zoo.cli.parallel import data_parallel
-from rspnet_zoo.cli.train_commands import ThreadsOpt
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.textutil import command_line
 from searchers.rspnet.budgets import budgets_help
@@ -55,17 +56,18 @@ def search(
     method: str = typer.Option(
         "rspnet", "--method", help="rspnet (the two-stage RSPNet search) or template (Nekrasov et al., WACV 2020)."
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="--method template: worker processes that train samples."
+    workers: int | None = options.number(
+        None, "--workers", kind=options.PROCESSES, help="--method template: worker processes that train samples."
     ),
-    latency_target: float | None = typer.Option(
+    latency_target: float | None = options.number(
         None,
         "--latency-target",
+        kind=options.MILLISECONDS,
         help="Milliseconds. rspnet: the searched network's latency at --size on this CPU (predicted from "
         "`rspnet-zoo latency`, then measured); template: slower samples get a lower reward.",
     ),
-    size: str | None = typer.Option(
-        None, "--size", help="--latency-target with rspnet: the input HxW it is for.", show_default="512x1024"
+    size: ImageSize | None = options.size(
+        None, "--latency-target with rspnet: the input HxW it is for.", show_default="512x1024"
     ),
     stem_weights: Path | None = typer.Option(
         None, "--stem-weights", help="--method template: safetensors with MobileNet-v2 stem blocks (nodes.0-6)."
@@ -76,7 +78,7 @@ def search(
         "synthetic", "--data", help="Data set (synthetic, cityscapes, camvid, folder); its train split is used."
     ),
     root: Path | None = typer.Option(None, "--root", help="Folder of an on-disk data set."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and data order."),
+    seed: int = options.seed("Seed of initialisation and data order."),
     name: str | None = typer.Option(
         None,
         "--name",
@@ -120,7 +122,7 @@ def search(
     settings: list[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Any search setting, e.g. cell.steps=3 or path.rsp_ratio=0.25."
     ),
-    threads: int | None = ThreadsOpt,
+    threads: int | None = options.THREADS,
     amp: str | None = typer.Option(
         None,
         "--amp",
@@ -132,7 +134,7 @@ def search(
         "--progress/--no-progress",
         help="Show progress: bars on a terminal, else a line every 30 s (never with --json).",
     ),
-    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+    as_json: bool = options.JSON,
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
     flags = {k: v for k, v in locals().items() if k in FLAG_SETTINGS}  # the setting flags, as given
@@ -170,10 +172,8 @@ def search(
         given = ", ".join(k for k, v in template_only.items() if v is not None)
         raise ZooError(f"{given}: options of --method template")
     import torch
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from rspnet_zoo.cli.train_commands import parse_size
     from rspnet_zoo.perf.threads import warn_if_starved
     from rspnet_zoo.zoo.home import zoo_home
     from searchers.progress import SearchProgress, interrupted_line
@@ -182,7 +182,7 @@ def search(
     from searchers.rspnet.runner import SearchRequest
     from searchers.rspnet.runner import search as run_search
 
-    latency_size = parse_size(size, "--size") or (512, 1024)
+    latency_size = tuple(size or (512, 1024))
     if size is not None and latency_target is None:
         raise ZooError("--size is the input size of --latency-target; give the target too")
     overrides = {FLAG_SETTINGS[k]: v for k, v in flags.items() if v is not None}
@@ -235,8 +235,8 @@ def search(
         latency_size=latency_size,
         amp=amp,
     )
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    console = errors
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     bars = Progress(*columns, console=console) if console.is_terminal else None
     reporter = SearchProgress(
         request, plan=not as_json, show=progress and not as_json, bars=bars, threads=torch.get_num_threads
@@ -249,13 +249,13 @@ def search(
     finally:
         reporter.stop()
     if summary is None:
-        print(f"rspnet-zoo: {interrupted_line(request.run_dir, command)}", file=sys.stderr)
+        print(f"rspnet-zoo: {shown(interrupted_line(request.run_dir, command))}", file=sys.stderr)
         raise typer.Exit(130)
     summary["command"] = command
 
     def human(console):
         console.print(
-            f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}  "
+            f"wrote {summary['name']} -> {shown(summary['out'])}  sha256 {summary['sha256'][:12]}  "
             f"({summary['epochs']} epochs, {summary['wall_time_s']:.1f} s)",
             soft_wrap=True,
         )
@@ -277,8 +277,8 @@ def search(
             console.print(f"  {latency_verdict(summary['latency'])}")
         if summary["parent_sha256"]:
             console.print(f"  parent (stage-1 cell spec) sha256 {summary['parent_sha256'][:12]}")
-        console.print(f"  log {summary['log']}; plots in {summary['run_dir']}", soft_wrap=True)
+        console.print(f"  log {shown(summary['log'])}; plots in {shown(summary['run_dir'])}", soft_wrap=True)
         console.print(f"  {summary['parallel']}")
-        console.print(f"  reproduce: {command}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  reproduce: {shown(command)}", soft_wrap=True)
 
     emit(summary, human, as_json)

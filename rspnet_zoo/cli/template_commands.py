@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from rspnet_zoo.cli.output import emit, warning_line
+from rspnet_zoo.cli.output import emit, errors, shown, warning_line
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.textutil import command_line
 
@@ -40,7 +40,6 @@ def run_template_search(
 ) -> None:
     """``refused``: options of the RSPNet search that were given (flag -> value); they mean nothing here."""
     import torch
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rspnet_zoo.perf.threads import warn_if_starved
@@ -88,8 +87,8 @@ def run_template_search(
         force=force,
         command=command,
     )
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    console = errors
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bars = Progress(*columns, console=console) if progress and not as_json and console.is_terminal else None
     task = None
 
@@ -113,14 +112,14 @@ def run_template_search(
         if task is not None:  # rich's stop() writes a newline even for bars never started
             bars.stop()
     if summary is None:
-        print(f"rspnet-zoo: {interrupted_line(request.run_dir, command)}", file=sys.stderr)
+        print(f"rspnet-zoo: {shown(interrupted_line(request.run_dir, command))}", file=sys.stderr)
         raise typer.Exit(130)
     summary["command"] = command
 
     def human(console):
         best = summary["best"]
         console.print(
-            f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}  "
+            f"wrote {summary['name']} -> {shown(summary['out'])}  sha256 {summary['sha256'][:12]}  "
             f"({summary['samples']} samples, {summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)",
             soft_wrap=True,
         )
@@ -131,8 +130,10 @@ def run_template_search(
         )
         console.print(f"  mean reward per batch: {summary['mean_reward_per_batch']}")
         console.print(
-            f"  log {summary['log']}; table {summary['best_table']}; plots in {summary['run_dir']}", soft_wrap=True
+            f"  log {shown(summary['log'])}; table {shown(summary['best_table'])}; "
+            f"plots in {shown(summary['run_dir'])}",
+            soft_wrap=True,
         )
-        console.print(f"  reproduce: {command}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  reproduce: {shown(command)}", soft_wrap=True)
 
     emit(summary, human, as_json)

@@ -2,75 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, errors, print_table, table, warning_line
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.options import ImageSize, parse_device
+from rspnet_zoo.cli.output import emit, errors, print_table, shown, table, warning_line
 from rspnet_zoo.cli.parallel import data_parallel
 
-JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
-OptimizeOpt = typer.Option(
-    False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
-)
-ThreadsOpt = typer.Option(
-    None, "--threads", min=1, help="CPU threads (intra-op).", show_default="the cores that are free"
-)
-DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
-AmpOpt = typer.Option(
-    None,
-    "--amp",
-    help="Mixed precision: bf16 (recent GPUs and CPUs) or fp16 (older GPUs, loss-scaled).",
-    show_default="off",
-)
-WorkersOpt = typer.Option(
-    None,
-    "--workers",
-    min=0,
-    help="Data-loader processes.",
-    show_default="on a GPU the cores per process (at most 8), on CPU 0",
-)
-SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
-
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
-
-if TYPE_CHECKING:
-    import torch
-
-
-def parse_size(value: str | None, flag: str) -> tuple[int, int] | None:
-    """'512' or '512x1024' (height x width)."""
-    if value is None:
-        return None
-    m = SIZE.match(value.strip())
-    if not m or int(m.group(1)) < 1 or (m.group(2) is not None and int(m.group(2)) < 1):
-        raise typer.BadParameter(f"'{value}' is not a size: give N or HxW, e.g. 512x1024", param_hint=flag)
-    h = int(m.group(1))
-    return h, int(m.group(2) or h)
-
-
-def parse_device(value: str | None) -> torch.device | None:
-    import torch
-
-    if value is None:
-        return None
-    try:
-        return torch.device(value)
-    except RuntimeError:
-        raise typer.BadParameter(
-            f"'{value}' is not a torch device (cpu, cuda, cuda:1, ...)", param_hint="--device"
-        ) from None
 
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=errors,
@@ -102,14 +52,14 @@ class _LazyBars:
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
-    per_class = table(title)
+    per_class = table(shown(title))
     per_class.add_column("class")
     per_class.add_column("IoU", justify="right")
     for name, iou in metrics["per_class_iou"].items():
-        per_class.add_row(name, "-" if iou is None else f"{iou:.4f}")
+        per_class.add_row(shown(name), "-" if iou is None else f"{iou:.4f}")
     print_table(console, per_class)
     console.print(
-        f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
+        f"mIoU {metrics['miou']:.4f}  mean acc {metrics['mean_acc']:.4f}  "
         f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}"
     )
 
@@ -117,24 +67,31 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
 @data_parallel
 def train(
     model: str = typer.Argument(..., help="A registered name or a spec file."),
-    data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
+    data: str = options.DATA,
     root: Path | None = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="Passes over the training split."),
-    iterations: int | None = typer.Option(None, "--iterations", min=1, help="Stop after this many steps instead."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    crop: str | None = typer.Option(
-        None, "--crop", help="Training crop HxW.", show_default="128x128 synthetic, 512x512 otherwise"
+    epochs: int = options.number(10, "--epochs", kind=options.COUNT, help="Passes over the training split."),
+    iterations: int | None = options.number(
+        None, "--iterations", kind=options.COUNT, help="Stop after this many steps instead."
     ),
-    lr: float = typer.Option(0.01, "--lr", min=0.0, help="Initial learning rate of SGD (momentum 0.9, poly decay)."),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
-    seed: int = typer.Option(
-        0, "--seed", help="Initialisation, shuffling, augmentation and the synthetic training stream."
+    batch_size: int = options.number(8, "--batch-size", kind=options.BATCH),
+    crop: ImageSize | None = typer.Option(
+        None,
+        "--crop",
+        parser=options.parse_size,
+        metavar="<HxW>",
+        help="Training crop HxW.",
+        show_default="128x128 synthetic, 512x512 otherwise",
     ),
-    length: int | None = typer.Option(
-        None, "--length", min=1, help="Synthetic: training images per epoch.", show_default="2000"
+    lr: float = options.number(
+        0.01, "--lr", kind=options.LEARNING_RATE, help="Initial learning rate of SGD (momentum 0.9, poly decay)."
     ),
-    size: str | None = typer.Option(
-        None, "--size", help="Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
+    weight_decay: float = options.number(1e-4, "--weight-decay", kind=options.FRACTION),
+    seed: int = options.seed("Initialisation, shuffling, augmentation and the synthetic training stream."),
+    length: int | None = options.number(
+        None, "--length", kind=options.COUNT, help="Synthetic: training images per epoch.", show_default="2000"
+    ),
+    size: ImageSize | None = options.size(
+        None, "Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
     ),
     val_length: int | None = typer.Option(
         None, "--val-length", min=1, help="Synthetic: validation images.", show_default="100, or --length if fewer"
@@ -152,45 +109,46 @@ def train(
     tag: str | None = typer.Option(
         None, "--tag", help="Zoo tag of the trained weights.", show_default="the data set name"
     ),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
+    device: str | None = options.device(None, show_default="cuda if available"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPUs: BatchNorm over the global batch."),
-    amp: str | None = AmpOpt,
+    amp: str | None = options.AMP,
     channels_last: bool = typer.Option(
         False, "--channels-last", help="Train in NHWC memory format (faster convolutions on GPUs and oneDNN)."
     ),
     loss: str = typer.Option("ce", "--loss", help="ce (cross-entropy) or ohem (hard pixels only, as BiSeNet/STDC)."),
-    warmup_iters: int = typer.Option(0, "--warmup-iters", min=0, help="Linear learning-rate warmup before poly."),
-    workers: int | None = WorkersOpt,
-    as_json: bool = JsonOpt,
+    warmup_iters: int = options.number(
+        0, "--warmup-iters", kind=options.INDEX, help="Linear learning-rate warmup before poly."
+    ),
+    workers: int | None = options.WORKERS,
+    as_json: bool = options.JSON,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
     from rspnet_zoo.training.tasks import TrainRequest, run_train
 
-    sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, seed=seed, length=length, val_length=val_length, resume=resume, force=force,
         out=out, tag=tag, device=parse_device(device), sync_bn=sync_bn, amp=amp, channels_last=channels_last,
-        loss=loss, warmup_iterations=warmup_iters, workers=workers, **sizes,
+        loss=loss, warmup_iterations=warmup_iters, workers=workers, crop=crop, size=size,
     )  # fmt: skip
     with _LazyBars(not as_json) as bars:
         progress = bars.progress
 
         def on_step(s: dict) -> None:
             status = f"epoch {s['epoch']}  loss {s['loss']:.4f}  {s['images_per_s']:.1f} img/s"
-            progress.update(bars.get(f"train {model}"), completed=s["step"], total=s["total"], status=status)
+            progress.update(bars.get(f"train {shown(model)}"), completed=s["step"], total=s["total"], status=status)
 
         info = run_train(request, on_step, lambda n: progress.advance(bars.get("evaluate val"), n))
 
     def human(console):
         _print_metrics(console, info["metrics"], f"{info['name']} on {data} val")
-        console.print(f"weights -> {info['folder']}  ({info['parallel']})", soft_wrap=True)
+        console.print(f"weights -> {shown(info['folder'])}  ({info['parallel']})", soft_wrap=True)
         console.print(
-            f"run folder -> {info['run_dir']} (checkpoint, history.json, curves.png; --resume continues it)",
+            f"run folder -> {shown(info['run_dir'])} (checkpoint, history.json, curves.png; --resume continues it)",
             soft_wrap=True,
         )
         ref = info["name"] if info["registered"] else f"local-dir:{info['folder']}"
-        console.print(f"load them with timm.create_model('{ref}', pretrained=True)", soft_wrap=True)
+        console.print(f"load them with timm.create_model('{shown(ref)}', pretrained=True)", soft_wrap=True)
 
     emit(info, human, as_json)
 
@@ -198,21 +156,21 @@ def train(
 @data_parallel
 def evaluate_command(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
-    data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
+    data: str = options.DATA,
     root: Path | None = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
     split: str = typer.Option("val", "--split"),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    seed: int = typer.Option(0, "--seed", help="Synthetic: the stream to draw the split from."),
-    length: int | None = typer.Option(
-        None, "--length", min=1, help="Synthetic: images in the split.", show_default="100"
+    batch_size: int = options.number(8, "--batch-size", kind=options.BATCH),
+    seed: int = options.seed("Synthetic: the stream to draw the split from."),
+    length: int | None = options.number(
+        None, "--length", kind=options.COUNT, help="Synthetic: images in the split.", show_default="100"
     ),
-    size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW.", show_default="128x128"),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
-    optimize: bool = OptimizeOpt,
-    threads: int | None = ThreadsOpt,
-    amp: str | None = AmpOpt,
-    workers: int | None = WorkersOpt,
-    as_json: bool = JsonOpt,
+    size: ImageSize | None = options.size(None, "Synthetic: image size HxW.", show_default="128x128"),
+    device: str | None = options.device(None, show_default="cuda if available"),
+    optimize: bool = options.OPTIMIZE,
+    threads: int | None = options.THREADS,
+    amp: str | None = options.AMP,
+    workers: int | None = options.WORKERS,
+    as_json: bool = options.JSON,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
     import torch
@@ -223,7 +181,7 @@ def evaluate_command(
 
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
-        size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize, amp=amp, workers=workers,
+        size=size, device=parse_device(device), optimize=optimize, amp=amp, workers=workers,
     )  # fmt: skip
     if threads is not None:
         torch.set_num_threads(threads)
@@ -232,8 +190,8 @@ def evaluate_command(
         progress = bars.progress
         metrics = run_eval(
             request,
-            on_batch=lambda n: progress.advance(bars.get(f"evaluate {split}"), n),
-            on_start=lambda total: progress.update(bars.get(f"evaluate {split}"), total=total),
+            on_batch=lambda n: progress.advance(bars.get(f"evaluate {shown(split)}"), n),
+            on_start=lambda total: progress.update(bars.get(f"evaluate {shown(split)}"), total=total),
         )
 
     def human(console):
@@ -250,15 +208,15 @@ def predict(
         "--out",
         help="Folder for <stem>_mask.png (class ids; .tif above 65,536 classes), <stem>_overlay.png and palette.json.",
     ),
-    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
-    optimize: bool = OptimizeOpt,
+    alpha: float = options.number(0.5, "--alpha", kind=options.FRACTION, help="Opacity of the classes in the overlay."),
+    device: str | None = options.device(None, show_default="cpu"),
+    optimize: bool = options.OPTIMIZE,
     output_format: str = typer.Option(
         "zoo",
         "--format",
         help="zoo (mask, overlay, palette.json) or cityscapes (<frame>_labelIds.png, as the benchmark server reads).",
     ),
-    as_json: bool = JsonOpt,
+    as_json: bool = options.JSON,
 ) -> None:
     """A class-id mask (palette-indexed PNG) and an overlay with a legend per image, and palette.json."""
     from rspnet_zoo.predict.legend import PALETTE_FILE
@@ -275,11 +233,12 @@ def predict(
                 console.print(f"{r['image']} -> {r['label_ids']}", soft_wrap=True)
             return
         for r in results:
-            found = ", ".join(f"{n} {c:.1%}" for n, c in r["classes"].items())  # every class found, largest first
-            console.print(f"{r['image']} -> {r['mask']}, {r['overlay']}  ({found})", soft_wrap=True)
-        console.print(
-            f"class colours: {out / PALETTE_FILE}; overlay alpha {alpha}, outlines in the class colours", soft_wrap=True
-        )
+            found = ", ".join(f"{shown(n)} {c:.1%}" for n, c in r["classes"].items())  # every class, largest first
+            console.print(
+                f"{shown(r['image'])} -> {shown(r['mask'])}, {shown(r['overlay'])}  ({found})", soft_wrap=True
+            )
+        colours = shown(out / PALETTE_FILE)
+        console.print(f"class colours: {colours}; overlay alpha {alpha}, outlines in the class colours", soft_wrap=True)
 
     emit(results, human, as_json)
 
@@ -287,24 +246,26 @@ def predict(
 @data_app.command("sample")
 def sample(
     out: Path = typer.Argument(..., help="PNG file to write the scene to."),
-    size: str = typer.Option("256x256", "--size", help="HxW."),
+    size: ImageSize = options.size("256x256", "HxW, at most 4096x2048 pixels (what predict reads)."),
     split: str = typer.Option("val", "--split"),
-    index: int = typer.Option(0, "--index", min=0, help="Which scene of the split."),
-    seed: int = typer.Option(0, "--seed"),
+    index: int = options.number(0, "--index", kind=options.INDEX, help="Which scene of the split."),
+    seed: int = options.seed("Which stream of scenes."),
     mask: Path | None = typer.Option(
         None, "--mask", help="Also write the ground truth to this PNG (class ids, in predict's class colours)."
     ),
-    as_json: bool = JsonOpt,
+    as_json: bool = options.JSON,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
+    options.check_pixels(1, size, options.MAX_IMAGE_PIXELS)
     from rspnet_zoo.data import build_dataset
     from rspnet_zoo.fsutil import writable_output
     from rspnet_zoo.predict.infer import palette, save_png
     from rspnet_zoo.predict.legend import save_mask
 
-    for dest in (out, mask) if mask is not None else (out,):
-        writable_output(dest)
-    dataset = build_dataset("synthetic", split, seed=seed, size=parse_size(size, "--size"), length=index + 1)
+    writable_output(out)
+    if mask is not None:
+        writable_output(mask, avoid=[out])
+    dataset = build_dataset("synthetic", split, seed=seed, size=size, length=index + 1)
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
     if mask is not None:
@@ -321,8 +282,8 @@ def sample(
 
     def human(console):
         console.print(
-            f"wrote {out} ({'x'.join(map(str, info['size']))}, {', '.join(info['classes'])})"
-            + (f" and its mask {mask}" if mask else ""),
+            f"wrote {shown(out)} ({'x'.join(map(str, info['size']))}, {', '.join(info['classes'])})"
+            + (f" and its mask {shown(mask)}" if mask else ""),
             soft_wrap=True,
         )
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, error_line, print_table, table
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.output import emit, error_line, print_table, shown, table
 from rspnet_zoo.errors import SpecError
 from rspnet_zoo.spec.io import load_spec, spec_errors, spec_sha256
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.spec.render import step_text
 
 MAX_ERRORS = 20
-JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
+JsonOpt = options.JSON
 
 
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
@@ -37,7 +38,7 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
     def human(console):
         for r in results:
             if r["ok"]:
-                console.print(f"[green]ok[/green]  {r['file']}  {r['name']}  {r['sha256'][:12]}")
+                console.print(f"ok  {shown(r['file'])}  {r['name']}  {r['sha256'][:12]}", soft_wrap=True)
 
     emit(results, human, as_json)
     if not all(r["ok"] for r in results):
@@ -100,7 +101,7 @@ def list_models(as_json: bool = JsonOpt) -> None:
             tagged.add_column("name.tag", no_wrap=True)
             tagged.add_column("weights")
             for key, file in sorted(tags.items()):
-                tagged.add_row(key, describe_status(read_metadata(file)))
+                tagged.add_row(shown(key), shown(describe_status(read_metadata(file))))
             print_table(console, tagged)
 
     emit(rows, human, as_json)
@@ -164,18 +165,18 @@ def show(
 
     def human(console):
         console.print(
-            f"[bold]{g.name}[/bold] {g.version}  sha256 {info['sha256'][:12]}  "
+            f"{g.name} {g.version}  sha256 {info['sha256'][:12]}  "
             f"{info['parameters']:,} parameters, {info['flops'] / 1e9:.2f} GFLOPs at "
             f"{'x'.join(map(str, g.defaults.input_size))}"
         )
         if g.description:
-            console.print(g.description)
+            console.print(shown(g.description))
         for name, c in info["cells"].items():
             cell_table = table(f"cell '{name}'" + (" (reduction)" if c["reduction"] else ""))
             cell_table.add_column("state")
             cell_table.add_column("= sum of edges")
             for i, step in enumerate(c["steps"]):
-                cell_table.add_row(str(i + c["num_inputs"]), step)
+                cell_table.add_row(str(i + c["num_inputs"]), shown(step))
             cell_table.caption = f"output: concat of states {c['concat']}"
             print_table(console, cell_table)
         network = table("network")
@@ -194,7 +195,7 @@ def show(
         print_table(console, network)
         console.print(f"head: {json.dumps(info['head'])}")
         if plot is not None:
-            console.print(f"graph drawn to {info['plot']}")
+            console.print(f"graph drawn to {shown(info['plot'])}")
 
     emit(info, human, as_json)
 
@@ -204,23 +205,26 @@ def build(
     out: Path | None = typer.Option(
         None, "--out", help="Parent folder of the built folder.", show_default="$RSPNET_ZOO_HOME"
     ),
-    num_classes: int | None = typer.Option(None, "--num-classes", min=1, help="Override the spec's class count."),
+    num_classes: int | None = options.number(
+        None, "--num-classes", kind=options.CLASSES, help="Override the spec's class count."
+    ),
     weights: Path | None = typer.Option(None, "--weights", help="A safetensors file to load instead of random init."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
+    seed: int = options.seed("Seed of the random initialisation."),
+    force: bool = typer.Option(False, "--force", help="Replace a folder built from another spec."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Compile a spec into OUT/<name>/: config.json, model.safetensors and a README.md model card."""
     from rspnet_zoo.training.tasks import BuildRequest, run_build
 
-    info = run_build(BuildRequest(spec, out=out, num_classes=num_classes, weights=weights, seed=seed))
+    info = run_build(BuildRequest(spec, out=out, num_classes=num_classes, weights=weights, seed=seed, force=force))
 
     def human(console):
         console.print(
-            f"built [bold]{info['name']}[/bold] ({info['parameters']:,} parameters, "
-            f"{info['flops'] / 1e9:.2f} GFLOPs) -> {info['path']}",
+            f"built {info['name']} ({info['parameters']:,} parameters, "
+            f"{info['flops'] / 1e9:.2f} GFLOPs) -> {shown(info['path'])}",
             soft_wrap=True,
         )
-        load = f"timm.create_model('local-dir:{info['path']}', pretrained=True"
+        load = f"timm.create_model('local-dir:{shown(info['path'])}', pretrained=True"
         if info["weights"]["weights_status"] == "initialised":
             console.print(
                 f"its weights are initialised (seed {seed}), never trained: train it with `rspnet-zoo train`, "

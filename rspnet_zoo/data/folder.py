@@ -9,16 +9,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rspnet_zoo.data.files import DataError, ImageMaskPairs, identity_lut, image_files, pair_by_name, require_dir
+from rspnet_zoo.errors import ZooError
+from rspnet_zoo.fsutil import read_capped
 
 CLASSES_FILE = "classes.txt"
+MAX_CLASS_LIST_BYTES = 2**16  # 255 names
 
 
 def read_class_names(path: Path) -> list[str]:
     try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = read_capped(path, MAX_CLASS_LIST_BYTES).decode("utf-8")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     except FileNotFoundError:
         raise DataError(f"{path}: no such file (the class list, one name per line)") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ZooError) as e:
         raise DataError(f"{path}: unreadable class list ({e})") from None
     if not names or len(names) > 255:
         raise DataError(f"{path}: a class list needs 1 to 255 names, found {len(names)}")

@@ -19,13 +19,14 @@ from safetensors.torch import save_file
 
 from rspnet_zoo.fsutil import atomic_path, writable_output
 from rspnet_zoo.interop.conversions import Alias, ConversionError, Family, Layout, Rename, Row, families
+from rspnet_zoo.names import FOLDER, TAG, check_name
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.zoo.card import imported_note
 from rspnet_zoo.zoo.catalog import tag_weights
-from rspnet_zoo.zoo.folder import FolderWeights, write_folder
+from rspnet_zoo.zoo.folder import FolderWeights, check_build_target, write_folder
 from rspnet_zoo.zoo.home import zoo_home
-from rspnet_zoo.zoo.registry import load_trained, resolve_genotype
+from rspnet_zoo.zoo.registry import load_trained, ref_files, resolve_genotype
 from rspnet_zoo.zoo.stats import count_parameters
 from rspnet_zoo.zoo.weights import check_tensors, imported, read_header, read_weights, torch_load
 
@@ -245,12 +246,21 @@ def convert_checkpoint(
     out: Path | None = None,
     name: str | None = None,
     tag: str | None = None,
+    force: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``out/<name>/`` (a built folder) from a reference checkpoint; ``name`` defaults to
-    ``<spec>.<tag>``, or the spec's name without a tag."""
+    ``<spec>.<tag>``, or the spec's name without a tag. Both are checked before any file is touched, and
+    the folder is replaced only as ``zoo.folder.check_build_target`` allows (``force``: one built from
+    another spec)."""
     fam = family(family_name)
     genotype = resolve_genotype(spec)
-    writable_output(out or zoo_home(), folder=True)
+    if tag is not None:
+        check_name(tag, "--tag", TAG)
+    folder_name = (
+        check_name(name, "--name", FOLDER) if name is not None else ".".join(filter(None, [genotype.name, tag]))
+    )
+    home = writable_output(out or zoo_home(), folder=True)
+    check_build_target(home, folder_name, genotype, force)
     reference = read_checkpoint(checkpoint)
     model_args = {"aux_head": True} if wants_aux(fam, genotype, reference) else {}
     with torch.device("meta"):
@@ -259,7 +269,6 @@ def convert_checkpoint(
     state, report = to_zoo(layout, skeleton.state_dict(), reference, str(checkpoint))
     params = count_parameters(skeleton)
     sha256 = file_sha256(checkpoint)
-    folder_name = name or (f"{genotype.name}.{tag}" if tag else genotype.name)
     model = GenotypeNet(genotype, plan=skeleton.plan, **model_args)
     model.load_state_dict(state)
     note = imported_note(
@@ -280,7 +289,7 @@ def convert_checkpoint(
         cfg=dict(layout.cfg, notes=layout.notes),
         model_args=model_args,
     )
-    folder, info = write_folder(genotype, out or zoo_home(), weights, folder_name)
+    folder, info = write_folder(genotype, home, weights, folder_name, force=force)
     info.update(
         family=fam.name,
         mapping_version=fam.version,
@@ -306,11 +315,12 @@ def _saved_model_args(model_ref: str) -> dict[str, Any]:
     return {"aux_head": True} if any(k.startswith("aux_head.") for k in shapes) else {}
 
 
-def export_checkpoint(family_name: str, model_ref: str, out: Path) -> dict[str, Any]:
+def export_checkpoint(family_name: str, model_ref: str, out: Path, replace: bool = True) -> dict[str, Any]:
     """A zoo model (built folder or registered name[.tag]) as the family's reference checkpoint: the
-    published wrapper for ``.pth``/``.pt``/``.tar``, or a flat ``.safetensors`` (aliases written once)."""
+    published wrapper for ``.pth``/``.pt``/``.tar``, or a flat ``.safetensors`` (aliases written once).
+    ``out`` is never one of the model's own files; an existing one is replaced only with ``replace``."""
     fam = family(family_name)
-    writable_output(out)
+    writable_output(out, replace=replace, avoid=ref_files(model_ref))
     model = load_trained(model_ref, **_saved_model_args(model_ref))
     layout = fam.layout(model.genotype, model.has_aux)
     state = to_reference(layout, model.state_dict())

@@ -75,6 +75,7 @@ def load_model(ref: str, num_classes: int | None = None) -> nn.Module:
 
 def matmul_peak_gflops(threads: int, device: torch.device) -> float:
     """fp32 GFLOP/s of a square matmul: the ceiling a convolution network is measured against."""
+
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
     b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
     timer = benchmark_timer()("a @ b", globals=dict(a=a, b=b), num_threads=threads)

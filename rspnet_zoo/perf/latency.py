@@ -42,7 +42,7 @@ from timm.layers import SelectAdaptivePool2d
 from torch import fx, nn
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.fsutil import atomic_write_text
+from rspnet_zoo.fsutil import atomic_write_text, read_capped
 from rspnet_zoo.nn.heads import DECODERS, HEADS
 from rspnet_zoo.nn.ops import AGGREGATES, make_op
 from rspnet_zoo.perf.memory import allocator, keep_freed_memory
@@ -55,6 +55,7 @@ RUNTIMES = ("eager", "optimized", "onnxruntime")
 # on a shared machine do not inflate; with one thread it is the wall time of the same machine idle.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 FORMAT = 1
+MAX_TABLE_BYTES = 64 * 2**20  # a cached table read back
 MIN_RUN_TIME = 0.05  # seconds each unit is timed for, at least
 BLOCK_S = 1e-3  # seconds of one timed block
 MIN_BLOCKS = 7
@@ -578,8 +579,8 @@ def load_table(target: Target, path: Path | None = None) -> LatencyTable | None:
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        doc = json.loads(read_capped(path, MAX_TABLE_BYTES))
+    except (OSError, ValueError, RecursionError) as e:
         raise ZooError(f"{path}: not a latency table ({e})") from None
     if doc.get("format") != FORMAT or doc.get("fingerprint") != target.fingerprint():
         return None

@@ -21,8 +21,8 @@ from torch import nn
 from rspnet_zoo.data.cityscapes import cityscapes_classes
 from rspnet_zoo.data.files import read_image
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.fsutil import atomic_path
-from rspnet_zoo.predict.legend import Swatch, draw_legend, outline, save_mask, write_palette
+from rspnet_zoo.fsutil import atomic_path, writable_output
+from rspnet_zoo.predict.legend import PALETTE_FILE, Swatch, draw_legend, outline, save_mask, write_palette
 from rspnet_zoo.spec.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 UNPAINTED = ("background", "void", "unlabeled", "unlabelled")
@@ -104,6 +104,22 @@ def save_png(array: np.ndarray, dest: Path) -> Path:
     return dest
 
 
+def prediction_files(images: Sequence[Path], out_dir: Path, inputs: Sequence[Path] = ()) -> list[tuple[Path, Path]]:
+    """``(<stem>_mask.png, <stem>_overlay.png)`` in ``out_dir`` for each image, each checked before any work
+    (``fsutil.writable_output``): no two alike, none of them an input image or one of ``inputs`` (the
+    model's files), none a device or outside ``out_dir``. ``palette.json`` is checked the same way."""
+    stems = [Path(p).stem for p in images]
+    duplicate = next((s for s in stems if stems.count(s) > 1), None)
+    if duplicate is not None:
+        raise ZooError(f"two input images are named '{duplicate}': their outputs would overwrite each other")
+    writable_output(out_dir, folder=True)
+    pairs = [(out_dir / f"{stem}_mask.png", out_dir / f"{stem}_overlay.png") for stem in stems]
+    reads = [*images, *inputs]
+    for file in [*(f for pair in pairs for f in pair), out_dir / PALETTE_FILE]:
+        writable_output(file, avoid=reads, within=out_dir)
+    return pairs
+
+
 def predict_files(
     model: nn.Module,
     images: Sequence[Path],
@@ -114,13 +130,13 @@ def predict_files(
     """``<stem>_mask.png`` (class ids, in ``legend.mask_format``: a TIFF above 65,536 classes) and
     ``<stem>_overlay.png`` (with a legend of the classes found) in ``out_dir`` for each image, drawn as a viewer
     shows the image (``data.files.read_image``), and ``palette.json``; returns the share of every class found
-    per image."""
-    _check_distinct([Path(p).stem for p in images])
+    per image. The outputs are checked before the first image is read (``prediction_files``)."""
+    outputs = prediction_files(images, out_dir)
     names = list(class_names or class_names_of(model))
     colours = palette(names)
     model.eval()
     results = []
-    for path in map(Path, images):
+    for path, (mask_file, overlay_file) in zip(map(Path, images), outputs):
         image = read_image(path)
         labels = predict_labels(model, image)
         picture = overlay(image, labels, colours, names, alpha)
@@ -128,8 +144,8 @@ def predict_files(
         results.append(
             dict(
                 image=str(path),
-                mask=str(save_mask(labels.numpy(), colours, out_dir / f"{path.stem}_mask.png")),
-                overlay=str(save_png(draw_legend(picture, legend), out_dir / f"{path.stem}_overlay.png")),
+                mask=str(save_mask(labels.numpy(), colours, mask_file)),
+                overlay=str(save_png(draw_legend(picture, legend), overlay_file)),
                 classes={s.name: round(s.share, 4) for s in legend},
             )
         )

@@ -16,7 +16,8 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
-from rspnet_zoo.errors import SpecError, pointer
+from rspnet_zoo.errors import SpecError, ZooError, pointer
+from rspnet_zoo.fsutil import read_capped
 from rspnet_zoo.spec.heads import HEADS
 from rspnet_zoo.spec.migrate import migrate
 from rspnet_zoo.spec.models import Genotype
@@ -83,21 +84,28 @@ def _first_refusal(node: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ..
     return None
 
 
-def load_spec(path: str | Path) -> Genotype:
-    """Load and fully validate a spec file; every failure is one SpecError naming the file."""
+def read_spec_text(path: str | Path) -> str:
+    """A spec file's text, at most ``MAX_SPEC_BYTES`` of it read (a device or pipe that never ends is cut
+    there); every failure is one SpecError naming the file."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecError(None, f"file is larger than {MAX_SPEC_BYTES // 2**20} MiB")
-        text = path.read_text(encoding="utf-8")
-    except SpecError as e:
-        raise e.at(str(path)) from None
+        return read_capped(path, MAX_SPEC_BYTES).decode("utf-8")
+    except ZooError as e:
+        raise SpecError(None, f"file is larger than {MAX_SPEC_BYTES // 2**20} MiB", str(path)) from e
     except FileNotFoundError:
         where = "" if path.is_absolute() else f" in {Path.cwd()}"
         raise SpecError(None, f"no such file{where}", str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(None, f"cannot read: {e.__class__.__name__}: {e}", str(path)) from None
-    return parse_spec(text, source=str(path))
+        raise SpecError(None, f"cannot read: {e.__class__.__name__}: {_reason(e)}", str(path)) from None
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+def load_spec(path: str | Path) -> Genotype:
+    """Load and fully validate a spec file; every failure is one SpecError naming the file."""
+    return parse_spec(read_spec_text(path), source=str(path))
 
 
 def strict_json(text: str, source: str | None = None) -> Any:
@@ -148,14 +156,18 @@ def spec_errors(path: str | Path, limit: int = 20) -> list[SpecError]:
     violation, or past the schema every model violation, or past the model every semantic error
     (``plan.semantic_errors``)."""
     try:
-        load_spec(path)
+        text = read_spec_text(path)
+    except SpecError as e:
+        return [e]
+    try:
+        parse_spec(text, source=str(path))
         return []
     except SpecError as e:
         errors = [e]
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = json.loads(text)
         doc = migrate(doc) if isinstance(doc, dict) else None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # SpecError and JSON errors are ValueErrors
+    except (ValueError, RecursionError):  # SpecError and JSON errors are ValueErrors
         return errors
     if doc is None:
         return errors

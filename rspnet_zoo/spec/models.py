@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rspnet_zoo.names import MAX_NAME, NAME_PATTERN
 from rspnet_zoo.spec.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 FORMAT_VERSION = 1
@@ -23,7 +24,7 @@ MAX_REDUCTION = 64
 MAX_CLASSES = 100_000
 MAX_IN_CHANS = 16
 
-Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+Identifier = Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME)]
 Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
 Reduction = Annotated[int, Field(ge=1, le=MAX_REDUCTION)]
 # Normalisation: a NaN, infinite or zero std turns every input into NaN (and config.json into non-JSON).
@@ -32,7 +33,7 @@ Std = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Provenance(Strict):
@@ -247,7 +248,7 @@ class Genotype(Strict):
     """One whole network: identity, cells, network graph, head and defaults."""
 
     format_version: Literal[1]
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+    name: Identifier
     version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "1.0.0"
     description: Annotated[str, Field(max_length=4000)] = ""
     provenance: Provenance = Provenance()

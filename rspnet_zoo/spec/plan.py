@@ -32,6 +32,9 @@ from rspnet_zoo.spec.models import MAX_IN_CHANS, Cell, Genotype, LayerArgs, Node
 from rspnet_zoo.spec.ops import OP_TRAITS
 
 MAX_PARAMETERS = 2_000_000_000
+# Nodes, paths and cell edges of the whole network: what building, counting and exporting cost grows with
+# (a spec with every list at its schema limit has over 100,000; the largest shipped one 227).
+MAX_UNITS = 4096
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,11 @@ def _node_parameter_bound(plan: NodePlan) -> int:
     return total
 
 
+def _units(plan: NodePlan) -> int:
+    edges = sum(len(step.edges) for step in plan.layout.steps) if isinstance(plan, (CellPlan, TemplatePlan)) else 0
+    return 1 + sum(len(slot.paths) for slot in plan.slots) + edges
+
+
 def lower(
     genotype: Genotype, in_chans: int | None = None, output_stride: int | None = None, num_classes: int | None = None
 ) -> NetworkPlan:
@@ -244,6 +252,12 @@ def lower(
         ctx.widths.append(plan_nodes[-1].out_channels)
         ctx.reductions.append(plan_nodes[-1].reduction)
 
+    units = sum(_units(n) for n in plan_nodes)
+    if units > MAX_UNITS:
+        raise SpecError(
+            pointer("network"),
+            f"the network would have {units:,} units (nodes, paths, cell edges), at most {MAX_UNITS:,}",
+        )
     head_inputs = [FeaturePlan(s, ctx.widths[s], ctx.actual(ctx.reductions[s])) for s in head_states]
     aux_input = head_inputs.pop() if aux_ref else None
     head.check(genotype.head, [ctx.reductions[s] for s in head_states])

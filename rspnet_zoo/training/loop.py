@@ -414,9 +414,11 @@ def save_to_zoo(
     commands: Sequence[str],
     home: Path | None = None,
     input_size: Sequence[int] | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag,
-    and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at."""
+    and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at; ``force``:
+    replace a tag folder built from another spec (``zoo.folder.check_build_target``)."""
     name = f"{genotype.name}.{tag}"
     weights = FolderWeights(
         model,
@@ -425,6 +427,7 @@ def save_to_zoo(
         class_names=class_names,
         input_size=input_size,
         results=dict(dataset=data, split="val", metrics=metrics),
+        force=force,
     )
     folder, _ = write_folder(genotype, home or zoo_home(), weights, name)
     refresh_tags()

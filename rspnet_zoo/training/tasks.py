@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ from rspnet_zoo.data import build_dataset
 from rspnet_zoo.data.synthetic import DEFAULT_LENGTH as SYNTHETIC_LENGTH
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
+from rspnet_zoo.names import TAG, check_name
 from rspnet_zoo.nn.fold import optimize
-from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files
+from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files, prediction_files
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
@@ -39,8 +39,9 @@ from rspnet_zoo.training.losses import check_loss
 from rspnet_zoo.training.precision import check_amp
 from rspnet_zoo.training.runs import check_run
 from rspnet_zoo.zoo.catalog import SHIPPED
+from rspnet_zoo.zoo.folder import build_folder, check_build_target
 from rspnet_zoo.zoo.home import zoo_home
-from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, resolve_genotype
+from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, ref_files, resolve_genotype
 
 StepCallback = Callable[[dict], None]  # dict(step, total, epoch, loss, lr, images_per_s)
 BatchCallback = Callable[[int], None]  # images done in this batch
@@ -84,7 +85,7 @@ class TrainRequest:
     size: tuple[int, int] | None = None  # synthetic: scene size the crops are cut from
     val_length: int | None = None  # synthetic: validation images (default: validation_length)
     resume: bool = False
-    force: bool = False  # start over an earlier run in the same folder
+    force: bool = False  # start over an earlier run in the same folder; replace a tag built from another spec
     out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
     tag: str | None = None  # default: the data set name
     device: torch.device | None = None
@@ -137,11 +138,10 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     """
     check_amp(r.amp)  # refused before anything is read or written
     check_loss(r.loss)
-    tag = r.tag or r.data
-    if not re.fullmatch(r"[a-z0-9_]+", tag):
-        raise ZooError(f"'{tag}' is not a tag: use lower-case letters, digits and _")
+    tag = check_name(r.tag or r.data, "--tag", TAG)
     crop = r.crop or ((128, 128) if r.data == "synthetic" else (512, 512))
     g = resolve_genotype(r.model)
+    check_build_target(zoo_home(), f"{g.name}.{tag}", g, r.force)
     options = _synthetic_options(r.data, r.length, r.size)
     train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
     check_warmup(r.warmup_iterations, planned_iterations(len(train_set), r.batch_size, r.epochs, r.iterations)[1])
@@ -206,6 +206,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
                 data=r.data,
                 commands=result.commands,
                 input_size=input_size,
+                force=r.force,
             )
             atomic_write_text(
                 run_dir / "history.json", json.dumps(dict(history=result.history, metrics=metrics), indent=1) + "\n"
@@ -287,7 +288,7 @@ def run_predict(r: PredictRequest) -> list[dict]:
     missing = next((p for p in r.images if not p.is_file()), None)
     if missing is not None:
         raise ZooError(f"{missing}: no such image file")
-    writable_output(r.out, folder=True)
+    prediction_files(r.images, r.out, inputs=ref_files(r.model))
     net = load_trained(r.model)
     if r.device is not None:
         net.to(r.device)
@@ -305,18 +306,18 @@ class BuildRequest:
     num_classes: int | None = None
     weights: Path | None = None
     seed: int = 0
+    force: bool = False  # replace a folder built from another spec
 
 
 def run_build(r: BuildRequest) -> dict:
     """Compile a spec into ``<out>/<name>/`` (config.json, model.safetensors, README.md)."""
-    from rspnet_zoo.zoo.folder import build_folder
-
     g = resolve_genotype(r.spec)
     if r.weights is not None and not r.weights.is_file():
         raise ZooError(f"{r.weights}: no such weights file")
     out = writable_output(r.out or zoo_home(), folder=True)
+    check_build_target(out, g.name, g, r.force)
     try:
-        _, info = build_folder(g, out, num_classes=r.num_classes, weights=r.weights, seed=r.seed)
+        _, info = build_folder(g, out, num_classes=r.num_classes, weights=r.weights, seed=r.seed, force=r.force)
     except (MemoryError, RuntimeError) as e:
         if not _out_of_memory(e):
             raise

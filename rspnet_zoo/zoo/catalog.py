@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rspnet_zoo.errors import WeightsError, ZooError
+from rspnet_zoo.names import TAG, check_name
 from rspnet_zoo.resources import PACKAGE_WEIGHTS, shipped_specs
 from rspnet_zoo.spec import Genotype, load_spec
 from rspnet_zoo.spec.heads import feature_reduction
@@ -95,8 +96,9 @@ def _usable(file: Path) -> bool:
 
 
 def tag_weights(name: str, tag: str) -> Path | None:
-    """A tag trained here (zoo home) wins over the same tag shipped in the package."""
-    trained = zoo_home() / f"{name}.{tag}" / WEIGHTS_FILE
+    """A tag trained here (zoo home) wins over the same tag shipped in the package. A tag that is not one
+    (``names.TAG``) is refused before it is joined to any path."""
+    trained = zoo_home() / f"{name}.{check_name(tag, 'tag', TAG)}" / WEIGHTS_FILE
     if trained.is_file():
         return trained
     return packaged_tags().get(f"{name}.{tag}")

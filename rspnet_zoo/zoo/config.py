@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from rspnet_zoo.errors import SpecError, WeightsError, ZooError, pointer
+from rspnet_zoo.fsutil import read_capped
 from rspnet_zoo.spec.io import genotype_from_dict, strict_json
 from rspnet_zoo.spec.models import MAX_CLASSES, Genotype, Identifier, Mean, Std, Strict
+from rspnet_zoo.zoo.home import MAX_CONFIG_BYTES
 
 CONFIG_FILE = "config.json"
 
@@ -110,7 +112,7 @@ def read_folder_config(file: Path) -> FolderConfig:
             "`rspnet-zoo train`"
         )
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_capped(file, MAX_CONFIG_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ZooError(f"{file}: cannot read: {type(e).__name__}: {e}") from None
     doc = strict_json(text, str(file))

@@ -18,7 +18,9 @@ from typing import Any
 import torch
 
 from rspnet_zoo import __version__
-from rspnet_zoo.fsutil import atomic_dir, clean_leftovers, locked
+from rspnet_zoo.errors import ZooError
+from rspnet_zoo.fsutil import atomic_dir, clean_leftovers, locked, writable_output
+from rspnet_zoo.names import FOLDER, check_name
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.io import canonical_dict, dump_spec, spec_sha256
 from rspnet_zoo.spec.models import FORMAT_VERSION, Genotype
@@ -34,6 +36,7 @@ from rspnet_zoo.zoo.weights import (
     check_tensors,
     imported,
     initialised,
+    read_metadata,
     read_weights,
     save_weights,
     status_facts,
@@ -96,13 +99,14 @@ class FolderWeights:
 
 
 def write_folder(
-    genotype: Genotype, out_dir: Path, weights: FolderWeights, folder_name: str | None = None
+    genotype: Genotype, out_dir: Path, weights: FolderWeights, folder_name: str | None = None, force: bool = False
 ) -> tuple[Path, dict[str, Any]]:
     """The one writer of a built folder: ``out_dir/<folder_name or the spec's name>/`` holding ``config.json``
     (``zoo.config.FolderConfig``), ``model.safetensors`` and the ``README.md`` card. The folder appears whole or
     not at all, and replaces an older one without a moment of no folder (``fsutil.atomic_dir``); weights that
     are not finite are refused before anything is written. The spec is hashed once here, and the model's plan
-    reused for its FLOP count."""
+    reused for its FLOP count. What may be replaced is ``check_build_target``'s rule, checked again under the
+    lock (``force``: a folder built from another spec)."""
     model, status = weights.model, weights.status
     check_tensors(model.state_dict(), f"{genotype.name}: refused to write its weights")
     sha256 = spec_sha256(genotype)
@@ -130,6 +134,7 @@ def write_folder(
     metadata = weights_metadata(genotype, status, weights.class_names, weights.input_size, sha256=sha256)
     card = model_card(genotype, sha256, final, model, stats, status, weights.note, weights.results, cfg["license"])
     with locked(out_dir):  # one writer in a zoo at a time; the other waits
+        check_build_target(out_dir, final.name, genotype, force)
         clean_leftovers(out_dir, final.name)
         with atomic_dir(final) as tmp:
             save_weights(model.state_dict(), tmp / WEIGHTS_FILE, metadata)
@@ -145,6 +150,33 @@ def write_folder(
     )
 
 
+def check_build_target(out_dir: Path, folder_name: str, genotype: Genotype, force: bool = False) -> Path:
+    """Refuse, before any work, a built folder that must not be written: a ``folder_name`` that is not
+    NAME or NAME.TAG (so the folder stays inside ``out_dir``), a spec named like a registered network but
+    not it, an existing folder that is not a built one (never replaced: its files are the user's), or one
+    built from another spec (replaced only with ``force``). A rebuild of the same spec replaces its folder.
+    Returns the folder, ``out_dir / folder_name``."""
+    folder = out_dir / check_name(folder_name, "built folder name", FOLDER)
+    writable_output(folder, folder=True, within=out_dir)
+    sha = spec_sha256(genotype)
+    registered = SHIPPED.get(genotype.name)
+    if registered is not None and spec_sha256(registered) != sha and not force:
+        raise ZooError(
+            f"spec name '{genotype.name}' is a registered network, and this spec ({sha[:12]}) is not it: "
+            "rename the spec, or pass --force to build it under that name anyway"
+        )
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / "config.json").is_file() or not (folder / WEIGHTS_FILE).is_file():
+            raise ZooError(f"{folder}: exists and is not a built folder; it is not replaced (name another)")
+        built = read_metadata(folder / WEIGHTS_FILE).get("genotype_sha256")
+        if built != sha and not force:
+            raise ZooError(
+                f"{folder}: holds a build of another spec ({str(built)[:12]}, this one is {sha[:12]}); "
+                "pass --force to replace it"
+            )
+    return folder
+
+
 def build_folder(
     genotype: Genotype,
     out_dir: Path,
@@ -152,14 +184,17 @@ def build_folder(
     weights: Path | None = None,
     seed: int = 0,
     folder_name: str | None = None,
+    force: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """``rspnet-zoo build``: the folder of ``genotype`` with a fresh initialisation from ``seed`` (drawn from a
     forked RNG: the caller's random state is left as it was), or a ``weights`` file's tensors through the
-    checked reader, which keep that file's status (else count as imported from it)."""
+    checked reader, which keep that file's status (else count as imported from it). What may be replaced is
+    ``check_build_target``'s rule (``force``: a folder built from another spec)."""
+    check_build_target(out_dir, folder_name or genotype.name, genotype, force)  # before the model is made
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_genotype_net(genotype.name, genotype, num_classes=num_classes)
     status = initialised(seed)
     if weights is not None:
         status = status_facts(load_weights(model, weights)) or imported(str(weights))
-    return write_folder(genotype, out_dir, FolderWeights(model, status), folder_name)
+    return write_folder(genotype, out_dir, FolderWeights(model, status), folder_name, force=force)

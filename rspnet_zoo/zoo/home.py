@@ -7,6 +7,7 @@ from pathlib import Path
 
 HOME_ENV = "RSPNET_ZOO_HOME"
 WEIGHTS_FILE = "model.safetensors"
+MAX_CONFIG_BYTES = 16 * 2**20  # a built folder's config.json: the spec (at most 8 MiB) and its cfg
 
 
 def zoo_home() -> Path:

@@ -21,7 +21,7 @@ FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, README_FILE)
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not REPO_ID.match(repo_id):
+    if not REPO_ID.fullmatch(repo_id):
         raise ZooError(f"'{repo_id}' is not a Hub repo id: give OWNER/NAME, e.g. my-org/rspnet_small")
     return repo_id
 

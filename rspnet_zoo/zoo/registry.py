@@ -221,6 +221,22 @@ def resolve_ref(ref: str) -> ModelRef:
     raise ZooError(f"unknown model '{ref}': neither a registered name[.tag], a spec file nor a built folder {SEE_LIST}")
 
 
+def ref_files(ref: str) -> list[Path]:
+    """The files loading ``ref`` reads (a built folder's, a tag's or a name's weights, a spec file): what
+    a command's outputs must never be."""
+    try:
+        r = resolve_ref(ref)
+    except ZooError:
+        return []
+    if r.kind == "folder":
+        return [r.path / CONFIG_FILE, r.path / WEIGHTS_FILE]
+    if r.kind == "spec":
+        return [r.path]
+    name, _, tag = ref.partition(".")
+    file = tag_weights(name, tag) if tag else weights_path(name)
+    return [file] if file is not None else []
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_spec(path: Path, resolved: Path, mtime_ns: int, size: int) -> Genotype:
     return load_spec(path)
@@ -230,7 +246,7 @@ def _load_spec_file(path: Path) -> Genotype:
     """Read and validated once per version (path, mtime, size), so building a model many times in one
     process costs the build alone."""
     try:
-        resolved = path.resolve()
+        resolved = Path(os.path.realpath(path))  # Path.resolve raises RuntimeError on a symlink loop (3.11)
         stat = resolved.stat()
     except OSError:
         return load_spec(path)  # its error names the file

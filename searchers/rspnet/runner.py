@@ -241,9 +241,9 @@ def _check_request(r: SearchRequest) -> None:
             if r.stage == "path"
             else f"--cell is for --stage path; --stage {r.stage} searches its own cell"
         )
-    checkpoints = sorted(r.run_dir.glob("checkpoint-*.pt")) if r.run_dir.is_dir() else []
-    check_run_folder(r.name, r.out, r.run_dir, checkpoints, r.resume, r.force)
-    for file in checkpoints if r.resume else ():  # refused before the plan is printed, not after
+    inputs = [r.cell_spec] if r.cell_spec is not None else []
+    resumed = check_run_folder(r.name, r.out, r.run_dir, "checkpoint-*.pt", r.resume, r.force, inputs=inputs)
+    for file in resumed:  # refused before the plan is printed, not after
         load_resumable(file, r.settings(), CHECKPOINT_FIELDS)
 
 

@@ -126,9 +126,8 @@ def check_request(r: TemplateSearchRequest) -> None:
         raise ZooError(f"{r.stem_weights}: no such stem weights file")
     if r.out.suffix != ".json":
         raise ZooError(f"{r.out}: the spec is written as a .json file")
-    checkpoint = r.run_dir / CHECKPOINT
-    checkpoints = [checkpoint] if checkpoint.exists() else []
-    check_run_folder(r.name, r.out, r.run_dir, checkpoints, r.resume, r.force, what="template search")
+    inputs = [r.stem_weights] if r.stem_weights is not None else []
+    check_run_folder(r.name, r.out, r.run_dir, CHECKPOINT, r.resume, r.force, "template search", inputs)
 
 
 class TemplateSearch:
