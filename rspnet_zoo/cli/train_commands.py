@@ -93,8 +93,12 @@ def train(
     size: ImageSize | None = options.size(
         None, "Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
     ),
-    val_length: int | None = typer.Option(
-        None, "--val-length", min=1, help="Synthetic: validation images.", show_default="100, or --length if fewer"
+    val_length: int | None = options.number(
+        None,
+        "--val-length",
+        kind=options.COUNT,
+        help="Synthetic: validation images.",
+        show_default="100, or --length if fewer",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the checkpoint in --out (same settings; more --epochs/--iterations)."

@@ -427,8 +427,7 @@ def save_to_zoo(
         class_names=class_names,
         input_size=input_size,
         results=dict(dataset=data, split="val", metrics=metrics),
-        force=force,
     )
-    folder, _ = write_folder(genotype, home or zoo_home(), weights, name)
+    folder, _ = write_folder(genotype, home or zoo_home(), weights, name, force=force)
     refresh_tags()
     return folder
