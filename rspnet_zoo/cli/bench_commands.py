@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, table
-from rspnet_zoo.cli.train_commands import OptimizeOpt, parse_device, parse_size
+from rspnet_zoo.cli.train_commands import DATA_HELP, OptimizeOpt, parse_device, parse_size
 from rspnet_zoo.errors import ZooError
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
@@ -28,7 +28,9 @@ def _device(value: str) -> torch.device:
 
 
 def bench(
-    models: list[str] = typer.Argument(..., help="Registered names or spec files; the first is the reference."),
+    models: list[str] = typer.Argument(
+        ..., help="Registered names, spec files or exported FILE.onnx files; the first is the reference."
+    ),
     size: str = typer.Option("512x1024", "--size", help="Input HxW."),
     batch: int = typer.Option(1, "--batch", min=1),
     threads: int = typer.Option(2, "--threads", min=1, help="Intra-op threads (torch and onnxruntime)."),
@@ -45,7 +47,8 @@ def bench(
     """Latency, images/s, FLOPs, peak memory and achieved GFLOP/s of models measured interleaved."""
     import torch
 
-    from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare
+    from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare, prepare_file
+    from rspnet_zoo.predict.runtime import is_deployed_file
 
     if runtime not in RUNTIMES:
         raise typer.BadParameter(f"'{runtime}' is not one of {', '.join(RUNTIMES)}", param_hint="--runtime")
@@ -55,6 +58,9 @@ def bench(
     x = torch.randn(batch, 3, h, w)
     contenders = []
     for i, ref in enumerate([*models, *compare]):
+        if is_deployed_file(ref):  # an exported file runs as it is, in its runtime, whatever --runtime says
+            contenders.append(prepare_file(ref, x, threads=threads, device=torch_device))
+            continue
         model = load_model(ref, num_classes)
         if num_classes is None:  # every model predicts as many classes as the first
             num_classes = getattr(model, "num_classes", None) if i == 0 else num_classes
@@ -102,10 +108,25 @@ def export(
     size: str = typer.Option(None, "--size", help="Input HxW.", show_default="the model's input size"),
     dynamic_size: bool = typer.Option(False, "--dynamic-size", help="Any height and width (and batch for ONNX)."),
     optimize: bool = OptimizeOpt,
-    out: Path | None = typer.Option(None, "--out", help="File to write.", show_default="./<name>.<onnx|pt|pt2>"),
+    out: Path | None = typer.Option(
+        None, "--out", help="File to write.", show_default="./<name>.<onnx|pt|pt2>, ./<name>.int8.onnx"
+    ),
+    quantize: str | None = typer.Option(
+        None, "--quantize", help="int8: static post-training quantization (ONNX, QDQ; folds the model first)."
+    ),
+    calibration: str | None = typer.Option(
+        None, "--calibration", help=f"--quantize: data set whose train split calibrates: {DATA_HELP}"
+    ),
+    root: Path | None = typer.Option(None, "--root", help="--quantize: the calibration data set's folder."),
+    calibration_images: int = typer.Option(64, "--calibration-images", min=1, help="--quantize: images calibrating."),
+    min_agreement: float = typer.Option(
+        0.98, "--min-agreement", min=0.0, max=1.0, help="--quantize: least share of pixels keeping their class."
+    ),
+    keep_float: list[str] = typer.Option([], "--keep-float", help="--quantize: a node to keep float (repeatable)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model."""
+    """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model; with
+    --quantize int8 an int8 ONNX file, checked against the float one."""
     from rspnet_zoo.interop.export import FORMATS, SUFFIXES, export_model
     from rspnet_zoo.nn.fold import optimize as optimize_model
     from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, resolve_genotype
@@ -118,6 +139,19 @@ def export(
     else:
         net = load_trained(model)
     hw = parse_size(size, "--size") or tuple(net.pretrained_cfg["input_size"][1:])
+    if quantize is not None:
+        from rspnet_zoo.interop.quantize import Calibration, quantize_model
+
+        if fmt != "onnx":
+            raise ZooError(f"--quantize writes ONNX files, not --format {fmt}")
+        if calibration is None:
+            raise ZooError("--quantize needs --calibration DATA: the data set whose images calibrate the int8 ranges")
+        calibrate = Calibration(data=calibration, root=root, images=calibration_images)
+        dest = out or Path(f"{net.genotype.name}.{quantize}.onnx")
+        info = quantize_model(net, dest, hw, calibrate, precision=quantize, dynamic_size=dynamic_size,
+                              min_agreement=min_agreement, keep_float=tuple(keep_float))  # fmt: skip
+        emit(info, lambda console: _print_quantized(console, info), as_json)
+        return
     dest = out or Path(f"{net.genotype.name}{SUFFIXES[fmt]}")
     exported = optimize_model(net) if optimize else net
     info = export_model(exported, fmt, dest, hw, dynamic_size=dynamic_size, reference=net)
@@ -131,3 +165,28 @@ def export(
         )
 
     emit(info, human, as_json)
+
+
+def _print_quantized(console, info: dict) -> None:
+    q = info["quantization"]
+    calibrated, check = q["calibration"], q["check"]
+    console.print(
+        f"wrote {info['path']} ({info['precision']}, {info['bytes'] / 2**20:.1f} MiB; float "
+        f"{info['float_bytes'] / 2**20:.1f} MiB), calibrated on {calibrated['images']} images of "
+        f"{calibrated['data']} {calibrated['split']}; against the float file on {check['images']} more: "
+        f"{check['agreement']:.2%} of pixels agree, logits SQNR {_db(check['logits_sqnr_db'])}",
+        soft_wrap=True,
+    )
+    kept = ", ".join(f"{n['node']} ({n['why']})" for n in q["float_nodes"])
+    console.print(f"kept float: {kept or 'nothing'}", soft_wrap=True)
+    if info["sensitivity"]:
+        layers = table("most sensitive layers: logits SQNR with that layer alone in int8")
+        for column in ("node", "op", "SQNR"):
+            layers.add_column(column, justify="right" if column == "SQNR" else "left")
+        for row in info["sensitivity"]:
+            layers.add_row(row["node"], row["op"], _db(row["sqnr_db"]))
+        console.print(layers)
+
+
+def _db(value: float | None) -> str:
+    return "no noise" if value is None else f"{value:.1f} dB"

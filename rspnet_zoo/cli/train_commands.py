@@ -17,6 +17,9 @@ OptimizeOpt = typer.Option(
     False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
 )
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
+DEPLOYED_HELP = (
+    "A registered name[.tag] (e.g. rspnet_small.synth), a built folder, or an exported FILE.onnx (onnxruntime)."
+)
 SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
@@ -167,7 +170,7 @@ def train(
 
 @data_parallel
 def evaluate_command(
-    model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
+    model: str = typer.Argument(..., help=DEPLOYED_HELP),
     data: str = typer.Option("synthetic", "--data", help=DATA_HELP),
     root: Path | None = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
     split: str = typer.Option("val", "--split"),
@@ -203,7 +206,7 @@ def evaluate_command(
 
 
 def predict(
-    model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
+    model: str = typer.Argument(..., help=DEPLOYED_HELP),
     images: list[Path] = typer.Argument(..., help="Image files, at most 4096x2048 pixels each."),
     out: Path = typer.Option(
         ..., "--out", help="Folder for <stem>_mask.png, <stem>_overlay.png and palette.json (class colours)."

@@ -1,8 +1,9 @@
 """Prediction for people: class maps written as a palette-indexed mask and drawn as an overlay on the image.
 
-The palette comes from matplotlib's qualitative colour maps; a class named background or void stays
-black in the mask and leaves the image as it is in the overlay. The overlay blends the classes in at a
-stated alpha, outlines the borders between classes and carries a legend (``legend.py``).
+The model is a torch module or any runner (``runtime.py``: an exported file in its runtime, say). The
+palette comes from matplotlib's qualitative colour maps; a class named background or void stays black in
+the mask and leaves the image as it is in the overlay. The overlay blends the classes in at a stated
+alpha, outlines the borders between classes and carries a legend (``legend.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from rspnet_zoo.data.files import read_image
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path
 from rspnet_zoo.predict.legend import OUTLINE, draw_legend, outline, save_mask, write_palette
-from rspnet_zoo.spec.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from rspnet_zoo.predict.runtime import Runner, as_runner, class_names_of
+
+__all__ = ["UNPAINTED", "class_names_of", "overlay", "palette", "predict_files", "predict_labels", "save_png"]
 
 UNPAINTED = ("background", "void", "unlabeled", "unlabelled")
 
@@ -35,20 +38,14 @@ def palette(class_names: Sequence[str]) -> np.ndarray:
     return colours
 
 
-def class_names_of(model: nn.Module) -> list[str]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    names = cfg.get("label_names")
-    return list(names) if names and len(names) == model.num_classes else [str(i) for i in range(model.num_classes)]
-
-
 @torch.no_grad()
-def predict_labels(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """Class ids (int64 HxW) for one float 3xHxW image in [0, 1], normalised as the model's cfg says."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", IMAGENET_DEFAULT_MEAN)).view(-1, 1, 1)
-    std = torch.tensor(cfg.get("std", IMAGENET_DEFAULT_STD)).view(-1, 1, 1)
-    device = next(model.parameters()).device
-    logits = model(((image - mean) / std)[None].to(device))
+def predict_labels(model: nn.Module | Runner, image: torch.Tensor) -> torch.Tensor:
+    """Class ids (int64 HxW) for one float 3xHxW image in [0, 1], normalised as the model says (a torch
+    model's cfg, an exported file's metadata)."""
+    run = as_runner(model)
+    mean = torch.tensor(run.mean).view(-1, 1, 1)
+    std = torch.tensor(run.std).view(-1, 1, 1)
+    logits = run(((image - mean) / std)[None])
     return logits[0].argmax(0).cpu()
 
 
@@ -73,7 +70,7 @@ def save_png(array: np.ndarray, dest: Path) -> Path:
 
 
 def predict_files(
-    model: nn.Module,
+    model: nn.Module | Runner,
     images: Sequence[Path],
     out_dir: Path,
     alpha: float = 0.5,
@@ -85,13 +82,13 @@ def predict_files(
     duplicate = next((s for s in stems if stems.count(s) > 1), None)
     if duplicate is not None:
         raise ZooError(f"two input images are named '{duplicate}': their outputs would overwrite each other")
-    names = list(class_names or class_names_of(model))
+    run = as_runner(model)
+    names = list(class_names or run.class_names)
     colours = palette(names)
-    model.eval()
     results = []
     for path in map(Path, images):
         image = read_image(path)
-        labels = predict_labels(model, image)
+        labels = predict_labels(run, image)
         counts = torch.bincount(labels.flatten(), minlength=len(names)).double() / labels.numel()
         found = sorted((i for i in range(len(names)) if counts[i] > 0), key=lambda i: -counts[i])
         legend = [(names[i], tuple(colours[i]), float(counts[i])) for i in found]

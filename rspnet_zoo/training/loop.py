@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from rspnet_zoo.data.transforms import IGNORE_INDEX
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path
+from rspnet_zoo.predict.runtime import Runner, as_runner, logits_of
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.textutil import command_line
 from rspnet_zoo.training import distributed
@@ -53,11 +54,6 @@ class TrainResult:
     steps: int = 0  # total iterations done, resumed ones included
     resumed_from: int | None = None  # the step the run resumed at
     commands: list[str] = field(default_factory=list)  # the commands that made the run, in order
-
-
-def logits_of(output: torch.Tensor | dict) -> torch.Tensor:
-    """torchvision segmentation models return ``{'out': logits, ...}``; zoo models return logits."""
-    return output["out"] if isinstance(output, dict) else output
 
 
 def default_device() -> torch.device:
@@ -255,7 +251,7 @@ def save_checkpoint(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Runner,
     dataset: Dataset,
     *,
     batch_size: int = 8,
@@ -265,10 +261,11 @@ def evaluate(
 ) -> dict:
     """Metrics of ``model`` over the whole of ``dataset`` (see ``SegmentationMetrics.compute``).
 
-    Images of different sizes may share a batch: each size is run as its own stacked forward pass.
+    ``model``: a torch module, run on ``device``, or any runner (``rspnet_zoo.predict.runtime``: an exported
+    file in its runtime), which runs where it was made for. Images of different sizes may share a batch:
+    each size is run as its own stacked forward pass.
     """
-    device = distributed.device(device) or default_device()
-    model.to(device).eval()
+    run = as_runner(model, distributed.device(device) or default_device())
     metrics = SegmentationMetrics(dataset.num_classes, getattr(dataset, "class_names", None))
     dataset = distributed.eval_shard(dataset)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
@@ -278,9 +275,9 @@ def evaluate(
         for image, mask in batch:
             by_size.setdefault(tuple(image.shape[-2:]), []).append((image, mask))
         for items in by_size.values():
-            images = torch.stack([i for i, _ in items]).to(device)
+            images = torch.stack([i for i, _ in items])
             masks = torch.stack([m for _, m in items])
-            logits = logits_of(model(images))
+            logits = run(images)
             if logits.shape[-2:] != masks.shape[-2:]:
                 logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
             metrics.update(logits.argmax(1), masks)
