@@ -7,8 +7,10 @@ split), both evaluated on the synthetic val split by ``rspnet-zoo eval``'s loop 
 torch model, then every file timed interleaved in onnxruntime (``rspnet_zoo.perf.bench.measure``: rotating
 order, medians and 90th percentiles of wall time, median CPU time, the load average before and after).
 With ``--peer``, torchvision's LRASPP MobileNetV3-Large joins the timing, untrained (latency only),
-quantized by the same tool with the same calibration. No timed assertions: a shared machine's load moves
-every figure; the ratios within one run are what to read.
+quantized by the same tool with the same calibration. Each file is also timed without its output tail (the
+float upsampling of the logits to the input size, which both precisions share): the rows "... body" say
+what the int8 network itself gains. No timed assertions: a shared machine's load moves every figure; the
+ratios within one run are what to read.
 
     .venv/bin/python benchmarks/bench_int8.py --peer             # the docs/benchmarks.md table
     .venv/bin/python benchmarks/bench_int8.py --size 128x256 --rounds 3 --calibration-images 8   # a smoke run
@@ -19,14 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import subprocess
 import tempfile
 from pathlib import Path
 
+import onnx
+import onnxruntime
 import torch
 
 from rspnet_zoo import optimize
 from rspnet_zoo.interop.export import export_model
-from rspnet_zoo.interop.quantize import Calibration, quantize_model
+from rspnet_zoo.interop.quantize import Calibration, output_tail, quantize_model
 from rspnet_zoo.perf.bench import load_model, measure, prepare_file
 from rspnet_zoo.training.tasks import EvalRequest, run_eval
 from rspnet_zoo.zoo.registry import load_trained
@@ -44,6 +50,26 @@ def export_pair(name: str, net: torch.nn.Module, folder: Path, images: int, min_
         net, int8_file, EXPORT_SIZE, Calibration(images=images), dynamic_size=True, min_agreement=min_agreement
     )
     return dict(float=float_file, int8=int8_file, quantization=info["quantization"], int8_label=info["precision"])
+
+
+def body_of(file: Path) -> Path:
+    """``file`` without its output tail: the tail's input becomes the graph's output."""
+    proto = onnx.load(str(file))
+    graph, tail = proto.graph, set(output_tail(proto.graph))
+    for node in [n for n in graph.node if n.name in tail]:
+        graph.node.remove(node)
+        graph.output.remove(next(o for o in graph.output if o.name in node.output))
+        graph.output.append(onnx.helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None))
+    body = file.with_name(file.name.replace(".onnx", ".body.onnx"))
+    onnx.save(proto, str(body))
+    return body
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {os.cpu_count()} CPUs; onnxruntime {onnxruntime.__version__}; commit {commit or '?'}"
 
 
 def main() -> None:
@@ -68,6 +94,9 @@ def main() -> None:
                 miou = run_eval(EvalRequest(model=str(pair[kind])))["miou"]
                 rows.append(dict(model=name, kind=kind, miou=miou, torch_miou=eager, **pair))
                 files.append(pair[kind])
+            for kind in ("float", "int8"):
+                rows.append(dict(model=f"{name} body", kind=kind, miou=None, torch_miou=None, body=True, **pair))
+                files.append(body_of(pair[kind]))
         if args.peer:
             torch.manual_seed(0)
             peer = load_model(PEER, num_classes=9)  # untrained: its int8 file is timed, not scored
@@ -83,14 +112,14 @@ def main() -> None:
 
     load = timing["load_average"]
     print(
-        f"1x3x{h}x{w}, {args.threads} threads, onnxruntime, median of {args.rounds} interleaved rounds on "
-        f"{os.cpu_count()} CPUs; load average {' '.join(f'{v:.2f}' for v in load['before'])} before, "
+        f"1x3x{h}x{w}, {args.threads} threads, onnxruntime, median of {args.rounds} interleaved rounds; "
+        f"{machine()}; load average {' '.join(f'{v:.2f}' for v in load['before'])} before, "
         f"{' '.join(f'{v:.2f}' for v in load['after'])} after; val mIoU on the synthetic val split (100 images, "
         f"128x128) from each file; int8 calibrated on {args.calibration_images} synthetic train images"
     )
     print()
-    print("| model | file | val mIoU | vs float | ms median | ms p90 | CPU ms | float / this | MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | file | val mIoU | vs float | ms median | ms p90 | CPU ms | x float (wall) | x float (CPU) | MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     floats = {r["model"]: r for r in rows if r["kind"] == "float"}
     for r in rows:
         reference = floats[r["model"]]
@@ -99,11 +128,12 @@ def main() -> None:
         label = "float32" if r["kind"] == "float" else r["int8_label"]
         print(
             f"| {r['model']} | {label} | {miou} | {delta} | {r['ms_median']:.1f} | {r['ms_p90']:.1f} "
-            f"| {r['cpu_ms_median']:.1f} | {reference['ms_median'] / r['ms_median']:.2f} | {r['bytes'] / 2**20:.2f} |"
+            f"| {r['cpu_ms_median']:.1f} | {reference['ms_median'] / r['ms_median']:.2f} "
+            f"| {reference['cpu_ms_median'] / r['cpu_ms_median']:.2f} | {r['bytes'] / 2**20:.2f} |"
         )
     print()
     for r in rows:
-        if r["kind"] == "int8":
+        if r["kind"] == "int8" and not r.get("body"):
             check = r["quantization"]["check"]
             kept = ", ".join(f"{n['node']} ({n['why']})" for n in r["quantization"]["float_nodes"])
             torch_miou = "" if r["torch_miou"] is None else f"torch model's val mIoU {r['torch_miou']:.4f}; "
