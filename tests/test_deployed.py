@@ -7,8 +7,11 @@ import json
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from rspnet_zoo.errors import ZooError
@@ -67,6 +70,19 @@ def test_a_fixed_batch_runs_in_pieces_and_a_fixed_size_refuses_others_before_any
     assert "evaluate" not in err  # refused before the progress bar
 
 
+@settings(max_examples=12, deadline=None)
+@given(batch=st.integers(1, 3), h=st.integers(1, 80), w=st.integers(1, 80), dynamic=st.booleans())
+def test_any_batch_of_any_size_runs_or_is_refused_in_one_line(float_file, fixed_file, batch, h, w, dynamic):
+    run = OnnxRunner(float_file if dynamic else fixed_file)
+    try:
+        logits = run(torch.randn(batch, 3, h, w))
+    except ZooError as e:
+        assert len(str(e).splitlines()) == 1 and str(run.file) in str(e)
+        assert dynamic or (h, w) != SIZE
+    else:
+        assert logits.shape == (batch, 9, h, w) and torch.isfinite(logits).all()
+
+
 def test_predict_with_a_float_file_writes_the_torch_models_masks(float_file, run_cli, tmp_path):
     image = tmp_path / "scene.png"
     assert run_cli("data", "sample", str(image), "--size", "64x96")[0] == 0
@@ -104,6 +120,11 @@ def test_bad_files_and_a_missing_runtime_are_one_line_errors(float_file, run_cli
     for args, needle in cases:
         code, _, err = run_cli(*args)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)
+    proto = onnx.load(str(float_file))
+    next(p for p in proto.metadata_props if p.key == "mean").value = "0.5, 0.5"
+    onnx.save(proto, str(tmp_path / "odd.onnx"))
+    code, _, err = run_cli("eval", str(tmp_path / "odd.onnx"))
+    assert code == 2 and "odd.onnx: its metadata 'mean' is not JSON" in err
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     code, _, err = run_cli("eval", str(float_file))
     assert code == 2 and "onnxruntime is not installed: pip install 'rspnet-zoo[export]'" in err

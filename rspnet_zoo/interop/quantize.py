@@ -5,17 +5,18 @@ otherwise stay float ops between int8 ones), exported to a float ONNX file (``ex
 the eager model), prepared by onnxruntime's ``quant_pre_process`` and quantized by ``quantize_static`` in
 the QDQ format: weights int8, symmetric, per output channel; activations uint8, asymmetric, per tensor,
 their ranges calibrated (min/max) on images of a data set's train split, which evaluation does not read.
-The weight-free tail that makes the graph's outputs (the logits' upsampling to the input size) stays
-float: int8 there would quantize and dequantize the largest tensor of the network for an argmax.
+Two ends stay float by design: the weighted nodes that read the image (the stem's first convolution: three
+input channels give int8 kernels nothing to gain, and the image is not quantized at all), and the
+weight-free tail that makes the outputs (the logits' upsampling to the input size: int8 there would
+quantize and dequantize the largest tensor of the network for an argmax).
 
 The int8 file is then checked against the float file on ``CHECK_IMAGES`` further images of the same
 split: the share of pixels whose class agrees (``agreement``) and the logits' signal-to-quantization-noise
-ratio. Below ``min_agreement`` the per-layer sensitivity ranks the quantized nodes (the SQNR of each
-quantized tensor and weight against its float value, from onnxruntime's ``qdq_loss_debug``; lowest first)
-and the most sensitive stay in float, 1, 2, 4, ... up to ``MAX_SENSITIVE_FLOAT`` nodes, until the file
-agrees: mixed precision, stated in the file. When none agrees, nothing is written and the error names the
-most sensitive layers. The file carries the float export's metadata, ``precision`` and ``quantization``
-(the settings, the calibration data and count, the nodes kept in float and why, the check's figures).
+ratio. Below ``min_agreement`` each int8 layer's sensitivity is measured (the logits' SQNR with that layer
+alone in int8) and the most sensitive stay float, 1, 2, 4, ... up to ``MAX_SENSITIVE_FLOAT`` of them, until
+the file agrees: mixed precision, stated in the file. When none agrees, nothing is written and the error
+names the most sensitive layers. The file carries the float export's metadata, ``precision`` and
+``quantization`` (the settings, the calibration data and count, the nodes kept float and why, the check).
 """
 
 from __future__ import annotations

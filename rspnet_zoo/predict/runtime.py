@@ -135,26 +135,33 @@ class OnnxRunner:
             raise ZooError(f"{self.file}: onnxruntime cannot load it ({reason_of(e)})") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ZooError(f"{self.file}: not an image model (one 4-d input expected, it has {len(inputs)} inputs)")
+            raise ZooError(f"{self.file}: not an image model (one input of 4 dimensions expected)")
         self.input = inputs[0]
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.name = self.metadata.get("name", self.file.stem)
-        self.mean = tuple(json.loads(self.metadata["mean"])) if "mean" in self.metadata else IMAGENET_DEFAULT_MEAN
-        self.std = tuple(json.loads(self.metadata["std"])) if "std" in self.metadata else IMAGENET_DEFAULT_STD
+        self.mean = tuple(self._stated("mean", IMAGENET_DEFAULT_MEAN))
+        self.std = tuple(self._stated("std", IMAGENET_DEFAULT_STD))
         channels = self.session.get_outputs()[0].shape[1]
-        names = json.loads(self.metadata["class_names"]) if "class_names" in self.metadata else None
+        names = self._stated("class_names", None)
         self.num_classes = len(names) if names else channels if isinstance(channels, int) else None
-        self.class_names = names or [str(i) for i in range(self.num_classes or 0)]
+        self.class_names = list(names or (str(i) for i in range(self.num_classes or 0)))
         self.precision = self.metadata.get("precision", "float32")
+
+    def _stated(self, key: str, default: Any) -> Any:
+        """A JSON value of the file's metadata, or ``default`` where the file does not state it."""
+        if key not in self.metadata:
+            return default
+        try:
+            return json.loads(self.metadata[key])
+        except json.JSONDecodeError:
+            raise ZooError(f"{self.file}: its metadata '{key}' is not JSON: {self.metadata[key][:40]!r}") from None
 
     def check_input(self, shape: Sequence[int]) -> None:
         """One line where the file cannot take images of ``shape`` (a file exported at a fixed size); a
         fixed batch size is no limit: a batch runs in pieces of that size."""
-        fixed = [
-            (i, want) for i, want in enumerate(self.input.shape[1:], 1) if isinstance(want, int) and want != shape[i]
-        ]
-        if len(shape) != 4 or fixed:
-            want = "x".join(str(d) if isinstance(d, int) else "N" for d in self.input.shape[1:])
+        wanted = self.input.shape[1:]
+        if len(shape) != 4 or any(isinstance(w, int) and w != s for w, s in zip(wanted, shape[1:])):
+            want = "x".join(str(d) if isinstance(d, int) else "N" for d in wanted)
             raise ZooError(
                 f"{self.file} takes {want} images, not {'x'.join(map(str, shape[1:]))}: "
                 "export it with --dynamic-size to run it at any size"
