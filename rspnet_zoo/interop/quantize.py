@@ -77,10 +77,12 @@ def _settings(calibration: Calibration) -> dict[str, Any]:
 
 def calibration_images(calibration: Calibration, size: tuple[int, int] | None) -> tuple[list, list]:
     """``calibration.images`` images for the ranges and ``CHECK_IMAGES`` after them for the check, as
-    ``1x3xHxW`` float32 arrays, normalised as for training; resized to ``size`` for a fixed-size file."""
+    ``1x3xHxW`` float32 arrays, normalised as for training; for a fixed-size file, of that ``size`` (the
+    synthetic set is drawn at it, other images are resized)."""
     if calibration.images < 1:
         raise ZooError(f"--calibration-images must be at least 1, not {calibration.images}")
-    dataset = build_dataset(calibration.data, calibration.split, root=calibration.root, seed=calibration.seed)
+    drawn = dict(size=size) if calibration.data == "synthetic" and size is not None else {}
+    dataset = build_dataset(calibration.data, calibration.split, root=calibration.root, seed=calibration.seed, **drawn)
     wanted = calibration.images + CHECK_IMAGES
     if len(dataset) < wanted:
         raise ZooError(
