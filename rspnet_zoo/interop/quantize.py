@@ -13,8 +13,8 @@ quantize and dequantize the largest tensor of the network for an argmax).
 The int8 file is then checked against the float file on ``CHECK_IMAGES`` further images of the same
 split: the share of pixels whose class agrees (``agreement``) and the logits' signal-to-quantization-noise
 ratio. Below ``min_agreement`` each int8 layer's sensitivity is measured (the logits' SQNR with that layer
-alone in int8) and the most sensitive stay float, 1, 2, 4, ... up to ``MAX_SENSITIVE_FLOAT`` of them, until
-the file agrees: mixed precision, stated in the file. When none agrees, nothing is written and the error
+alone in int8) and the most sensitive stay float, 1, 2, 4, ... up to 16 or a quarter of them (``MAX_FLOAT``),
+until the file agrees: mixed precision, stated in the file. When none agrees, nothing is written and the error
 names the most sensitive layers. The file carries the float export's metadata, ``precision`` and
 ``quantization`` (the settings, the calibration data and count, the nodes kept float and why, the check).
 """
@@ -44,7 +44,7 @@ from rspnet_zoo.predict.runtime import require, session_options
 PRECISIONS = ("int8",)
 CHECK_IMAGES = 8
 DEFAULT_MIN_AGREEMENT = 0.98
-MAX_SENSITIVE_FLOAT = 16
+MAX_FLOAT = (16, 0.25)  # kept float for agreement, at most: 16 layers or a quarter of them, the more
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 SENSITIVITY_SHOWN = 10
 SENSITIVITY_IMAGES = 2
@@ -251,7 +251,8 @@ def quantize_model(
         ranked: list[dict] = []
         if checked["agreement"] < min_agreement:
             ranked = job.sensitivity(int8_file, list(why))
-            candidates = [r["node"] for r in ranked][:MAX_SENSITIVE_FLOAT]
+            noisy = [r["node"] for r in ranked if r["sqnr_db"] is not None]  # float for the others changes nothing
+            candidates = noisy[: max(MAX_FLOAT[0], int(MAX_FLOAT[1] * len(ranked)))]
             count = 1
             while checked["agreement"] < min_agreement and count <= len(candidates):
                 trial = dict(why, **{name: "sensitive" for name in candidates[:count]})
