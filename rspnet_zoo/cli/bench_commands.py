@@ -26,7 +26,9 @@ def _device(value: str) -> torch.device:
 
 
 def bench(
-    models: list[str] = typer.Argument(..., help="Registered names or spec files; the first is the reference."),
+    models: list[str] = typer.Argument(
+        ..., help="Registered names, spec files or exported FILE.onnx files; the first is the reference."
+    ),
     size: ImageSize = options.size("512x1024", "Input HxW."),
     batch: int = options.number(1, "--batch", kind=options.BATCH),
     threads: int | None = options.THREADS,
@@ -46,8 +48,9 @@ def bench(
     check_pixels(batch, size)
     import torch
 
-    from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare
+    from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare, prepare_file
     from rspnet_zoo.perf.threads import threads_phrase, warn_if_starved
+    from rspnet_zoo.predict.runtime import is_deployed_file
 
     if runtime not in RUNTIMES:
         raise typer.BadParameter(f"'{runtime}' is not one of {', '.join(RUNTIMES)}", param_hint="--runtime")
@@ -57,13 +60,18 @@ def bench(
     torch.set_num_threads(threads)
     loaded = []  # every model first: a name that is wrong is refused before the input is allocated
     for i, ref in enumerate([*models, *compare]):
+        if is_deployed_file(ref):  # an exported file runs as it is, in its runtime, whatever --runtime says
+            loaded.append((ref, None))
+            continue
         model = load_model(ref, num_classes)
         if num_classes is None:  # every model predicts as many classes as the first
             num_classes = getattr(model, "num_classes", None) if i == 0 else num_classes
         loaded.append((ref, model))
     x = torch.randn(batch, 3, h, w)
     contenders = [
-        prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
+        prepare_file(ref, x, threads=threads, device=torch_device)
+        if model is None
+        else prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
         for ref, model in loaded
     ]
     with warn_if_starved(lambda: threads, warning_line, enabled=torch_device.type == "cpu"):
@@ -116,11 +124,28 @@ def export(
     size: ImageSize | None = options.size(None, "Input HxW.", show_default="the model's input size"),
     dynamic_size: bool = typer.Option(False, "--dynamic-size", help="Any height and width (and batch for ONNX)."),
     optimize: bool = options.OPTIMIZE,
-    out: Path | None = typer.Option(None, "--out", help="File to write.", show_default="./<name>.<onnx|pt|pt2>"),
+    out: Path | None = typer.Option(
+        None, "--out", help="File to write.", show_default="./<name>.<onnx|pt|pt2>, ./<name>.int8.onnx"
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing file that --out did not name."),
+    quantize: str | None = typer.Option(
+        None, "--quantize", help="int8: static post-training quantization (ONNX, QDQ; folds the model first)."
+    ),
+    calibration: str | None = typer.Option(
+        None, "--calibration", help=f"--quantize: data set whose train split calibrates: {options.DATA_HELP}"
+    ),
+    root: Path | None = typer.Option(None, "--root", help="--quantize: the calibration data set's folder."),
+    calibration_images: int = options.number(
+        64, "--calibration-images", kind=options.COUNT, help="--quantize: images calibrating."
+    ),
+    min_agreement: float = options.number(
+        0.98, "--min-agreement", kind=options.FRACTION, help="--quantize: least share of pixels keeping their class."
+    ),
+    keep_float: list[str] = typer.Option([], "--keep-float", help="--quantize: a node to keep float (repeatable)."),
     as_json: bool = options.JSON,
 ) -> None:
-    """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model."""
+    """An ONNX, TorchScript or torch.export file, checked in its runtime against the eager model; with
+    --quantize int8 an int8 ONNX file, checked against the float one."""
     from rspnet_zoo.fsutil import writable_output
     from rspnet_zoo.interop.export import FORMATS, SUFFIXES, export_model
     from rspnet_zoo.nn.fold import optimize as optimize_model
@@ -129,10 +154,24 @@ def export(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"'{fmt}' is not one of {', '.join(FORMATS)}", param_hint="--format")
     genotype = resolve_genotype(model)
-    dest = out or Path(f"{genotype.name}{SUFFIXES[fmt]}")
-    writable_output(dest, replace=out is not None or force, avoid=ref_files(model))
     net = create_genotype_net(genotype.name, genotype).eval() if model.endswith(".json") else load_trained(model)
     hw = size or tuple(net.pretrained_cfg["input_size"][1:])
+    if quantize is not None:
+        from rspnet_zoo.interop.quantize import Calibration, quantize_model
+
+        if fmt != "onnx":
+            raise ZooError(f"--quantize writes ONNX files, not --format {fmt}")
+        if calibration is None:
+            raise ZooError("--quantize needs --calibration DATA: the data set whose images calibrate the int8 ranges")
+        dest = out or Path(f"{genotype.name}.{quantize}.onnx")
+        writable_output(dest, replace=out is not None or force, avoid=ref_files(model))
+        calibrate = Calibration(data=calibration, root=root, images=calibration_images)
+        info = quantize_model(net, dest, hw, calibrate, precision=quantize, dynamic_size=dynamic_size,
+                              min_agreement=min_agreement, keep_float=tuple(keep_float))  # fmt: skip
+        emit(info, lambda console: _print_quantized(console, info), as_json)
+        return
+    dest = out or Path(f"{genotype.name}{SUFFIXES[fmt]}")
+    writable_output(dest, replace=out is not None or force, avoid=ref_files(model))
     exported = optimize_model(net) if optimize else net
     info = export_model(exported, fmt, dest, hw, dynamic_size=dynamic_size, reference=net)
     info["optimized"] = optimize
@@ -145,3 +184,28 @@ def export(
         )
 
     emit(info, human, as_json)
+
+
+def _print_quantized(console, info: dict) -> None:
+    q = info["quantization"]
+    calibrated, check = q["calibration"], q["check"]
+    console.print(
+        f"wrote {info['path']} ({info['precision']}, {info['bytes'] / 2**20:.1f} MiB; float "
+        f"{info['float_bytes'] / 2**20:.1f} MiB), calibrated on {calibrated['images']} images of "
+        f"{calibrated['data']} {calibrated['split']}; against the float file on {check['images']} more: "
+        f"{check['agreement']:.2%} of pixels agree, logits SQNR {_db(check['logits_sqnr_db'])}",
+        soft_wrap=True,
+    )
+    kept = ", ".join(f"{n['node']} ({n['why']})" for n in q["float_nodes"])
+    console.print(f"kept float: {kept or 'nothing'}", soft_wrap=True)
+    if info["sensitivity"]:
+        layers = table("most sensitive layers: logits SQNR with that layer alone in int8")
+        for column in ("node", "op", "SQNR"):
+            layers.add_column(column, justify="right" if column == "SQNR" else "left")
+        for row in info["sensitivity"]:
+            layers.add_row(row["node"], row["op"], _db(row["sqnr_db"]))
+        console.print(layers)
+
+
+def _db(value: float | None) -> str:
+    return "no noise" if value is None else f"{value:.1f} dB"

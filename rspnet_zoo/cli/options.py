@@ -125,7 +125,8 @@ JSON = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OPTIMIZE = typer.Option(
     False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
 )
-DATA = typer.Option("synthetic", "--data", help="synthetic (embedded), cityscapes, camvid or folder.")
+DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
+DATA = typer.Option("synthetic", "--data", help=DATA_HELP)
 
 
 def parse_device(value: str | None) -> torch.device | None:

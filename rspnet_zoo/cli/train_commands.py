@@ -12,6 +12,10 @@ from rspnet_zoo.cli.options import ImageSize, parse_device
 from rspnet_zoo.cli.output import emit, errors, print_table, shown, table, warning_line
 from rspnet_zoo.cli.parallel import data_parallel
 
+DEPLOYED_HELP = (
+    "A registered name[.tag] (e.g. rspnet_small.synth), a built folder, or an exported FILE.onnx (onnxruntime)."
+)
+
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
 
 
@@ -159,7 +163,7 @@ def train(
 
 @data_parallel
 def evaluate_command(
-    model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
+    model: str = typer.Argument(..., help=DEPLOYED_HELP),
     data: str = options.DATA,
     root: Path | None = typer.Option(None, "--root", help="Data set folder (all but synthetic)."),
     split: str = typer.Option("val", "--split"),
@@ -205,7 +209,7 @@ def evaluate_command(
 
 
 def predict(
-    model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
+    model: str = typer.Argument(..., help=DEPLOYED_HELP),
     images: list[Path] = typer.Argument(..., help="Image files, at most 4096x2048 pixels each."),
     out: Path = typer.Option(
         ...,

@@ -22,7 +22,7 @@ from torch import nn
 
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path, writable_output
-from rspnet_zoo.predict.infer import class_names_of
+from rspnet_zoo.predict.runtime import class_names_of, logits_of, require
 from rspnet_zoo.spec.io import spec_sha256
 
 FORMATS = ("onnx", "torchscript", "exported")
@@ -31,16 +31,6 @@ EXTRA_FILE = "rspnet_zoo.json"
 TOLERANCE = 1e-4
 MIN_DYNAMIC_SIZE = 32
 OPSET = 18
-
-
-def require(module: str) -> Any:
-    """An optional dependency of the ONNX path, or one clear line saying how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ZooError(f"{module} is not installed: pip install 'rspnet-zoo[export]'") from None
 
 
 def export_metadata(model: nn.Module) -> dict[str, str]:
@@ -168,7 +158,7 @@ def export_model(
         run = EXPORTERS[fmt](model, torch.randn(1, in_chans, *size, generator=generator), tmp, dynamic_size, meta)
         for h, w in check_sizes(size, dynamic_size):
             x = torch.randn(1, in_chans, h, w, generator=generator)
-            diff = (run(x) - reference(x)).abs().max().item()
+            diff = (logits_of(run(x)) - logits_of(reference(x))).abs().max().item()
             worst = max(worst, diff)
             if not diff <= TOLERANCE:
                 raise ZooError(

@@ -144,22 +144,18 @@ def onnx_session(
     """``model`` exported to ONNX (traced on ``inputs``, which name the graph's inputs) and loaded in an
     onnxruntime session of ``threads`` intra-op threads on ``device``: how every ONNX timing here runs.
 
-    Its threads block instead of spinning when idle: onnxruntime's default spin-wait after a run keeps the
-    cores busy and slows whatever runs next (the next contender of an interleaved round, another session);
-    docs/benchmarks.md has the measurement."""
-    from rspnet_zoo.interop.export import onnx_export, require
+    Its threads block instead of spinning when idle (``runtime.session_options``): onnxruntime's default
+    spin-wait after a run keeps the cores busy and slows whatever runs next (the next contender of an
+    interleaved round, another session); docs/benchmarks.md has the measurement."""
+    from rspnet_zoo.interop.export import onnx_export
+    from rspnet_zoo.predict.runtime import providers_for, require, session_options
 
     onnxruntime = require("onnxruntime")
 
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "model.onnx"
         onnx_export(model, inputs, file, ["output"], dynamic_axes)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
-        return onnxruntime.InferenceSession(str(file), options, providers=providers)
+        return onnxruntime.InferenceSession(str(file), session_options(threads), providers=providers_for(device))
 
 
 def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.device) -> Callable:
@@ -205,6 +201,37 @@ def prepare(
     else:  # a compiled graph allocates outside the dispatcher, where LiveTensors cannot count
         return Contender(name, runtime, optimized, run, parameters, flops)
     return Contender(name, runtime, optimized, run, parameters, flops, memory=memory)
+
+
+def prepare_file(
+    file: str | Path, x: torch.Tensor, *, threads: int = 2, device: torch.device | str = "cpu"
+) -> Contender:
+    """An exported ONNX file (float or int8) as it is deployed, in onnxruntime. Its parameters and FLOPs are
+    those of the genotype it names (name and sha256 in its metadata); zero for a file naming none known here."""
+    from rspnet_zoo.predict.runtime import OnnxRunner
+
+    runner = OnnxRunner(file, threads=threads, device=device)
+    runner.check_input(x.shape)
+    parameters = flops = 0
+    genotype = _genotype_of(runner.metadata)
+    if genotype is not None:
+        from rspnet_zoo.zoo.registry import create_genotype_net
+
+        model = create_genotype_net(genotype.name, genotype, num_classes=runner.num_classes).eval()
+        parameters, flops = count_parameters(model), count_flops(model, tuple(x.shape[1:])) * x.shape[0]
+    return Contender(f"{Path(file).name} [{runner.precision}]", "onnxruntime", False, runner, parameters, flops)
+
+
+def _genotype_of(metadata: dict[str, str]) -> Any:
+    """The genotype an export names, when this zoo resolves its name to a spec of the same sha256."""
+    from rspnet_zoo.spec.io import spec_sha256
+    from rspnet_zoo.zoo.registry import resolve_genotype
+
+    try:
+        genotype = resolve_genotype(metadata.get("name", ""))
+    except ZooError:
+        return None
+    return genotype if spec_sha256(genotype) == metadata.get("genotype_sha256") else None
 
 
 def _sync(device: torch.device) -> None:

@@ -1,6 +1,7 @@
 """Prediction for people: class maps written as a palette-indexed mask and drawn as an overlay on the image.
 
-The palette is Kelly's colours of maximum contrast (up to 20 classes; evenly spaced hues beyond), or the
+The model is a torch module or any runner (``runtime.py``: an exported file in its runtime, say). The
+palette is Kelly's colours of maximum contrast (up to 20 classes; evenly spaced hues beyond), or the
 official colours for the Cityscapes classes; a class named background or void stays black in the mask and
 leaves the image as it is in the overlay. The overlay blends the classes in at a stated alpha, draws each
 region's rim in its class colour, so the class shows whatever colour the image has there, and carries a
@@ -23,7 +24,7 @@ from rspnet_zoo.data.files import read_image
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path, writable_output
 from rspnet_zoo.predict.legend import PALETTE_FILE, Swatch, draw_legend, outline, save_mask, write_palette
-from rspnet_zoo.spec.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from rspnet_zoo.predict.runtime import Runner, as_runner
 
 UNPAINTED = ("background", "void", "unlabeled", "unlabelled")
 
@@ -53,20 +54,14 @@ def palette(class_names: Sequence[str]) -> np.ndarray:
     return colours
 
 
-def class_names_of(model: nn.Module) -> list[str]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    names = cfg.get("label_names")
-    return list(names) if names and len(names) == model.num_classes else [str(i) for i in range(model.num_classes)]
-
-
 @torch.no_grad()
-def predict_labels(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """Class ids (int64 HxW) for one float 3xHxW image in [0, 1], normalised as the model's cfg says."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", IMAGENET_DEFAULT_MEAN)).view(-1, 1, 1)
-    std = torch.tensor(cfg.get("std", IMAGENET_DEFAULT_STD)).view(-1, 1, 1)
-    device = next(model.parameters()).device
-    logits = model(((image - mean) / std)[None].to(device))
+def predict_labels(model: nn.Module | Runner, image: torch.Tensor) -> torch.Tensor:
+    """Class ids (int64 HxW) for one float 3xHxW image in [0, 1], normalised as the model says (a torch
+    model's cfg, an exported file's metadata)."""
+    run = as_runner(model)
+    mean = torch.tensor(run.mean).view(-1, 1, 1)
+    std = torch.tensor(run.std).view(-1, 1, 1)
+    logits = run(((image - mean) / std)[None])
     return logits[0].argmax(0).cpu()
 
 
@@ -121,7 +116,7 @@ def prediction_files(images: Sequence[Path], out_dir: Path, inputs: Sequence[Pat
 
 
 def predict_files(
-    model: nn.Module,
+    model: nn.Module | Runner,
     images: Sequence[Path],
     out_dir: Path,
     alpha: float = 0.5,
@@ -132,13 +127,13 @@ def predict_files(
     shows the image (``data.files.read_image``), and ``palette.json``; returns the share of every class found
     per image. The outputs are checked before the first image is read (``prediction_files``)."""
     outputs = prediction_files(images, out_dir)
-    names = list(class_names or class_names_of(model))
+    run = as_runner(model)
+    names = list(class_names or run.class_names)
     colours = palette(names)
-    model.eval()
     results = []
     for path, (mask_file, overlay_file) in zip(map(Path, images), outputs):
         image = read_image(path)
-        labels = predict_labels(model, image)
+        labels = predict_labels(run, image)
         picture = overlay(image, labels, colours, names, alpha)
         legend = swatches(picture, labels.numpy(), colours, names)
         results.append(
@@ -162,26 +157,26 @@ def _check_distinct(stems: Sequence[str]) -> None:
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit"
 
 
-def predict_cityscapes_files(model: nn.Module, images: Sequence[Path], out_dir: Path) -> list[dict]:
+def predict_cityscapes_files(model: nn.Module | Runner, images: Sequence[Path], out_dir: Path) -> list[dict]:
     """``<frame>_labelIds.png`` in ``out_dir`` for each image, as the Cityscapes benchmark server and its
     ``evalPixelLevelSemanticLabeling`` read predictions: each pixel the annotation id (labelId) of its
     predicted class, at the image's full resolution. ``<frame>`` is the image's name without
     ``_leftImg8bit`` (``frankfurt_000000_000294``), which is how the script finds a frame's prediction."""
     classes = cityscapes_classes()
-    names = class_names_of(model)
-    generic = names == [str(i) for i in range(model.num_classes)]
-    if model.num_classes != len(classes.names) or not (generic or tuple(names) == classes.names):
+    run = as_runner(model)
+    names = list(run.class_names)
+    generic = names == [str(i) for i in range(len(names))]
+    if len(names) != len(classes.names) or not (generic or tuple(names) == classes.names):
         raise ZooError(
             f"--format cityscapes needs a model of the {len(classes.names)} Cityscapes classes in trainId order; "
-            f"this one predicts {model.num_classes} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+            f"this one predicts {len(names)} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
         )
     frames = [Path(p).stem.removesuffix(CITYSCAPES_IMAGE_SUFFIX) for p in images]
     _check_distinct(frames)
     to_label_id = np.array(classes.label_ids, dtype=np.uint8)
-    model.eval()
     results = []
     for path, frame in zip(map(Path, images), frames):
-        labels = predict_labels(model, read_image(path)).numpy()
+        labels = predict_labels(run, read_image(path)).numpy()
         dest = save_png(to_label_id[labels], out_dir / f"{frame}_labelIds.png")
         results.append(dict(image=str(path), label_ids=str(dest)))
     return results

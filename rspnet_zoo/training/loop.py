@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rspnet_zoo.errors import WeightsError, ZooError
 from rspnet_zoo.fsutil import atomic_path
+from rspnet_zoo.predict.runtime import Runner, as_runner, logits_of
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.textutil import command_line
 from rspnet_zoo.training import distributed
@@ -57,11 +58,6 @@ class TrainResult:
     steps: int = 0  # total iterations done, resumed ones included
     resumed_from: int | None = None  # the step the run resumed at
     commands: list[str] = field(default_factory=list)  # the commands that made the run, in order
-
-
-def logits_of(output: torch.Tensor | dict) -> torch.Tensor:
-    """torchvision segmentation models return ``{'out': logits, ...}``; zoo models return logits."""
-    return output["out"] if isinstance(output, dict) else output
 
 
 def default_device() -> torch.device:
@@ -350,7 +346,7 @@ def save_checkpoint(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Runner,
     dataset: Dataset,
     *,
     batch_size: int = 8,
@@ -361,12 +357,13 @@ def evaluate(
 ) -> dict:
     """Metrics of ``model`` over the whole of ``dataset`` (see ``SegmentationMetrics.compute``).
 
-    Images of different sizes may share a batch: each size is run as its own stacked forward pass.
-    ``amp`` (bf16, fp16): the forward pass in mixed precision; ``num_workers``: data-loader processes
-    (None: ``default_workers``).
+    ``model``: a torch module, run on ``device``, or any runner (``rspnet_zoo.predict.runtime``: an exported
+    file in its runtime), which runs where it was made for. Images of different sizes may share a batch:
+    each size is run as its own stacked forward pass. ``amp`` (bf16, fp16): a torch model's forward pass in
+    mixed precision; ``num_workers``: data-loader processes (None: ``default_workers``).
     """
     device = distributed.device(device) or default_device()
-    model.to(device).eval()
+    run = as_runner(model, device)
     metrics = SegmentationMetrics(dataset.num_classes, getattr(dataset, "class_names", None))
     dataset = distributed.eval_shard(dataset)
     loader = DataLoader(
@@ -383,10 +380,10 @@ def evaluate(
         for image, mask in batch:
             by_size.setdefault(tuple(image.shape[-2:]), []).append((image, mask))
         for items in by_size.values():
-            images = torch.stack([i for i, _ in items]).to(device)
+            images = torch.stack([i for i, _ in items])
             masks = torch.stack([m for _, m in items])
             with autocast(amp, device):
-                logits = logits_of(model(images)).float()
+                logits = run(images).float()
             if logits.shape[-2:] != masks.shape[-2:]:
                 logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
             metrics.update(logits.argmax(1), masks)

@@ -21,8 +21,8 @@ from rspnet_zoo.data.synthetic import DEFAULT_LENGTH as SYNTHETIC_LENGTH
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
 from rspnet_zoo.names import TAG, check_name
-from rspnet_zoo.nn.fold import optimize
 from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files, prediction_files
+from rspnet_zoo.predict.runtime import load_runner
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
@@ -41,7 +41,7 @@ from rspnet_zoo.training.runs import check_run
 from rspnet_zoo.zoo.catalog import SHIPPED
 from rspnet_zoo.zoo.folder import build_folder, check_build_target
 from rspnet_zoo.zoo.home import zoo_home
-from rspnet_zoo.zoo.registry import create_genotype_net, load_trained, ref_files, resolve_genotype
+from rspnet_zoo.zoo.registry import create_genotype_net, ref_files, resolve_genotype
 
 StepCallback = Callable[[dict], None]  # dict(step, total, epoch, loss, lr, images_per_s)
 BatchCallback = Callable[[int], None]  # images done in this batch
@@ -232,7 +232,7 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
 
 @dataclass(frozen=True)
 class EvalRequest:
-    model: str  # a registered name[.tag] or a built folder
+    model: str  # a registered name[.tag], a built folder or an exported file (FILE.onnx, run in onnxruntime)
     data: str = "synthetic"
     root: Path | None = None
     split: str = "val"
@@ -251,24 +251,24 @@ def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: Ba
     check_amp(r.amp)
     options = _synthetic_options(r.data, r.length, r.size)
     dataset = build_dataset(r.data, r.split, root=r.root, seed=r.seed, **options)
-    net = load_trained(r.model)
-    if net.num_classes != dataset.num_classes:
+    run = load_runner(r.model, r.device, optimize=r.optimize)
+    if run.num_classes not in (None, dataset.num_classes):
         raise ZooError(
-            f"'{r.model}' predicts {net.num_classes} classes, the {r.data} data set has {dataset.num_classes}"
+            f"'{r.model}' predicts {run.num_classes} classes, the {r.data} data set has {dataset.num_classes}"
         )
+    if len(dataset):
+        run.check_input((1, *dataset[0][0].shape))
     if on_start is not None:
         on_start(len(dataset))
-    if r.optimize:
-        net = optimize(net)
     metrics = evaluate(
-        net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch, amp=r.amp, num_workers=r.workers
+        run, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch, amp=r.amp, num_workers=r.workers
     )
     return dict(model=r.model, data=r.data, split=r.split, **metrics)
 
 
 @dataclass(frozen=True)
 class PredictRequest:
-    model: str
+    model: str  # as EvalRequest.model
     images: tuple[Path, ...]
     out: Path
     alpha: float = 0.5
@@ -289,14 +289,10 @@ def run_predict(r: PredictRequest) -> list[dict]:
     if missing is not None:
         raise ZooError(f"{missing}: no such image file")
     prediction_files(r.images, r.out, inputs=ref_files(r.model))
-    net = load_trained(r.model)
-    if r.device is not None:
-        net.to(r.device)
-    if r.optimize:
-        net = optimize(net)
+    run = load_runner(r.model, r.device, optimize=r.optimize)
     if r.format == "cityscapes":
-        return predict_cityscapes_files(net, list(r.images), r.out)
-    return predict_files(net, list(r.images), r.out, alpha=r.alpha)
+        return predict_cityscapes_files(run, list(r.images), r.out)
+    return predict_files(run, list(r.images), r.out, alpha=r.alpha)
 
 
 @dataclass(frozen=True)
