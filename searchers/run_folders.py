@@ -1,38 +1,35 @@
-"""What every search run shares: its run folder is never clobbered, it resumes only the same settings, and
-the spec it emits is checked as a reader will see it before it is written."""
+"""What every search run shares once it runs: its run folder is claimed (``searchers.requests.claim``, then the
+earlier run's checkpoints dropped under ``--force``), it resumes only the same settings, and the spec it
+emits is checked as a reader will see it before it is written."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
-
-from rspnet_zoo.errors import SpecError, ZooError
-from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, writable_output
+from rspnet_zoo.errors import SpecError
+from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers
 from rspnet_zoo.spec.io import dump_spec, parse_spec, spec_sha256
-from rspnet_zoo.spec.models import Genotype, Identifier
+from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.loop import load_checkpoint
 from rspnet_zoo.training.runs import check_fields, check_run, check_settings
+from searchers.requests import CHECKPOINTS, RUN_FILE, RunFiles, claim, run_record
 
 
 def check_run_folder(
-    name: str, out: Path, run_dir: Path, checkpoints: list[Path], resume: bool, force: bool, what: str = "search"
-) -> None:
-    """Refuse a bad spec name, an existing output and an earlier run unless resumed; ``force`` drops the
-    earlier run's ``checkpoints``. The search then owns ``run_dir`` (one search per run folder) and removes
-    the temporaries killed writes left there."""
-    try:
-        TypeAdapter(Identifier).validate_python(name)
-    except ValidationError:
-        raise ZooError(f"spec name '{name}' is not a lower-case identifier ([a-z][a-z0-9_]*, at most 64)") from None
-    writable_output(out)
-    writable_output(run_dir, folder=True)
-    if out.exists() and not force:
-        raise ZooError(f"{out}: exists; pass --force to overwrite it")
-    check_run(run_dir, checkpoints, resume, force, what)
-    clean_leftovers(run_dir)
+    files: RunFiles, resume: bool, force: bool, settings: dict, command: str, what: str = "search"
+) -> list[Path]:
+    """Claim the run folder (``claim``); ``force`` drops the earlier run's checkpoints. The search then owns
+    ``run_dir`` (one search per run folder): it removes the temporaries killed writes left there and records
+    its ``settings`` and ``command`` in ``run-record.json``. Returns the checkpoints a resume continues."""
+    claim(files, resume, force, what, settings)
+    checkpoints = sorted(files.run_dir.glob(CHECKPOINTS)) if files.run_dir.is_dir() else []
+    check_run(files.run_dir, checkpoints, resume, force, what)
+    clean_leftovers(files.run_dir)
+    files.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(files.run_dir / RUN_FILE, run_record(settings, command))
+    return checkpoints if resume else []
 
 
 def load_resumable(file: Path, settings: dict, fields: Mapping[str, type]) -> dict:

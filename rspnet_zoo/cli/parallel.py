@@ -40,8 +40,11 @@ def is_worker() -> bool:
     return os.environ.get("RANK", "0") != "0"
 
 
-def data_parallel(command: Callable) -> Callable:
-    """Add ``--nproc`` and ``--backend`` to a typer command (see the module docstring)."""
+def data_parallel(command: Callable | None = None, *, preflight: Callable[..., object] | None = None) -> Callable:
+    """Add ``--nproc`` and ``--backend`` to a typer command (see the module docstring). ``preflight(nproc,
+    **options)``, if given, checks the options before ``--nproc`` starts any process (it raises to refuse)."""
+    if command is None:
+        return functools.partial(data_parallel, preflight=preflight)
     signature = inspect.signature(command)
 
     @functools.wraps(command)
@@ -49,8 +52,12 @@ def data_parallel(command: Callable) -> Callable:
         if nproc is not None:
             if "RANK" in os.environ:
                 raise typer.BadParameter("--nproc starts torchrun itself; under torchrun leave it out")
+            if preflight is not None:
+                preflight(nproc, **kwargs)
             args = parallel_ctx.find_root().obj["argv"]
             sys.exit(launch(nproc, without_nproc(args)))
+        if backend is None and not ("RANK" in os.environ and "WORLD_SIZE" in os.environ):
+            return command(**kwargs)  # one process, no group to join: the command loads torch when it needs it
         from rspnet_zoo.training.distributed import process_group
 
         if is_worker():
