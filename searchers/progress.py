@@ -243,6 +243,8 @@ class SearchProgress:
         eta = self.eta(stage, step)
         eta_text = "?" if eta is None else duration(eta)
         if self.bars is not None:
+            if not self.tasks:  # started with the first step, after the plan's lines
+                self.bars.start()
             if stage not in self.tasks:
                 self.tasks[stage] = self.bars.add_task(f"{stage} search", total=s["total"])
             description = f"{stage} search, epoch {s['epoch']}/{s['epochs']}, loss {loss}, ETA {eta_text}"
@@ -255,12 +257,8 @@ class SearchProgress:
                 f"elapsed {duration(now - self.began)}, ETA {eta_text}"
             )
 
-    def start_bars(self) -> None:
-        if self.show and self.bars is not None:
-            self.bars.start()
-
     def stop(self) -> None:
-        if self.bars is not None:
+        if self.tasks:  # rich's stop() writes a newline even for bars never started
             self.bars.stop()
 
 

@@ -42,7 +42,8 @@ def is_worker() -> bool:
 
 def data_parallel(command: Callable | None = None, *, preflight: Callable[..., object] | None = None) -> Callable:
     """Add ``--nproc`` and ``--backend`` to a typer command (see the module docstring). ``preflight(nproc,
-    **options)``, if given, checks the options before ``--nproc`` starts any process (it raises to refuse)."""
+    **options)``, if given, runs in the launcher before ``--nproc`` starts any process: it raises to refuse,
+    and may say what the run will do (``said_by_launcher`` tells the started processes)."""
     if command is None:
         return functools.partial(data_parallel, preflight=preflight)
     signature = inspect.signature(command)
@@ -68,6 +69,16 @@ def data_parallel(command: Callable | None = None, *, preflight: Callable[..., o
 
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), NPROC, BACKEND, CONTEXT])
     return wrapper
+
+
+def said_by_launcher() -> bool:
+    """A process ``--nproc`` started: its launcher ran the command's preflight, which may have spoken for the
+    run already (a search's plan)."""
+    if "WORLD_SIZE" not in os.environ:
+        return False
+    from rspnet_zoo.training.distributed import LAUNCHER_ENV  # a worker has loaded torch already
+
+    return bool(os.environ.get(LAUNCHER_ENV))
 
 
 def without_nproc(args: list[str]) -> list[str]:

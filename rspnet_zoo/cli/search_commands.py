@@ -20,9 +20,10 @@ import typer
 from typer.core import TyperGroup
 
 from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
-from rspnet_zoo.cli.parallel import data_parallel
+from rspnet_zoo.cli.parallel import data_parallel, said_by_launcher
 from rspnet_zoo.cli.train_commands import parse_size
 from rspnet_zoo.errors import ZooError
+from searchers.progress import plan_head
 from searchers.rspnet.budgets import budgets_help
 
 METHODS = ("rspnet", "template")
@@ -162,7 +163,14 @@ def rspnet_request(options: dict[str, Any], processes: int | None = None):
     )
 
 
-@data_parallel(preflight=lambda nproc, **options: rspnet_request(options, processes=nproc))
+def rspnet_preflight(nproc: int, **options) -> None:
+    """Under ``--nproc``, in the launcher: refuse a bad request and say the plan before torch loads."""
+    request = rspnet_request(options, processes=nproc)
+    if not options["as_json"]:
+        say([*plan_head(request), f"  starting {nproc} processes (torchrun) ..."])
+
+
+@data_parallel(preflight=rspnet_preflight)
 def rspnet(
     stage: str = typer.Option("both", "--stage", help="cell (stage 1), path (stage 2, needs --cell) or both."),
     budget: str = typer.Option("small", "--budget", help=budgets_help()),
@@ -211,10 +219,8 @@ def rspnet(
     as_json: bool = JSON,
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
-    from searchers.progress import plan_head
-
     request = rspnet_request(locals())
-    if not as_json:
+    if not as_json and not said_by_launcher():
         say(plan_head(request))
     import torch
     from rich.console import Console
