@@ -127,7 +127,8 @@ class SearchProgress:
         self.tasks: dict[str, int] = {}
         self.began: float | None = None
         self.last_line: float | None = None
-        self.profile_began: float | None = None
+        self.profiled: tuple[str | None, float] = (None, clock())  # the profile's phase and when it began
+        self.last_event = self.profiled[1]
 
     def say(self, line: str) -> None:
         print(line, file=self.stream or sys.stderr, flush=True)
@@ -140,9 +141,7 @@ class SearchProgress:
 
     def __call__(self, kind: str, details: dict) -> None:
         """``on_event``: the runner's events (module docstring)."""
-        if kind == "latency-progress":
-            self._profiling(**details)
-        elif self.plan:
+        if kind in ("latency-profile", "latency-progress") or self.plan:
             getattr(self, "_" + kind.replace("-", "_"))(**details)
 
     def _data(self, images_per_half: int, steps_per_epoch: int, done: dict[str, int]) -> None:
@@ -176,6 +175,9 @@ class SearchProgress:
             )
 
     def _latency_profile(self, profile) -> None:
+        self.profiled = (None, self.clock())  # (phase, when it began)
+        if not self.plan:
+            return
         h, w = self.request.latency_size
         where = f"at 1x3x{h}x{w}, {plural(profile.table.target.threads, 'thread')}"
         if profile.cached:
@@ -189,19 +191,20 @@ class SearchProgress:
             f"in {profile.table.passes} sweeps{calibration} (progress follows)"
         )
 
-    def _profiling(self, phase: str, done: int, total: int) -> None:
-        if not self.show:
-            return
+    def _latency_progress(self, phase: str, done: int, total: int) -> None:
+        """A line at once, then every ``every`` seconds and at the end of each phase; the ETA of the phase
+        from its mean pace (its sweeps repeat the same units)."""
         now = self.clock()
-        if self.profile_began is None or done == 1:
-            self.profile_began, self.last_line = now, None
-        if self.last_line is not None and now - self.last_line < self.every and done < total:
+        if self.profiled[0] != phase:  # a phase begins where the last one ended
+            self.profiled, self.last_line = (phase, self.last_event), None
+        self.last_event = now
+        if not self.show or (self.last_line is not None and now - self.last_line < self.every and done < total):
             return
         self.last_line = now
-        elapsed = now - self.profile_began
-        eta = elapsed / done * (total - done)
+        elapsed = now - self.profiled[1]
         self.say(
-            f"latency profile: {phase} {done}/{total}, elapsed {duration(elapsed)}, ETA of the {phase} {duration(eta)}"
+            f"latency profile: {phase} {done}/{total}, elapsed {duration(elapsed)}, "
+            f"ETA of the {phase} {duration(elapsed / done * (total - done))}"
         )
 
     def _latency_ready(self, target_ms: float, fastest_ms: float | None) -> None:

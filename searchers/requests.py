@@ -59,7 +59,7 @@ def check_name(name: str) -> str:
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
-    """Six hex digits of ``settings`` (paths resolved), stable across runs and machines' working folders."""
+    """Six hex digits of ``settings``, paths resolved (the same folder, however it was written)."""
 
     def plain(value: Any) -> Any:
         return str(Path(value).resolve()) if isinstance(value, Path) else value

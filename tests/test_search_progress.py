@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -123,13 +124,35 @@ def test_the_plan_warns_before_the_search_when_the_target_is_below_what_the_spac
 def test_latency_profiling_says_what_it_times_and_how_long_it_has_left():
     clock, stream = Clock(), io.StringIO()
     progress = SearchProgress(REQUEST, plan=True, show=True, every=30.0, clock=clock, stream=stream)
-    for done in range(1, 31):
+    table = SimpleNamespace(target=SimpleNamespace(threads=2), passes=3, path=None)
+    progress(
+        "latency-profile",
+        dict(profile=SimpleNamespace(table=table, cached=False, missing=[1] * 10, calibrate_on=[1, 2])),
+    )
+    for done in range(1, 31):  # 10 units x 3 sweeps, 2 s each
         clock.now += 2.0
         progress("latency-progress", dict(phase="units", done=done, total=30))
+    for done in range(1, 7):  # 2 networks x 3 rounds, 5 s each
+        clock.now += 5.0
+        progress("latency-progress", dict(phase="calibration", done=done, total=6))
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "latency profile: units 1/30, elapsed 0.0 s, ETA of the units 0.0 s"
-    assert lines[1] == "latency profile: units 16/30, elapsed 30 s, ETA of the units 26 s"  # 2 s each
-    assert lines[-1].startswith("latency profile: units 30/30")
+    assert lines[0] == (
+        "  latency profile of the search space at 1x3x512x1024, 2 threads: first, 10 units to time in 3 sweeps, "
+        "then 2 networks timed whole (progress follows)"
+    )
+    assert lines[1:] == [
+        "latency profile: units 1/30, elapsed 2.0 s, ETA of the units 58 s",
+        "latency profile: units 16/30, elapsed 32 s, ETA of the units 28 s",
+        "latency profile: units 30/30, elapsed 60 s, ETA of the units 0.0 s",
+        "latency profile: calibration 1/6, elapsed 5.0 s, ETA of the calibration 25 s",
+        "latency profile: calibration 6/6, elapsed 30 s, ETA of the calibration 0.0 s",
+    ]
+    progress("latency-profile", dict(profile=SimpleNamespace(table=table, cached=True, missing=[], calibrate_on=[])))
+    assert (
+        stream.getvalue()
+        .splitlines()[-1]
+        .startswith("  latency profile of the search space at 1x3x512x1024, 2 threads: cached")
+    )
 
 
 def _interrupt_after(args: list[str], env: dict, run_dir: Path, epochs: int) -> subprocess.CompletedProcess:

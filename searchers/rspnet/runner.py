@@ -76,9 +76,9 @@ class SearchData:
         batch = distributed.global_batch(config.batch_size)
         if half < batch:
             raise ZooError(
-                f"{count} training images give {half} per half, fewer than the global batch {batch} "
-                f"({distributed.describe(config.batch_size).removeprefix(f'global batch {batch} ')}): "
-                f"pass --samples {2 * batch} or more, or a smaller --batch-size (per process)"
+                f"{count} training images give {half} per half, fewer than the "
+                f"{distributed.describe(config.batch_size)}: pass --samples {2 * batch} or more, or a smaller "
+                f"--batch-size (per process)"
             )
         self.parts = {"weights": Subset(data, range(half)), "arch": Subset(data, range(half, 2 * half))}
         self.num_classes = data.num_classes
