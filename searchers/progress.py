@@ -162,11 +162,14 @@ class SearchProgress:
         e = self.estimates[estimate.stage] = estimate
         done = self.done.get(e.stage, 0)
         left = f", {e.epochs - done // e.steps_per_epoch} left" if done else ""
-        self.say(
-            f"  {e.stage} stage: {e.epochs} epochs ({e.warmup_epochs} of weights alone){left}, about "
-            f"{duration(e.seconds(done))} ({e.weight_step_s:.2f} s per weight step, {e.bilevel_step_s:.2f} s "
-            f"with the architecture step)"
-        )
+        if done >= e.total_steps:
+            self.say(f"  {e.stage} stage: {e.epochs} epochs, done")
+        else:
+            self.say(
+                f"  {e.stage} stage: {e.epochs} epochs ({e.warmup_epochs} of weights alone){left}, about "
+                f"{duration(e.seconds(done))} ({e.weight_step_s:.2f} s per weight step, {e.bilevel_step_s:.2f} s "
+                f"with the architecture step)"
+            )
         if len(self.estimates) == len(self.request.stages):
             total = sum(x.seconds(self.done.get(x.stage, 0)) for x in self.estimates.values())
             self.say(

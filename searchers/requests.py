@@ -111,13 +111,13 @@ def claim(files: RunFiles, resume: bool, force: bool, what: str, settings: dict 
         raise ZooError(f"{folder}: no {what} checkpoint to resume")
     if resume and earlier and settings is not None:
         check_settings(record, earlier.get("settings"), json.loads(json.dumps(settings)))
+    if not force and files.out.exists() and files.out.parent == folder and not resume:
+        finished = f"{folder}: holds a finished {what} ({files.out.name})"
+        raise ZooError(f"{finished}; pass --force to start over, {another}")
     if checkpoints and not resume and not force:
         refusal = f"{folder}: holds an earlier {what}"
         raise ZooError(f"{refusal}; pass --resume to continue it, --force to start over, {another}")
     if files.out.exists() and not force:
-        if files.out.parent == folder and not checkpoints:
-            finished = f"{folder}: holds a finished {what} ({files.out.name})"
-            raise ZooError(f"{finished}; pass --force to start over, {another}")
         raise ZooError(f"{files.out}: exists; pass --force to overwrite it, {another}")
     if not force or resume or not (checkpoints or files.out.exists()):
         return ""

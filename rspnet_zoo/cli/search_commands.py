@@ -32,11 +32,11 @@ METHODS = ("rspnet", "template")
 class SearchGroup(TyperGroup):
     """``search`` with a default method: the first argument names one (``rspnet``, ``template``), else
     ``--method NAME`` does (removed before the method's own options are parsed), else it is ``rspnet``.
-    ``search --help`` alone shows the methods."""
+    ``search --help`` alone shows the methods; ``search`` alone runs the RSPNet method's defaults."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = list(args)
-        if args and args[0] in self.commands or args in (["--help"], []):
+        if args and args[0] in self.commands or args == ["--help"]:
             return super().parse_args(ctx, args)
         method = "rspnet"
         for i, arg in enumerate(args):

@@ -48,7 +48,7 @@ from searchers.rspnet.bilevel import Bilevel
 from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
 from searchers.rspnet.decode import CellDecision, PathDecision
-from searchers.rspnet.estimate import estimate_stage
+from searchers.rspnet.estimate import StageEstimate, estimate_stage
 from searchers.rspnet.latency_search import LatencyGoal, fastest_ms, meet_target, plan_space_profile
 from searchers.rspnet.path_search import PathSearch
 from searchers.rspnet.plots import plot_alphas, plot_attention, plot_cell, plot_stage_curves
@@ -294,6 +294,11 @@ def search(
         with distributed.alone():  # the timed probe steps: on rank 0, without collectives
             batch = data.probe_batch()
             for stage in request.stages:
+                schedule = cfg.cell if stage == "cell" else cfg.path
+                if done.get(stage, 0) >= schedule.epochs * spe:  # finished: nothing to time
+                    finished = StageEstimate(stage, schedule.epochs, schedule.warmup_epochs, spe, 0.0, 0.0)
+                    tell("estimate", estimate=finished)
+                    continue
                 tell("timing", stage=stage)
                 tell("estimate", estimate=estimate_stage(stage, cfg, batch, data.num_classes, spe, cell))
     if distributed.is_main():
@@ -380,6 +385,7 @@ def search(
         plots=plots,
         epochs=result.provenance.epochs,
         parallel=distributed.describe(cfg.batch_size),
+        discarded=request.discards or None,
     )
     return summary
 

@@ -292,6 +292,7 @@ def _emit(request: TemplateSearchRequest, state: TemplateSearch) -> dict:
         log=str(run / SAMPLES),
         best_table=str(table),
         plots=plots,
+        discarded=request.discards or None,
     )
 
 
