@@ -25,6 +25,7 @@ from rspnet_zoo.cli.train_commands import parse_size
 from rspnet_zoo.errors import ZooError
 from searchers.progress import plan_head
 from searchers.rspnet.budgets import budgets_help
+from searchers.rspnet.request import SearchRequest, rspnet_request
 
 METHODS = ("rspnet", "template")
 
@@ -136,13 +137,11 @@ FLAG_SETTINGS = {
 }
 
 
-def rspnet_request(options: dict[str, Any], processes: int | None = None):
+def request_of(options: dict[str, Any], processes: int | None = None) -> SearchRequest:
     """The library's request for the rspnet command's options (a dict of its parameters)."""
-    from searchers.rspnet.request import rspnet_request as build
-
     o = options
     overrides = {FLAG_SETTINGS[k]: v for k, v in o.items() if k in FLAG_SETTINGS and v is not None}
-    return build(
+    return rspnet_request(
         stage=o["stage"],
         budget=o["budget"],
         data=o["data"],
@@ -165,7 +164,7 @@ def rspnet_request(options: dict[str, Any], processes: int | None = None):
 
 def rspnet_preflight(nproc: int, **options) -> None:
     """Under ``--nproc``, in the launcher: refuse a bad request and say the plan before torch loads."""
-    request = rspnet_request(options, processes=nproc)
+    request = request_of(options, processes=nproc)
     if not options["as_json"]:
         say([*plan_head(request), f"  starting {nproc} processes (torchrun) ..."])
 
@@ -219,7 +218,7 @@ def rspnet(
     as_json: bool = JSON,
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
-    request = rspnet_request(locals())
+    request = request_of(locals())
     if not as_json and not said_by_launcher():
         say(plan_head(request))
     import torch

@@ -27,7 +27,9 @@ from rspnet_zoo.cli.search_commands import (
     say,
 )
 from rspnet_zoo.errors import ZooError
+from searchers.progress import template_plan_head
 from searchers.template.budgets import budgets_help
+from searchers.template.request import template_request
 
 
 def template(
@@ -55,9 +57,6 @@ def template(
     as_json: bool = JSON,
 ) -> None:
     """Search nas-segm decoders by templates (Nekrasov et al., WACV 2020) and write the best as a spec."""
-    from searchers.progress import template_plan_head
-    from searchers.template.request import template_request
-
     if "WORLD_SIZE" in os.environ:
         raise ZooError("the template search runs in one process (--workers spreads it); not under torchrun")
     request = template_request(
