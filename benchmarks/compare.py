@@ -6,7 +6,7 @@ parameters, GMAC, achieved GFLOP/s and its fraction of the fp32 matmul peak meas
 the speed-up of each runtime over the same model in eager, the largest difference between the
 optimised and the eager outputs, spec -> module time for every shipped spec, and the load average.
 
-    .venv/bin/python benchmarks/compare.py                 # the README table (a few minutes on 2 cores)
+    .venv/bin/python benchmarks/compare.py                 # the table in docs/benchmarks.md
     .venv/bin/python benchmarks/compare.py --size 128x256 --rounds 3   # a smoke run
 """
 

@@ -12,16 +12,17 @@ class WeightsError(ZooError, FileNotFoundError):
 
 
 class SpecError(ZooError, ValueError):
-    """A genotype spec is invalid at ``pointer`` (a JSON pointer, '' for the whole document)."""
+    """A genotype spec is invalid at ``pointer`` (a JSON pointer, '' for the whole document), or could not
+    be read at all (``pointer`` None: the message names the file alone)."""
 
-    def __init__(self, pointer: str, reason: str, source: str | None = None):
+    def __init__(self, pointer: str | None, reason: str, source: str | None = None):
         self.pointer = pointer
         self.reason = reason
         self.source = source
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"{self.pointer or '/'}: {self.reason}"
+        where = self.reason if self.pointer is None else f"{self.pointer or '/'}: {self.reason}"
         return f"{self.source}: {where}" if self.source else where
 
     def at(self, source: str) -> SpecError:

@@ -20,10 +20,14 @@ def json_repr(value: Any, limit: int = 60) -> str:
 
 def command_line(words: Sequence[str], options: dict[str, Any], settings: dict[str, Any] | None = None) -> str:
     """The shell line that reruns a job: ``words``, then ``--option value`` for each option given (a size
-    tuple as HxW), then ``--set key=JSON`` for each setting; how provenance and model cards record it."""
+    tuple as HxW, a switched-on flag as ``--option`` alone), then ``--set key=JSON`` for each setting; how
+    provenance and model cards record it."""
     parts = list(words)
     for key, value in options.items():
-        if value is None:
+        if value is None or value is False:
+            continue
+        if value is True:
+            parts.append(f"--{key.replace('_', '-')}")
             continue
         if isinstance(value, tuple):
             value = "x".join(map(str, value))

@@ -3,10 +3,12 @@
 import json
 import os
 import shutil
+import warnings
 
 import pytest
+import torch
 
-from rspnet_zoo.perf.bench import build_times
+from rspnet_zoo.perf.bench import build_times, peak_memory_cpu
 from rspnet_zoo.resources import shipped_specs
 from rspnet_zoo.zoo.registry import resolve_genotype
 
@@ -39,6 +41,31 @@ def test_bench_in_onnxruntime(run_cli):
     assert code == 0, err
     (row,) = json.loads(out)["models"]
     assert row["runtime"] == "onnxruntime" and row["ms_median"] > 0 and row["peak_memory_mb"] is None
+
+
+def test_bench_on_cpu_writes_nothing_to_stderr_but_its_own_lines(capfd):
+    """No CUDA query, profiler log or deprecation where --device is cpu: only rspnet-zoo's one-line warnings."""
+    from rspnet_zoo.cli.app import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench", "rspnet_small", "--size", "32x48", "--rounds", "1", "--json"])
+    assert exit_.value.code == 0
+    err = capfd.readouterr().err
+    assert all(line.startswith("rspnet-zoo: warning: ") for line in err.splitlines()), err
+
+
+def test_peak_memory_counts_the_tensors_alive_together():
+    x = torch.zeros(256, 1024)  # 1 MiB
+    weight = torch.ones(1024)  # 4 KiB, alive before the call
+
+    def run(t):
+        doubled = t * weight  # alive while the next op runs
+        return doubled + 1
+
+    assert peak_memory_cpu(run, x, held=[weight]) == 3 * x.nbytes + weight.nbytes
+    assert peak_memory_cpu(lambda t: t.view(-1).sum(), x) == x.nbytes + 4  # a view is the same storage
 
 
 @pytest.mark.parametrize(

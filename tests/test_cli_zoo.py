@@ -78,7 +78,7 @@ def test_build_json_and_out(run_cli, tmp_path):
     "args,message",
     [
         (["show", "no_such_model"], "unknown model 'no_such_model'"),
-        (["build", "missing.json"], "missing.json: /: no such file"),
+        (["build", "missing.json"], "missing.json: no such file in "),
         (["build", SMALL, "--weights", "nowhere.safetensors"], "nowhere.safetensors: no such weights file"),
         (["build", SMALL, "--num-classes", "zero"], "--num-classes"),
         (["list", "--colour"], "No such option: --colour"),

@@ -1,6 +1,7 @@
 """Exports: each format is written, reloaded in its runtime, gives the eager outputs and carries metadata."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -44,8 +45,12 @@ def check_round_trip(net, fmt, file, dynamic, fast=None):
     assert json.loads(meta["class_names"]) == list(net.pretrained_cfg["label_names"])
 
 
-def test_onnx_of_the_optimised_model_runs_any_size_in_onnxruntime(net, tmp_path):
-    check_round_trip(net, "onnx", tmp_path / "m.onnx", dynamic=True, fast=optimize(net))
+def test_onnx_of_the_optimised_model_runs_any_size_in_onnxruntime(net, tmp_path, capfd):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        check_round_trip(net, "onnx", tmp_path / "m.onnx", dynamic=True, fast=optimize(net))
+    assert not [str(w.message) for w in seen if issubclass(w.category, UserWarning)]  # the exporter's notes
+    assert capfd.readouterr().err == ""
 
 
 def test_torchscript_round_trip(net, tmp_path):

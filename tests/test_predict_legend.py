@@ -12,8 +12,8 @@ from PIL import Image
 
 from rspnet_zoo.data.files import read_image
 from rspnet_zoo.data.synthetic import CLASS_NAMES
-from rspnet_zoo.predict.infer import UNPAINTED, overlay, palette, predict_labels
-from rspnet_zoo.predict.legend import OUTLINE, draw_legend, outline, save_mask
+from rspnet_zoo.predict.infer import KELLY, UNPAINTED, overlay, palette, predict_labels
+from rspnet_zoo.predict.legend import MARGIN, ROW, SWATCH, Swatch, draw_legend, outline, save_mask
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +65,45 @@ def test_palette_file_names_every_class_and_the_overlay_settings(predicted):
     assert doc["overlay"]["alpha"] == 0.4 and doc["overlay"]["unpainted"] == ["background"]
 
 
-def test_overlay_blends_at_alpha_outlines_classes_and_carries_a_legend(predicted):
+def legend_swatches(picture: np.ndarray, width: int, count: int) -> list[tuple[tuple, tuple]]:
+    """(frame colour, fill colour) of each swatch drawn in the legend panel right of ``width``, top down."""
+    out = []
+    for i in range(count):
+        top, left = MARGIN + i * ROW, width + MARGIN
+        out.append((tuple(picture[top + SWATCH // 2, left]), tuple(picture[top + SWATCH // 2, left + SWATCH // 2])))
+    return out
+
+
+def test_overlay_blends_at_alpha_rims_classes_in_their_colour_and_carries_a_legend(predicted):
     folder, labels, image = predicted
     picture = np.array(Image.open(folder / "pred" / "scene_overlay.png"))
     h, w = labels.shape
     assert picture.shape[0] >= h and picture.shape[1] > w
-    expected = overlay(image, torch.from_numpy(labels), palette(CLASS_NAMES), CLASS_NAMES, alpha=0.4)
+    colours = palette(CLASS_NAMES)
+    expected = overlay(image, torch.from_numpy(labels), colours, CLASS_NAMES, alpha=0.4)
     assert np.array_equal(picture[:h, :w], expected)
-    edges = outline(labels)
-    assert edges.any() and (picture[:h, :w][edges] == OUTLINE).all()
-    painted = (labels > 0) & ~edges
+    rims = outline(labels) & (labels > 0)
+    assert rims.any() and (picture[:h, :w][rims] == colours[labels[rims]]).all()  # each rim in its class colour
+    painted = (labels > 0) & ~outline(labels)
     rgb = image.permute(1, 2, 0).numpy() * 255
-    blend = 0.6 * rgb + 0.4 * palette(CLASS_NAMES)[labels]
+    blend = 0.6 * rgb + 0.4 * colours[labels]
     assert np.abs(picture[:h, :w][painted] - blend[painted]).max() <= 1  # the stated alpha, to rounding
-    panel = picture[:, w:]
-    for i in np.unique(labels):  # a swatch of each class found is drawn in the legend panel
-        assert (panel == palette(CLASS_NAMES)[i]).all(-1).any(), CLASS_NAMES[i]
+    found = sorted(np.unique(labels), key=lambda i: -(labels == i).sum())
+    frames = [frame for frame, _ in legend_swatches(picture, w, len(found))]
+    assert frames == [tuple(colours[i]) for i in found]  # framed in the class colour, largest class first
+
+
+def test_each_class_looks_nearest_its_own_legend_swatch(predicted):
+    """What a person does: match the colour a region has in the overlay to the nearest swatch of the legend."""
+    folder, labels, _ = predicted
+    picture = np.array(Image.open(folder / "pred" / "scene_overlay.png")).astype(float)
+    h, w = labels.shape
+    found = sorted(np.unique(labels), key=lambda i: -(labels == i).sum())
+    fills = np.array([fill for _, fill in legend_swatches(picture.astype(np.uint8), w, len(found))], dtype=float)
+    fill = ~outline(labels)
+    for k, i in enumerate(found):
+        looks = picture[:h, :w][(labels == i) & fill].mean(0)
+        assert np.argmin(np.linalg.norm(fills - looks, axis=1)) == k, CLASS_NAMES[i]
 
 
 def test_console_summary_lists_every_class_found(run_cli, predicted):
@@ -94,7 +117,7 @@ def test_console_summary_lists_every_class_found(run_cli, predicted):
 
 
 def test_legend_panel_grows_a_small_picture_to_fit_every_entry():
-    entries = [(f"class{i}", (i, 0, 0), 0.1) for i in range(10)]
+    entries = [Swatch(f"class{i}", (i, 0, 0), (0, i, 0), 0.1) for i in range(10)]
     picture = draw_legend(np.zeros((8, 8, 3), np.uint8), entries)
     assert picture.shape[0] >= 10 * 12 and picture.shape[1] > 8
 
@@ -104,6 +127,24 @@ def test_more_classes_than_a_palette_holds_are_written_as_16_bit_ids(tmp_path):
     labels = np.arange(300, dtype=np.int64).reshape(15, 20)
     mask = Image.open(save_mask(labels, palette(names), tmp_path / "m.png"))
     assert mask.mode.startswith("I") and np.array_equal(np.array(mask), labels)
+
+
+def test_the_palette_is_kellys_colours_for_the_painted_classes():
+    colours = palette(["background", *(f"c{i}" for i in range(20))])
+    assert colours[0].tolist() == [0, 0, 0] and len({tuple(c) for c in colours[1:]}) == 20
+    assert "#" + bytes(colours[1].tolist()).hex() == KELLY[0]
+    many = palette([f"c{i}" for i in range(40)])
+    assert len({tuple(c) for c in many}) == 40  # hues beyond Kelly's twenty
+
+
+def test_data_sample_writes_its_mask_in_the_palette_predict_uses(run_cli, tmp_path):
+    code, _, err = run_cli(
+        "data", "sample", str(tmp_path / "s.png"), "--size", "48x64", "--mask", str(tmp_path / "m.png")
+    )
+    assert code == 0, err
+    mask = Image.open(tmp_path / "m.png")
+    assert mask.mode == "P" and mask.getpalette()[: 3 * len(CLASS_NAMES)] == palette(CLASS_NAMES).flatten().tolist()
+    assert set(np.unique(np.array(mask))) <= set(range(len(CLASS_NAMES)))
 
 
 def test_unpainted_names_are_black_in_the_palette():

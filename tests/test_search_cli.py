@@ -260,7 +260,7 @@ LOADED = {"unknown data set 'imagenet'"}  # found once the data loads, after the
         (("--resume",), "no search checkpoint to resume"),
         (("--data", "imagenet"), "unknown data set 'imagenet'"),
         (("--root", "no/such/folder"), "no/such/folder: no such folder"),
-        (("--stage", "path", "--cell", "missing.json"), "missing.json: /: no such file"),
+        (("--stage", "path", "--cell", "missing.json"), "missing.json: no such file in "),
         (("--latency-target", "-1"), "--latency-target must be positive"),
     ],
 )

@@ -150,7 +150,7 @@ CORPUS = [
         "maximum",
     ),
     ("hostile-node-count", mutate(huge_nodes), "/network/nodes", "1000000 entries"),
-    ("oversized-file", " " * (9 * 2**20) + "{}", "/", "larger than"),
+    ("oversized-file", " " * (9 * 2**20) + "{}", None, "file is larger than"),  # the file, not a place in it
     (
         "hostile-input-size",
         mutate(lambda d: set_path(d, ["defaults", "input_size"], [3, 10**9, 10])),
@@ -202,7 +202,8 @@ def test_validate_rejects_malformed_spec(tmp_path, run_cli, no_network_allocatio
     lines = err.strip().splitlines()
     assert all(line.startswith(f"rspnet-zoo: error: {spec}: ") for line in lines), err  # all of this file
     assert len(lines) <= MAX_ERRORS + 1  # the errors, and a last line when there were more
-    assert lines[0].startswith(f"rspnet-zoo: error: {spec}: {expected_pointer}: "), lines[0]
+    where = "" if expected_pointer is None else f"{expected_pointer}: "
+    assert lines[0].startswith(f"rspnet-zoo: error: {spec}: {where}"), lines[0]
     assert words in lines[0]
     assert "Traceback" not in err
 
@@ -215,7 +216,28 @@ def test_validate_reports_every_bad_file_and_accepts_good_ones(tmp_path, run_cli
     code, out, err = run_cli("validate", str(good), str(bad), str(missing))
     assert code == 2
     assert "ok" in out and "rspnet_small" in out
-    assert err.count("\n") == 2 and str(bad) in err and f"{missing}: /: no such file" in err
+    assert err.count("\n") == 2 and str(bad) in err and f"{missing}: no such file\n" in err  # the file, no pointer
+
+
+def test_a_relative_path_that_is_not_there_says_where_it_was_looked_for(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("validate", "genotypes/rspnet_small.json")
+    assert code == 2 and err == f"rspnet-zoo: error: genotypes/rspnet_small.json: no such file in {tmp_path}\n"
+
+
+def test_validate_reports_every_dangling_input_and_every_node_cut_off_from_the_head(tmp_path, run_cli):
+    inputs, cut_off = tmp_path / "inputs.json", tmp_path / "cut_off.json"
+    for n in ("l1_r8", "l1_r16"):
+        inputs_doc = json.loads(inputs.read_text()) if inputs.exists() else copy.deepcopy(BASE)
+        node(inputs_doc, n)["inputs"][0]["paths"][0]["node"] = "nowhere"
+        inputs.write_text(json.dumps(inputs_doc))
+    cut_off.write_text(mutate(lambda d: set_path(d, ["head", "inputs"], ["l3_r32"])))
+    code, out, _ = run_cli("validate", "--json", str(inputs), str(cut_off))
+    assert code == 2
+    by_file = {r["file"]: [e["pointer"] for e in r["errors"]] for r in json.loads(out)}
+    assert by_file[str(inputs)] == [at("l1_r8", "inputs/0/paths/0/node"), at("l1_r16", "inputs/0/paths/0/node")]
+    assert len(by_file[str(cut_off)]) > 1  # every node that no longer feeds the head
+    assert at("l2_r8") in by_file[str(cut_off)] and at("l3_r16") in by_file[str(cut_off)]
 
 
 def test_validate_json_mode(tmp_path, run_cli):

@@ -12,11 +12,13 @@ import torch
 from timm.data import create_transform, resolve_data_config
 from torchvision.models.feature_extraction import create_feature_extractor as tv_feature_extractor
 
+from rspnet_zoo.errors import ZooError
 from rspnet_zoo.spec.io import load_spec
 from rspnet_zoo.zoo.catalog import SHIPPED
 from rspnet_zoo.zoo.timm_registration import DEFAULT_GENERIC, refresh_tags
 
 ZOO_NAMES = timm.list_models(module="timm_registration")
+ZOO_NAMES_AND_TAGS = timm.list_models(module="timm_registration", include_tags=True)
 HEAVY = {"autodeeplab_l", "autodeeplab_m"}  # 20M-44M parameters: `pytest -m slow`
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many small models: no threads spin-waiting
@@ -49,6 +51,45 @@ def test_every_listed_name_builds_with_defaults_and_its_cfg_names_real_parameter
         features = model(x)
     assert features.shape[1] == model.num_features
     assert not any(n.startswith(f"{cfg['classifier']}.") for n in model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in ZOO_NAMES_AND_TAGS]
+)
+def test_timm_default_cfg_checks(name):
+    """timm's ``test_model_default_cfgs`` for every name and tag: the cfg's ``pool_size`` is the size of
+    ``forward_features`` at its ``input_size`` (checked up to 448 pixels, as timm does), ``classifier`` and
+    ``first_conv`` name parameters. Without a classifier a classifier head pools (unless ``global_pool=''``);
+    a dense head has nothing to pool, and gives its feature map."""
+    model = timm.create_model(name, pretrained=False).eval()
+    assert model.num_classes >= 0 and model.num_features > 0 and model.head_hidden_size > 0
+    cfg, state = model.default_cfg, model.state_dict()
+    assert len(cfg["pool_size"]) == 2
+    if max(cfg["input_size"]) <= 448:
+        x = torch.randn(1, *cfg["input_size"])
+        with torch.no_grad():
+            features = model.forward_features(x)
+            pre_logits = model.forward_head(features, pre_logits=True)
+            assert features.shape[1:] == (model.num_features, *cfg["pool_size"])
+            assert pre_logits.shape[1] == model.head_hidden_size
+            model.reset_classifier(0)
+            assert model.num_classes == 0
+            if model.is_classifier:
+                assert model(x).shape == pre_logits.shape == (1, model.head_hidden_size)
+                model.reset_classifier(0, "")
+                assert model(x).shape[2:] == cfg["pool_size"]
+                unpooled = timm.create_model(name, num_classes=0, global_pool="").eval()
+                assert unpooled(x).shape[2:] == cfg["pool_size"]
+            else:
+                assert model(x).shape[1] == model.num_features
+    assert f"{cfg['classifier']}.weight" in state
+    first_conv = [cfg["first_conv"]] if isinstance(cfg["first_conv"], str) else cfg["first_conv"]
+    assert all(f"{fc}.weight" in state for fc in first_conv)
+
+
+def test_a_dense_head_refuses_a_global_pool():
+    with pytest.raises(ZooError, match="global_pool='avg'.* pools nothing"):
+        timm.create_model("rspnet_small", global_pool="avg")
 
 
 def test_generic_rspnet_without_a_genotype_is_the_documented_default():

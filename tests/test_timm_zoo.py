@@ -99,8 +99,18 @@ def test_num_classes_and_in_chans_overrides_on_pretrained(built_small):
 
 
 def test_missing_weights_say_which_command_makes_them():
-    with pytest.raises(WeightsError, match=r"run `rspnet-zoo build genotypes/rspnet_small.json`"):
-        timm.create_model("rspnet_small", pretrained=True)
+    """A name without trained tags: the hint is a command that works from any folder."""
+    with pytest.raises(WeightsError, match=r"run `rspnet-zoo build rspnet_searched`"):
+        timm.create_model("rspnet_searched", pretrained=True)
+
+
+def test_a_bare_name_with_pretrained_loads_its_default_trained_tag_on_a_fresh_install(zoo_home):
+    """As in timm: rspnet_small -> rspnet_small.synth while that is its only trained tag."""
+    bare = timm.create_model("rspnet_small", pretrained=True)
+    tagged = timm.create_model("rspnet_small.synth", pretrained=True)
+    assert bare.num_classes == tagged.num_classes == 9
+    assert all(torch.equal(a, b) for a, b in zip(bare.state_dict().values(), tagged.state_dict().values()))
+    assert timm.create_model("rspnet_small", pretrained=True, num_classes=5, in_chans=1).num_classes == 5
 
 
 def test_weights_of_another_spec_are_refused(zoo_home):

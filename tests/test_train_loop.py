@@ -37,6 +37,34 @@ def test_a_few_iterations_on_synthetic_data_lower_the_loss():
     assert all(h["images_per_s"] > 0 for h in result.history)
 
 
+def test_the_logged_learning_rate_is_the_one_each_step_trained_with():
+    steps: list[dict] = []
+    one = train(tiny_model(), tiny_set(4), iterations=1, batch_size=4, lr=0.01, on_step=steps.append)
+    assert [s["lr"] for s in steps] == [0.01] and one.history[-1]["lr"] == 0.01  # not the schedule's end, 0
+    steps.clear()
+    three = train(tiny_model(), tiny_set(12), iterations=3, batch_size=4, lr=0.01, on_step=steps.append)
+    assert steps[0]["lr"] == 0.01 and steps[0]["lr"] > steps[1]["lr"] > steps[2]["lr"] > 0  # poly decay
+    assert three.history[-1]["lr"] == steps[-1]["lr"]
+
+
+def test_a_small_synthetic_run_validates_in_proportion(tmp_path):
+    from rspnet_zoo.errors import ZooError
+    from rspnet_zoo.training.tasks import TrainRequest, run_train, validation_length
+
+    assert validation_length(TrainRequest("m")) is None  # the split's fixed 100, as the cards report
+    assert validation_length(TrainRequest("m", length=4)) == 4
+    assert validation_length(TrainRequest("m", length=5000)) == 100
+    assert validation_length(TrainRequest("m", length=4, val_length=30)) == 30
+    with pytest.raises(ZooError, match="--val-length applies to the synthetic data set only"):
+        validation_length(TrainRequest("m", data="camvid", val_length=3))
+    request = TrainRequest(
+        str(TINY), crop=(32, 32), length=4, batch_size=4, iterations=1, out=tmp_path / "run", val_length=6
+    )
+    info = run_train(request)
+    assert info["val_images"] == info["metrics"]["images"] == 6
+    assert "--val-length 6" in info["command"]
+
+
 class Interrupt(Exception):
     pass
 

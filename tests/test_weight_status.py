@@ -37,10 +37,11 @@ def test_build_records_initialised_weights_and_pretrained_refuses_them(zoo_home,
     assert (meta["weights_status"], meta["init_seed"]) == ("initialised", "5")
     assert info["weights"] == {"weights_status": "initialised", "init_seed": "5"}
     assert "| weights | initialised (seed 5), never trained |" in (folder / "README.md").read_text()
-    for ref in ("rspnet_small", f"local-dir:{folder}"):
-        with pytest.raises(WeightsError, match=REFUSAL) as refused:
-            timm.create_model(ref, pretrained=True)
-        assert "\n" not in str(refused.value) and "allow_untrained=True" in str(refused.value)
+    with pytest.raises(WeightsError, match=REFUSAL) as refused:
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+    assert "\n" not in str(refused.value) and "allow_untrained=True" in str(refused.value)
+    # the bare name loads its default trained tag, as in timm: the shipped rspnet_small.synth, not the build
+    assert timm.create_model("rspnet_small", pretrained=True).pretrained_cfg["file"].endswith(".synth.safetensors")
     assert timm.create_model(f"local-dir:{folder}", pretrained=False) is not None  # a skeleton is fine
     # asked for explicitly: the same tensors load
     model = timm.create_model("rspnet_small", pretrained=True, allow_untrained=True)
@@ -57,7 +58,8 @@ def test_predict_and_eval_refuse_a_build_in_one_line(run_cli, zoo_home, tmp_path
     build_folder(SMALL, zoo_home, seed=5)
     image = tmp_path / "scene.png"
     assert run_cli("data", "sample", str(image), "--size", "32x32")[0] == 0
-    for args in (("predict", "rspnet_small", str(image), "--out", str(tmp_path / "pred")), ("eval", "rspnet_small")):
+    built = str(zoo_home / "rspnet_small")
+    for args in (("predict", built, str(image), "--out", str(tmp_path / "pred")), ("eval", built)):
         code, out, err = run_cli(*args)
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
         assert "never trained" in err and "rspnet-zoo train rspnet_small" in err and "Traceback" not in err

@@ -30,6 +30,7 @@ from rspnet_zoo.cli import (
 )
 from rspnet_zoo.cli.parallel import is_worker
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.perf.threads import prefer_shared_machine
 
 app = typer.Typer(
     name="rspnet-zoo",
@@ -109,8 +110,11 @@ def _shortened(option):
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(argv) if argv is not None else sys.argv[1:]
+    threads_env = prefer_shared_machine()  # before any command imports torch
     try:
-        rc = command().main(args=args, prog_name="rspnet-zoo", standalone_mode=False, obj=dict(argv=args))
+        rc = command().main(
+            args=args, prog_name="rspnet-zoo", standalone_mode=False, obj=dict(argv=args, threads_env=threads_env)
+        )
         sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as e:
         sys.exit(e.exit_code)

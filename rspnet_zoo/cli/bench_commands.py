@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, table
-from rspnet_zoo.cli.train_commands import OptimizeOpt, parse_device, parse_size
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, print_table, table, warning_line
+from rspnet_zoo.cli.train_commands import OptimizeOpt, ThreadsOpt, parse_device, parse_size
 from rspnet_zoo.errors import ZooError
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
@@ -31,7 +31,7 @@ def bench(
     models: list[str] = typer.Argument(..., help="Registered names or spec files; the first is the reference."),
     size: str = typer.Option("512x1024", "--size", help="Input HxW."),
     batch: int = typer.Option(1, "--batch", min=1),
-    threads: int = typer.Option(2, "--threads", min=1, help="Intra-op threads (torch and onnxruntime)."),
+    threads: int | None = ThreadsOpt,
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     optimize: bool = OptimizeOpt,
     runtime: str = typer.Option("eager", "--runtime", help="eager, compile (torch.compile) or onnxruntime."),
@@ -46,11 +46,13 @@ def bench(
     import torch
 
     from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare
+    from rspnet_zoo.perf.threads import threads_phrase, warn_if_starved
 
     if runtime not in RUNTIMES:
         raise typer.BadParameter(f"'{runtime}' is not one of {', '.join(RUNTIMES)}", param_hint="--runtime")
     h, w = parse_size(size, "--size")
     torch_device = _device(device)
+    threads = threads or torch.get_num_threads()  # the free cores (rspnet_zoo.perf.threads) unless given
     torch.set_num_threads(threads)
     x = torch.randn(batch, 3, h, w)
     contenders = []
@@ -61,31 +63,40 @@ def bench(
         contenders.append(
             prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
         )
-    result = measure(contenders, x, rounds=rounds, threads=threads, device=torch_device)
+    with warn_if_starved(lambda: threads, warning_line, enabled=torch_device.type == "cpu"):
+        result = measure(contenders, x, rounds=rounds, threads=threads, device=torch_device)
 
     def human(console):
         load = result["load_average"]
+        optimized = " optimized" if optimize else ""
         timings = table(
-            title=f"{batch}x3x{h}x{w} on {device}, {threads} threads, {runtime}{' optimized' if optimize else ''}, "
-            f"median of {rounds} interleaved rounds; fp32 matmul peak {result['matmul_peak_gflops_per_s']:.0f} GFLOP/s"
+            f"{batch}x3x{h}x{w} on {device}, {threads_phrase(threads)}, {runtime}{optimized}, median of {rounds} "
+            f"interleaved rounds; fp32 matmul peak {result['matmul_peak_gflops_per_s']:.0f} GFLOP/s"
         )
-        for column in ("model", "params", "GMAC", "ms median", "ms p90", "CPU ms", "img/s", "peak MiB", "GFLOP/s"):
+        for column in ("model", "ms median", "ms p90", "CPU ms", "img/s", "x first"):
             timings.add_column(column, justify="left" if column == "model" else "right")
-        timings.add_column("x first", justify="right")
+        work = table("what each call costs")
+        for column in ("model", "params", "GMAC", "peak MiB", "GFLOP/s", "of peak"):
+            work.add_column(column, justify="left" if column == "model" else "right")
         for r in result["models"]:
             timings.add_row(
                 r["name"],
-                f"{r['parameters']:,}",
-                f"{r['gmac']:.2f}",
                 f"{r['ms_median']:.1f}",
                 f"{r['ms_p90']:.1f}",
                 f"{r['cpu_ms_median']:.1f}",
                 f"{r['images_per_s']:.2f}",
-                "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}",
-                f"{r['gflops_per_s']:.1f} ({r['peak_fraction']:.0%})",
                 f"{r['latency_ratio']:.2f}",
             )
-        console.print(timings)
+            work.add_row(
+                r["name"],
+                f"{r['parameters']:,}",
+                f"{r['gmac']:.2f}",
+                "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}",
+                f"{r['gflops_per_s']:.1f}",
+                f"{r['peak_fraction']:.0%}",
+            )
+        print_table(console, timings)
+        print_table(console, work)
         console.print(
             f"load average {' '.join(f'{v:.2f}' for v in load['before'])} before, "
             f"{' '.join(f'{v:.2f}' for v in load['after'])} after; 'x first' is latency relative to the first model"

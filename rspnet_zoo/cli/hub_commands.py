@@ -24,7 +24,10 @@ def push(
     info = dict(folder=str(folder), repo_id=repo_id, commit_url=hub.push(folder, repo_id, token=token, private=private))
 
     def human(console):
-        console.print(f"pushed {folder} -> {info['commit_url']}")
-        console.print(f"load it with timm.create_model('hf-hub:{repo_id}', pretrained=True) after `import rspnet_zoo`")
+        console.print(f"pushed {folder} -> {info['commit_url']}", soft_wrap=True)
+        console.print(
+            f"load it with timm.create_model('hf-hub:{repo_id}', pretrained=True) after `import rspnet_zoo`",
+            soft_wrap=True,
+        )
 
     emit(info, human, as_json)

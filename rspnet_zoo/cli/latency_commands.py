@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, table
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, print_table, table
 from rspnet_zoo.cli.train_commands import parse_size
 
 latency_app = typer.Typer(
@@ -14,7 +14,9 @@ latency_app = typer.Typer(
 
 SizeOpt = typer.Option("512x1024", "--size", help="Input HxW (batch 1).")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
-ThreadsOpt = typer.Option(2, "--threads", min=1, help="Intra-op threads (torch and onnxruntime).")
+ThreadsOpt = typer.Option(
+    2, "--threads", min=1, help="Intra-op threads the latency is for (torch and onnxruntime); one table per count."
+)
 RuntimeOpt = typer.Option(
     "eager", "--runtime", help="eager, optimized (rspnet_zoo.nn.fold) or onnxruntime (optimised, exported to ONNX)."
 )
@@ -80,7 +82,7 @@ def profile_command(
 
     def human(console):
         reused = "all cached" if not timed else f"{timed} timed now"
-        console.print(f"{summary['units']} units ({reused}) -> {summary['table']}")
+        console.print(f"{summary['units']} units ({reused}) -> {summary['table']}", soft_wrap=True)
         console.print(f"  overhead per unit (whole networks against their summed units) {result.overhead_ms} ms")
         console.print(
             f"  fingerprint {summary['fingerprint_id']}: "
@@ -107,6 +109,7 @@ def predict_command(
 
     from rspnet_zoo.nn.model import GenotypeNet
     from rspnet_zoo.perf.latency import measure_model, open_table
+    from rspnet_zoo.perf.threads import threads_phrase
     from rspnet_zoo.zoo.registry import resolve_genotype
 
     target = _target(device, runtime, threads, size, clock)
@@ -131,7 +134,8 @@ def predict_command(
     def human(console):
         h, w = target.size
         out = table(
-            f"1x3x{h}x{w} on {device}, {threads} threads, {runtime}, {clock} clock; table {summary['fingerprint_id']}"
+            f"1x3x{h}x{w} on {device}, {threads_phrase(threads)}, {runtime}, {clock} clock; "
+            f"table {summary['fingerprint_id']}"
         )
         columns = ["spec", "predicted ms"] + (["measured ms", "predicted/measured"] if measure else [])
         for c in columns:
@@ -141,7 +145,7 @@ def predict_command(
             if measure:
                 cells += [f"{r['measured_ms']:.2f}", f"{r['ratio']:.2f}"]
             out.add_row(*cells)
-        console.print(out)
+        print_table(console, out)
         console.print(f"  load average {', '.join(f'{v:.1f}' for v in summary['load_average'])}")
 
     emit(summary, human, as_json)

@@ -12,9 +12,11 @@ import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import typer
+
+from rspnet_zoo.perf.threads import share_among_workers
 
 NPROC = inspect.Parameter(
     "nproc",
@@ -55,8 +57,8 @@ def data_parallel(command: Callable | None = None, *, preflight: Callable[..., o
                 raise typer.BadParameter("--nproc starts torchrun itself; under torchrun leave it out")
             if preflight is not None:
                 preflight(nproc, **kwargs)
-            args = parallel_ctx.find_root().obj["argv"]
-            sys.exit(launch(nproc, without_nproc(args)))
+            obj = parallel_ctx.find_root().obj
+            sys.exit(launch(nproc, without_nproc(obj["argv"]), obj.get("threads_env", {})))
         if backend is None and not ("RANK" in os.environ and "WORLD_SIZE" in os.environ):
             return command(**kwargs)  # one process, no group to join: the command loads torch when it needs it
         from rspnet_zoo.training.distributed import process_group
@@ -93,8 +95,9 @@ def without_nproc(args: list[str]) -> list[str]:
     return out
 
 
-def launch(nproc: int, args: list[str]) -> int:
-    """``torchrun --standalone --nproc_per_node nproc -m rspnet_zoo ARGS``; returns the exit code.
+def launch(nproc: int, args: list[str], threads_env: Mapping[str, str] | None = None) -> int:
+    """``torchrun --standalone --nproc_per_node nproc -m rspnet_zoo ARGS``; returns the exit code. The workers
+    share the free cores (``rspnet_zoo.perf.threads``; ``threads_env``: what this process chose there).
 
     A worker that failed by itself (exit code > 0) has said why on rank 0: its code is returned. A worker
     killed by a signal is named in one line; torchrun has then stopped the others (SIGTERM).
@@ -108,7 +111,7 @@ def launch(nproc: int, args: list[str]) -> int:
 
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # its banner and failure report
     os.environ[LAUNCHER_ENV] = "1"  # the workers leave the failure line to this process
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared
+    share_among_workers(nproc, threads_env or {})
     config = parse_args(["--standalone", f"--nproc_per_node={nproc}", "--module", "rspnet_zoo", *args])
     try:
         run(config)

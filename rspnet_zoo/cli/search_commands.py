@@ -19,9 +19,9 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, warning_line
 from rspnet_zoo.cli.parallel import data_parallel, said_by_launcher
-from rspnet_zoo.cli.train_commands import parse_size
+from rspnet_zoo.cli.train_commands import ThreadsOpt, parse_size
 from rspnet_zoo.errors import ZooError
 from searchers.progress import plan_head
 from searchers.rspnet.budgets import budgets_help
@@ -73,7 +73,6 @@ RUN_DIR = typer.Option(
 )
 RESUME = typer.Option(False, "--resume", help="Continue the search whose checkpoints are in the run folder.")
 FORCE = typer.Option(False, "--force", help="Overwrite --out and discard an earlier search in the run folder.")
-THREADS = typer.Option(None, "--threads", min=1, help="torch CPU threads.")
 PROGRESS = typer.Option(
     True,
     "--progress/--no-progress",
@@ -156,6 +155,7 @@ def request_of(options: dict[str, Any], processes: int | None = None) -> SearchR
         size=parse_size(o["size"], "--size"),
         overrides={**overrides, **parse_set(o["settings"])},
         threads=o["threads"],
+        amp=o["amp"],
         resume=o["resume"],
         force=o["force"],
         processes=processes,
@@ -213,7 +213,10 @@ def rspnet(
     settings: list[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Any search setting, e.g. cell.steps=3 or path.rsp_ratio=0.25."
     ),
-    threads: int | None = THREADS,
+    threads: int | None = ThreadsOpt,
+    amp: str | None = typer.Option(
+        None, "--amp", help="bf16 mixed precision for the supernet's forward passes.", show_default="off"
+    ),
     progress: bool = PROGRESS,
     as_json: bool = JSON,
 ) -> None:
@@ -225,6 +228,7 @@ def rspnet(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from rspnet_zoo.perf.threads import warn_if_starved
     from searchers.progress import SearchProgress
     from searchers.rspnet.latency_search import latency_verdict
     from searchers.rspnet.runner import search
@@ -238,7 +242,8 @@ def rspnet(
         request, plan=not as_json, show=progress and not as_json, bars=bars, threads=torch.get_num_threads
     )
     try:
-        summary = search(request, on_step=reporter.step, on_event=reporter, estimate=not as_json)
+        with warn_if_starved(torch.get_num_threads, warning_line):
+            summary = search(request, on_step=reporter.step, on_event=reporter, estimate=not as_json)
     except KeyboardInterrupt:
         summary = None  # said once the bars are gone
     finally:
@@ -251,7 +256,8 @@ def rspnet(
         console.print(
             f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}, "
             f"architecture {summary['architecture_sha256'][:12]}  ({summary['epochs']} epochs, "
-            f"{summary['wall_time_s']:.1f} s)"
+            f"{summary['wall_time_s']:.1f} s)",
+            soft_wrap=True,
         )
         if "cell" in summary:
             c = summary["cell"]
@@ -272,8 +278,8 @@ def rspnet(
             console.print(f"  {latency_verdict(summary['latency'])}")
         if summary["parent_sha256"]:
             console.print(f"  parent (stage-1 cell spec) sha256 {summary['parent_sha256'][:12]}")
-        console.print(f"  log {summary['log']}; plots in {summary['run_dir']}")
+        console.print(f"  log {summary['log']}; plots in {summary['run_dir']}", soft_wrap=True)
         console.print(f"  {summary['parallel']}")
-        console.print(f"  reproduce: {request.shell_command}")
+        console.print(f"  reproduce: {request.shell_command}", soft_wrap=True, markup=False, highlight=False)
 
     emit(summary, human, as_json)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rspnet_zoo.cli.output import emit
+from rspnet_zoo.cli.output import emit, warning_line
 from rspnet_zoo.cli.search_commands import (
     DATA,
     FORCE,
@@ -20,12 +20,12 @@ from rspnet_zoo.cli.search_commands import (
     ROOT,
     RUN_DIR,
     SEED,
-    THREADS,
     interrupted,
     name_option,
     parse_set,
     say,
 )
+from rspnet_zoo.cli.train_commands import ThreadsOpt
 from rspnet_zoo.errors import ZooError
 from searchers.progress import template_plan_head
 from searchers.template.budgets import budgets_help
@@ -52,7 +52,7 @@ def template(
     settings: list[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Any budget setting, e.g. architectures=100 or lr=0.01."
     ),
-    threads: int | None = THREADS,
+    threads: int | None = ThreadsOpt,
     progress: bool = PROGRESS,
     as_json: bool = JSON,
 ) -> None:
@@ -70,6 +70,7 @@ def template(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from rspnet_zoo.perf.threads import warn_if_starved
     from searchers.progress import TemplateProgress
     from searchers.template.search import search
 
@@ -79,8 +80,9 @@ def template(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bars = Progress(*columns, console=console) if console.is_terminal else None
     reporter = TemplateProgress(plan=not as_json, show=progress and not as_json, bars=bars)
-    try:
-        summary = search(request, on_sample=reporter.sample, on_event=reporter, estimate=not as_json)
+    try:  # with worker processes this one mostly waits: its CPU time says nothing of theirs
+        with warn_if_starved(torch.get_num_threads, warning_line, enabled=workers == 1):
+            summary = search(request, on_sample=reporter.sample, on_event=reporter, estimate=not as_json)
     except KeyboardInterrupt:
         summary = None  # said once the bar is gone
     finally:
@@ -94,14 +96,18 @@ def template(
         console.print(
             f"wrote [bold]{summary['name']}[/bold] -> {summary['out']}  sha256 {summary['sha256'][:12]}, "
             f"architecture {summary['architecture_sha256'][:12]}  ({summary['samples']} samples, "
-            f"{summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)"
+            f"{summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)",
+            soft_wrap=True,
         )
         console.print(
             f"  best: sample {best['index']}, reward {best['reward']:.4f} (mIoU {best['miou']:.4f}), "
-            f"{best['parameters']:,} parameters, config {best['config']}"
+            f"{best['parameters']:,} parameters, config {best['config']}",
+            soft_wrap=True,
         )
         console.print(f"  mean reward per batch: {summary['mean_reward_per_batch']}")
-        console.print(f"  log {summary['log']}; table {summary['best_table']}; plots in {summary['run_dir']}")
-        console.print(f"  reproduce: {request.shell_command}")
+        console.print(
+            f"  log {summary['log']}; table {summary['best_table']}; plots in {summary['run_dir']}", soft_wrap=True
+        )
+        console.print(f"  reproduce: {request.shell_command}", soft_wrap=True, markup=False, highlight=False)
 
     emit(summary, human, as_json)

@@ -9,14 +9,30 @@ from typing import TYPE_CHECKING
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, errors, table
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, errors, print_table, table, warning_line
 from rspnet_zoo.cli.parallel import data_parallel
 
 JsonOpt = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OptimizeOpt = typer.Option(
     False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
 )
+ThreadsOpt = typer.Option(
+    None, "--threads", min=1, help="CPU threads (intra-op).", show_default="the cores that are free"
+)
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
+AmpOpt = typer.Option(
+    None,
+    "--amp",
+    help="Mixed precision: bf16 (recent GPUs and CPUs) or fp16 (older GPUs, loss-scaled).",
+    show_default="off",
+)
+WorkersOpt = typer.Option(
+    None,
+    "--workers",
+    min=0,
+    help="Data-loader processes.",
+    show_default="on a GPU the cores per process (at most 8), on CPU 0",
+)
 SIZE = re.compile(r"^(\d+)(?:[x,](\d+))?$")
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
@@ -91,7 +107,7 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
     per_class.add_column("IoU", justify="right")
     for name, iou in metrics["per_class_iou"].items():
         per_class.add_row(name, "-" if iou is None else f"{iou:.4f}")
-    console.print(per_class)
+    print_table(console, per_class)
     console.print(
         f"mIoU [bold]{metrics['miou']:.4f}[/bold]  mean acc {metrics['mean_acc']:.4f}  "
         f"fwIoU {metrics['fw_iou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}"
@@ -120,6 +136,9 @@ def train(
     size: str | None = typer.Option(
         None, "--size", help="Synthetic: scene size HxW the crops are cut from.", show_default="the crop"
     ),
+    val_length: int | None = typer.Option(
+        None, "--val-length", min=1, help="Synthetic: validation images.", show_default="100, or --length if fewer"
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the checkpoint in --out (same settings; more --epochs/--iterations)."
     ),
@@ -135,6 +154,13 @@ def train(
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPUs: BatchNorm over the global batch."),
+    amp: str | None = AmpOpt,
+    channels_last: bool = typer.Option(
+        False, "--channels-last", help="Train in NHWC memory format (faster convolutions on GPUs and oneDNN)."
+    ),
+    loss: str = typer.Option("ce", "--loss", help="ce (cross-entropy) or ohem (hard pixels only, as BiSeNet/STDC)."),
+    warmup_iters: int = typer.Option(0, "--warmup-iters", min=0, help="Linear learning-rate warmup before poly."),
+    workers: int | None = WorkersOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a spec on a data set; the weights go into the zoo as <name>.<tag>, with metrics in its card."""
@@ -143,8 +169,9 @@ def train(
     sizes = dict(crop=parse_size(crop, "--crop"), size=parse_size(size, "--size"))
     request = TrainRequest(
         model=model, data=data, root=root, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, seed=seed, length=length, resume=resume, force=force, out=out, tag=tag,
-        device=parse_device(device), sync_bn=sync_bn, **sizes,
+        weight_decay=weight_decay, seed=seed, length=length, val_length=val_length, resume=resume, force=force,
+        out=out, tag=tag, device=parse_device(device), sync_bn=sync_bn, amp=amp, channels_last=channels_last,
+        loss=loss, warmup_iterations=warmup_iters, workers=workers, **sizes,
     )  # fmt: skip
     with _LazyBars(not as_json) as bars:
         progress = bars.progress
@@ -157,10 +184,13 @@ def train(
 
     def human(console):
         _print_metrics(console, info["metrics"], f"{info['name']} on {data} val")
-        console.print(f"weights -> {info['folder']}  ({info['parallel']})")
-        console.print(f"run folder -> {info['run_dir']} (checkpoint, history.json, curves.png; --resume continues it)")
+        console.print(f"weights -> {info['folder']}  ({info['parallel']})", soft_wrap=True)
+        console.print(
+            f"run folder -> {info['run_dir']} (checkpoint, history.json, curves.png; --resume continues it)",
+            soft_wrap=True,
+        )
         ref = info["name"] if info["registered"] else f"local-dir:{info['folder']}"
-        console.print(f"load them with timm.create_model('{ref}', pretrained=True)")
+        console.print(f"load them with timm.create_model('{ref}', pretrained=True)", soft_wrap=True)
 
     emit(info, human, as_json)
 
@@ -179,16 +209,26 @@ def evaluate_command(
     size: str | None = typer.Option(None, "--size", help="Synthetic: image size HxW.", show_default="128x128"),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cuda if available"),
     optimize: bool = OptimizeOpt,
+    threads: int | None = ThreadsOpt,
+    amp: str | None = AmpOpt,
+    workers: int | None = WorkersOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
+    import torch
+
+    from rspnet_zoo.perf.threads import warn_if_starved
+    from rspnet_zoo.training.loop import default_device
     from rspnet_zoo.training.tasks import EvalRequest, run_eval
 
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
-        size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize,
+        size=parse_size(size, "--size"), device=parse_device(device), optimize=optimize, amp=amp, workers=workers,
     )  # fmt: skip
-    with _LazyBars(not as_json) as bars:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    on_cpu = (request.device or default_device()).type == "cpu"
+    with warn_if_starved(torch.get_num_threads, warning_line, enabled=on_cpu), _LazyBars(not as_json) as bars:
         progress = bars.progress
         metrics = run_eval(
             request,
@@ -211,21 +251,33 @@ def predict(
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),
     optimize: bool = OptimizeOpt,
+    output_format: str = typer.Option(
+        "zoo",
+        "--format",
+        help="zoo (mask, overlay, palette.json) or cityscapes (<frame>_labelIds.png, as the benchmark server reads).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """A class-id mask (palette-indexed PNG) and an overlay with a legend per image, and palette.json."""
     from rspnet_zoo.predict.legend import PALETTE_FILE
     from rspnet_zoo.training.tasks import PredictRequest, run_predict
 
-    results = run_predict(
-        PredictRequest(model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize)
+    request = PredictRequest(
+        model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize, format=output_format
     )
+    results = run_predict(request)
 
     def human(console):
+        if output_format == "cityscapes":
+            for r in results:
+                console.print(f"{r['image']} -> {r['label_ids']}", soft_wrap=True)
+            return
         for r in results:
             found = ", ".join(f"{n} {c:.1%}" for n, c in r["classes"].items())  # every class found, largest first
             console.print(f"{r['image']} -> {r['mask']}, {r['overlay']}  ({found})", soft_wrap=True)
-        console.print(f"class colours: {out / PALETTE_FILE}; overlay alpha {alpha}, white lines between classes")
+        console.print(
+            f"class colours: {out / PALETTE_FILE}; overlay alpha {alpha}, outlines in the class colours", soft_wrap=True
+        )
 
     emit(results, human, as_json)
 
@@ -237,13 +289,16 @@ def sample(
     split: str = typer.Option("val", "--split"),
     index: int = typer.Option(0, "--index", min=0, help="Which scene of the split."),
     seed: int = typer.Option(0, "--seed"),
-    mask: Path | None = typer.Option(None, "--mask", help="Also write the ground truth (class ids) to this PNG."),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="Also write the ground truth to this PNG (class ids, in predict's class colours)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Write one scene of the synthetic benchmark (deterministic by split, index and seed)."""
     from rspnet_zoo.data import build_dataset
     from rspnet_zoo.fsutil import writable_output
-    from rspnet_zoo.predict.infer import save_png
+    from rspnet_zoo.predict.infer import palette, save_png
+    from rspnet_zoo.predict.legend import save_mask
 
     for dest in (out, mask) if mask is not None else (out,):
         writable_output(dest)
@@ -251,7 +306,7 @@ def sample(
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
     if mask is not None:
-        save_png(labels.numpy().astype("uint8"), mask)
+        save_mask(labels.numpy(), palette(dataset.class_names), mask)  # as predict writes its masks
     info = dict(
         image=str(out),
         mask=str(mask) if mask else None,
@@ -265,7 +320,8 @@ def sample(
     def human(console):
         console.print(
             f"wrote {out} ({'x'.join(map(str, info['size']))}, {', '.join(info['classes'])})"
-            + (f" and its mask {mask}" if mask else "")
+            + (f" and its mask {mask}" if mask else ""),
+            soft_wrap=True,
         )
 
     emit(info, human, as_json)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, error_line, table
+from rspnet_zoo.cli.output import JSON_OPTION_HELP, emit, error_line, print_table, table
 from rspnet_zoo.errors import SpecError
 from rspnet_zoo.spec.io import load_spec, spec_errors, spec_sha256
 from rspnet_zoo.spec.models import Genotype
@@ -79,7 +79,7 @@ def list_models(as_json: bool = JsonOpt) -> None:
         )
 
     def human(console):
-        listing = table(f"rspnet-zoo architectures (weights in {zoo_home()})")
+        listing = table("rspnet-zoo architectures")
         for col in ("name", "version", "weights", "classes", "params", "GFLOPs", "input"):
             listing.add_column(col, justify="right" if col in ("params", "GFLOPs", "classes") else "left", no_wrap=True)
         for r in rows:
@@ -93,14 +93,15 @@ def list_models(as_json: bool = JsonOpt) -> None:
                 "x".join(map(str, r["input_size"])),
             )
         listing.caption = "weights: init = initialised by `build`, never trained (pretrained=True refuses them)"
-        console.print(listing)
+        print_table(console, listing)
+        console.print(f"weights in {zoo_home()}", soft_wrap=True)
         if tags:
             tagged = table("trained tags (timm.create_model(NAME.TAG, pretrained=True))")
             tagged.add_column("name.tag", no_wrap=True)
             tagged.add_column("weights")
             for key, file in sorted(tags.items()):
                 tagged.add_row(key, describe_status(read_metadata(file)))
-            console.print(tagged)
+            print_table(console, tagged)
 
     emit(rows, human, as_json)
 
@@ -176,7 +177,7 @@ def show(
             for i, step in enumerate(c["steps"]):
                 cell_table.add_row(str(i + c["num_inputs"]), step)
             cell_table.caption = f"output: concat of states {c['concat']}"
-            console.print(cell_table)
+            print_table(console, cell_table)
         network = table("network")
         for col in ("id", "kind", "reduction", "C", "inputs", "partial"):
             network.add_column(col)
@@ -190,7 +191,7 @@ def show(
                 " | ".join(n["inputs"]),
                 f"{p['ratio']:g} x{p['depth']}" if p else "",
             )
-        console.print(network)
+        print_table(console, network)
         console.print(f"head: {json.dumps(info['head'])}")
         if plot is not None:
             console.print(f"graph drawn to {info['plot']}")
@@ -216,15 +217,17 @@ def build(
     def human(console):
         console.print(
             f"built [bold]{info['name']}[/bold] ({info['parameters']:,} parameters, "
-            f"{info['flops'] / 1e9:.2f} GFLOPs) -> {info['path']}"
+            f"{info['flops'] / 1e9:.2f} GFLOPs) -> {info['path']}",
+            soft_wrap=True,
         )
         load = f"timm.create_model('local-dir:{info['path']}', pretrained=True"
         if info["weights"]["weights_status"] == "initialised":
             console.print(
                 f"its weights are initialised (seed {seed}), never trained: train it with `rspnet-zoo train`, "
-                f"or load them anyway with {load}, allow_untrained=True)"
+                f"or load them anyway with {load}, allow_untrained=True)",
+                soft_wrap=True,
             )
         else:
-            console.print(f"load it with {load})")
+            console.print(f"load it with {load})", soft_wrap=True)
 
     emit(info, human, as_json)

@@ -3,8 +3,8 @@
 A layout only finds the pairs and says how raw mask values map to training ids (a 256-entry lookup
 table; 255 is ignore, -1 marks a value the layout does not allow). Everything that can be wrong with
 a file is reported as one line naming it: missing, undecodable or truncated, and larger than
-MAX_IMAGE_PIXELS, which is checked from the header before any pixel is decoded (predicting at that size
-with rspnet_small peaks near 3 GB; the README's "Images" section has the measurement).
+MAX_IMAGE_PIXELS, which is checked from the header before any pixel is decoded (a prediction's memory grows
+with the pixels; docs/benchmarks.md has the measurement).
 """
 
 from __future__ import annotations

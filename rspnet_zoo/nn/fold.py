@@ -14,8 +14,9 @@ The passes read the graph, not the zoo's module classes, so they hold for any mo
   ``model.to(memory_format=torch.channels_last)``;
 - ``compile=True`` hands the result to ``torch.compile`` (inductor fuses ReLUs into its kernels).
 
-On this project's 2-core CPU the fold and ``channels_last`` are what pay (see ``rspnet-zoo bench``);
-inductor compiles for minutes and did not run faster, so it stays opt-in.
+``compile=True`` stays opt-in: inductor compiles for a long time at the first call, and whether it then runs
+faster than the fold and ``channels_last`` depends on the machine (measure it with ``rspnet-zoo bench
+--runtime compile``; docs/benchmarks.md has the runs).
 """
 
 from __future__ import annotations

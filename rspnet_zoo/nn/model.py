@@ -244,8 +244,9 @@ class GenotypeNet(nn.Module):
     Dense heads: ``forward_features`` returns the decoder's feature map (``num_features`` channels),
     ``forward_head`` the logits at that resolution, and ``forward`` brings them to the input size
     unless the head says ``upsample: none`` (then ``output_reduction`` says where they are).
-    Classifier heads: ``forward_head`` pools globally and ``forward`` returns ``(B, num_classes)``;
-    with ``aux_head=True`` and in training mode it returns ``(logits, aux_logits)``, as DARTS does.
+    Classifier heads: ``forward_head`` pools globally (the head's ``pool``, or timm's ``global_pool``;
+    ``''`` pools nothing) and ``forward`` returns ``(B, num_classes)``; with ``aux_head=True`` and in
+    training mode it returns ``(logits, aux_logits)``, as DARTS does.
 
     The seams a search needs: ``cell_body(plan)``, when given, builds every cell node's body in place of
     the compiled cell (a supernet's mixed-op cell), and ``forward_weighted`` is ``forward`` with
@@ -262,6 +263,7 @@ class GenotypeNet(nn.Module):
         drop_path_rate: float = 0.0,
         aux_head: bool = False,
         cell_body: CellBody | None = None,
+        global_pool: str | None = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -281,8 +283,11 @@ class GenotypeNet(nn.Module):
         self.decoder = DECODERS[head.type](plan.head_inputs, head)
         self.num_features = self.head_hidden_size = self.decoder.num_features
         self.is_classifier = HEADS[head.type].classifies
+        if global_pool and not self.is_classifier:
+            raise ZooError(f"global_pool='{global_pool}': the '{head.type}' head of '{genotype.name}' pools nothing")
+        pool = head.pool if self.is_classifier and global_pool is None else global_pool
         self.global_pool = (
-            SelectAdaptivePool2d(pool_type=head.pool, flatten=True) if self.is_classifier else nn.Identity()
+            SelectAdaptivePool2d(pool_type=pool, flatten=bool(pool)) if self.is_classifier else nn.Identity()
         )
         self.drop_rate = head.dropout if drop_rate is None else drop_rate
         self.head_drop = nn.Dropout(self.drop_rate)

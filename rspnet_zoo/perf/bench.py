@@ -3,32 +3,34 @@
 Contenders run **interleaved**: every round calls each of them once, in a rotating order, so a change
 of load hits all of them alike; the figures are medians and 90th percentiles over rounds, and the
 ratios to the first contender are what to read. Each contender reports parameters, FLOPs
-(``torch.utils.flop_counter``), wall and CPU time per call, images/s, peak memory (torch's memory
-timeline on CPU, the allocator's high-water mark on CUDA) and achieved GFLOP/s as a fraction of the
+(``torch.utils.flop_counter``), wall and CPU time per call, images/s, peak memory (the tensors alive,
+counted op by op, on CPU in eager mode; the allocator's high-water mark on CUDA; none for a compiled or
+ONNX graph on CPU) and achieved GFLOP/s as a fraction of the
 fp32 matmul peak measured in the same run. The load average is printed beside the figures. The
 process keeps the memory it frees (``rspnet_zoo.perf.memory``), as one that serves a model should.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import functools
 import os
 import statistics
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils import benchmark
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.perf.memory import allocator, keep_freed_memory
+from rspnet_zoo.perf.timer import benchmark_timer
 from rspnet_zoo.zoo.stats import count_flops, count_parameters
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
@@ -75,25 +77,51 @@ def matmul_peak_gflops(threads: int, device: torch.device) -> float:
     """fp32 GFLOP/s of a square matmul: the ceiling a convolution network is measured against."""
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
     b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
-    timer = benchmark.Timer("a @ b", globals=dict(a=a, b=b), num_threads=threads)
+    timer = benchmark_timer()("a @ b", globals=dict(a=a, b=b), num_threads=threads)
     return 2 * MATMUL_SIZE**3 / timer.blocked_autorange(min_run_time=0.5).median / 1e9
 
 
-def peak_memory_cpu(run: Callable[[torch.Tensor], Any], x: torch.Tensor) -> int:
-    """Peak bytes that torch holds during one call (weights, activations, output), from the profiler's
-    memory timeline (what ``export_memory_timeline`` draws)."""
-    from torch.profiler import ProfilerActivity, profile
+class LiveTensors(TorchDispatchMode):
+    """Bytes of the tensor storages alive, and their peak: every tensor an op reads or writes is counted
+    from then until it is freed (the storage's weak reference dies). Tensors alive before (weights, the
+    input) count once ``track`` has been given them."""
 
-    with (
-        torch.no_grad(),
-        profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof,
-    ):
+    def __init__(self) -> None:
+        super().__init__()
+        self._alive: dict[int, weakref.ref] = {}
+        self.bytes = self.peak = 0
+
+    def track(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = id(storage)
+        if key not in self._alive:
+            size = storage.nbytes()
+            self._alive[key] = weakref.ref(storage, functools.partial(self._freed, key, size))
+            self.bytes += size
+            self.peak = max(self.peak, self.bytes)
+
+    def _freed(self, key: int, size: int, _: weakref.ref) -> None:
+        self._alive.pop(key, None)
+        self.bytes -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten((args, kwargs, out))[0]:
+            if isinstance(value, torch.Tensor):
+                self.track(value)
+        return out
+
+
+def peak_memory_cpu(run: Callable[[torch.Tensor], Any], x: torch.Tensor, held: Iterable[torch.Tensor] = ()) -> int:
+    """Peak bytes of the tensors alive during one call: ``held`` (the weights) and the input, the activations
+    and the output. Counted op by op (``LiveTensors``), without the profiler: its memory timeline is
+    deprecated and it queries every accelerator, printing to stderr where there is none."""
+    live = LiveTensors()
+    for tensor in (*held, x):
+        live.track(tensor)
+    with torch.no_grad(), live:
         run(x)
-    with tempfile.TemporaryDirectory() as tmp:
-        timeline = Path(tmp) / "memory.json"
-        prof.export_memory_timeline(str(timeline), device="cpu")
-        _, sizes = json.loads(timeline.read_text())
-    return max((sum(s) for s in sizes), default=0)
+    return live.peak
 
 
 def peak_memory_cuda(run: Callable[[torch.Tensor], Any], x: torch.Tensor) -> int:
@@ -115,29 +143,16 @@ def onnx_session(
     """``model`` exported to ONNX (traced on ``inputs``, which name the graph's inputs) and loaded in an
     onnxruntime session of ``threads`` intra-op threads on ``device``: how every ONNX timing here runs.
 
-    Its threads block instead of spinning when idle: onnxruntime's default spin-wait after a run kept
-    both cores of this 2-core machine busy and slowed whatever ran next (the next contender of an
-    interleaved round, another session) by up to 2x; measured in ``benchmarks/compare.py``."""
-    from rspnet_zoo.interop.export import OPSET, require
+    Its threads block instead of spinning when idle: onnxruntime's default spin-wait after a run keeps the
+    cores busy and slows whatever runs next (the next contender of an interleaved round, another session);
+    docs/benchmarks.md has the measurement."""
+    from rspnet_zoo.interop.export import onnx_export, require
 
     onnxruntime = require("onnxruntime")
 
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "model.onnx"
-        with torch.no_grad(), contextlib.redirect_stdout(None), warnings.catch_warnings():
-            # the exporter's note on each slice it does not constant-fold: about its own optimisation,
-            # nothing a user can act on, and repeated for every unit a latency table times
-            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
-            torch.onnx.export(
-                model.cpu(),
-                tuple(x.cpu() for x in inputs.values()),
-                str(file),
-                input_names=list(inputs),
-                output_names=["output"],
-                opset_version=OPSET,
-                dynamic_axes=dynamic_axes,
-                dynamo=False,
-            )
+        onnx_export(model, inputs, file, ["output"], dynamic_axes)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -182,8 +197,13 @@ def prepare(
         with torch.inference_mode():
             return net(t.to(device))
 
-    peak = peak_memory_cuda if device.type == "cuda" else peak_memory_cpu
-    return Contender(name, runtime, optimized, run, parameters, flops, memory=lambda t: peak(run, t))
+    if device.type == "cuda":
+        memory = functools.partial(peak_memory_cuda, run)
+    elif runtime == "eager":
+        memory = functools.partial(peak_memory_cpu, run, held=[*net.parameters(), *net.buffers()])
+    else:  # a compiled graph allocates outside the dispatcher, where LiveTensors cannot count
+        return Contender(name, runtime, optimized, run, parameters, flops)
+    return Contender(name, runtime, optimized, run, parameters, flops, memory=memory)
 
 
 def _sync(device: torch.device) -> None:

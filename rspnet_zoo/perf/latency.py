@@ -46,6 +46,7 @@ from rspnet_zoo.fsutil import atomic_write_text
 from rspnet_zoo.nn.heads import DECODERS, HEADS
 from rspnet_zoo.nn.ops import AGGREGATES, make_op
 from rspnet_zoo.perf.memory import allocator, keep_freed_memory
+from rspnet_zoo.perf.timer import benchmark_timer
 from rspnet_zoo.spec.models import Genotype, LayerArgs
 from rspnet_zoo.spec.plan import CellPlan, FeaturePlan, LayerPlan, NetworkPlan, PathPlan, SlotPlan, TemplatePlan, lower
 
@@ -367,8 +368,6 @@ def time_unit(
     ``clock`` 'cpu' times the process's CPU time instead (``CLOCKS``); ``cuda`` times the kernels to
     their end. Freed memory is kept (``rspnet_zoo.perf.memory``): a unit pays no page faults its network
     would not pay, whatever the process allocated before."""
-    from torch.utils.benchmark import Timer
-
     keep_freed_memory()
     with torch.inference_mode():
         run()
@@ -379,7 +378,7 @@ def time_unit(
                 torch.cuda.synchronize()
                 return time.perf_counter()
 
-        timer = Timer("run()", globals=dict(run=run), num_threads=threads, timer=clock_fn)
+        timer = benchmark_timer()("run()", globals=dict(run=run), num_threads=threads, timer=clock_fn)
         single = timer.timeit(1).mean
         if single < BLOCK_S:
             single = min(single, *(timer.timeit(1).mean for _ in range(2)))
@@ -508,7 +507,7 @@ class LatencyTable:
 
         Each unit is timed once in each of ``passes`` sweeps over them all and keeps the median. A shared
         machine's slow spells last seconds, and units timed one after the other inside one all read slow
-        together: in one profile a spec's units, timed in a row, predicted it 1.6x its measured latency.
+        together, so a spec whose units were timed in a row is predicted far above its measured latency.
         Sweeps apart rarely share a spell, so the median drops it."""
         missing = self.missing(units)
         t = self.target
@@ -549,9 +548,9 @@ class LatencyTable:
         A unit timed alone runs warm: its weights stay in the caches between calls and the network's
         loop is not around it. In a network each unit fetches its weights again and is called from a
         colder loop: a cost per call that hardly depends on what the unit computes. So the overhead is
-        added per unit, not as a factor on the sum: in one profile at 512x1024 on this project's CPU a
-        factor fitted on the light-weight space's networks (1.26) overshot Auto-DeepLab-L by 24%, where
-        the same networks' per-unit overhead (0.21 ms) predicted it within 1%. It is measured on the
+        added per unit, not as a factor on the sum: a factor fitted on the light-weight space's networks
+        overshoots networks of other shapes (Auto-DeepLab), where the same networks' per-unit overhead
+        predicts them (docs/benchmarks.md has the comparison). It is measured on the
         search space's own networks and recorded with the table; the specs a prediction is checked on are
         never among them. ``on_timed(done, total)`` after each network's measurement."""
         from rspnet_zoo.nn.model import GenotypeNet

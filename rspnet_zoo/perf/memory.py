@@ -2,15 +2,13 @@
 
 glibc's malloc returns a freed block above its mmap threshold (128 KB at start, raised as blocks are freed,
 to 32 MB at most) to the kernel, and trims the free top of its heap; the next call faults every page back
-in, zeroed. At 512x1024 on this project's 2-core VM (``benchmarks/bench_memory.py``, both sides interleaved)
-that cost rspnet_small 76.0 against 56.5 ms a call, LRASPP MobileNetV3 186.9 against 129.3, nas_segm_arch0
-401.9 against 226.9 (9,729, 44,517 and 125,861 page faults a call against none). How many pages a call
-faults depends on what the process allocated before, so a latency table timed units in one state and
-networks in another: ``benchmarks/latency_model.py`` missed nas_segm_arch0 by -13% and -37% in two runs, and
-by -6% with freed memory kept (``benchmarks/results/latency_model/``). A caching allocator keeps freed
-blocks (PyTorch's on CUDA; jemalloc or tcmalloc where they are preloaded); on glibc ``mallopt`` does: no
-mmap for big blocks, no trimming. The price is the one every caching allocator pays: the process keeps its
-peak memory.
+in, zeroed: thousands of page faults a call for a segmentation network at 512x1024, a large share of its
+latency, and a different share for each network (``benchmarks/bench_memory.py`` measures both sides
+interleaved; docs/benchmarks.md has its runs). How many pages a call faults depends on what the process
+allocated before, so a latency table timed units in one state and networks in another, and its predictions
+missed the networks with large activations. A caching allocator keeps freed blocks (PyTorch's on CUDA;
+jemalloc or tcmalloc where they are preloaded); on glibc ``mallopt`` does: no mmap for big blocks, no
+trimming. The price is the one every caching allocator pays: the process keeps its peak memory.
 """
 
 from __future__ import annotations

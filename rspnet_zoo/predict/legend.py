@@ -2,12 +2,16 @@
 
 The mask PNG is palette-indexed (PIL mode ``P``): its pixel values are the class ids, so any tool reads the
 ids directly, while viewers show the class colours. ``palette.json`` beside the PNGs names every colour.
+A legend swatch is drawn as its class looks in the overlay: framed in the class colour (the colour of the
+class's outlines) and filled with the class's blended colour in that picture (the mean of its fill), so
+that a person matches regions to names by eye whatever colour the image had under them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +21,28 @@ from rspnet_zoo.fsutil import atomic_path, atomic_write_text
 
 PALETTE_FILE = "palette.json"
 PALETTE_SIZE = 256  # a PNG palette holds at most 256 colours
-OUTLINE = (255, 255, 255)
-SWATCH = 12  # legend swatch side, px
-ROW = 16  # legend row height, px
+OUTLINE_WIDTH = 2  # px, inside each region, in the class colour
+SWATCH = 14  # legend swatch side, px
+FRAME = 3  # legend swatch frame, px, in the class colour
+ROW = 18  # legend row height, px
 MARGIN = 6
+# (pixels, their neighbours) to the right, left, below and above
+NEIGHBOURS = (
+    (np.s_[:, :-1], np.s_[:, 1:]),
+    (np.s_[:, 1:], np.s_[:, :-1]),
+    (np.s_[:-1, :], np.s_[1:, :]),
+    (np.s_[1:, :], np.s_[:-1, :]),
+)
+
+
+@dataclass(frozen=True)
+class Swatch:
+    """One legend entry: the class colour (outlines, frame) and how its fill looks (``looks``)."""
+
+    name: str
+    colour: tuple[int, int, int]
+    looks: tuple[int, int, int]
+    share: float
 
 
 def save_mask(labels: np.ndarray, colours: np.ndarray, dest: Path) -> Path:
@@ -35,34 +57,36 @@ def save_mask(labels: np.ndarray, colours: np.ndarray, dest: Path) -> Path:
     return dest
 
 
-def outline(labels: np.ndarray) -> np.ndarray:
-    """True on the pixels whose right or lower neighbour is another class: a 1-px line between classes."""
+def outline(labels: np.ndarray, width: int = OUTLINE_WIDTH) -> np.ndarray:
+    """True on the pixels within ``width`` pixels of another class, on both sides of every border: each
+    region's own rim, which the overlay draws in the region's class colour."""
     edge = np.zeros(labels.shape, dtype=bool)
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    for _ in range(width):
+        grown = edge.copy()
+        for here, there in NEIGHBOURS:
+            grown[here] |= (labels[here] != labels[there]) | edge[there]
+        edge = grown
     return edge
 
 
-def draw_legend(picture: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], float]]) -> np.ndarray:
-    """``picture`` (HxWx3 uint8) with a white panel on its right: a swatch, the class name and its share per entry.
-
-    The panel grows the picture downwards when the entries need more height than the picture has."""
+def draw_legend(picture: np.ndarray, swatches: Sequence[Swatch]) -> np.ndarray:
+    """``picture`` (HxWx3 uint8) with a white panel on its right: per class a swatch framed in its colour and
+    filled as it looks, its name and its share. The panel grows the picture downwards when the entries need
+    more height than the picture has."""
     font = ImageFont.load_default()
-    texts = [f"{name} {share:.1%}" for name, _, share in entries]
+    texts = [f"{s.name} {s.share:.1%}" for s in swatches]
     text_width = max((int(font.getlength(t)) for t in texts), default=0)
     panel = MARGIN + SWATCH + MARGIN + text_width + MARGIN
     h, w = picture.shape[:2]
-    height = max(h, 2 * MARGIN + ROW * len(entries))
+    height = max(h, 2 * MARGIN + ROW * len(swatches))
     canvas = Image.new("RGB", (w + panel, height), (255, 255, 255))
     canvas.paste(Image.fromarray(picture), (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for i, (text, (_, colour, _)) in enumerate(zip(texts, entries)):
-        top = MARGIN + i * ROW
-        x = w + MARGIN
-        draw.rectangle(
-            [x, top, x + SWATCH - 1, top + SWATCH - 1], fill=tuple(int(c) for c in colour), outline=(0, 0, 0)
-        )
-        draw.text((x + SWATCH + MARGIN, top), text, fill=(0, 0, 0), font=font)
+    for i, (text, swatch) in enumerate(zip(texts, swatches)):
+        top, x = MARGIN + i * ROW, w + MARGIN
+        box = [x, top, x + SWATCH - 1, top + SWATCH - 1]
+        draw.rectangle(box, fill=tuple(swatch.looks), outline=tuple(swatch.colour), width=FRAME)
+        draw.text((x + SWATCH + MARGIN, top + 1), text, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
 
 
@@ -76,7 +100,11 @@ def write_palette(
             for i, (name, colour) in enumerate(zip(class_names, colours))
         ],
         mask="palette-indexed PNG: pixel value = class id" if len(colours) <= PALETTE_SIZE else "16-bit class ids",
-        overlay=dict(alpha=alpha, outline=list(OUTLINE), unpainted=[n for n in class_names if n.lower() in unpainted]),
+        overlay=dict(
+            alpha=alpha,
+            outline=f"{OUTLINE_WIDTH} px inside each region, in its class colour",
+            unpainted=[n for n in class_names if n.lower() in unpainted],
+        ),
     )
     dest = out_dir / PALETTE_FILE
     atomic_write_text(dest, json.dumps(doc, indent=2) + "\n")

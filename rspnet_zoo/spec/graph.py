@@ -74,30 +74,41 @@ def check_node_kinds(genotype: Genotype) -> None:
     raise_first(node_kind_errors(genotype))
 
 
-def resolve_refs(genotype: Genotype) -> dict[str, int]:
-    """Map node ids to state indices; refuse duplicates, dangling and forward references, cycles."""
+def node_index(genotype: Genotype) -> dict[str, int]:
+    """Node id -> state index (the first node of an id), the image as state 0."""
+    index: dict[str, int] = {}
+    for i, node in enumerate(genotype.network.nodes):
+        index.setdefault(node.id, i + 1)
+    return {**index, IMAGE: 0}
+
+
+def ref_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """Every duplicate or reserved node id, dangling and forward reference and cycle, in document order."""
     nodes = genotype.network.nodes
-    index = {node.id: i + 1 for i, node in enumerate(nodes)}
-    if len(index) != len(nodes) or IMAGE in index:
-        seen: set[str] = {IMAGE}
-        for i, node in enumerate(nodes):
-            if node.id in seen:
-                raise SpecError(pointer("network", "nodes", i, "id"), f"duplicate or reserved node id '{node.id}'")
-            seen.add(node.id)
-    index[IMAGE] = 0
+    index = node_index(genotype)
+    seen: set[str] = {IMAGE}
+    for i, node in enumerate(nodes):
+        if node.id in seen:
+            yield SpecError(pointer("network", "nodes", i, "id"), f"duplicate or reserved node id '{node.id}'")
+        seen.add(node.id)
     for i, node in enumerate(nodes):
         for s, slot in enumerate(node.inputs):
             for p, path in enumerate(slot.paths):
                 at = pointer("network", "nodes", i, "inputs", s, "paths", p, "node")
                 ref = index.get(path.node)
                 if ref is None:
-                    raise SpecError(at, f"dangling input: no node '{path.node}'")
-                if ref == i + 1:
-                    raise SpecError(at, f"cycle: node '{node.id}' reads its own output")
-                if ref > i + 1:
+                    yield SpecError(at, f"dangling input: no node '{path.node}'")
+                elif ref == i + 1:
+                    yield SpecError(at, f"cycle: node '{node.id}' reads its own output")
+                elif ref > i + 1:
                     kind = "cycle" if _reaches(nodes, ref - 1, node.id, index) else "forward reference"
-                    raise SpecError(at, f"{kind}: node '{node.id}' reads '{path.node}', which comes after it")
-    return index
+                    yield SpecError(at, f"{kind}: node '{node.id}' reads '{path.node}', which comes after it")
+
+
+def resolve_refs(genotype: Genotype) -> dict[str, int]:
+    """Map node ids to state indices; refuse duplicates, dangling and forward references, cycles."""
+    raise_first(ref_errors(genotype))
+    return node_index(genotype)
 
 
 def _reaches(nodes: list[Node], start: int, target: str, index: dict[str, int]) -> bool:
@@ -118,19 +129,24 @@ def _reaches(nodes: list[Node], start: int, target: str, index: dict[str, int]) 
     return False
 
 
-def check_reach_head(genotype: Genotype, index: dict[str, int], refs: list[tuple[str, str]]) -> list[int]:
-    """States of the head's ``refs`` ((pointer, node id) pairs); every node must feed one of them."""
-    head_states = []
+def reach_errors(genotype: Genotype, index: dict[str, int], refs: list[tuple[str, str]]) -> Iterator[SpecError]:
+    """Every head ref (a (pointer, node id) pair) that names no node, and every node that feeds none of them."""
+    nodes = genotype.network.nodes
+    alive: set[int] = set()
     for at, ref in refs:
         if ref not in index or ref == IMAGE:
-            raise SpecError(at, f"dangling input: no node '{ref}'")
-        head_states.append(index[ref])
-    nodes = genotype.network.nodes
-    alive = set(head_states)
+            yield SpecError(at, f"dangling input: no node '{ref}'")
+        else:
+            alive.add(index[ref])
     for i in range(len(nodes), 0, -1):
         if i in alive:
-            alive.update(index[p.node] for slot in nodes[i - 1].inputs for p in slot.paths)
+            alive.update(index[p.node] for slot in nodes[i - 1].inputs for p in slot.paths if p.node in index)
     for i, node in enumerate(nodes):
         if i + 1 not in alive:
-            raise SpecError(pointer("network", "nodes", i), f"node '{node.id}' never reaches the head")
-    return head_states
+            yield SpecError(pointer("network", "nodes", i), f"node '{node.id}' never reaches the head")
+
+
+def check_reach_head(genotype: Genotype, index: dict[str, int], refs: list[tuple[str, str]]) -> list[int]:
+    """States of the head's ``refs`` ((pointer, node id) pairs); every node must feed one of them."""
+    raise_first(reach_errors(genotype, index, refs))
+    return [index[ref] for _, ref in refs]

@@ -14,7 +14,15 @@ from typing import Any
 
 from rspnet_zoo.errors import SpecError, pointer
 from rspnet_zoo.spec.features import FeaturePlan
-from rspnet_zoo.spec.models import ClassifierHead, ConcatHead, DeepLabV3PlusHead, FusionHead, SegmentationHead, Strict
+from rspnet_zoo.spec.models import (
+    ClassifierHead,
+    ConcatHead,
+    DeepLabV3PlusHead,
+    FusionHead,
+    Genotype,
+    SegmentationHead,
+    Strict,
+)
 
 Ref = tuple[str, str]  # (JSON pointer, node id)
 
@@ -95,3 +103,11 @@ HEADS: dict[str, HeadDef] = {
         auxiliary=lambda h: None if h.auxiliary is None else (pointer("head", "auxiliary", "input"), h.auxiliary.input),
     ),
 }
+
+
+def feature_reduction(genotype: Genotype) -> int:
+    """The reduction of the decoder's feature map (``forward_features``) at the default output stride:
+    every decoder brings its inputs to the finest of them. A read of no node counts as the image; lowering
+    reports it."""
+    reductions = {node.id: node.reduction for node in genotype.network.nodes}
+    return min(reductions.get(ref, 1) for _, ref in HEADS[genotype.head.type].reads(genotype.head))

@@ -88,14 +88,15 @@ def load_spec(path: str | Path) -> Genotype:
     path = Path(path)
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecError("", f"file is larger than {MAX_SPEC_BYTES // 2**20} MiB")
+            raise SpecError(None, f"file is larger than {MAX_SPEC_BYTES // 2**20} MiB")
         text = path.read_text(encoding="utf-8")
     except SpecError as e:
         raise e.at(str(path)) from None
     except FileNotFoundError:
-        raise SpecError("", "no such file", str(path)) from None
+        where = "" if path.is_absolute() else f" in {Path.cwd()}"
+        raise SpecError(None, f"no such file{where}", str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise SpecError("", f"cannot read: {e.__class__.__name__}: {e}", str(path)) from None
+        raise SpecError(None, f"cannot read: {e.__class__.__name__}: {e}", str(path)) from None
     return parse_spec(text, source=str(path))
 
 

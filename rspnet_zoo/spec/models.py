@@ -222,7 +222,7 @@ class ClassifierHead(Strict):
     auxiliary: AuxiliaryHead | None = None
 
 
-# The head union, discriminated by ``type``; tests/test_spec_format.py checks it equals the heads table's models.
+# The head union, discriminated by ``type``; tests/test_tables.py checks it equals the heads table's models.
 Head = Annotated[FusionHead | ConcatHead | DeepLabV3PlusHead | ClassifierHead, Field(discriminator="type")]
 
 

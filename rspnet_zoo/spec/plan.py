@@ -20,8 +20,11 @@ from rspnet_zoo.spec.graph import (
     check_node_kinds,
     check_reach_head,
     is_pow2,
+    node_index,
     node_kind_errors,
     raise_first,
+    reach_errors,
+    ref_errors,
     resolve_refs,
 )
 from rspnet_zoo.spec.heads import HEADS
@@ -225,7 +228,7 @@ def lower(
     check_cells(genotype)
     index = resolve_refs(genotype)
     aux_ref = head.auxiliary(genotype.head)
-    head_states = check_reach_head(genotype, index, head.reads(genotype.head) + ([aux_ref] if aux_ref else []))
+    head_states = check_reach_head(genotype, index, head_refs(genotype))
     os_ = output_stride or max(n.reduction for n in genotype.network.nodes)
     if not is_pow2(os_):
         raise SpecError("", f"output_stride must be a power of two, got {os_}")
@@ -441,9 +444,17 @@ NODE_LOWERING: dict[str, Callable[[Lowering, Node, int], NodePlan]] = {
 }
 
 
+def head_refs(genotype: Genotype) -> list[tuple[str, str]]:
+    """The nodes the head reads, then the one its auxiliary classifier reads (if any), with their pointers."""
+    head = HEADS[genotype.head.type]
+    aux_ref = head.auxiliary(genotype.head)
+    return head.reads(genotype.head) + ([aux_ref] if aux_ref else [])
+
+
 def semantic_errors(genotype: Genotype) -> Iterator[SpecError]:
-    """Every semantic error: the defaults, cell and node-kind checks each report all they find; lowering,
-    which needs those to hold, adds its first error only when they do."""
+    """Every semantic error: the defaults, cell, node-kind and reference checks each report all they find,
+    then (once references resolve) every node that never reaches the head; lowering, which needs those to
+    hold, adds its first error only when they do."""
     d = genotype.defaults
     for key in ("mean", "std"):
         if len(getattr(d, key)) != d.input_size[0]:
@@ -451,7 +462,9 @@ def semantic_errors(genotype: Genotype) -> Iterator[SpecError]:
     if d.class_names is not None and len(d.class_names) != d.num_classes:
         names = f"has {len(d.class_names)} names for {d.num_classes} classes"
         yield SpecError(pointer("defaults", "class_names"), names)
-    structural = [*cell_errors(genotype), *node_kind_errors(genotype)]
+    structural = [*cell_errors(genotype), *node_kind_errors(genotype), *ref_errors(genotype)]
+    if not structural:
+        structural = list(reach_errors(genotype, node_index(genotype), head_refs(genotype)))
     yield from structural
     if not structural:
         try:

@@ -42,12 +42,18 @@ def line_style(i: int) -> dict:
     )
 
 
-def epoch_axis(ax, label: str | None = None) -> None:
-    """x: 'epoch', ticks at whole epochs only; y: ``label``."""
+def whole_ticks(axis) -> None:
+    """Ticks at whole numbers only, on a matplotlib ``axis``: also where it spans less than two of them (one
+    epoch, one sample), where matplotlib's integer locator would fall back to fractions."""
     from matplotlib.ticker import MaxNLocator
 
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def epoch_axis(ax, label: str | None = None) -> None:
+    """x: 'epoch', ticks at whole epochs only; y: ``label``."""
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    whole_ticks(ax.xaxis)
     if label is not None:
         ax.set_ylabel(label)
 

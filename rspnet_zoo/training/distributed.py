@@ -6,6 +6,11 @@ WORLD_SIZE and LOCAL_RANK; ``process_group`` joins them (gloo on CPU, nccl on CU
 every collective, so a hung peer ends the run instead of blocking it. Every helper here is a no-op on a
 single process, so the library has one code path.
 
+Collectives: ``Group`` is the one place that calls them and knows the communication device the backend
+requires (nccl: CUDA tensors only, on this rank's GPU; gloo: CPU tensors). Losses, confusion matrices,
+gradients and objects reach it through the helpers below, which move tensors there and back, whatever
+device the computation ran on (the search computes on CPU even under nccl).
+
 Data order: ``shard_loader`` gives each rank its share of the same shuffled order (torch's
 ``DistributedSampler``), and every item's augmentation draws from a generator seeded by (seed, epoch,
 index), not from the process's RNG stream. The global batch k of N processes is then exactly the batch
@@ -27,7 +32,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from rspnet_zoo.errors import ZooError
 
@@ -42,11 +47,72 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+class Group:
+    """The process group as the library uses it: this process's rank, the world size, and the collectives,
+    which take tensors on the group's communication device only (nccl: this rank's GPU; gloo: the CPU).
+
+    ``process_group`` installs the one torchrun describes; ``using`` installs any other (a test's stand-in
+    with the same rule). The helpers below move tensors to ``device`` with ``to_wire`` and back with
+    ``from_wire``: no collective is called anywhere else.
+    """
+
+    def __init__(self, backend: str, device: torch.device):
+        self.backend, self.device = backend, device
+
+    def rank(self) -> int:
+        return dist.get_rank()
+
+    def world_size(self) -> int:
+        return dist.get_world_size()
+
+    def to_wire(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` on the communication device (itself when it is there already: pass one you own)."""
+        return tensor.to(self.device)
+
+    def from_wire(self, tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+        return tensor.to(device)
+
+    def all_reduce(self, tensor: torch.Tensor) -> None:
+        """Sum ``tensor`` (on ``device``) over the ranks, in place."""
+        dist.all_reduce(tensor)
+
+    def broadcast_objects(self, objects: list, src: int) -> None:
+        dist.broadcast_object_list(objects, src=src, device=self.device)
+
+    def all_gather_object(self, obj: Any) -> list:
+        out = [None] * self.world_size()
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+
+def communication_device(backend: str) -> torch.device:
+    """Where a backend's collectives take their tensors: nccl this rank's GPU, gloo the CPU."""
+    if backend == "nccl":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+_group: Group | None = None  # set by ``process_group`` and ``using``
 _alone = False  # set by ``alone()``
 
 
 def active() -> bool:
-    return not _alone and dist.is_available() and dist.is_initialized()
+    return not _alone and _group is not None
+
+
+@contextmanager
+def using(group: Group) -> Iterator[Group]:
+    """Run the enclosed code as a process of ``group`` (``process_group`` uses it for torch's group; tests
+    for a stand-in that checks what reaches the collectives)."""
+    global _group
+    previous, _group = _group, group
+    try:
+        yield group
+    finally:
+        _group = previous
 
 
 @contextmanager
@@ -62,11 +128,11 @@ def alone() -> Iterator[None]:
 
 
 def rank() -> int:
-    return dist.get_rank() if active() else 0
+    return _group.rank() if active() else 0
 
 
 def world_size() -> int:
-    return dist.get_world_size() if active() else 1
+    return _group.world_size() if active() else 1
 
 
 def is_main() -> bool:
@@ -74,7 +140,7 @@ def is_main() -> bool:
 
 
 def backend() -> str | None:
-    return dist.get_backend() if active() else None
+    return _group.backend if active() else None
 
 
 def timeout_s() -> int:
@@ -86,9 +152,9 @@ def default_backend() -> str:
 
 
 def device(requested: torch.device | None) -> torch.device | None:
-    """Under nccl each process drives the GPU of its local rank; otherwise the requested device."""
-    if backend() == "nccl":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    """Under a GPU backend (nccl) each process computes on its group's GPU; otherwise the requested device."""
+    if active() and _group.device.type == "cuda":
+        return _group.device
     return requested
 
 
@@ -111,7 +177,7 @@ def process_group(requested: str | None = None) -> Iterator[None]:
     """
     if requested is not None and requested not in BACKENDS:
         raise ZooError(f"unknown backend '{requested}' (choose {', '.join(BACKENDS)})")
-    if not launched() or active():
+    if not launched() or _group is not None:
         if requested is not None and not launched():
             raise ZooError("--backend applies to runs started by torchrun or --nproc")
         yield
@@ -122,25 +188,27 @@ def process_group(requested: str | None = None) -> Iterator[None]:
             raise ZooError("the nccl backend needs CUDA GPUs; use --backend gloo on CPU")
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(chosen, timeout=timedelta(seconds=timeout_s()))
+    group = Group(chosen, communication_device(chosen))
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
-        yield
+        with using(group):
+            yield
+            # every rank leaves together: a rank tearing gloo down while a peer's pair threads still run it
+            # aborted now and then ("terminate called without an active exception", SIGABRT)
+            group.barrier()
     except BaseException as e:
         if not _collective_failure(e):
             dist.destroy_process_group()
             raise
-        if is_main() and not os.environ.get(LAUNCHER_ENV):
+        if group.rank() == 0 and not os.environ.get(LAUNCHER_ENV):
             print(
-                f"rspnet-zoo: error: another process of this {world_size()}-process run stopped "
+                f"rspnet-zoo: error: another process of this {group.world_size()}-process run stopped "
                 f"({_cause(e)}); rerun with --resume to continue from the last checkpoint",
                 file=sys.stderr,
                 flush=True,
             )
         os._exit(1)  # the group is broken: leaving it cleanly would wait for the dead peer
     else:
-        # every rank leaves together: a rank tearing gloo down while a peer's pair threads still run it
-        # aborted now and then ("terminate called without an active exception", SIGABRT)
-        dist.barrier()
         dist.destroy_process_group()
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -158,7 +226,7 @@ def _stopped(signum, frame) -> None:
 
 def barrier() -> None:
     if active():
-        dist.barrier()
+        _group.barrier()
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
@@ -166,7 +234,7 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     if not active():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=src)
+    _group.broadcast_objects(box, src)
     return box[0]
 
 
@@ -185,15 +253,20 @@ def on_main(fn, *args, **kwargs) -> Any:
     return result
 
 
+def _summed(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over the ranks, reduced on the group's device and returned on the tensor's."""
+    wire = _group.to_wire(tensor)
+    _group.all_reduce(wire)
+    return _group.from_wire(wire, tensor.device)
+
+
 def average_(tensors: Sequence[torch.Tensor]) -> None:
     """Replace each tensor by its mean over the ranks, in place, with one all-reduce (what DDP does to
     gradients; the search calls it itself because its bilevel step takes gradients by autograd.grad,
     which DDP's backward hooks never see)."""
     if not active() or not tensors:
         return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    flat /= world_size()
+    flat = _summed(torch.cat([t.reshape(-1) for t in tensors])) / world_size()
     offset = 0
     for t in tensors:
         t.copy_(flat[offset : offset + t.numel()].view_as(t))
@@ -204,18 +277,14 @@ def mean(value: float) -> float:
     """The mean of a number over the ranks (losses for the log)."""
     if not active():
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t) / world_size()
+    return float(_summed(torch.tensor([float(value)], dtype=torch.float64))) / world_size()
 
 
 def sum_(tensor: torch.Tensor) -> torch.Tensor:
     """The sum of ``tensor`` over the ranks (the confusion matrix: counts add exactly)."""
     if not active():
         return tensor
-    out = tensor.clone()
-    dist.all_reduce(out)
-    return out
+    return _summed(tensor.clone())
 
 
 def digest(tensors: Sequence[torch.Tensor]) -> str:
@@ -230,8 +299,7 @@ def check_same(value: str, what: str) -> None:
     """Raise unless every rank holds the same ``value`` (a digest: cheap to gather at each decode)."""
     if not active():
         return
-    values = [None] * world_size()
-    dist.all_gather_object(values, value)
+    values = _group.all_gather_object(value)
     odd = [r for r, v in enumerate(values) if v != values[0]]
     if odd:
         raise RuntimeError(f"the {what} differ across ranks (ranks {odd} disagree with rank 0)")
@@ -251,36 +319,77 @@ def describe(per_process: int) -> str:
 
 
 class _SeededItems(Dataset):
-    """``dataset`` whose item ``i`` is drawn with torch's RNG seeded from (seed, epoch, i): the same
-    augmentation whichever process or position reads it."""
+    """``dataset`` read by ``(epoch, i)``: item ``i`` drawn with torch's RNG seeded from (seed, epoch, i), the
+    same augmentation whichever process, loader worker or position reads it."""
 
-    def __init__(self, dataset: Dataset, seed: int, epoch: int):
-        self.dataset, self.key = dataset, (seed * 1_000_003 + epoch) * 10_000_019
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.key + index) % 2**63)
+            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63)
             return self.dataset[index]
+
+
+class _WithEpoch(Sampler):
+    """A ``DistributedSampler``'s indices, each paired with the sampler's epoch: the key ``_SeededItems`` reads,
+    which reaches loader workers that outlive an epoch (persistent workers) with every index."""
+
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class ShardedEpochs:
+    """This rank's batches of each shuffled epoch of ``dataset`` (see the module docstring), through one
+    ``DataLoader`` for the whole run, so that ``workers`` loader processes may stay up between epochs
+    (``persistent_workers``). ``pin_memory`` for copies to a GPU that overlap the compute."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        seed: int,
+        drop_last: bool,
+        workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ):
+        self.sampler = DistributedSampler(
+            dataset, num_replicas=world_size(), rank=rank(), shuffle=True, seed=seed, drop_last=drop_last
+        )
+        self.loader = DataLoader(
+            _SeededItems(dataset, seed),
+            batch_size=batch_size,
+            sampler=_WithEpoch(self.sampler),
+            drop_last=drop_last,
+            num_workers=workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers and workers > 0,
+        )
+
+    def epoch(self, epoch: int) -> DataLoader:
+        """The loader, set to ``epoch``: iterate it before asking for another epoch."""
+        self.sampler.set_epoch(epoch)
+        return self.loader
 
 
 def shard_loader(
     dataset: Dataset, batch_size: int, *, seed: int, epoch: int, drop_last: bool, num_workers: int = 0
 ) -> DataLoader:
     """This rank's batches of one shuffled epoch (see the module docstring)."""
-    sampler = DistributedSampler(
-        dataset, num_replicas=world_size(), rank=rank(), shuffle=True, seed=seed, drop_last=drop_last
-    )
-    sampler.set_epoch(epoch)
-    return DataLoader(
-        _SeededItems(dataset, seed, epoch),
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=drop_last,
-        num_workers=num_workers,
-    )
+    return ShardedEpochs(dataset, batch_size, seed=seed, drop_last=drop_last, workers=num_workers).epoch(epoch)
 
 
 def eval_shard(dataset: Dataset) -> Dataset:

@@ -17,6 +17,7 @@ their confusion matrices.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,13 +30,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from rspnet_zoo.data.transforms import IGNORE_INDEX
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.textutil import command_line
 from rspnet_zoo.training import distributed
+from rspnet_zoo.training.losses import build_loss
 from rspnet_zoo.training.metrics import SegmentationMetrics
+from rspnet_zoo.training.precision import autocast, grad_scaler
 from rspnet_zoo.training.runs import check_fields, check_settings
 from rspnet_zoo.zoo.folder import build_folder, state_mismatch
 from rspnet_zoo.zoo.home import zoo_home
@@ -48,7 +50,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 @dataclass
 class TrainResult:
     model: nn.Module
-    history: list[dict] = field(default_factory=list)  # one row per epoch: epoch, step, loss, lr, images_per_s, seconds
+    # one row per epoch: epoch, step, loss, lr (the epoch's last step trained with it), images_per_s, seconds
+    history: list[dict] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)  # every iteration of this call
     steps: int = 0  # total iterations done, resumed ones included
     resumed_from: int | None = None  # the step the run resumed at
@@ -64,8 +67,39 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def poly_schedule(total_steps: int, power: float = 0.9) -> Callable[[int], float]:
-    return lambda step: max(0.0, 1.0 - step / max(1, total_steps)) ** power
+def poly_schedule(total_steps: int, power: float = 0.9, warmup_steps: int = 0) -> Callable[[int], float]:
+    """The learning-rate factor at a step: poly decay, times a linear ramp from ``1/warmup_steps`` to 1 over
+    the first ``warmup_steps`` (the ramp keeps early large gradients of a fresh head from wrecking BatchNorm
+    statistics and pretrained weights)."""
+
+    def factor(step: int) -> float:
+        poly = max(0.0, 1.0 - step / max(1, total_steps)) ** power
+        return poly * min(1.0, (step + 1) / warmup_steps) if warmup_steps else poly
+
+    return factor
+
+
+def planned_iterations(items: int, batch_size: int, epochs: int, iterations: int | None) -> tuple[int, int]:
+    """(steps per epoch, total steps) of a run on ``items`` images over this process group."""
+    steps_per_epoch = math.ceil(math.ceil(items / distributed.world_size()) / batch_size)  # DistributedSampler pads
+    if steps_per_epoch == 0:
+        raise ZooError("the training set is empty")
+    return steps_per_epoch, iterations if iterations is not None else epochs * steps_per_epoch
+
+
+def check_warmup(warmup_iterations: int, total: int) -> None:
+    if warmup_iterations >= total:
+        raise ZooError(f"--warmup-iters {warmup_iterations} leaves none of the run's {total} iterations to poly decay")
+
+
+def default_workers(device: torch.device) -> int:
+    """Data-loader processes when none are asked for: on a GPU this process's share of the machine's cores
+    (at most 8), so that decoding and augmentation keep up with the GPU; on the CPU none, since loader
+    processes there take their cores from the computation itself."""
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -108,12 +142,16 @@ def train(
     checkpoint: Path | None = None,
     resume: bool = False,
     device: torch.device | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = 0,
     on_step: Callable[[dict], None] | None = None,
     settings: dict | None = None,
     command: str | None = None,
     on_epoch_end: Callable[[nn.Module, dict], None] | None = None,
     sync_bn: bool = False,
+    amp: str | None = None,
+    channels_last: bool = False,
+    loss: str = "ce",
+    warmup_iterations: int = 0,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``iterations`` steps, or ``epochs`` passes if not given.
 
@@ -121,23 +159,30 @@ def train(
     batch, the run's ``settings`` and the ``command`` lines that made it); with ``resume`` the run starts
     from it, when it was made with the same ``settings`` but for RESUMABLE_CHANGES and is not longer than
     asked. ``on_step`` gets ``dict(step, total, epoch, loss, lr, images_per_s)`` after each iteration (the
-    CLI's progress bar). ``on_epoch_end(model, row)`` runs after each epoch on every rank, before the
-    checkpoint, and may add to the epoch's history row (``run_train`` adds the validation mIoU); training
-    resumes in train mode after it. ``sync_bn``: under torchrun on GPUs, BatchNorm statistics over the
-    global batch (torch's SyncBatchNorm).
+    CLI's progress bar; ``lr`` is the one the step trained with). ``on_epoch_end(model, row)`` runs after
+    each epoch on every rank, before the checkpoint, and may add to the epoch's history row (``run_train``
+    adds the validation mIoU); training resumes in train mode after it. ``sync_bn``: under torchrun on
+    GPUs, BatchNorm statistics over the global batch (torch's SyncBatchNorm).
+
+    ``amp`` (bf16, fp16): mixed precision (``rspnet_zoo.training.precision``); ``channels_last``: the model
+    and its inputs in NHWC memory format while training (faster convolutions on tensor cores and oneDNN),
+    back to the usual format after; ``loss``: ``ce`` or ``ohem`` (``rspnet_zoo.training.losses``);
+    ``warmup_iterations``: a linear learning-rate ramp before the poly decay. ``num_workers``: data-loader
+    processes (None: ``default_workers``), with pinned memory and workers kept between epochs on a GPU.
     """
     device = distributed.device(device) or default_device()
     world = distributed.world_size()
-    steps_per_epoch = math.ceil(math.ceil(len(dataset) / world) / batch_size)  # DistributedSampler pads to even shares
-    if steps_per_epoch == 0:
-        raise ZooError("the training set is empty")
-    total = iterations if iterations is not None else epochs * steps_per_epoch
+    steps_per_epoch, total = planned_iterations(len(dataset), batch_size, epochs, iterations)
     num_epochs = math.ceil(total / steps_per_epoch)
+    check_warmup(warmup_iterations, total)
+    criterion = build_loss(loss)
+    scaler = grad_scaler(amp, device)
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
 
-    model.to(device).train()
+    model.to(device, memory_format=memory_format).train()
     forward = _data_parallel(model, device, sync_bn)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, poly_power))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, poly_power, warmup_iterations))
     settings = dict(settings or {}, global_batch=batch_size * world)  # a resume may change the process count
     result = TrainResult(model)
     start_epoch = 0
@@ -152,6 +197,8 @@ def train(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise ZooError(f"{checkpoint}: does not fit this model and optimizer ({str(e).splitlines()[0]})") from None
         start_epoch, result.steps, result.history = state["epoch"], state["step"], list(state["history"])
@@ -160,29 +207,40 @@ def train(
     if command is not None and command not in result.commands[-1:]:
         result.commands.append(command)
 
-    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays
+    on_gpu = device.type == "cuda"
+    shards = distributed.ShardedEpochs(
+        dataset,
+        batch_size,
+        seed=_epoch_seed(seed, 0),
+        drop_last=False,
+        workers=default_workers(device) if num_workers is None else num_workers,
+        pin_memory=on_gpu,
+        persistent_workers=on_gpu,
+    )
+    with torch.random.fork_rng(devices=[device] if on_gpu else []):  # the caller's RNG stays
         for epoch in range(start_epoch, num_epochs):
             torch.manual_seed(_epoch_seed(seed, epoch))
-            loader = distributed.shard_loader(
-                dataset, batch_size, seed=_epoch_seed(seed, 0), epoch=epoch, drop_last=False, num_workers=num_workers
-            )
             epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
             tick = started
-            for images, masks in loader:
+            lr_used = scheduler.get_last_lr()[0]
+            for images, masks in shards.epoch(epoch):
                 if result.steps >= total:
                     break
-                images, masks = images.to(device), masks.to(device)
-                logits = logits_of(forward(images))
-                if logits.shape[-2:] != masks.shape[-2:]:
-                    logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-                loss = criterion(logits, masks)
+                images = images.to(device, memory_format=memory_format, non_blocking=on_gpu)
+                masks = masks.to(device, non_blocking=on_gpu)
+                with autocast(amp, device):
+                    logits = logits_of(forward(images))
+                    if logits.shape[-2:] != masks.shape[-2:]:
+                        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+                    loss_value = criterion(logits.float(), masks)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss_value).backward()
+                lr_used = scheduler.get_last_lr()[0]  # what this step trains with; the schedule then moves on
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 result.steps += 1
-                value = distributed.mean(float(loss.detach()))
+                value = distributed.mean(float(loss_value.detach()))
                 result.losses.append(value)
                 epoch_loss += value * images.shape[0] * world
                 epoch_images += images.shape[0] * world
@@ -194,7 +252,7 @@ def train(
                             total=total,
                             epoch=epoch + 1,
                             loss=value,
-                            lr=scheduler.get_last_lr()[0],
+                            lr=lr_used,
                             images_per_s=images.shape[0] * world / (now - tick),
                         )
                     )
@@ -205,7 +263,7 @@ def train(
                     epoch=epoch + 1,
                     step=result.steps,
                     loss=epoch_loss / max(1, epoch_images),
-                    lr=scheduler.get_last_lr()[0],
+                    lr=lr_used,
                     images_per_s=epoch_images / seconds,
                     seconds=seconds,
                 )
@@ -214,7 +272,9 @@ def train(
                 on_epoch_end(model, result.history[-1])
                 model.train()
             if checkpoint is not None and distributed.is_main():
-                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings)
+                save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, result, settings, scaler)
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)  # the layout every reader of the weights expects
     model.eval()
     return result
 
@@ -238,6 +298,7 @@ def save_checkpoint(
     epoch: int,
     result: TrainResult,
     settings: dict,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     state = dict(
         settings=settings,
@@ -249,6 +310,8 @@ def save_checkpoint(
         step=result.steps,
         history=result.history,
     )
+    if scaler is not None and scaler.is_enabled():  # fp16: the loss scale it has settled on
+        state["scaler"] = scaler.state_dict()
     with atomic_path(file) as tmp:
         torch.save(state, tmp)
 
@@ -260,18 +323,28 @@ def evaluate(
     *,
     batch_size: int = 8,
     device: torch.device | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = 0,
     on_batch: Callable[[int], None] | None = None,
+    amp: str | None = None,
 ) -> dict:
     """Metrics of ``model`` over the whole of ``dataset`` (see ``SegmentationMetrics.compute``).
 
     Images of different sizes may share a batch: each size is run as its own stacked forward pass.
+    ``amp`` (bf16, fp16): the forward pass in mixed precision; ``num_workers``: data-loader processes
+    (None: ``default_workers``).
     """
     device = distributed.device(device) or default_device()
     model.to(device).eval()
     metrics = SegmentationMetrics(dataset.num_classes, getattr(dataset, "class_names", None))
     dataset = distributed.eval_shard(dataset)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=default_workers(device) if num_workers is None else num_workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=list,
+    )
     images_seen = 0
     for batch in loader:
         by_size: dict[tuple[int, int], list] = {}
@@ -280,7 +353,8 @@ def evaluate(
         for items in by_size.values():
             images = torch.stack([i for i, _ in items]).to(device)
             masks = torch.stack([m for _, m in items])
-            logits = logits_of(model(images))
+            with autocast(amp, device):
+                logits = logits_of(model(images)).float()
             if logits.shape[-2:] != masks.shape[-2:]:
                 logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
             metrics.update(logits.argmax(1), masks)

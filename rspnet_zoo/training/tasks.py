@@ -18,14 +18,25 @@ from pathlib import Path
 import torch
 
 from rspnet_zoo.data import build_dataset
+from rspnet_zoo.data.synthetic import DEFAULT_LENGTH as SYNTHETIC_LENGTH
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
 from rspnet_zoo.nn.fold import optimize
-from rspnet_zoo.predict.infer import predict_files
+from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
-from rspnet_zoo.training.loop import CHECKPOINT_FILE, evaluate, save_to_zoo, train, train_command
+from rspnet_zoo.training.loop import (
+    CHECKPOINT_FILE,
+    check_warmup,
+    evaluate,
+    planned_iterations,
+    save_to_zoo,
+    train,
+    train_command,
+)
+from rspnet_zoo.training.losses import check_loss
+from rspnet_zoo.training.precision import check_amp
 from rspnet_zoo.training.runs import check_run
 from rspnet_zoo.zoo.catalog import SHIPPED
 from rspnet_zoo.zoo.home import zoo_home
@@ -44,6 +55,19 @@ def _synthetic_options(data: str, length: int | None, size: tuple[int, int] | No
     return {k: v for k, v in dict(length=length, size=size).items() if v is not None}
 
 
+def validation_length(r: TrainRequest) -> int | None:
+    """Synthetic validation images: ``val_length``, else the split's fixed 100 (what the shipped cards report
+    on), or the training images per epoch where a run has fewer, so that a small run validates in
+    proportion. None: the data set's whole val split."""
+    if r.data != "synthetic":
+        if r.val_length is not None:
+            raise ZooError("--val-length applies to the synthetic data set only")
+        return None
+    if r.val_length is not None:
+        return r.val_length
+    return min(SYNTHETIC_LENGTH["val"], r.length) if r.length is not None else None
+
+
 @dataclass(frozen=True)
 class TrainRequest:
     model: str  # a registered name, a spec file or a built folder
@@ -58,16 +82,28 @@ class TrainRequest:
     seed: int = 0
     length: int | None = None  # synthetic: training images per epoch
     size: tuple[int, int] | None = None  # synthetic: scene size the crops are cut from
+    val_length: int | None = None  # synthetic: validation images (default: validation_length)
     resume: bool = False
     force: bool = False  # start over an earlier run in the same folder
     out: Path | None = None  # run folder; default $RSPNET_ZOO_HOME/runs/<name>.<tag>
     tag: str | None = None  # default: the data set name
     device: torch.device | None = None
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
+    amp: str | None = None  # bf16 or fp16 mixed precision (rspnet_zoo.training.precision)
+    channels_last: bool = False
+    loss: str = "ce"  # or ohem (rspnet_zoo.training.losses)
+    warmup_iterations: int = 0
+    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loop.default_workers
+
+
+# options that change what a run trains, recorded (in its settings and command) when not at their default,
+# so that the checkpoints and commands of runs made before they existed stay as they were
+TRAINING_OPTIONS = dict(amp=None, channels_last=False, loss="ce", warmup_iters=0)
 
 
 def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
     """The options that decide what a run trains: its checkpoint records them and a resume must match."""
+    given = dict(amp=r.amp, channels_last=r.channels_last, loss=r.loss, warmup_iters=r.warmup_iterations)
     return dict(
         data=r.data,
         root=r.root,
@@ -80,7 +116,9 @@ def train_settings(r: TrainRequest, tag: str, crop: tuple[int, int]) -> dict:
         weight_decay=r.weight_decay,
         seed=r.seed,
         length=r.length,
+        val_length=r.val_length,
         tag=tag,
+        **{k: v for k, v in given.items() if v != TRAINING_OPTIONS[k]},
     )
 
 
@@ -97,6 +135,8 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     first removes what killed writes left there, and an earlier run is resumed or, with ``force``, replaced.
     Under torchrun rank 0 alone holds the lock and writes; every rank trains and evaluates its share.
     """
+    check_amp(r.amp)  # refused before anything is read or written
+    check_loss(r.loss)
     tag = r.tag or r.data
     if not re.fullmatch(r"[a-z0-9_]+", tag):
         raise ZooError(f"'{tag}' is not a tag: use lower-case letters, digits and _")
@@ -104,7 +144,9 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     g = resolve_genotype(r.model)
     options = _synthetic_options(r.data, r.length, r.size)
     train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
-    val_set = build_dataset(r.data, "val", root=r.root)  # the fixed split every card reports on
+    check_warmup(r.warmup_iterations, planned_iterations(len(train_set), r.batch_size, r.epochs, r.iterations)[1])
+    val_length = validation_length(r)
+    val_set = build_dataset(r.data, "val", root=r.root, **({} if val_length is None else dict(length=val_length)))
     run_dir = writable_output(r.out or zoo_home() / "runs" / f"{g.name}.{tag}", folder=True)
     writable_output(zoo_home(), folder=True)
     checkpoint = run_dir / CHECKPOINT_FILE
@@ -115,8 +157,10 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     settings = json.loads(json.dumps(stored, default=str))  # as stored
     validated: dict = {}
 
+    evaluation = dict(amp=r.amp, num_workers=r.workers)
+
     def validate(model: torch.nn.Module, row: dict) -> None:  # the model after the last epoch is the result
-        validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device)
+        validated["metrics"] = evaluate(model, val_set, batch_size=r.batch_size, device=r.device, **evaluation)
         row["val_miou"] = validated["metrics"]["miou"]
 
     with locked(run_dir) if distributed.is_main() else contextlib.nullcontext():
@@ -141,9 +185,14 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
             command=command,
             on_epoch_end=validate,
             sync_bn=r.sync_bn,
+            amp=r.amp,
+            channels_last=r.channels_last,
+            loss=r.loss,
+            warmup_iterations=r.warmup_iterations,
+            num_workers=r.workers,
         )
         metrics = validated.get("metrics") or evaluate(
-            net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch
+            net, val_set, batch_size=r.batch_size, device=r.device, on_batch=on_eval_batch, **evaluation
         )
         input_size = (net.in_chans, *val_set[0][0].shape[-2:])  # what the card's metrics were measured at
         folder, curves = zoo_home() / f"{g.name}.{tag}", run_dir / CURVES_FILE
@@ -192,10 +241,13 @@ class EvalRequest:
     size: tuple[int, int] | None = None
     device: torch.device | None = None
     optimize: bool = False  # rspnet_zoo.nn.fold: same outputs, faster
+    amp: str | None = None  # bf16 or fp16 forward passes
+    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loop.default_workers
 
 
 def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: BatchCallback | None = None) -> dict:
     """Metrics over a whole split; ``on_start(images)`` says how many there are before the first batch."""
+    check_amp(r.amp)
     options = _synthetic_options(r.data, r.length, r.size)
     dataset = build_dataset(r.data, r.split, root=r.root, seed=r.seed, **options)
     net = load_trained(r.model)
@@ -207,7 +259,9 @@ def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: Ba
         on_start(len(dataset))
     if r.optimize:
         net = optimize(net)
-    metrics = evaluate(net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch)
+    metrics = evaluate(
+        net, dataset, batch_size=r.batch_size, device=r.device, on_batch=on_batch, amp=r.amp, num_workers=r.workers
+    )
     return dict(model=r.model, data=r.data, split=r.split, **metrics)
 
 
@@ -219,10 +273,17 @@ class PredictRequest:
     alpha: float = 0.5
     device: torch.device | None = None
     optimize: bool = False
+    format: str = "zoo"  # or cityscapes: <frame>_labelIds.png for the benchmark server and its evaluation
+
+
+PREDICT_FORMATS = ("zoo", "cityscapes")
 
 
 def run_predict(r: PredictRequest) -> list[dict]:
-    """A colour-coded mask and an overlay PNG per image, in ``r.out``."""
+    """A colour-coded mask and an overlay PNG per image, in ``r.out``; with ``format='cityscapes'`` the
+    Cityscapes label-id PNG instead (``rspnet_zoo.predict.infer.predict_cityscapes_files``)."""
+    if r.format not in PREDICT_FORMATS:
+        raise ZooError(f"unknown --format '{r.format}' (choose {', '.join(PREDICT_FORMATS)})")
     missing = next((p for p in r.images if not p.is_file()), None)
     if missing is not None:
         raise ZooError(f"{missing}: no such image file")
@@ -232,6 +293,8 @@ def run_predict(r: PredictRequest) -> list[dict]:
         net.to(r.device)
     if r.optimize:
         net = optimize(net)
+    if r.format == "cityscapes":
+        return predict_cityscapes_files(net, list(r.images), r.out)
     return predict_files(net, list(r.images), r.out, alpha=r.alpha)
 
 

@@ -11,18 +11,20 @@ from typing import Any
 from rspnet_zoo.errors import WeightsError, ZooError
 from rspnet_zoo.resources import PACKAGE_WEIGHTS, shipped_specs
 from rspnet_zoo.spec import Genotype, load_spec
+from rspnet_zoo.spec.heads import feature_reduction
 from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
 from rspnet_zoo.zoo.weights import USABLE, read_header, read_metadata, weights_status
 
 
 def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
+    """timm's cfg of a spec: its defaults, with ``extra`` on top. ``pool_size`` is the spatial size of
+    ``forward_features``' map at ``input_size``, as timm's model tests check it."""
     d = genotype.defaults
     cfg = dict(
         url="",
         num_classes=d.num_classes,
         input_size=tuple(d.input_size),
         fixed_input_size=False,
-        pool_size=None,
         crop_pct=1.0,
         interpolation="bilinear",
         mean=tuple(d.mean),
@@ -33,6 +35,8 @@ def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
     if d.class_names:
         cfg["label_names"] = tuple(d.class_names)
     cfg.update(extra)
+    reduction = feature_reduction(genotype)
+    cfg["pool_size"] = tuple(-(-side // reduction) for side in cfg["input_size"][1:])
     return cfg
 
 
@@ -90,14 +94,30 @@ def tag_weights(name: str, tag: str) -> Path | None:
     return packaged_tags().get(f"{name}.{tag}")
 
 
-def pretrained_cfgs(read_home: bool = True) -> dict[str, dict[str, Any]]:
-    """timm's cfgs, keyed 'name.tag'. Trained tags come first, shipped ones then ones trained here (which win,
-    as ``tag_weights`` reads them), so that timm makes the first trained tag a name's default (a bare name with
-    ``pretrained=True`` loads it, as in timm). The untagged cfg of each spec ('name.*') follows: it names the
-    zoo-home build only when that holds trained or imported weights. ``read_home=False`` leaves the zoo home
-    unread (what registering at ``import timm`` uses)."""
+def trained_tags(read_home: bool = True) -> dict[str, Path]:
+    """``'<name>.<tag>' -> file`` of every tag with trained or imported weights: shipped ones first, then the
+    zoo home's (which win for the same tag, as ``tag_weights`` reads them)."""
     tags = {**packaged_tags(), **(home_tags() if read_home else {})}
-    cfgs = {key: trained_cfg(SHIPPED[key.split(".")[0]], file) for key, file in tags.items() if _usable(file)}
+    return {key: file for key, file in tags.items() if _usable(file)}
+
+
+def default_tag(name: str, allow_untrained: bool = False) -> str | None:
+    """What a bare name with ``pretrained=True`` loads, as timm's default tag: the zoo-home build when it holds
+    trained or imported weights (or any weights, with ``allow_untrained``), else the name's first trained tag
+    (``rspnet_small`` -> ``synth`` on a fresh install), else None: the home build, refused with a hint."""
+    built = weights_path(name)
+    if _usable(built) or (allow_untrained and built.is_file()):
+        return None
+    return next((key.split(".", 1)[1] for key in trained_tags() if key.split(".")[0] == name), None)
+
+
+def pretrained_cfgs(read_home: bool = True) -> dict[str, dict[str, Any]]:
+    """timm's cfgs, keyed 'name.tag', then 'name.*': the spec's own cfg, which the '*' makes timm's default, so
+    that ``create_model(name)`` keeps the spec's classes and input size (``pretrained=True`` on a bare name loads
+    ``default_tag``). The untagged cfg names the home build only when that holds trained or imported weights,
+    since timm lists a cfg with a file as pretrained. ``read_home=False`` leaves the zoo home unread (what
+    registering at ``import timm`` uses)."""
+    cfgs = {key: trained_cfg(SHIPPED[key.split(".")[0]], file) for key, file in trained_tags(read_home).items()}
     for name, genotype in SHIPPED.items():
         built = weights_path(name)
         extra = {"file": str(built)} if read_home and _usable(built) else {}

@@ -28,7 +28,7 @@ from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.io import genotype_from_dict, load_spec, spec_sha256
 from rspnet_zoo.spec.models import MAX_CLASSES, Genotype
 from rspnet_zoo.spec.plan import lower
-from rspnet_zoo.zoo.catalog import SHIPPED, pretrained_cfg_for, tag_weights, trained_cfg
+from rspnet_zoo.zoo.catalog import SHIPPED, default_tag, pretrained_cfg_for, tag_weights, trained_cfg
 from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
 from rspnet_zoo.zoo.weights import INITIALISED, describe_status, read_weights, weights_status
 
@@ -67,6 +67,9 @@ def create_genotype_net(
     num_classes = kwargs.get("num_classes")
     if num_classes is not None and not 0 <= num_classes <= MAX_CLASSES:  # 0: timm's "no classifier"
         raise ZooError(f"num_classes={num_classes}: the spec format allows 0 to {MAX_CLASSES:,} classes")
+    allow_untrained = allow_untrained or _untrained_allowed_by_env()
+    if pretrained and pretrained_cfg is None and name in SHIPPED:  # a bare name: its default tag, as in timm
+        pretrained_cfg = default_tag(name, allow_untrained)
     if isinstance(pretrained_cfg, str):  # a tag, as timm passes 'rspnet_small.synth'
         file = tag_weights(name, pretrained_cfg)
         if file is None:
@@ -80,12 +83,8 @@ def create_genotype_net(
         file = _weights_file(name, pretrained_cfg)
         if file is not None:
             if not file.is_file():
-                hint = (
-                    f"run `rspnet-zoo build genotypes/{name}.json`"
-                    if name in SHIPPED
-                    else "run `rspnet-zoo build SPEC --out DIR`"
-                )
-                raise WeightsError(f"no weights for '{name}' at {file}: {hint} to make them")
+                hint = f"rspnet-zoo build {name}" if name in SHIPPED else "rspnet-zoo build SPEC --out DIR"
+                raise WeightsError(f"no weights for '{name}' at {file}: run `{hint}` to make them")
             _, metadata = read_weights(file)  # refuses corrupted or non-finite tensors
             sha, expected = metadata.get("genotype_sha256"), spec_sha256(genotype)
             if sha != expected:
@@ -93,7 +92,7 @@ def create_genotype_net(
                     f"{file} was built from spec {str(sha)[:12]}, "
                     f"not from this '{name}' spec ({expected[:12]}): rebuild it"
                 )
-            if weights_status(metadata) == INITIALISED and not (allow_untrained or _untrained_allowed_by_env()):
+            if weights_status(metadata) == INITIALISED and not allow_untrained:
                 train = f"rspnet-zoo train {name if name in SHIPPED else 'SPEC'}"
                 raise WeightsError(
                     f"{file}: {describe_status(metadata)}; train them (`{train}`) or build from "

@@ -9,6 +9,11 @@ perturbation direction's and the final ones), so each rank takes the step one pr
 the whole global batch. What stays per rank is BatchNorm: it normalises with the statistics of the
 rank's own share of the batch, so N processes match one process to float tolerance, not bit for bit.
 The gradients are reduced here and not by DDP because autograd.grad bypasses DDP's backward hooks.
+
+With ``amp="bf16"`` the supernet's forward passes and losses run under autocast, while the weights, the
+architecture parameters, their gradients and both optimisers' state stay fp32. fp16 is refused: its loss
+scaling (torch's GradScaler) works through ``backward`` and an optimiser's ``step``, not through the
+``autograd.grad`` calls and the finite-difference Hessian of the architecture step.
 """
 
 from __future__ import annotations
@@ -21,8 +26,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from rspnet_zoo.data import IGNORE_INDEX
+from rspnet_zoo.errors import ZooError
 from rspnet_zoo.training import distributed
+from rspnet_zoo.training.precision import autocast, check_amp
 from searchers.rspnet.budgets import Schedule
+
+SEARCH_AMP = ("bf16",)
+
+
+def check_search_amp(amp: str | None) -> str | None:
+    if check_amp(amp) not in (None, *SEARCH_AMP):
+        raise ZooError(
+            f"--amp {amp}: the search runs in bf16 only (fp16's loss scaling does not reach the gradients the "
+            "architecture step takes by autograd.grad); use --amp bf16"
+        )
+    return amp
 
 
 class Supernet(Protocol):
@@ -39,8 +57,15 @@ class Bilevel:
     """``penalty``, when given, is a term of the architecture loss that depends on the architecture alone
     (the latency penalty): its gradient is added to the architecture's, in either order."""
 
-    def __init__(self, model: Supernet, schedule: Schedule, penalty: Callable[[], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        model: Supernet,
+        schedule: Schedule,
+        penalty: Callable[[], torch.Tensor] | None = None,
+        amp: str | None = None,
+    ):
         self.model = model
+        self.amp = check_search_amp(amp)
         self.penalty = penalty
         self.schedule = schedule
         self.weights = model.weight_parameters()
@@ -56,8 +81,9 @@ class Bilevel:
         )
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(x)
-        return segmentation_loss(logits, y), logits
+        with autocast(self.amp, x.device):
+            logits = self.model(x)
+            return segmentation_loss(logits.float(), y), logits
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.w_opt.zero_grad(set_to_none=True)

@@ -3,13 +3,14 @@
 ``paper`` follows the published settings the two stages come from: PC-DARTS for the cell search (C=16, 8
 cells, 4 steps, K=4, batch 256, 50 epochs, architecture updates from epoch 15, weights by SGD lr 0.1
 cosine to 0.001, alphas by Adam lr 6e-4) and Auto-DeepLab for the path search (12 layers, F=8, 321x321
-crops, 40 epochs, architecture updates from epoch 20, arch lr 3e-3). ``smoke`` runs both stages in
-seconds; ``small`` is sized for about 12 minutes on one CPU core (the shipped rspnet_searched: 722 s), with the
-architecture learning rate raised to 3e-3 (Auto-DeepLab's) and 40 cell epochs (architecture from epoch
-12, PC-DARTS' 30%): with fewer, the alphas stay within a few percent of uniform and the decoded cell is
-decided by the initialisation. ``mobile`` is ``small``'s schedule on a space that can be fast (issue 10): a
-strided stem straight to 1/8, cells at 1/8 only in the first two of 3 layers, widths down to 0.42 of F=24
-for ``--latency-target`` to choose from; the shipped rspnet_small and rspnet_c come from it.
+crops, 40 epochs, architecture updates from epoch 20, arch lr 3e-3). ``smoke`` runs both stages on 8
+images, one step an epoch; ``small`` is sized for minutes on one CPU core (it emitted the shipped
+rspnet_searched; docs/benchmarks.md has the measured times), with the architecture learning rate raised to
+3e-3 (Auto-DeepLab's) and 40 cell epochs (architecture from epoch 12, PC-DARTS' 30%): with fewer, the alphas
+stay within a few percent of uniform and the decoded cell is decided by the initialisation. ``mobile`` is
+``small``'s schedule on a space that can be fast (issue 10): a strided stem straight to 1/8, cells at 1/8 only
+in the first two of 3 layers, widths down to 0.42 of F=24 for ``--latency-target`` to choose from; the shipped
+rspnet_small and rspnet_c come from it.
 """
 
 from __future__ import annotations
@@ -151,11 +152,12 @@ class SearchConfig(Strict):
 
 @dataclass(frozen=True)
 class Budget:
-    """A named preset: what it is for and how long it typically runs (the CLI help and the README say both),
-    and its settings. Before a search starts, the CLI prints an estimate measured on the machine at hand."""
+    """A named preset: what it is for and how much work it is (the CLI help and docs/search.md say both),
+    and its settings. Before a search starts, the CLI prints an estimate measured on the machine at hand;
+    measured times are in docs/benchmarks.md, never here."""
 
     purpose: str
-    duration: str  # measured: on which machine, and how
+    duration: str  # the work in units that hold on any machine: images, steps, epochs
     config: SearchConfig
 
 
@@ -185,7 +187,7 @@ _MOBILE = _SMALL.model_copy(
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(
         "both stages, for tests and a first look",
-        "20-30 s with the CLI's start (7 s of CPU time) on a loaded 2-core AMD EPYC VM",
+        "8 images, 1 step an epoch, 4 steps in all: seconds",
         SearchConfig(
             image_size=32,
             batch_size=4,
@@ -200,19 +202,17 @@ BUDGETS: dict[str, Budget] = {
     ),
     "small": Budget(
         "emitted the shipped rspnet_searched",
-        "12 min on one quiet CPU core (the shipped search: 722 s); 36 min estimated on a 2-core AMD EPYC VM "
-        "at load 11 (steps of 0.9-1.9 s)",
+        "400 images, 25 steps an epoch, 1,500 steps in all: minutes on a CPU (docs/benchmarks.md)",
         _SMALL,
     ),
     "mobile": Budget(
         "the small schedule on a space that can be fast: the shipped rspnet_small and rspnet_c, with --latency-target",
-        "6 min on a 2-core AMD EPYC VM at 2 threads, otherwise idle (the shipped rspnet_small search: 361 s); the "
-        "first run on a device adds the latency profile of the space (32 s at 512x1024)",
+        "as small, after the space's latency profile on a device that has none cached (docs/benchmarks.md)",
         _MOBILE,
     ),
     "paper": Budget(
         "the published settings: PC-DARTS for the cell, Auto-DeepLab for the paths",
-        "GPU-sized (batches of 256 crops of 321x321); not measured here, where searches run on the CPU",
+        "the whole train split in batches of 256 crops of 321x321: sized for GPUs",
         SearchConfig(
             image_size=321,
             batch_size=256,
@@ -256,14 +256,14 @@ def budgets_help() -> str:
 
 
 def budgets_markdown() -> str:
-    """The README's table of budgets, from the table (a test holds the README to it)."""
+    """The table of budgets in docs/search.md, from the table (a test holds the page to it)."""
     rows = [
         f"| `{name}` | {b.purpose} | {b.duration} | {c.cell.epochs} + {c.path.epochs} | {c.image_size} "
         f"| {c.batch_size} |"
         for name, b in BUDGETS.items()
         for c in [b.config]
     ]
-    head = "| budget | for | typical time | epochs (cell + path) | crop | batch |\n|---|---|---|---|---|---|\n"
+    head = "| budget | for | work | epochs (cell + path) | crop | batch |\n|---|---|---|---|---|---|\n"
     return head + "\n".join(rows) + "\n"
 
 

@@ -18,13 +18,13 @@ The penalty is ``weight * max(0, E / T - 1) + price * log(E / T)`` for a target 
 multiplicative CE * a log(LAT)^b: a latency target is a constraint to meet. Above it the hinge's pull
 grows with the relative excess, which has no unit, so one weight (``latency_weight``, a budget
 setting) serves any target and device. Below it the hinge alone is zero, and the accuracy proxy of a
-short search then drifts to cells of parameter-free ops: at a generous target (243 ms at 512x1024)
-stage 1 chose max and average pools, a cell both slower (155 against 101 ms predicted, the same paths
-and width) and less accurate than the dilated convolutions it chose under a tighter one. So latency
-also has a small price (``latency_price``, MnasNet's soft constraint in the loss's log form): its
-gradient is price / E per ms at every latency, the same for any target; at price 0.5 the 243 ms search
-chose the dilated convolutions. FBNet's factor prices latency too, but scales with the cross-entropy
-and its exponent has to be tuned per device.
+short search then drifts to cells of parameter-free ops: at a generous target stage 1 chose max and
+average pools, a cell both slower (predicted, with the same paths and width) and less accurate than the
+dilated convolutions it chose under a tighter one. So latency also has a small price (``latency_price``,
+MnasNet's soft constraint in the loss's log form): its gradient is price / E per ms at every latency, the
+same for any target; with it the generous search chose the dilated convolutions (docs/benchmarks.md has
+both runs). FBNet's factor prices latency too, but scales with the cross-entropy and its exponent has to be
+tuned per device.
 
 Decoding is an argmax of weights the expectation only approximates, so the decoded network can still
 land above the target: its widths are then narrowed to the widest ``latency_widths`` choice the table
@@ -279,8 +279,8 @@ def space_genotypes(config: SearchConfig, num_classes: int) -> list[Genotype]:
 def calibration_genotypes(config: SearchConfig, num_classes: int) -> list[Genotype]:
     """The networks a table is calibrated on (``LatencyTable.calibrate``): the full lattice at every width
     a target may narrow it to, the cell's edges running the primitives in turn. Every width, not the
-    widest and narrowest alone: the per-unit overhead grows with the width (0.25 ms at 24 channels,
-    0.02 at 10 in one profile), and the emitted networks spread over all of them."""
+    widest and narrowest alone: the per-unit overhead grows with the width, and the emitted networks
+    spread over all of them."""
     ops = [p for p in config.cell.primitives if p != "none"]
     cell = _cell_of(config.cell.steps, ops)
     return [_full_lattice(config, cell, num_classes, c, f"calibration_f{c}") for c in _widths(config.path)]

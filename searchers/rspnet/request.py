@@ -47,6 +47,7 @@ class SearchRequest:
     processes: int = field(default_factory=processes_now)
     discards: str = ""  # what --force discards of an earlier run (said in the plan)
     checkpoint_every_s: float = CHECKPOINT_EVERY_S  # a checkpoint within an epoch after this much training
+    amp: str | None = None  # bf16: the supernet's forward passes in mixed precision (see searchers.rspnet.bilevel)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -59,8 +60,10 @@ class SearchRequest:
     def settings(self) -> dict:
         """What a checkpoint must agree with to be resumed."""
         latency = {} if self.latency_target_ms is None else dict(latency=[self.latency_target_ms, *self.latency_size])
+        amp = {} if self.amp is None else dict(amp=self.amp)  # recorded when used: earlier checkpoints stay resumable
         return dict(
             **latency,
+            **amp,
             stage=self.stage,
             config=self.config.model_dump(mode="json", exclude={"batch_size"}),
             global_batch=self.global_batch,
@@ -128,6 +131,7 @@ def rspnet_request(
     size: tuple[int, int] | None = None,
     overrides: dict[str, Any] | None = None,
     threads: int | None = None,
+    amp: str | None = None,
     resume: bool = False,
     force: bool = False,
     processes: int | None = None,
@@ -154,6 +158,7 @@ def rspnet_request(
         cell_name=cell_name,
         latency_target=latency_target,
         size=size if latency_target is not None else None,
+        amp=amp,
     )
     distinguishing = {**inputs, "data": None if data == "synthetic" else data, "settings": overrides}
     distinguishing["processes"] = processes if processes > 1 else None
@@ -180,5 +185,6 @@ def rspnet_request(
         latency_size=size,
         shell_command=shell,
         processes=processes,
+        amp=amp,
     )
     return replace(request, discards=claim(files, resume, force, "search", request.settings()))

@@ -44,7 +44,7 @@ from rspnet_zoo.spec.render import render_graph, step_text
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.metrics import SegmentationMetrics
 from searchers.requests import RunFiles
-from searchers.rspnet.bilevel import Bilevel
+from searchers.rspnet.bilevel import Bilevel, check_search_amp
 from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
 from searchers.rspnet.decode import CellDecision, PathDecision
@@ -135,7 +135,7 @@ class Runner:
     def run(self, stage) -> StageRun:
         """Train ``stage`` (a CellSearch or PathSearch) to its last epoch, from its checkpoint if one exists."""
         schedule, model = stage.schedule, stage.model
-        bilevel = Bilevel(model, schedule, stage.penalty)
+        bilevel = Bilevel(model, schedule, stage.penalty, self.request.amp)
         run = self.runs[stage.name] = StageRun()
         start, within = 0, None
         file = self.checkpoint(stage.name)
@@ -253,6 +253,7 @@ def _check_request(r: SearchRequest) -> dict[str, tuple[int, int]]:
     """Refuse a bad request before anything is loaded; returns what a resume continues: stage -> (epochs
     done, steps done within the next)."""
     check_stage(r.stage, r.cell_spec)
+    check_search_amp(r.amp)
     files = RunFiles(r.name, r.out, r.run_dir)
     checkpoints = check_run_folder(files, r.resume, r.force, r.settings(), r.shell_command or r.command)
     done = {}
@@ -438,6 +439,8 @@ def _provenance(
     cfg = request.config
     runs = {k: v for k, v in runner.runs.items() if stage is None or k == stage}
     notes = [distributed.describe(cfg.batch_size)]
+    if request.amp is not None:
+        notes.append(f"mixed precision {request.amp}")
     if cell is not None:
         notes.append(
             f"cell search: {cfg.cell.epochs} epochs, order {cfg.cell.order}, partial channels K={cfg.cell.partial}, "

@@ -5,14 +5,14 @@ blocks, each sample trained 10 epochs (5 on precomputed stem outputs, 5 end to e
 batch 32, 321x321 crops, 48 channels before the classifier, the controller trained by PPO at lr 1e-4;
 the paper sampled more than 2000 architectures. The paper does not state the number of strings per
 PPO update, the clip range, the entropy weight, the baseline decay or the LSTM width: those are
-ENAS's/PPO's usual values (8, 0.2, 1e-4, 0.95, 100). ``smoke`` runs in seconds and still shows the
-method at work: its samples train 6 epochs on the frozen stem alone at lr 3e-2 (with 1 + 1 epochs at the
-paper's lr every sample predicted background only, so all rewards were equal and the controller learned
-nothing), on a substitute stem of 10 steps. ``small`` is sized
-for about 11 minutes of one CPU core (64x64 images, 300 synthetic images, 2 + 2 epochs per sample at
-12-23 CPU seconds each, 40 samples in 8 PPO updates, a 100-step substitute stem at 19 CPU seconds);
-with 8 updates, lr 1e-4 would leave the controller where it started, so it uses lr 5e-3 and entropy
-weight 1e-2 (the figures at which the unit test's toy reward is learned within 150 updates).
+ENAS's/PPO's usual values (8, 0.2, 1e-4, 0.95, 100). ``smoke`` trains 4 samples on 40 images of 32x32
+and still shows the method at work: each sample trains 6 epochs on the frozen stem alone at lr 3e-2, on a
+substitute stem of 10 steps (with 1 + 1 epochs at the paper's lr every sample predicted background only, so
+all rewards were equal and the controller learned nothing). ``small`` is sized for minutes of one CPU core
+(300 synthetic images of 64x64, 2 + 2 epochs per sample, 40 samples in 8 PPO updates, a 100-step substitute
+stem; measured times are in docs/benchmarks.md); with 8 updates, lr 1e-4 would leave the controller where
+it started, so it uses lr 5e-3 and entropy weight 1e-2 (the settings at which the unit test's toy reward is
+learned within 150 updates).
 """
 
 from __future__ import annotations

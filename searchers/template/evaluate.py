@@ -315,10 +315,12 @@ class Evaluator:
 
     @torch.no_grad()
     def latency_ms(self, model: GenotypeNet) -> float:
-        from torch.utils.benchmark import Timer
+        from rspnet_zoo.perf.timer import benchmark_timer
 
         x = torch.randn(1, 3, self.budget.image_size, self.budget.image_size, device=self.device)
-        timer = Timer("model(x)", globals=dict(model=model.eval(), x=x), num_threads=torch.get_num_threads())
+        timer = benchmark_timer()(
+            "model(x)", globals=dict(model=model.eval(), x=x), num_threads=torch.get_num_threads()
+        )
         return timer.blocked_autorange(min_run_time=0.2).median * 1e3
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from matplotlib.ticker import MaxNLocator
-
 from rspnet_zoo.fsutil import atomic_write_text
-from rspnet_zoo.training.curves import pyplot, save_png
+from rspnet_zoo.training.curves import pyplot, save_png, whole_ticks
 
 
 def plot_rewards(rows: Sequence[dict], out: Path) -> Path:
@@ -24,7 +22,7 @@ def plot_rewards(rows: Sequence[dict], out: Path) -> Path:
     centres = [sum(r["index"] for r in rows if r["batch"] == b) / sum(r["batch"] == b for r in rows) for b in batches]
     ax.plot(centres, medians, color="C3", label="batch median")
     ax.set_xlabel("sample")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    whole_ticks(ax.xaxis)
     ax.set_ylabel("reward")
     ax.set_title("reward distribution over the search")
     ax.legend()
@@ -32,17 +30,21 @@ def plot_rewards(rows: Sequence[dict], out: Path) -> Path:
 
 
 def plot_downsampling(rows: Sequence[dict], out: Path, windows: int = 10) -> Path:
-    """The proportion of each downsampling factor (2 ** stride-2 blocks) over time (paper, Fig. 6)."""
+    """The proportion of each downsampling factor (2 ** stride-2 blocks) over time (paper, Fig. 6): one
+    stacked bar per window of samples, so that a few samples show as the separate counts they are."""
     plt = pyplot()
     factors = sorted({r["downsampling"] for r in rows})
     size = max(1, -(-len(rows) // windows))
     chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
-    x = [c[-1]["index"] for c in chunks]
-    shares = [[sum(r["downsampling"] == f for r in c) / len(c) for c in chunks] for f in factors]
+    x = [(c[0]["index"] + c[-1]["index"]) / 2 for c in chunks]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.stackplot(x, shares, labels=[f"x{f}" for f in factors])
-    ax.set_xlabel(f"sample (windows of {size})")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom = [0.0] * len(chunks)
+    for i, f in enumerate(factors):
+        share = [sum(r["downsampling"] == f for r in c) / len(c) for c in chunks]
+        ax.bar(x, share, width=0.8 * size, bottom=bottom, label=f"x{f}", color=f"C{i % 10}")
+        bottom = [b + s for b, s in zip(bottom, share)]
+    ax.set_xlabel("sample" if size == 1 else f"sample (windows of {size})")
+    whole_ticks(ax.xaxis)
     ax.set_ylabel("proportion")
     ax.set_ylim(0, 1)
     ax.set_title("downsampling factors over the search")
