@@ -27,8 +27,6 @@ from searchers.progress import plan_head
 from searchers.rspnet.budgets import budgets_help
 from searchers.rspnet.request import SearchRequest, rspnet_request
 
-METHODS = ("rspnet", "template")
-
 
 class SearchGroup(TyperGroup):
     """``search`` with a default method: the first argument names one (``rspnet``, ``template``), else
@@ -49,7 +47,7 @@ class SearchGroup(TyperGroup):
                 method = value
                 break
         if method not in self.commands:
-            raise ZooError(f"unknown search method '{method}' (choose {' or '.join(METHODS)})")
+            raise ZooError(f"unknown search method '{method}' (choose {' or '.join(self.commands)})")
         return super().parse_args(ctx, [method, *args])
 
 
