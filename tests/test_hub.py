@@ -22,9 +22,10 @@ from timm.models._hub import generate_readme
 
 from rspnet_zoo.spec.io import load_spec
 from rspnet_zoo.training.loop import save_to_zoo
+from rspnet_zoo.zoo.card import HUB_METRICS
 from rspnet_zoo.zoo.catalog import SHIPPED
 from rspnet_zoo.zoo.folder import build_folder
-from rspnet_zoo.zoo.hub import FOLDER_FILES, HUB_METRICS
+from rspnet_zoo.zoo.hub import FOLDER_FILES
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 METRICS = dict(miou=0.5, mean_acc=0.6, fw_iou=0.7, pixel_acc=0.8, images=2, per_class_iou={"a": 0.5, "b": 0.5})
@@ -94,7 +95,14 @@ def test_hf_hub_loads_built_folders_offline_from_a_local_cache(trained, tiny, tm
 import json, sys, timm, rspnet_zoo
 out = {}
 for repo in sys.argv[1:]:
-    model = timm.create_model("hf-hub:" + repo, pretrained=True)
+    untrained = repo.endswith("tiny_net")  # a fresh build: pretrained=True refuses it as for a local folder
+    if untrained:
+        try:
+            timm.create_model("hf-hub:" + repo, pretrained=True)
+            raise SystemExit("initialised weights loaded from the Hub without allow_untrained")
+        except rspnet_zoo.ZooError as e:
+            assert "never trained" in str(e), e
+    model = timm.create_model("hf-hub:" + repo, pretrained=True, allow_untrained=untrained)
     out[repo] = dict(cfg=model.pretrained_cfg, state={k: v.sum().item() for k, v in model.state_dict().items()})
 print(json.dumps(out, default=list))
 """

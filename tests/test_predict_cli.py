@@ -10,9 +10,11 @@ import pytest
 from PIL import Image
 
 from rspnet_zoo.data.synthetic import CLASS_NAMES
+from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.predict.legend import outline
 from rspnet_zoo.spec.io import load_spec
-from rspnet_zoo.zoo.folder import build_folder
+from rspnet_zoo.zoo.folder import FolderWeights, write_folder
+from rspnet_zoo.zoo.weights import initialised
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 
@@ -21,7 +23,10 @@ TINY = Path(__file__).parent / "data" / "tiny_net.json"
 def tiny_folder(tmp_path, monkeypatch):
     """A built folder: its weights are initialised, which predict loads only when asked to."""
     monkeypatch.setenv("RSPNET_ZOO_ALLOW_UNTRAINED", "1")
-    folder, _ = build_folder(load_spec(TINY), tmp_path / "built", class_names=CLASS_NAMES)
+    genotype = load_spec(TINY)
+    model = GenotypeNet(genotype)
+    weights = FolderWeights(model, initialised(0), class_names=CLASS_NAMES)
+    folder, _ = write_folder(genotype, tmp_path / "built", weights)
     return folder
 
 

@@ -246,7 +246,9 @@ def predict(
     model: str = typer.Argument(..., help="A registered name[.tag] (e.g. rspnet_small.synth) or a built folder."),
     images: list[Path] = typer.Argument(..., help="Image files, at most 4096x2048 pixels each."),
     out: Path = typer.Option(
-        ..., "--out", help="Folder for <stem>_mask.png, <stem>_overlay.png and palette.json (class colours)."
+        ...,
+        "--out",
+        help="Folder for <stem>_mask.png (class ids; .tif above 65,536 classes), <stem>_overlay.png and palette.json.",
     ),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the classes in the overlay."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ...", show_default="cpu"),

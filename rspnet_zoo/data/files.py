@@ -5,17 +5,26 @@ table; 255 is ignore, -1 marks a value the layout does not allow). Everything th
 a file is reported as one line naming it: missing, undecodable or truncated, and larger than
 MAX_IMAGE_PIXELS, which is checked from the header before any pixel is decoded (a prediction's memory grows
 with the pixels; docs/benchmarks.md has the measurement).
+
+Images are read as a viewer shows them (``read_image``): the EXIF orientation applied (masks too, so a
+pair stays aligned); colours brought to sRGB through the embedded ICC profile when there is one (a
+Display P3 phone photo, a CMYK print file), Lab through littlecms, CMYK without a profile as viewers show
+it (Pillow's conversion); transparent pixels composited over white; 16-bit grey scaled from 0-65535.
+Floating-point images, whose range is not defined, are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from rspnet_zoo.data.transforms import IGNORE_INDEX
 from rspnet_zoo.errors import ZooError
@@ -49,40 +58,93 @@ def identity_lut(num_classes: int, void: Sequence[int] = ()) -> np.ndarray:
     return lut
 
 
-def _open(path: Path) -> Image.Image:
-    """The image with its header read and its size checked; no pixel is decoded yet."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{path}: refused, more than the {MAX_IMAGE_PIXELS:,} pixels an image may have ({e})") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
-    if im.width * im.height > MAX_IMAGE_PIXELS:
-        im.close()
-        raise DataError(
-            f"{path}: {im.width}x{im.height} is {im.width * im.height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
-            "(4096x2048) an image may have; downscale or crop it"
-        )
-    return im
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """The image with its header read and its size checked; no pixel is decoded yet.
+
+    Opened from a file object, not a path: Pillow memory-maps an uncompressed file opened by path and then
+    lays a TIFF's rotating EXIF orientation over the wrong strides."""
+    with contextlib.ExitStack() as stack:
+        try:
+            f = stack.enter_context(open(path, "rb"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = stack.enter_context(Image.open(f))
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise DataError(
+                f"{path}: refused, more than the {MAX_IMAGE_PIXELS:,} pixels an image may have ({e})"
+            ) from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"{path}: not a readable image ({e})") from None
+        if im.width * im.height > MAX_IMAGE_PIXELS:
+            raise DataError(
+                f"{path}: {im.width}x{im.height} is {im.width * im.height:,} pixels, more than the "
+                f"{MAX_IMAGE_PIXELS:,} (4096x2048) an image may have; downscale or crop it"
+            )
+        yield im
 
 
-def _decode(path: Path, im: Image.Image) -> None:
-    """Decode the pixels now, so a truncated or damaged file is one line naming it."""
+ORIENTED = (2, 3, 4, 5, 6, 7, 8)  # EXIF orientations other than "as stored" (1)
+TRANSPOSED = (5, 6, 7, 8)  # those that swap width and height
+
+
+def shown_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as a viewer shows the image: its EXIF orientation applied, from the header alone
+    (Pillow's TIFF reader reports, and decodes, a TIFF as shown already)."""
+    w, h = im.size
+    rotated = im.format != "TIFF" and im.getexif().get(ExifTags.Base.Orientation) in TRANSPOSED
+    return (h, w) if rotated else (w, h)
+
+
+def _decode(path: Path, im: Image.Image) -> Image.Image:
+    """Decode the pixels now, so a truncated or damaged file is one line naming it; returns them as a viewer
+    shows them, the EXIF orientation applied."""
     try:
         im.load()
+        return ImageOps.exif_transpose(im) if im.getexif().get(ExifTags.Base.Orientation) in ORIENTED else im
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DataError(f"{path}: the image data are truncated or damaged ({e})") from None
 
 
+@functools.cache
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@functools.cache
+def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
+    """CIE Lab (D50, the ICC connection space's white, as Photoshop's Lab) to sRGB."""
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), _srgb(), "LAB", "RGB")
+
+
+def _colour_managed(path: Path, im: Image.Image) -> Image.Image:
+    """``im`` in sRGB: RGB, or RGBA where it has transparency."""
+    if im.mode == "LAB":
+        # Pillow decodes Lab (a TIFF's CIELab) with a and b offset by 128, while its conversions out of LAB
+        # (Image.convert and littlecms alike) read them as signed bytes: white would come out cyan.
+        lab = np.asarray(im).copy()
+        lab[..., 1:] ^= 0x80  # v - 128, as a two's complement byte
+        return ImageCms.applyTransform(Image.frombytes("LAB", im.size, lab.tobytes()), _lab_to_srgb())
+    target = "RGBA" if im.has_transparency_data else "RGB"
+    profile = im.info.get("icc_profile")
+    if not profile:
+        return im.convert(target)  # CMYK without a profile: Pillow's conversion, as viewers show it
+    if im.mode not in ("RGB", "RGBA", "CMYK", "L"):  # a palette or grey+alpha image: its colours first
+        im = im.convert(target)
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        return ImageCms.applyTransform(im, ImageCms.buildTransform(source, _srgb(), im.mode, target))
+    except (ImageCms.PyCMSError, OSError, ValueError) as e:
+        raise DataError(f"{path}: its embedded colour profile cannot bring it to sRGB ({e})") from None
+
+
 def read_image(path: Path) -> torch.Tensor:
-    """float32 3xHxW in [0, 1]: 8-bit channels divided by 255, 16-bit grey by 65535 (not clipped), palette
-    and grey images through their colours, alpha dropped."""
-    with _open(path) as im:
-        _decode(path, im)
+    """float32 3xHxW in [0, 1], as a viewer shows the file (see the module docstring): 8-bit channels
+    divided by 255, 16-bit grey by 65535 (not clipped)."""
+    with _open(path) as opened:
+        im = _decode(path, opened)
         if im.mode in SIXTEEN_BIT:
             grey = np.asarray(im)
             if grey.min() < 0 or grey.max() > 65535:
@@ -91,14 +153,18 @@ def read_image(path: Path) -> torch.Tensor:
         elif im.mode == "F":
             raise DataError(f"{path}: a floating-point image has no defined range; save it as 8 or 16 bits")
         else:
-            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1)
+            array = np.asarray(_colour_managed(path, im), dtype=np.float32) / 255.0
+            if array.shape[-1] == 4:  # transparent pixels over white, as on a page
+                alpha = array[..., 3:]
+                array = array[..., :3] * alpha + (1.0 - alpha)
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
 
 
 def read_mask(path: Path, lut: np.ndarray, num_classes: int) -> torch.Tensor:
-    """int64 HxW training ids from a single-channel (L or P) label PNG."""
-    with _open(path) as im:
-        _decode(path, im)
+    """int64 HxW training ids from a single-channel (L or P) label PNG, its EXIF orientation applied as to
+    its image."""
+    with _open(path) as opened:
+        im = _decode(path, opened)
         if im.mode not in ("L", "P", *SIXTEEN_BIT):
             raise DataError(f"{path}: a mask must be a single-channel label image, not mode {im.mode}")
         raw = np.asarray(im)
@@ -132,10 +198,9 @@ class ImageMaskPairs(torch.utils.data.Dataset):
         self.transform = transform
         for image, mask in self.pairs:
             with _open(image) as a, _open(mask) as b:
-                if a.size != b.size:
-                    raise DataError(
-                        f"{mask}: mask is {b.size[0]}x{b.size[1]} but its image {image} is {a.size[0]}x{a.size[1]}"
-                    )
+                (aw, ah), (bw, bh) = shown_size(a), shown_size(b)
+                if (aw, ah) != (bw, bh):
+                    raise DataError(f"{mask}: mask is {bw}x{bh} but its image {image} is {aw}x{ah}")
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -21,11 +21,13 @@ from rspnet_zoo.fsutil import atomic_path, writable_output
 from rspnet_zoo.interop.conversions import Alias, ConversionError, Family, Layout, Rename, Row, families
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.models import Genotype
+from rspnet_zoo.zoo.card import imported_note
 from rspnet_zoo.zoo.catalog import tag_weights
+from rspnet_zoo.zoo.folder import FolderWeights, write_folder
 from rspnet_zoo.zoo.home import zoo_home
 from rspnet_zoo.zoo.registry import load_trained, resolve_genotype
 from rspnet_zoo.zoo.stats import count_parameters
-from rspnet_zoo.zoo.weights import imported, read_header, read_weights, torch_load
+from rspnet_zoo.zoo.weights import check_tensors, imported, read_header, read_weights, torch_load
 
 # Where the repositories keep a state dict inside a saved dict, most specific first.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
@@ -53,7 +55,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     'module.' prefix removed. Never a full unpickle."""
     if not path.is_file():
         raise ConversionError(f"{path}: no such checkpoint file")
-    state = read_weights(path)[0] if path.suffix == ".safetensors" else _unwrap(path, torch_load(path, ConversionError))
+    if path.suffix == ".safetensors":
+        state = read_weights(path)[0]
+    else:  # the tensors of a pickle through the weights reader's checks: stated dtypes, finite values
+        state = check_tensors(_unwrap(path, torch_load(path, ConversionError)), str(path))
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
@@ -167,7 +172,12 @@ def to_zoo(
     unmatched = [k for k in reference if k not in expected]
     missing = [k for k in expected if k not in reference and not (legacy_bn and k.endswith(".num_batches_tracked"))]
     wrong = [k for k in expected if k in reference and tuple(reference[k].shape) != expected[k]]
-    if unmatched or missing or wrong:
+    kind = [  # an integer tensor where ours is floating point (or back) is not cast
+        ref
+        for ref, (key, _) in km.source.items()
+        if ref in reference and reference[ref].is_floating_point() != ours[key].is_floating_point()
+    ]
+    if unmatched or missing or wrong or kind:
         parts = []
         if unmatched:
             shapes = {k: reference[k].shape for k in unmatched}
@@ -178,6 +188,10 @@ def to_zoo(
             ours_shape = {k: f" (ours {_dims(expected[k])})" for k in wrong}
             shapes = {k: reference[k].shape for k in wrong}
             parts.append(f"{len(wrong)} mis-shaped: {_listing(wrong, shapes, ours_shape)}")
+        if kind:
+            dtypes = {k: f" {str(reference[k].dtype).removeprefix('torch.')}" for k in kind}
+            shapes = {k: reference[k].shape for k in kind}
+            parts.append(f"{len(kind)} integer where ours are floating point or back: {_listing(kind, shapes, dtypes)}")
         raise ConversionError(f"{where} does not fit the {layout.origin} layout of this spec: " + "; ".join(parts))
     state: dict[str, torch.Tensor] = {}
     for key, refs in _by_key(km.source, ours).items():
@@ -224,40 +238,6 @@ def wants_aux(fam: Family, genotype: Genotype, reference: dict[str, torch.Tensor
     return bool(fam.aux_prefix) and declared and any(k.startswith(fam.aux_prefix) for k in reference)
 
 
-def card_note(
-    fam: Family, layout: Layout, checkpoint: Path, sha256: str, report: dict[str, Any], params: int, aux: bool
-) -> str:
-    bn = "absent in the source (saved before PyTorch 0.4.1), set to 0" if report["legacy_bn"] else "from the source"
-    notes = "\n".join(f"- {line}" for line in layout.notes)
-    aliases = f" (+{report['aliases']} aliases of these)" if report["aliases"] else ""
-    aux_row = (
-        "| auxiliary head | imported: `local-dir:` builds it (model_args), a tag needs `aux_head=True` |\n"
-        if aux
-        else ""
-    )
-    return f"""
-## Imported weights
-
-**Imported** from a published reference checkpoint with `rspnet-zoo convert {fam.name}`: not trained here, not
-initialised. Every reference tensor was used exactly once and every parameter and BN buffer here filled from it.
-
-| | |
-|---|---|
-| weights | imported |
-| source checkpoint | `{checkpoint.name}` |
-| source sha256 | `{sha256}` |
-| family | {fam.name} ({layout.origin}) |
-| mapping version | {fam.version} |
-| reference tensors mapped | {report["tensors"]}{aliases} |
-| parameters, reference / zoo | {report["reference_parameters"]:,} / {params:,} |
-| BN num_batches_tracked | {bn} |
-{aux_row}
-### Preprocessing and outputs
-
-{notes}
-"""
-
-
 def convert_checkpoint(
     family_name: str,
     checkpoint: Path,
@@ -268,8 +248,6 @@ def convert_checkpoint(
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``out/<name>/`` (a built folder) from a reference checkpoint; ``name`` defaults to
     ``<spec>.<tag>``, or the spec's name without a tag."""
-    from rspnet_zoo.zoo.folder import build_folder
-
     fam = family(family_name)
     genotype = resolve_genotype(spec)
     writable_output(out or zoo_home(), folder=True)
@@ -282,18 +260,27 @@ def convert_checkpoint(
     params = count_parameters(skeleton)
     sha256 = file_sha256(checkpoint)
     folder_name = name or (f"{genotype.name}.{tag}" if tag else genotype.name)
-    model = GenotypeNet(genotype, **model_args)
+    model = GenotypeNet(genotype, plan=skeleton.plan, **model_args)
     model.load_state_dict(state)
-    folder, info = build_folder(
-        genotype,
-        out or zoo_home(),
-        model=model,
-        card_note=card_note(fam, layout, checkpoint, sha256, report, params, bool(model_args)),
-        folder_name=folder_name,
-        model_args=model_args,
-        cfg_overrides=dict(layout.cfg, notes=layout.notes),
-        status=imported(str(checkpoint), sha256),
+    note = imported_note(
+        family=fam.name,
+        origin=layout.origin,
+        mapping_version=fam.version,
+        checkpoint=checkpoint,
+        sha256=sha256,
+        report=report,
+        parameters=params,
+        aux=bool(model_args),
+        notes=layout.notes,
     )
+    weights = FolderWeights(
+        model,
+        imported(str(checkpoint), sha256),
+        note=note,
+        cfg=dict(layout.cfg, notes=layout.notes),
+        model_args=model_args,
+    )
+    folder, info = write_folder(genotype, out or zoo_home(), weights, folder_name)
     info.update(
         family=fam.name,
         mapping_version=fam.version,

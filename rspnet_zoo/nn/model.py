@@ -19,7 +19,17 @@ from rspnet_zoo.errors import ZooError
 from rspnet_zoo.nn.heads import DECODERS, HEADS, AuxiliaryClassifier
 from rspnet_zoo.nn.ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
 from rspnet_zoo.spec.models import Genotype
-from rspnet_zoo.spec.plan import CellLayout, CellPlan, LayerPlan, NodePlan, PathPlan, SlotPlan, TemplatePlan, lower
+from rspnet_zoo.spec.plan import (
+    CellLayout,
+    CellPlan,
+    LayerPlan,
+    NetworkPlan,
+    NodePlan,
+    PathPlan,
+    SlotPlan,
+    TemplatePlan,
+    lower,
+)
 
 
 def _reduced(size: list[int], reduction: int) -> list[int]:
@@ -213,28 +223,33 @@ NODE_MODULES: dict[type[NodePlan], Callable[[Any, float, CellBody | None], nn.Mo
 }
 
 
-def input_convs(module: nn.Module) -> list[str]:
-    """Names (inside ``module``) of the convs that read its input: those it names, else its first conv."""
-    if hasattr(module, "input_convs"):
-        return list(module.input_convs)
-    return next(([name] for name, m in module.named_modules() if isinstance(m, nn.Conv2d)), [])
+def _path_input_convs(path: PathPlan) -> tuple[str, ...]:
+    """Inside a path's ``proj`` (as ``PathInput`` builds it): the convs that read what the path carries."""
+    if path.resample == "factorized":
+        return FactorizedReduce.input_convs
+    return ReLUConvBN.input_convs if path.project else ()
 
 
-def first_conv_names(nodes: nn.ModuleList) -> tuple[str, ...]:
-    """Module paths of the convs that read the image (timm adapts them for ``in_chans``)."""
+def _layer_input_convs(plan: LayerPlan) -> tuple[str, ...]:
+    """Inside a layer node's ``layer`` (as ``_make_layer`` builds it): the convs that read its input."""
+    if plan.layer == "inverted_residual":
+        return InvertedResidual.input_convs
+    return ConvBNAct.input_convs_of(plan.args.pre_act)
+
+
+def first_conv_names(plan: NetworkPlan) -> tuple[str, ...]:
+    """Module paths of the convs that read the image (timm adapts them for ``in_chans``), from the plan, so that a
+    model's cfg can name them before the model is built."""
     names: list[str] = []
-    for i, node in enumerate(nodes):
-        readers = []
-        if isinstance(node, LayerNode) and node.state == 0:
-            readers.append((f"nodes.{i}.layer", node.layer))
-        elif isinstance(node, CellNode):
-            for s, fusion in enumerate(node.inputs):
-                readers += [
-                    (f"nodes.{i}.inputs.{s}.paths.{p}.proj", path.proj)
-                    for p, (state, path) in enumerate(zip(fusion.states, fusion.paths))
-                    if state == 0
-                ]
-        names += [f"{prefix}.{name}" for prefix, module in readers for name in input_convs(module)]
+    for node in plan.nodes:
+        if isinstance(node, LayerPlan):
+            if node.input.state == 0:
+                names += [f"nodes.{node.index}.layer.{conv}" for conv in _layer_input_convs(node)]
+            continue
+        for s, slot in enumerate(node.slots):
+            for p, path in enumerate(slot.paths):
+                if path.state == 0:
+                    names += [f"nodes.{node.index}.inputs.{s}.paths.{p}.proj.{c}" for c in _path_input_convs(path)]
     return tuple(names)
 
 
@@ -251,6 +266,10 @@ class GenotypeNet(nn.Module):
     The seams a search needs: ``cell_body(plan)``, when given, builds every cell node's body in place of
     the compiled cell (a supernet's mixed-op cell), and ``forward_weighted`` is ``forward`` with
     per-node fusion weights in place of the spec's and arguments handed to every cell body.
+
+    ``plan`` is the lowering of ``genotype`` at these arguments, when the caller made it already (the zoo
+    lowers once for a model's cfg and the model); ``self.plan`` keeps it, so a copy of the model (a meta one
+    to count FLOPs) is built without lowering again.
     """
 
     def __init__(
@@ -264,6 +283,7 @@ class GenotypeNet(nn.Module):
         aux_head: bool = False,
         cell_body: CellBody | None = None,
         global_pool: str | None = None,
+        plan: NetworkPlan | None = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -273,9 +293,11 @@ class GenotypeNet(nn.Module):
             from rspnet_zoo.spec.io import genotype_from_dict
 
             genotype = genotype_from_dict(genotype)
-        plan = lower(genotype, in_chans, output_stride, num_classes)
+        if plan is None:
+            plan = lower(genotype, in_chans, output_stride, num_classes)
         head = genotype.head
         self.genotype = genotype
+        self.plan = plan
         self.num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
         self.in_chans = plan.in_chans
         self.output_stride = plan.output_stride
@@ -313,7 +335,7 @@ class GenotypeNet(nn.Module):
             dict(num_chs=f.channels, reduction=f.reduction, module=f"nodes.{f.state - 1}") for f in plan.features
         ]
         self.feature_states: list[int] = [f.state for f in plan.features]
-        self._traits = dict(first_conv=first_conv_names(self.nodes))  # timm's model traits: in_chans adaptation
+        self._traits = dict(first_conv=first_conv_names(plan))  # timm's model traits: in_chans adaptation
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:

@@ -31,6 +31,8 @@ def _conv_unit(*layers: nn.Module, pre_act: bool, norm: nn.Module | None) -> lis
 class ReLUConvBN(nn.Sequential):
     """ReLU -> conv (no bias) -> BN: the DARTS pre-activation unit."""
 
+    input_convs = ("1",)  # the conv that reads the input (timm adapts it for in_chans)
+
     def __init__(
         self,
         in_chs: int,
@@ -315,6 +317,11 @@ def make_op(
 class ConvBNAct(nn.Sequential):
     """[ReLU] -> conv -> BN -> [act]: stems, laterals and decoder convs."""
 
+    @staticmethod
+    def input_convs_of(pre_act: bool) -> tuple[str, ...]:
+        """The conv that reads the input: after the ReLU, when there is one."""
+        return ("1",) if pre_act else ("0",)
+
     def __init__(
         self,
         in_chs: int,
@@ -340,6 +347,8 @@ class ConvBNAct(nn.Sequential):
 
 class InvertedResidual(nn.Module):
     """MobileNet-v2 block; the 1x1 expand conv is kept even at expand ratio 1 (nas-segm's encoder)."""
+
+    input_convs = ("conv.0.0",)  # the expand conv reads the input
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, dilation: int, expand_ratio: int):
         super().__init__()

@@ -111,8 +111,10 @@ def predict_files(
     alpha: float = 0.5,
     class_names: Sequence[str] | None = None,
 ) -> list[dict]:
-    """``<stem>_mask.png`` (class ids, palette-indexed) and ``<stem>_overlay.png`` (with a legend of the classes
-    found) in ``out_dir`` for each image, and ``palette.json``; returns the share of every class found per image."""
+    """``<stem>_mask.png`` (class ids, in ``legend.mask_format``: a TIFF above 65,536 classes) and
+    ``<stem>_overlay.png`` (with a legend of the classes found) in ``out_dir`` for each image, drawn as a viewer
+    shows the image (``data.files.read_image``), and ``palette.json``; returns the share of every class found
+    per image."""
     _check_distinct([Path(p).stem for p in images])
     names = list(class_names or class_names_of(model))
     colours = palette(names)

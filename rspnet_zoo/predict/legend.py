@@ -1,7 +1,9 @@
-"""What a prediction's colours mean: palette-indexed masks, class outlines, a drawn legend and a palette file.
+"""What a prediction's colours mean: class-id masks, class outlines, a drawn legend and a palette file.
 
-The mask PNG is palette-indexed (PIL mode ``P``): its pixel values are the class ids, so any tool reads the
-ids directly, while viewers show the class colours. ``palette.json`` beside the PNGs names every colour.
+A mask's pixel values are the class ids, in the smallest format that holds every id of the model
+(``mask_format``): a palette-indexed PNG (PIL mode ``P``: any tool reads the ids, viewers show the class
+colours) up to 256 classes, a 16-bit grey PNG up to 65,536, a 32-bit integer TIFF above. ``palette.json``
+beside them names every colour and says which format the masks are.
 A legend swatch is drawn as its class looks in the overlay: framed in the class colour (the colour of the
 class's outlines) and filled with the class's blended colour in that picture (the mean of its fill), so
 that a person matches regions to names by eye whatever colour the image had under them.
@@ -45,15 +47,31 @@ class Swatch:
     share: float
 
 
+SIXTEEN_BIT_IDS = 2**16  # a 16-bit PNG holds ids 0-65535
+
+
+def mask_format(classes: int) -> tuple[str, str]:
+    """The suffix and description of the mask file that holds every class id of a ``classes``-class model."""
+    if classes <= PALETTE_SIZE:
+        return ".png", "palette-indexed PNG: pixel value = class id"
+    if classes <= SIXTEEN_BIT_IDS:
+        return ".png", "16-bit grey PNG: pixel value = class id"
+    return ".tif", "32-bit integer TIFF: pixel value = class id (a PNG holds 65,536 ids at most)"
+
+
 def save_mask(labels: np.ndarray, colours: np.ndarray, dest: Path) -> Path:
-    """Class ids as a palette-indexed PNG; more than 256 classes cannot be indexed, so ids go to 16-bit grey."""
+    """Class ids in ``mask_format(len(colours))``, to ``dest`` with that format's suffix."""
+    suffix, _ = mask_format(len(colours))
+    dest = dest.with_suffix(suffix)
     with atomic_path(dest) as tmp:
         if len(colours) <= PALETTE_SIZE:
             image = Image.fromarray(labels.astype(np.uint8), mode="P")
             image.putpalette(colours.astype(np.uint8).flatten().tolist(), rawmode="RGB")
-        else:
+        elif len(colours) <= SIXTEEN_BIT_IDS:
             image = Image.fromarray(labels.astype(np.uint16))
-        image.save(tmp, format="PNG")
+        else:
+            image = Image.fromarray(labels.astype(np.int32))
+        image.save(tmp, format="PNG" if suffix == ".png" else "TIFF")
     return dest
 
 
@@ -96,10 +114,10 @@ def write_palette(
     """``palette.json``: id, name and colour of every class, and how the overlays were drawn."""
     doc = dict(
         classes=[
-            dict(id=i, name=name, rgb=[int(c) for c in colour], hex="#{:02x}{:02x}{:02x}".format(*colour))
-            for i, (name, colour) in enumerate(zip(class_names, colours))
+            dict(id=i, name=name, rgb=rgb, hex="#{:02x}{:02x}{:02x}".format(*rgb))
+            for i, (name, rgb) in enumerate(zip(class_names, colours.astype(int).tolist()))
         ],
-        mask="palette-indexed PNG: pixel value = class id" if len(colours) <= PALETTE_SIZE else "16-bit class ids",
+        mask=mask_format(len(colours))[1],
         overlay=dict(
             alpha=alpha,
             outline=f"{OUTLINE_WIDTH} px inside each region, in its class colour",
@@ -107,5 +125,7 @@ def write_palette(
         ),
     )
     dest = out_dir / PALETTE_FILE
-    atomic_write_text(dest, json.dumps(doc, indent=2) + "\n")
+    # indented for people up to a palette's classes; past that json's C encoder (no indent) keeps a
+    # 100,000-class model from spending seconds here
+    atomic_write_text(dest, json.dumps(doc, indent=2 if len(colours) <= PALETTE_SIZE else None) + "\n")
     return dest

@@ -100,9 +100,10 @@ def load_spec(path: str | Path) -> Genotype:
     return parse_spec(text, source=str(path))
 
 
-def parse_spec(text: str, source: str | None = None) -> Genotype:
-    if len(text) > MAX_SPEC_BYTES:
-        raise SpecError("", f"document is larger than {MAX_SPEC_BYTES // 2**20} MiB", source)
+def strict_json(text: str, source: str | None = None) -> Any:
+    """A JSON document read strictly (what specs and built folders' ``config.json`` are read with): invalid
+    JSON, nesting too deep to walk, duplicate keys, NaN/Infinity and numbers too long to be meant are one
+    SpecError naming where."""
     try:
         doc = _strict_loads(text)
         refused = _first_refusal(doc)
@@ -112,6 +113,13 @@ def parse_spec(text: str, source: str | None = None) -> Genotype:
         raise SpecError("", "invalid JSON: nested too deeply", source) from None
     if refused is not None:
         raise SpecError(pointer(*refused[0]), refused[1], source)
+    return doc
+
+
+def parse_spec(text: str, source: str | None = None) -> Genotype:
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError("", f"document is larger than {MAX_SPEC_BYTES // 2**20} MiB", source)
+    doc = strict_json(text, source)
     try:
         return genotype_from_dict(doc)
     except SpecError as e:

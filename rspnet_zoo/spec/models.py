@@ -21,6 +21,7 @@ MAX_EDGES = 16
 MAX_PATHS = 16
 MAX_REDUCTION = 64
 MAX_CLASSES = 100_000
+MAX_IN_CHANS = 16
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
@@ -233,7 +234,9 @@ class Network(Strict):
 class Defaults(Strict):
     num_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
     input_size: tuple[
-        Annotated[int, Field(ge=1, le=16)], Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]
+        Annotated[int, Field(ge=1, le=MAX_IN_CHANS)],
+        Annotated[int, Field(ge=1, le=8192)],
+        Annotated[int, Field(ge=1, le=8192)],
     ] = (3, 512, 1024)
     mean: tuple[Mean, ...] = IMAGENET_DEFAULT_MEAN
     std: tuple[Std, ...] = IMAGENET_DEFAULT_STD

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from rspnet_zoo.errors import SpecError, pointer
+from rspnet_zoo.errors import SpecError, ZooError, pointer
 from rspnet_zoo.spec.features import FeaturePlan
 from rspnet_zoo.spec.graph import (
     cell_errors,
@@ -28,7 +28,7 @@ from rspnet_zoo.spec.graph import (
     resolve_refs,
 )
 from rspnet_zoo.spec.heads import HEADS
-from rspnet_zoo.spec.models import Cell, Genotype, LayerArgs, Node, Partial, Template
+from rspnet_zoo.spec.models import MAX_IN_CHANS, Cell, Genotype, LayerArgs, Node, Partial, Template
 from rspnet_zoo.spec.ops import OP_TRAITS
 
 MAX_PARAMETERS = 2_000_000_000
@@ -223,7 +223,10 @@ def lower(
     The parameter cap covers the whole network, decoder and classifiers included, at the class count the
     model is built with (``num_classes`` overrides the spec's): it is checked here, before any module exists.
     """
-    in_chans = in_chans or genotype.defaults.input_size[0]
+    if in_chans is None:
+        in_chans = genotype.defaults.input_size[0]
+    elif not 1 <= in_chans <= MAX_IN_CHANS:  # 0 once read as "the default" and built a 3-channel model
+        raise ZooError(f"in_chans={in_chans}: a model reads 1 to {MAX_IN_CHANS} input channels")
     head = HEADS[genotype.head.type]
     check_cells(genotype)
     index = resolve_refs(genotype)

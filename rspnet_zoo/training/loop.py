@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from rspnet_zoo.errors import ZooError
+from rspnet_zoo.errors import WeightsError, ZooError
 from rspnet_zoo.fsutil import atomic_path
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.textutil import command_line
@@ -39,10 +39,11 @@ from rspnet_zoo.training.losses import build_loss
 from rspnet_zoo.training.metrics import SegmentationMetrics
 from rspnet_zoo.training.precision import autocast, grad_scaler
 from rspnet_zoo.training.runs import check_fields, check_settings
-from rspnet_zoo.zoo.folder import build_folder, state_mismatch
+from rspnet_zoo.zoo.card import trained_note
+from rspnet_zoo.zoo.folder import FolderWeights, write_folder
 from rspnet_zoo.zoo.home import zoo_home
 from rspnet_zoo.zoo.timm_registration import refresh_tags
-from rspnet_zoo.zoo.weights import torch_load, trained
+from rspnet_zoo.zoo.weights import check_tensor, check_tensors, fit_problem, torch_load, trained
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -113,17 +114,33 @@ def load_checkpoint(file: Path) -> dict:
 
 
 CHECKPOINT_FIELDS = dict(
-    model=dict, optimizer=dict, scheduler=dict, epoch=int, step=int, history=list, settings=dict, commands=list
+    model=dict,
+    optimizer=dict,
+    scheduler=dict,
+    epoch=int,
+    step=int,
+    history=list[dict],
+    settings=dict,
+    commands=list[str],
 )
 RESUMABLE_CHANGES = ("epochs", "iterations")  # a longer run: the card then lists every command that made it
 
 
 def check_checkpoint(file: Path, state: object, model: nn.Module) -> dict:
-    """A loaded checkpoint's structure, checked before any of it is used: one line naming the first fault."""
+    """A loaded checkpoint's structure and tensors, checked before any of it is used: the model's through
+    the weights reader's checks (dtype, finite) and against the model, the optimizer's finite (a NaN
+    momentum poisons the first step). One line names the first fault."""
     check_fields(file, state, CHECKPOINT_FIELDS, "training")
-    problem = state_mismatch(model.state_dict(), state["model"])
+    check_tensors(state["model"], str(file))
+    problem = fit_problem(model.state_dict(), state["model"])
     if problem:
         raise ZooError(f"{file}: does not fit this model: {problem}")
+    per_parameter = state["optimizer"].get("state", {})
+    if isinstance(per_parameter, dict):
+        for index, entries in per_parameter.items():
+            for name, value in entries.items() if isinstance(entries, dict) else ():
+                if isinstance(value, torch.Tensor):
+                    check_tensor(f"optimizer.state.{index}.{name}", value, str(file))
     return state
 
 
@@ -241,6 +258,8 @@ def train(
                 scheduler.step()
                 result.steps += 1
                 value = distributed.mean(float(loss_value.detach()))
+                if not math.isfinite(value):
+                    raise ZooError(f"step {result.steps}: the training loss is {value}; {DIVERGED}")
                 result.losses.append(value)
                 epoch_loss += value * images.shape[0] * world
                 epoch_images += images.shape[0] * world
@@ -257,6 +276,7 @@ def train(
                         )
                     )
                 tick = now
+            check_finite(model, f"the model after epoch {epoch + 1}")
             seconds = time.perf_counter() - started
             result.history.append(
                 dict(
@@ -277,6 +297,17 @@ def train(
         model.to(memory_format=torch.contiguous_format)  # the layout every reader of the weights expects
     model.eval()
     return result
+
+
+DIVERGED = "training diverged and stopped before saving anything from it (a lower --lr, then --force to start over)"
+
+
+def check_finite(model: nn.Module, where: str) -> None:
+    """Weights that went NaN or Inf (a learning rate too high) end the run with one line: they are never saved."""
+    try:
+        check_tensors(model.state_dict(), where)
+    except WeightsError as e:
+        raise ZooError(f"{e}; {DIVERGED}") from None
 
 
 def _data_parallel(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
@@ -300,6 +331,7 @@ def save_checkpoint(
     settings: dict,
     scaler: torch.amp.GradScaler | None = None,
 ) -> None:
+    check_tensors(model.state_dict(), f"{file}: refused to write the checkpoint")
     state = dict(
         settings=settings,
         commands=result.commands,
@@ -371,32 +403,6 @@ def train_command(model: str, **options: Any) -> str:
     return command_line(["rspnet-zoo", "train", model], options)
 
 
-def trained_card_note(
-    name: str, data: str, metrics: dict, commands: Sequence[str], input_size: Sequence[int] | None = None
-) -> str:
-    rows = "\n".join(f"| {c} | {'-' if iou is None else f'{iou:.4f}'} |" for c, iou in metrics["per_class_iou"].items())
-    at = f" at {input_size[1]}x{input_size[2]} (the cfg's input_size)" if input_size else ""
-    return f"""
-## Trained weights `{name}`
-
-Trained on the {data} data set. Validation split ({metrics["images"]} images{at}): **mIoU {metrics["miou"]:.4f}**,
-mean accuracy {metrics["mean_acc"]:.4f}, frequency-weighted IoU {metrics["fw_iou"]:.4f},
-pixel accuracy {metrics["pixel_acc"]:.4f}.
-
-Reproduce with {"this command" if len(commands) == 1 else "these commands, in order"}
-
-```
-{chr(10).join(commands)}
-```
-
-and load with `timm.create_model("{name}", pretrained=True)` after `import rspnet_zoo`.
-
-| class | val IoU |
-|---|---|
-{rows}
-"""
-
-
 def save_to_zoo(
     model: nn.Module,
     genotype: Genotype,
@@ -412,17 +418,14 @@ def save_to_zoo(
     """Write ``<home>/<name>.<tag>/`` (config, safetensors, card with the metrics), where timm finds the tag,
     and register the tag with timm. ``input_size`` (C, H, W): what the metrics were measured at."""
     name = f"{genotype.name}.{tag}"
-    folder, _ = build_folder(
-        genotype,
-        home or zoo_home(),
-        num_classes=len(class_names),
-        card_note=trained_card_note(name, data, metrics, commands, input_size),
-        folder_name=name,
+    weights = FolderWeights(
+        model,
+        trained(data, metrics),
+        note=trained_note(name, data, metrics, commands, input_size),
         class_names=class_names,
-        model=model,
-        status=trained(data, metrics),
         input_size=input_size,
         results=dict(dataset=data, split="val", metrics=metrics),
     )
+    folder, _ = write_folder(genotype, home or zoo_home(), weights, name)
     refresh_tags()
     return folder

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
-from rspnet_zoo.errors import ZooError
+from pydantic import TypeAdapter, ValidationError
+
+from rspnet_zoo.errors import ZooError, pointer
 
 
 def check_run(run_dir: Path, checkpoints: list[Path], resume: bool, force: bool, what: str) -> None:
@@ -50,16 +54,39 @@ def check_settings(file: Path, recorded: object, settings: dict, extendable: Col
     return changed
 
 
-def check_fields(file: Path, state: object, fields: Mapping[str, type], what: str) -> dict:
-    """A loaded checkpoint's structure, checked before any of it is used: one line naming the first fault."""
+def check_fields(file: Path, state: object, fields: Mapping[str, Any], what: str) -> dict:
+    """A loaded checkpoint's structure, checked before any of it is used: ``fields`` maps each key to a class
+    (``int``, ``dict``, ``torch.Tensor``) or a typed container (``list[str]``: every element checked, none
+    converted); one line names the first fault."""
     if not isinstance(state, dict):
-        raise ZooError(f"{file}: not a {what} checkpoint (it holds {_a(type(state).__name__)} {type(state).__name__})")
+        raise ZooError(f"{file}: not a {what} checkpoint (it holds {_a_kind(state)})")
     for key, kind in fields.items():
-        if not isinstance(state.get(key), kind):
-            found = "missing" if key not in state else f"{_a(type(state[key]).__name__)} {type(state[key]).__name__}"
-            name = kind.__name__
-            raise ZooError(f"{file}: not a {what} checkpoint of this run ('{key}' is {found}, not {_a(name)} {name})")
+        found = _a_kind(state[key]) if key in state else "missing"
+        if isinstance(kind, type):
+            if not isinstance(state.get(key), kind):
+                name = kind.__name__
+                raise ZooError(
+                    f"{file}: not a {what} checkpoint of this run ('{key}' is {found}, not {_a(name)} {name})"
+                )
+            continue
+        try:
+            _adapter(kind).validate_python(state.get(key), strict=True)
+        except ValidationError as e:
+            err = e.errors()[0]
+            if err["loc"]:  # inside the value: a command that is not a string, a history row that is not a dict
+                key, found = key + pointer(*err["loc"]), _a_kind(err["input"])
+            reason = err["msg"][:1].lower() + err["msg"][1:]
+            raise ZooError(f"{file}: not a {what} checkpoint of this run ('{key}' is {found}: {reason})") from None
     return state
+
+
+def _a_kind(value: object) -> str:
+    return f"{_a(type(value).__name__)} {type(value).__name__}"
+
+
+@functools.cache
+def _adapter(kind: Any) -> TypeAdapter:
+    return TypeAdapter(kind)
 
 
 def _a(noun: str) -> str:

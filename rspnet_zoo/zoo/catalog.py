@@ -5,6 +5,7 @@ into the zoo home, and the timm pretrained cfg of each. Reads files only when as
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from rspnet_zoo.zoo.weights import USABLE, read_header, read_metadata, weights_s
 
 
 def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
-    """timm's cfg of a spec: its defaults, with ``extra`` on top. ``pool_size`` is the spatial size of
-    ``forward_features``' map at ``input_size``, as timm's model tests check it."""
+    """timm's cfg of ``genotype``, ``extra`` keys replacing the spec's defaults; the spec's class names are
+    the ``label_names`` only while the class count is the spec's (names for other classes are not known).
+    ``pool_size`` is the spatial size of ``forward_features``' map at ``input_size``, as timm's model tests
+    check it."""
     d = genotype.defaults
     cfg = dict(
         url="",
@@ -32,12 +35,17 @@ def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
         classifier="classifier",
         license="apache-2.0",
     )
-    if d.class_names:
-        cfg["label_names"] = tuple(d.class_names)
     cfg.update(extra)
     reduction = feature_reduction(genotype)
     cfg["pool_size"] = tuple(-(-side // reduction) for side in cfg["input_size"][1:])
+    if d.class_names and "label_names" not in extra and cfg["num_classes"] == d.num_classes:
+        cfg["label_names"] = tuple(d.class_names)
     return cfg
+
+
+def cfg_first_conv(names: Sequence[str]) -> str | list[str] | None:
+    """timm's cfg form of the convs that read the image: one name, or a list when a cell reads it twice."""
+    return names[0] if len(names) == 1 else list(names) or None
 
 
 def _load_shipped() -> dict[str, Genotype]:

@@ -1,64 +1,23 @@
-"""The Hugging Face Hub side of a built folder: the model-card front matter timm's ``push_to_hf_hub``
-writes, and ``push``, which uploads a folder as it is.
+"""The Hugging Face Hub side of a built folder: ``push``, which uploads a folder as it is, and ``download``,
+the files a ``hf-hub:`` load reads (checked as a local folder's are). The card's front matter, which follows
+timm's ``push_to_hf_hub``, is ``zoo.card``'s.
 
 A built folder already is what timm's Hub loader reads (``config.json`` with the architecture and
 ``model_args``, ``model.safetensors``), so pushing is one ``upload_folder``; nothing is re-saved.
-The front matter follows ``timm.models._hub.generate_readme`` field by field (tags, pipeline_tag,
-library_name, license, datasets), and adds the Hub's ``metrics`` and ``model-index`` for trained weights.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.zoo.card import README_FILE
+from rspnet_zoo.zoo.config import CONFIG_FILE, read_folder_config
+from rspnet_zoo.zoo.home import WEIGHTS_FILE
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-FOLDER_FILES = ("config.json", "model.safetensors", "README.md")
-# the Hub's metric ids for what evaluate() reports
-HUB_METRICS = {
-    "miou": "mean_iou",
-    "mean_acc": "mean_accuracy",
-    "pixel_acc": "accuracy",
-    "fw_iou": "frequency_weighted_iou",
-}
-
-
-def front_matter(
-    *,
-    segmentation: bool,
-    tags: Sequence[str] = (),
-    license: str = "apache-2.0",
-    name: str = "",
-    results: dict | None = None,
-) -> str:
-    """YAML front matter, in the order and form of timm's ``generate_readme``. ``results`` (trained weights):
-    ``dict(dataset=..., split=..., metrics={key: value})`` with the keys of ``HUB_METRICS``."""
-    task = "image-segmentation" if segmentation else "image-classification"
-    lines = ["---", "tags:", *(f"- {t}" for t in (task, "timm", "rspnet-zoo", *tags))]
-    lines += [f"pipeline_tag: {task}", "library_name: timm", f"license: {license}"]
-    if results:
-        dataset = results["dataset"].lower()
-        metrics = {HUB_METRICS[k]: v for k, v in results["metrics"].items() if k in HUB_METRICS and v is not None}
-        lines += ["datasets:", f"- {dataset}", "metrics:", *(f"- {m}" for m in metrics)]
-        lines += [
-            "model-index:",
-            f"- name: {name}",
-            "  results:",
-            "  - task:",
-            f"      type: {task}",
-            "    dataset:",
-            f"      name: {dataset}",
-            f"      type: {dataset}",
-            f"      split: {results['split']}",
-            "    metrics:",
-        ]
-        for metric, value in metrics.items():
-            lines += [f"    - type: {metric}", f"      value: {round(float(value), 4)}"]
-    return "\n".join([*lines, "---", ""])
+FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, README_FILE)
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -68,16 +27,11 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def check_folder(folder: Path) -> Path:
-    """A folder timm's Hub loader can read: the three files, and a config.json naming an architecture."""
+    """A folder timm's Hub loader can read: the three files, and a config.json the zoo reads (``zoo.config``)."""
     missing = [f for f in FOLDER_FILES if not (folder / f).is_file()]
     if missing:
         raise ZooError(f"{folder}: not a built folder (no {', '.join(missing)}); make one with `rspnet-zoo build`")
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except ValueError as e:
-        raise ZooError(f"{folder / 'config.json'}: not JSON ({e})") from None
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ZooError(f"{folder / 'config.json'}: no 'architecture' for timm to build")
+    read_folder_config(folder / CONFIG_FILE)
     return folder
 
 
@@ -92,6 +46,18 @@ def built_folder(ref: str) -> Path:
         f"'{ref}': no built folder here or in {zoo_home()}; "
         "make one with `rspnet-zoo build` or `rspnet-zoo train`, or give its path"
     )
+
+
+def download(repo_id: str, filename: str) -> Path:
+    """``filename`` of Hub repo ``repo_id`` as huggingface_hub caches it (the file timm's Hub loader reads);
+    a failure to fetch it is one ZooError line."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except Exception as e:  # the network boundary, as in push
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ZooError(f"hf-hub:{repo_id}: cannot fetch {filename}: {type(e).__name__}: {first}") from None
 
 
 def push(folder: Path, repo_id: str, *, token: str | None = None, private: bool = False) -> str:

@@ -15,40 +15,39 @@ lists only names and tags whose files hold trained or imported weights.
 from __future__ import annotations
 
 import functools
-import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from timm.models import build_model_with_cfg
+from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 
-from rspnet_zoo.errors import SpecError, WeightsError, ZooError, pointer
-from rspnet_zoo.nn.model import GenotypeNet
+from rspnet_zoo.errors import WeightsError, ZooError
+from rspnet_zoo.nn.model import GenotypeNet, first_conv_names
 from rspnet_zoo.spec.io import genotype_from_dict, load_spec, spec_sha256
 from rspnet_zoo.spec.models import MAX_CLASSES, Genotype
 from rspnet_zoo.spec.plan import lower
-from rspnet_zoo.zoo.catalog import SHIPPED, default_tag, pretrained_cfg_for, tag_weights, trained_cfg
+from rspnet_zoo.zoo.catalog import SHIPPED, cfg_first_conv, default_tag, pretrained_cfg_for, tag_weights, trained_cfg
+from rspnet_zoo.zoo.config import CONFIG_FILE, read_folder_config
 from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
-from rspnet_zoo.zoo.weights import INITIALISED, describe_status, read_weights, weights_status
+from rspnet_zoo.zoo.hub import download
+from rspnet_zoo.zoo.weights import (
+    INITIALISED,
+    TENSORS_SHA256,
+    check_fit,
+    check_same,
+    describe_status,
+    read_weights,
+    tensors_sha256,
+    weights_status,
+)
 
 ALLOW_UNTRAINED_ENV = "RSPNET_ZOO_ALLOW_UNTRAINED"
 
 
 def _untrained_allowed_by_env() -> bool:
     return os.environ.get(ALLOW_UNTRAINED_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _weights_file(name: str, pretrained_cfg: Any) -> Path | None:
-    """The file ``pretrained=True`` will read, when it is a local one we can check up front."""
-    if pretrained_cfg is None:
-        return weights_path(name)
-    if isinstance(pretrained_cfg, dict):
-        if pretrained_cfg.get("source") == "local-dir":
-            return Path(pretrained_cfg["file"]) / WEIGHTS_FILE
-        if pretrained_cfg.get("file"):
-            return Path(pretrained_cfg["file"])
-    return None
 
 
 def create_genotype_net(
@@ -60,16 +59,44 @@ def create_genotype_net(
     allow_untrained: bool = False,
     **kwargs: Any,
 ) -> GenotypeNet:
-    """One path for every zoo model: timm's ``build_model_with_cfg`` with local weights checked first
-    (intact, from this spec, and trained or imported unless ``allow_untrained``)."""
+    """One path for every zoo model: timm's ``build_model_with_cfg`` with the cfg resolved here once and, with
+    ``pretrained``, the one weights file that cfg names checked before timm reads it (intact, from this spec,
+    trained or imported unless ``allow_untrained``) and as timm loads it (``zoo.weights.check_loaded``: the
+    tensors loaded are the ones checked, and fit the model)."""
     if not isinstance(genotype, Genotype):
         genotype = genotype_from_dict(genotype)
     num_classes = kwargs.get("num_classes")
     if num_classes is not None and not 0 <= num_classes <= MAX_CLASSES:  # 0: timm's "no classifier"
         raise ZooError(f"num_classes={num_classes}: the spec format allows 0 to {MAX_CLASSES:,} classes")
     allow_untrained = allow_untrained or _untrained_allowed_by_env()
-    if pretrained and pretrained_cfg is None and name in SHIPPED:  # a bare name: its default tag, as in timm
-        pretrained_cfg = default_tag(name, allow_untrained)
+    if pretrained and pretrained_cfg is None and name in SHIPPED and not (pretrained_cfg_overlay or {}).get("file"):
+        pretrained_cfg = default_tag(name, allow_untrained)  # a bare name: its default trained tag, as in timm
+    cfg = _resolved_cfg(name, genotype, pretrained, pretrained_cfg, pretrained_cfg_overlay)
+    # timm's defaults for these two (build_model_with_cfg would apply them), applied here: the spec is lowered
+    # once, at the model's arguments, and the cfg names the convs that read the image from that plan
+    kwargs.setdefault("in_chans", cfg["input_size"][0])
+    kwargs.setdefault("num_classes", cfg["num_classes"])
+    plan = lower(genotype, kwargs["in_chans"], kwargs.get("output_stride"), kwargs["num_classes"])
+    cfg["first_conv"] = cfg_first_conv(first_conv_names(plan))
+    levels = len(plan.features) if kwargs.get("features_only") else 5  # timm's fx extractor indexes them all
+    return build_model_with_cfg(
+        GenotypeNet,
+        name,
+        pretrained,
+        pretrained_cfg=cfg,
+        pretrained_filter_fn=_checked_load(name, genotype, cfg, allow_untrained) if pretrained else None,
+        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(levels))),
+        genotype=genotype,
+        plan=plan,
+        **kwargs,
+    )
+
+
+def _resolved_cfg(name: str, genotype: Genotype, pretrained: bool, pretrained_cfg: Any, overlay: dict | None) -> dict:
+    """The cfg timm builds and loads with: a tag's (from its weights file), a folder's or Hub repo's (its
+    ``config.json``, read through the closed ``FolderConfig``), one passed in, or the registered default; then
+    ``overlay``. A bare name's weights are its zoo-home build unless the overlay names a file."""
+    overlay = dict(overlay or {})
     if isinstance(pretrained_cfg, str):  # a tag, as timm passes 'rspnet_small.synth'
         file = tag_weights(name, pretrained_cfg)
         if file is None:
@@ -78,64 +105,91 @@ def create_genotype_net(
                 f"train them with `rspnet-zoo train {name} --tag {pretrained_cfg}`"
             )
         pretrained_cfg = trained_cfg(genotype, file)
-    overlay = dict(pretrained_cfg_overlay or {})
-    if pretrained:
-        file = _weights_file(name, pretrained_cfg)
-        if file is not None:
-            if not file.is_file():
-                hint = f"rspnet-zoo build {name}" if name in SHIPPED else "rspnet-zoo build SPEC --out DIR"
-                raise WeightsError(f"no weights for '{name}' at {file}: run `{hint}` to make them")
-            _, metadata = read_weights(file)  # refuses corrupted or non-finite tensors
-            sha, expected = metadata.get("genotype_sha256"), spec_sha256(genotype)
-            if sha != expected:
-                raise WeightsError(
-                    f"{file} was built from spec {str(sha)[:12]}, "
-                    f"not from this '{name}' spec ({expected[:12]}): rebuild it"
-                )
-            if weights_status(metadata) == INITIALISED and not allow_untrained:
-                train = f"rspnet-zoo train {name if name in SHIPPED else 'SPEC'}"
-                raise WeightsError(
-                    f"{file}: {describe_status(metadata)}; train them (`{train}`) or build from "
-                    f"trained weights (`rspnet-zoo build SPEC --weights FILE`), or pass allow_untrained=True "
-                    f"(CLI: {ALLOW_UNTRAINED_ENV}=1) to load them anyway"
-                )
-            if pretrained_cfg is None:
-                overlay["file"] = str(file)
-    if pretrained_cfg is None and name not in SHIPPED:
-        pretrained_cfg = pretrained_cfg_for(genotype, architecture=name)
-    model = build_model_with_cfg(
-        GenotypeNet,
-        name,
-        pretrained,
-        pretrained_cfg=pretrained_cfg,
-        pretrained_cfg_overlay=overlay or None,
-        feature_cfg=dict(feature_cls="getter", out_indices=_feature_levels(genotype, kwargs)),
-        genotype=genotype,
-        **kwargs,
-    )
-    _name_first_conv(model)
-    return model
+    elif isinstance(pretrained_cfg, dict) and pretrained_cfg.get("source") in ("local-dir", "hf-hub"):
+        # closed: the model args timm passed on from the file are only those the builder writes
+        read_folder_config(_config_file(pretrained_cfg))
+    elif pretrained_cfg is None:
+        if pretrained and not overlay.get("file"):
+            overlay["file"] = str(weights_path(name))
+        if name not in SHIPPED:
+            pretrained_cfg = pretrained_cfg_for(genotype, architecture=name)
+    return resolve_pretrained_cfg(name, pretrained_cfg, overlay).to_dict()
 
 
-def _feature_levels(genotype: Genotype, kwargs: dict) -> tuple[int, ...]:
-    """Every feature level a features_only model returns by default (a spec may have fewer than five;
-    timm's fx extractor indexes them all)."""
-    return tuple(range(len(lower(genotype).features) if kwargs.get("features_only") else 5))
+def _config_file(cfg: dict) -> Path | None:
+    """The ``config.json`` timm read ``cfg`` from: a built folder's (``local-dir:``) or a Hub repo's."""
+    if cfg.get("source") == "local-dir":
+        return Path(str(cfg.get("file"))) / CONFIG_FILE
+    if cfg.get("source") == "hf-hub":
+        return download(str(cfg.get("hf_hub_id")), CONFIG_FILE)
+    return None
 
 
-def first_conv_cfg(model: GenotypeNet) -> str | list[str]:
-    """timm's cfg form of the convs that read the image: one name, or a list when a cell reads it twice."""
-    names = model._traits["first_conv"]
-    return names[0] if len(names) == 1 else list(names)
+def _weights_file(cfg: dict) -> Path:
+    """The file timm's loader reads for ``cfg``, in its order of sources (a folder, the Hub, an in-memory
+    state dict, a file). Any source but a local or Hub safetensors file (a URL, a state dict, another Hub
+    file) is refused: it would load unchecked."""
+    source, file = cfg.get("source"), cfg.get("file")
+    if source == "local-dir":
+        return Path(str(file)) / WEIGHTS_FILE  # timm's first choice in a folder
+    if source == "hf-hub" or (not file and cfg.get("hf_hub_id") and cfg.get("state_dict") is None):
+        hub_file = cfg.get("hf_hub_filename") or WEIGHTS_FILE
+        if hub_file != WEIGHTS_FILE:
+            raise WeightsError(f"hf_hub_filename={hub_file!r}: zoo models load the repo's {WEIGHTS_FILE} only")
+        return download(str(cfg.get("hf_hub_id")), WEIGHTS_FILE)
+    if cfg.get("state_dict") is not None or not file:
+        where = "an in-memory state_dict" if cfg.get("state_dict") is not None else f"url {cfg.get('url')!r}"
+        raise WeightsError(
+            f"pretrained_cfg names {where}: zoo models load safetensors files only, checked as they load "
+            "(pretrained_cfg_overlay=dict(file='model.safetensors'), or model.load_state_dict() after building)"
+        )
+    if Path(str(file)).suffix != ".safetensors":
+        raise WeightsError(f"{file}: zoo weights are safetensors files ('.safetensors'), read without unpickling")
+    return Path(str(file))
 
 
-def _name_first_conv(model: Any) -> None:
-    """timm's cfg names the convs that read the image; ours depend on the spec, so the built model fills
-    them in (a features_only wrapper too, from the model it wraps)."""
-    net = model if isinstance(model, GenotypeNet) else getattr(model, "model", None)
-    cfg = getattr(model, "pretrained_cfg", None)
-    if isinstance(net, GenotypeNet) and isinstance(cfg, dict):
-        model.pretrained_cfg = model.default_cfg = {**cfg, "first_conv": first_conv_cfg(net)}
+def _checked_load(name: str, genotype: Genotype, cfg: dict, allow_untrained: bool) -> Callable:
+    """Read and check the file ``cfg`` loads now, before the model is built (intact, finite, of stated dtypes,
+    from this spec, trained or imported unless ``allow_untrained``); return timm's ``pretrained_filter_fn``,
+    which holds the tensors timm then reads from it to the ones checked, and to the model."""
+    file = _weights_file(cfg)
+    if not file.is_file():
+        build = name if name in SHIPPED else "SPEC --out DIR"
+        raise WeightsError(f"no weights for '{name}' at {file}: run `rspnet-zoo build {build}` to make them")
+    state, metadata = read_weights(file)
+    sha256 = metadata.get(TENSORS_SHA256) or tensors_sha256(state)
+    del state  # timm reads the file again; the filter checks that it read these tensors
+    recorded, expected = metadata.get("genotype_sha256"), spec_sha256(genotype)
+    if recorded != expected:
+        raise WeightsError(
+            f"{file} was built from spec {str(recorded)[:12]}, "
+            f"not from this '{name}' spec ({expected[:12]}): rebuild it"
+        )
+    if weights_status(metadata) == INITIALISED and not allow_untrained:
+        train = f"rspnet-zoo train {name if name in SHIPPED else 'SPEC'}"
+        raise WeightsError(
+            f"{file}: {describe_status(metadata)}; train them (`{train}`) or build from "
+            f"trained weights (`rspnet-zoo build SPEC --weights FILE`), or pass allow_untrained=True "
+            f"(CLI: {ALLOW_UNTRAINED_ENV}=1) to load them anyway"
+        )
+
+    def check(loaded: dict, model: GenotypeNet) -> dict:
+        check_same(file, loaded, sha256)
+        check_fit(model.state_dict(), loaded, str(file), adapted=_adapted_keys(model, cfg))
+        return loaded
+
+    return check
+
+
+def _adapted_keys(model: GenotypeNet, cfg: dict) -> set[str]:
+    """The tensors timm adapts after the check: the convs that read the image when ``in_chans`` differs from
+    the weights', the classifier when ``num_classes`` does."""
+    keys: set[str] = set()
+    if model.in_chans != cfg["input_size"][0]:
+        keys |= {f"{conv}.weight" for conv in model._traits["first_conv"]}
+    if model.num_classes != cfg["num_classes"]:
+        keys |= {"classifier.weight", "classifier.bias"}
+    return keys
 
 
 # timm knows the zoo's names only in a process that imported rspnet_zoo: say so where a name is not found
@@ -167,39 +221,6 @@ def resolve_ref(ref: str) -> ModelRef:
     raise ZooError(f"unknown model '{ref}': neither a registered name[.tag], a spec file nor a built folder {SEE_LIST}")
 
 
-# What timm's local-dir: loader and resolve_genotype read from a built folder's config.json.
-FOLDER_CONFIG = (
-    (("architecture",), str),
-    (("num_classes",), int),
-    (("pretrained_cfg",), dict),
-    (("model_args",), dict),
-    (("model_args", "genotype"), dict),
-)
-FOLDER_CONFIG_KINDS = {str: "a string", int: "an integer", dict: "an object"}
-
-
-def _folder_config(path: Path) -> dict:
-    file = path / "config.json"
-    if not file.is_file():
-        raise WeightsError(
-            f"{path}: not a built folder (no config.json); make one with `rspnet-zoo build` or `rspnet-zoo train`"
-        )
-    try:
-        config = json.loads(file.read_text())
-    except ValueError as e:
-        raise ZooError(f"{file}: not JSON ({e})") from None
-    for key, kind in FOLDER_CONFIG:
-        value = config
-        for part in key:
-            value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, kind):
-            where = pointer(*key)
-            raise ZooError(
-                f"{file}: {where}: missing or not {FOLDER_CONFIG_KINDS[kind]}; not a folder built by rspnet-zoo"
-            )
-    return config
-
-
 @functools.lru_cache(maxsize=64)
 def _cached_spec(path: Path, resolved: Path, mtime_ns: int, size: int) -> Genotype:
     return load_spec(path)
@@ -222,12 +243,8 @@ def resolve_genotype(ref: str) -> Genotype:
     if r.kind == "registered":
         return SHIPPED[r.name]
     if r.kind == "folder":
-        try:
-            return genotype_from_dict(_folder_config(r.path)["model_args"]["genotype"])
-        except SpecError as e:
-            raise SpecError(
-                pointer("model_args", "genotype") + e.pointer, e.reason, str(r.path / "config.json")
-            ) from None
+        config = r.path / CONFIG_FILE
+        return read_folder_config(config).genotype(str(config))
     return _load_spec_file(r.path)
 
 
@@ -240,7 +257,7 @@ def load_trained(ref: str, **kwargs: Any) -> GenotypeNet:
     if r.kind == "registered":
         return timm.create_model(ref, pretrained=True, **kwargs).eval()
     if r.kind == "folder":
-        _folder_config(r.path)
+        read_folder_config(r.path / CONFIG_FILE)  # timm would read it with json.load: no bounds, a traceback
         return timm.create_model(f"local-dir:{r.path}", pretrained=True, **kwargs).eval()
     if r.path.is_file():
         raise WeightsError(

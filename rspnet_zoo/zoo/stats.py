@@ -13,11 +13,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.spec.models import Genotype
+from rspnet_zoo.spec.plan import NetworkPlan
 
 
-def meta_model(genotype: Genotype, num_classes: int | None = None) -> GenotypeNet:
+def meta_model(genotype: Genotype, num_classes: int | None = None, plan: NetworkPlan | None = None) -> GenotypeNet:
+    """``genotype`` on the meta device; ``plan``, a lowering already made (a built model's), is reused."""
     with torch.device("meta"):
-        return GenotypeNet(genotype, num_classes=num_classes).eval()
+        return GenotypeNet(genotype, num_classes=num_classes, plan=plan).eval()
 
 
 def count_parameters(model: torch.nn.Module) -> int:

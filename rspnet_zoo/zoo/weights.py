@@ -5,9 +5,15 @@ and says what the weights are.
 
 The hash covers each tensor in sorted key order (name, dtype, shape, bytes), so a flipped byte, a
 renamed or reshaped tensor all change it. It is computed while the tensors are read, in the same pass
-that refuses NaN and Inf. Files without the field (plain safetensors from elsewhere) are read unchecked
-for the hash but still refused when not finite. Torch pickles (checkpoints, published weights) are
-read with ``weights_only=True`` only.
+that checks them (``check_tensors``). Files without the field (plain safetensors from elsewhere) are read
+unchecked for the hash but still checked otherwise. Torch pickles (checkpoints, published weights) are
+read with ``weights_only=True`` only, and the tensors in them go through the same ``check_tensors``.
+
+Every tensor read or written is one of ``TENSOR_DTYPES`` (floating point for parameters and statistics,
+int64 for BatchNorm's step counter) and finite: NaN or Inf in a floating or complex tensor, and any other
+dtype (int8 or uint8 quantised weights, bool, complex, float8), are refused with one line naming the tensor,
+never cast. ``check_fit`` then holds the tensors against the model they are for: the same keys, shapes and
+kind of dtype (floating point tensors are loaded as the model's float32).
 
 The metadata keys this module owns (safetensors metadata values are strings):
 
@@ -28,7 +34,7 @@ import contextlib
 import hashlib
 import json
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -86,14 +92,85 @@ def _update(h: hashlib._Hash, key: str, tensor: torch.Tensor) -> None:
     h.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+TENSOR_DTYPES = (*FLOAT_DTYPES, torch.int64)
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+def _dtype(tensor_or_dtype: torch.Tensor | torch.dtype) -> str:
+    return str(getattr(tensor_or_dtype, "dtype", tensor_or_dtype)).removeprefix("torch.")
+
+
 def _finite(tensor: torch.Tensor) -> bool:
     """numpy's isfinite: one vectorised pass without torch's per-op dispatch and thread pool, which cost far more
-    than the check itself on the many small tensors of a model."""
-    if not tensor.is_floating_point():
+    than the check itself on the many small tensors of a model; complex values count as finite when both parts
+    are."""
+    if not (tensor.is_floating_point() or tensor.is_complex()):
         return True
-    if tensor.dtype not in (torch.float16, torch.float32, torch.float64):  # bfloat16, float8: no numpy dtype
-        tensor = tensor.float()
+    if tensor.dtype not in _NUMPY_DTYPES:  # bfloat16, float8, complex32: no numpy dtype
+        tensor = tensor.to(torch.complex64 if tensor.is_complex() else torch.float32)
     return bool(np.isfinite(tensor.numpy()).all())
+
+
+def check_tensor(key: object, tensor: object, where: str) -> torch.Tensor:
+    """``tensor`` if it is a plain, finite tensor of one of ``TENSOR_DTYPES``; else one WeightsError line
+    naming ``key`` in ``where``."""
+    if not isinstance(key, str):
+        raise WeightsError(f"{where}: key {key!r} is not a tensor name")
+    if not isinstance(tensor, torch.Tensor):
+        raise WeightsError(f"{where}: '{key}' is {type(tensor).__name__}, not a tensor")
+    if tensor.layout != torch.strided or tensor.is_meta or tensor.is_quantized:
+        raise WeightsError(f"{where}: tensor '{key}' is not a plain dense tensor ({tensor.layout}, {_dtype(tensor)})")
+    if not _finite(tensor.detach().cpu()):
+        raise WeightsError(f"{where}: tensor '{key}' holds NaN or Inf values; these weights are unusable")
+    if tensor.dtype not in TENSOR_DTYPES:
+        stated = ", ".join(map(_dtype, TENSOR_DTYPES))
+        raise WeightsError(
+            f"{where}: tensor '{key}' is {_dtype(tensor)}; weights are {stated} only, and other dtypes "
+            "(quantised, boolean, complex) are refused rather than cast"
+        )
+    return tensor
+
+
+def check_tensors(state: Mapping[str, object], where: str) -> dict[str, torch.Tensor]:
+    """Every entry of ``state`` through ``check_tensor``, in key order (the first fault is named)."""
+    for key in sorted(state, key=str):
+        check_tensor(key, state[key], where)
+    return dict(state)
+
+
+def fit_problem(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], adapted: Collection[str] = ()
+) -> str | None:
+    """What keeps checked ``state`` from loading strictly into a model whose state dict is ``own``, or None:
+    missing, unexpected and mis-shaped tensors, and a tensor whose kind (floating point or integer) is not
+    the model's. ``adapted`` keys may differ in shape (timm adapts them: the first conv for ``in_chans``,
+    the classifier for ``num_classes``)."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and k not in adapted and state[k].shape != own[k].shape]
+    kind = [k for k in own if k in state and state[k].is_floating_point() != own[k].is_floating_point()]
+    if not (missing or unexpected or wrong or kind):
+        return None
+    if missing:
+        first = f"missing {missing[0]}"
+    elif unexpected:
+        first = f"unexpected {unexpected[0]}"
+    elif wrong:
+        first = f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the spec needs {tuple(own[wrong[0]].shape)}"
+    else:
+        first = f"{kind[0]} is {_dtype(state[kind[0]])}, the model holds {_dtype(own[kind[0]])}"
+    counts = f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped"
+    return counts + (f", {len(kind)} of another dtype" if kind else "") + f" tensors ({first})"
+
+
+def check_fit(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], where: str, adapted: Collection[str] = ()
+) -> None:
+    """``fit_problem`` as one WeightsError line naming ``where``."""
+    problem = fit_problem(own, state, adapted)
+    if problem:
+        raise WeightsError(f"{where} does not match the spec: {problem}")
 
 
 def tensors_sha256(state: Mapping[str, torch.Tensor]) -> str:
@@ -104,8 +181,10 @@ def tensors_sha256(state: Mapping[str, torch.Tensor]) -> str:
 
 
 def save_weights(state: Mapping[str, torch.Tensor], file: Path, metadata: Mapping[str, str]) -> None:
-    """Write ``state`` with ``metadata`` and the tensors' sha256."""
+    """Write ``state`` with ``metadata`` and the tensors' sha256; tensors that ``check_tensors`` refuses
+    (NaN or Inf above all) are never written."""
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    check_tensors(state, f"{file}: refused to write weights")
     save_file(state, str(file), metadata={**metadata, TENSORS_SHA256: tensors_sha256(state)})
 
 
@@ -140,23 +219,33 @@ def read_metadata(file: Path) -> dict[str, str]:
 def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of ``file``; one WeightsError line naming it when the bytes are not the
     ones that were written or a tensor is not finite."""
-    h = hashlib.sha256()
-    state: dict[str, torch.Tensor] = {}
     with _opened(file) as f:
         metadata = dict(f.metadata() or {})
-        for key in sorted(f.keys()):
-            tensor = f.get_tensor(key)
-            _update(h, key, tensor)
-            if not _finite(tensor):
-                raise WeightsError(f"{file}: tensor '{key}' holds NaN or Inf values; these weights are unusable")
-            state[key] = tensor
+        state = {key: f.get_tensor(key) for key in f.keys()}
+    check_loaded(file, state, metadata)
+    return state, metadata
+
+
+def check_loaded(file: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """Tensors read from ``file`` through ``check_tensors`` and, when its ``metadata`` records one, against the
+    sha256 of the tensors that were written; returns their sha256."""
+    h = hashlib.sha256()
+    for key in sorted(state, key=str):
+        _update(h, key, check_tensor(key, state[key], str(file)))
     expected = metadata.get(TENSORS_SHA256)
     if expected is not None and h.hexdigest() != expected:
         raise WeightsError(
             f"{file}: tensor data do not match the sha256 in its metadata ({h.hexdigest()[:12]} != {expected[:12]}): "
             "the file is corrupted; rebuild or re-download it"
         )
-    return state, metadata
+    return h.hexdigest()
+
+
+def check_same(file: Path, state: Mapping[str, torch.Tensor], sha256: str) -> None:
+    """Tensors that another loader (timm's) read from ``file`` are the ones checked, whose sha256 was
+    ``sha256``: a file changed between the check and the load is refused, not loaded unchecked."""
+    if tensors_sha256(state) != sha256:
+        raise WeightsError(f"{file}: changed between its check and its load; load it again")
 
 
 def _first_line(e: BaseException) -> str:

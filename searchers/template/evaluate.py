@@ -31,7 +31,7 @@ from rspnet_zoo.interop.importers.nas_segm import ENCODER, POOL
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.training.metrics import SegmentationMetrics
 from rspnet_zoo.zoo.stats import count_flops, count_parameters
-from rspnet_zoo.zoo.weights import read_weights, torch_load
+from rspnet_zoo.zoo.weights import check_tensors, read_weights, torch_load
 from searchers.template.budgets import TemplateBudget
 from searchers.template.space import Actions, TemplateSpace
 
@@ -106,6 +106,8 @@ def load_stem_weights(file: Path, expected: dict[str, torch.Tensor]) -> dict[str
             raise ZooError(f"{file}: has no stem weight '{key}' (MobileNet-v2 blocks as nodes.0-{STEM_NODES - 1})")
         if weights[key].shape != value.shape:
             raise ZooError(f"{file}: stem weight '{key}' has shape {list(weights[key].shape)}, not {list(value.shape)}")
+        if weights[key].is_floating_point() != value.is_floating_point():
+            raise ZooError(f"{file}: stem weight '{key}' is {weights[key].dtype}, not {value.dtype} (it is not cast)")
     return {k: weights[k].to(value.dtype) for k, value in expected.items()}
 
 
@@ -245,7 +247,7 @@ class Evaluator:
         self.budget = context.budget
         self.device = device
         self.data = SearchData(context.budget, context.dataset, context.data_root, context.seed)
-        self.stem = torch_load(context.stem_file)
+        self.stem = check_tensors(torch_load(context.stem_file), str(context.stem_file))
         probe = self.build(probe_actions(self.budget))
         outputs: list[list[torch.Tensor]] = [[] for _ in POOL_STATES]
         with torch.no_grad():
