@@ -41,7 +41,10 @@ class FolderCfg(Strict):
         Annotated[int, Field(strict=True, ge=1, le=8192)],
     ]
     fixed_input_size: Annotated[bool, Field(strict=True)] = False
-    pool_size: None = None
+    pool_size: (
+        tuple[Annotated[int, Field(strict=True, ge=1, le=8192)], Annotated[int, Field(strict=True, ge=1, le=8192)]]
+        | None
+    ) = None  # forward_features' size at input_size, as timm's model tests check it
     crop_pct: Annotated[float, Field(strict=True, gt=0.0, le=2.0, allow_inf_nan=False)] = 1.0
     interpolation: Interpolation = "bilinear"
     mean: Annotated[tuple[Annotated[Mean, Field(strict=True)], ...], Field(min_length=1, max_length=16)]
