@@ -38,6 +38,7 @@ from rspnet_zoo.fsutil import atomic_write_text
 from searchers.template.budgets import resolve_template_budget
 from searchers.template.evaluate import EvalContext
 from searchers.template.search import STEM, Pool, TemplateSearch, TemplateSearchRequest, search
+from searchers.template.space import TemplateSpace
 
 PAPER_RHO = {"controller": 0.734, "random": 0.904}
 
@@ -102,7 +103,7 @@ def main() -> None:
 
     state = TemplateSearch(request)
     state.load()
-    space = cfg.space()
+    space = TemplateSpace.of(cfg)
     generator = torch.Generator().manual_seed(args.seed + 1)
     with torch.no_grad():
         controller = [tuple(a) for a in state.controller(batch=args.compare, generator=generator)[0].tolist()]

@@ -1,5 +1,6 @@
-"""What every search run shares: its run folder is never clobbered, it resumes only the same settings, and
-the spec it emits is checked as a reader will see it before it is written."""
+"""What every search run shares once it runs: its run folder is claimed (``searchers.requests.claim``, then the
+earlier run's checkpoints dropped under ``--force``), it resumes only the same settings, and the spec it
+emits is checked as a reader will see it before it is written."""
 
 from __future__ import annotations
 
@@ -14,30 +15,33 @@ from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.loop import load_checkpoint
 from rspnet_zoo.training.runs import check_fields, check_run, check_settings
+from searchers.requests import CHECKPOINTS, RUN_FILE, RunFiles, claim, run_record
 
 
 def check_run_folder(
-    name: str,
-    out: Path,
-    run_dir: Path,
-    checkpoints: str,
+    files: RunFiles,
     resume: bool,
     force: bool,
+    settings: dict,
+    command: str,
     what: str = "search",
     inputs: Sequence[Path] = (),
 ) -> list[Path]:
-    """Refuse a bad spec name (before the name touches any file), an output that is one of the run's
-    ``inputs``, an existing output and an earlier run unless resumed; ``force`` drops the earlier run's
-    checkpoints (the files in ``run_dir`` matching the pattern ``checkpoints``). The search then owns
-    ``run_dir`` (one search per run folder) and removes the temporaries killed writes left there.
-    Returns the checkpoints a resume continues from."""
-    check_name(name, "spec name")
-    writable_output(out, replace=force, avoid=inputs)
-    writable_output(run_dir, folder=True)
-    found = sorted(run_dir.glob(checkpoints)) if run_dir.is_dir() else []
-    check_run(run_dir, found, resume, force, what)
-    clean_leftovers(run_dir)
-    return found if resume else []
+    """Refuse a bad spec name (before the name touches any file) and an output that is a device, a loop or one
+    of the run's ``inputs``; claim the run folder (``claim``: an existing output or run); ``force`` drops the
+    earlier run's checkpoints. The search then owns ``run_dir`` (one search per run folder): it removes the
+    temporaries killed writes left there and records its ``settings`` and ``command`` in ``run-record.json``.
+    Returns the checkpoints a resume continues."""
+    check_name(files.name, "spec name")
+    writable_output(files.out, replace=True, avoid=inputs)  # an existing output: claim says what to do
+    writable_output(files.run_dir, folder=True)
+    claim(files, resume, force, what, settings)
+    checkpoints = sorted(files.run_dir.glob(CHECKPOINTS)) if files.run_dir.is_dir() else []
+    check_run(files.run_dir, checkpoints, resume, force, what)
+    clean_leftovers(files.run_dir)
+    files.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(files.run_dir / RUN_FILE, run_record(settings, command))
+    return checkpoints if resume else []
 
 
 def load_resumable(file: Path, settings: dict, fields: Mapping[str, type]) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -75,6 +76,24 @@ def test_two_process_search_matches_one_process(tmp_path, run_cli, one_torch_thr
     assert network(two) == network(tmp_path / "one.json")
     home = Path(os.environ["RSPNET_ZOO_HOME"]) / "searches"
     assert losses(home / "two") == pytest.approx(losses(home / "one"), rel=0.01)
+
+
+@pytest.mark.slow
+def test_the_documented_two_process_smoke_search_runs_as_written_and_its_reproduce_line_reproduces_it(tmp_path):
+    """`rspnet-zoo search --stage both --budget smoke --nproc 2`: the budget's global batch split over the
+    processes; the printed command (which names --nproc) run again elsewhere writes the very same spec."""
+    args = ["search", "--stage", "both", "--budget", "smoke", "--nproc", "2"]
+    code, out, err = finish(start([*args, "--json"], tmp_path, RSPNET_ZOO_HOME=str(tmp_path / "a")))
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["parallel"] == "global batch 4 = 2 per process x 2 processes (gloo)"
+    words = shlex.split(first["command"])
+    assert words[:2] == ["rspnet-zoo", "search"] and "--nproc" in words
+    assert load_spec(Path(first["out"])).provenance.command == first["command"]  # no folder in it
+    code, out, err = finish(start([*words[1:], "--json"], tmp_path, RSPNET_ZOO_HOME=str(tmp_path / "b")))
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["name"] == first["name"] and again["sha256"] == first["sha256"]
 
 
 @pytest.mark.slow

@@ -218,6 +218,30 @@ def test_latency_target_search_emits_a_spec_predicted_below_the_target(monkeypat
         assert model(torch.randn(1, 3, *SIZE)).shape == (1, genotype.defaults.num_classes, *SIZE)
 
 
+def test_a_target_below_what_the_space_can_emit_is_warned_before_the_search(monkeypatch, run_cli, tmp_path):
+    """The plan profiles the space first (saying how much, with progress), then warns, before the first
+    step, that no network of the space can meet the target; the bound it warns with is below every network
+    the space holds and below what the search emits."""
+    fake_timing(monkeypatch, lambda module: 0.01 + sum(p.numel() for p in module.parameters()) / 1e3)
+    args = ("search", "--budget", "smoke", "--size", "32x64", "--threads", "1", "--run-dir", str(tmp_path / "run"))
+    code, stdout, stderr = run_cli(*args, "--latency-target", "0.5", "--out", str(tmp_path / "s.json"))
+    assert code == 0, stderr
+    lines = stderr.splitlines()
+    profile = next(i for i, line in enumerate(lines) if line.startswith("  latency profile of the search space"))
+    assert "at 1x3x32x64, 1 thread: first, " in lines[profile] and "units to time in 3 sweeps" in lines[profile]
+    assert any(line.startswith("latency profile: units ") for line in lines[profile:])
+    warning = next(i for i, line in enumerate(lines) if line.startswith("warning: the latency target 0.5 ms"))
+    first_step = next(i for i, line in enumerate(lines) if line.startswith("cell search: "))
+    assert profile < warning < first_step
+    fastest = float(lines[warning].split("(at least ")[1].split(" ms")[0])
+    config = resolve_config("smoke")
+    table = lat.load_table(lat.Target(threads=1, size=SIZE))
+    assert fastest <= min(table.predict(g) for g in space_genotypes(config, NUM_CLASSES)) + 0.05
+    assert table.predict(load_spec(tmp_path / "s.json")) >= fastest - 0.05  # .05: the warning's rounding
+    again = run_cli(*args, "--latency-target", "0.5", "--out", str(tmp_path / "t.json"), "--force")[2]
+    assert "  latency profile of the search space at 1x3x32x64, 1 thread: cached (" in again
+
+
 # ---- runtimes: a table measured in a runtime times its units there
 
 

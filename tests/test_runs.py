@@ -200,14 +200,17 @@ def test_an_empty_zoo_home_is_unset_not_the_working_directory(monkeypatch):
 
 def test_a_search_removes_the_temporaries_killed_writes_left_in_its_run_folder(tmp_path):
     from rspnet_zoo.fsutil import temp_prefix
+    from searchers.requests import RunFiles
     from searchers.run_folders import check_run_folder
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     leftover = run_dir / (temp_prefix("checkpoint-cell.pt") + "x1")
     leftover.write_bytes(b"half a checkpoint")
-    check_run_folder("net", tmp_path / "net.json", run_dir, "checkpoint-*.pt", resume=False, force=False)
-    assert list(run_dir.iterdir()) == []
+    check_run_folder(
+        RunFiles("net", tmp_path / "net.json", run_dir), resume=False, force=False, settings={}, command=""
+    )
+    assert [p.name for p in run_dir.iterdir()] == ["run-record.json"]
 
 
 @pytest.mark.parametrize(

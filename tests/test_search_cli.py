@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rspnet_zoo import GenotypeNet, load_spec, spec_sha256
+from rspnet_zoo.spec.io import architecture_sha256
 from searchers.rspnet.budgets import resolve_config
 from searchers.rspnet.runner import SearchRequest, search
 
@@ -75,7 +76,8 @@ def test_provenance_records_the_run_and_its_stage_one_parent(both_spec):
     out, summary, run_dir = both_spec
     p = load_spec(out).provenance
     assert (p.stage, p.seed, p.dataset, p.budget, p.epochs) == ("both", 0, "synthetic", "smoke", 4)
-    assert p.wall_time_s > 0 and p.tool_version and p.command.startswith("rspnet-zoo search --stage both")
+    assert p.tool_version and p.command.startswith("rspnet-zoo search --stage both")
+    assert p.wall_time_s is None and summary["wall_time_s"] > 0  # the time is the run's, not the spec's
     parent = load_spec(run_dir / "cell.json")
     assert p.parent_sha256 == spec_sha256(parent) == summary["parent_sha256"]
     assert parent.cells == load_spec(out).cells
@@ -148,7 +150,10 @@ def test_path_stage_takes_the_cell_of_an_existing_spec(run_cli, tmp_path):
 RESUMABLE = dict(epochs=3, samples=16)  # two steps per epoch, two architecture epochs per stage
 
 
-def run_both(tmp: Path, name: str, interrupt_at=None, resume=False) -> Path:
+def run_both(tmp: Path, name: str, interrupt_at=None, resume=False, every_s=1e9) -> Path:
+    """A smoke search of both stages with two steps per epoch; ``interrupt_at``: (stage, epoch) after that
+    epoch is saved, or (stage, epoch, step) after that step; ``every_s``: a checkpoint within an epoch after
+    this much training (0: after every step)."""
     request = SearchRequest(
         stage="both",
         budget="smoke",
@@ -157,13 +162,18 @@ def run_both(tmp: Path, name: str, interrupt_at=None, resume=False) -> Path:
         out=tmp / f"{name}.json",
         run_dir=tmp / f"run_{name}",
         resume=resume,
+        checkpoint_every_s=every_s,
     )
 
-    def stop(stage, epoch):
+    def stop_epoch(stage, epoch):
         if (stage, epoch) == interrupt_at:
             raise KeyboardInterrupt
 
-    search(request, on_epoch_end=stop)
+    def stop_step(s):
+        if (s["stage"], s["epoch"], s["step"]) == interrupt_at:
+            raise KeyboardInterrupt
+
+    search(request, on_epoch_end=stop_epoch, on_step=stop_step)
     return request.out
 
 
@@ -185,8 +195,8 @@ def test_resume_after_an_interrupt_reaches_the_same_spec_and_the_same_seed_repea
 
     assert strip(log("b")) == strip(log("a"))  # every epoch's weights replayed exactly
 
-    again = run_both(tmp_path, "c")
-    assert architecture(again) == architecture(straight)
+    again = run_both(tmp_path / "again", "a")  # the same search again: the very same file
+    assert again.read_bytes() == straight.read_bytes()
     request = SearchRequest(
         stage="both",
         budget="smoke",
@@ -200,6 +210,27 @@ def test_resume_after_an_interrupt_reaches_the_same_spec_and_the_same_seed_repea
     assert [json.loads(line)["alphas"] for line in (tmp_path / "run_d" / "log.jsonl").read_text().splitlines()[:1]] != [
         r["alphas"] for r in log("a")[:1]
     ]
+    assert architecture_sha256(load_spec(request.out)) != architecture_sha256(load_spec(straight))
+
+
+def test_an_interrupt_within_an_epoch_loses_no_step_and_resumes_to_the_same_search(tmp_path):
+    """Checkpoints within an epoch (here after every step): Ctrl-C in the middle of the first epoch of
+    either stage, then --resume, replays exactly what the straight search does."""
+    straight = run_both(tmp_path, "a")
+    with pytest.raises(KeyboardInterrupt):
+        run_both(tmp_path, "b", interrupt_at=("cell", 1, 1), every_s=0)
+    assert (tmp_path / "run_b" / "checkpoint-cell.pt").exists()  # the first epoch was not finished
+    assert not (tmp_path / "run_b" / "log.jsonl").exists()
+    with pytest.raises(KeyboardInterrupt):
+        run_both(tmp_path, "b", interrupt_at=("path", 2, 3), resume=True, every_s=0)
+    resumed = run_both(tmp_path, "b", resume=True, every_s=0)
+
+    def log(n):
+        rows = [json.loads(line) for line in (tmp_path / f"run_{n}" / "log.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert log("b") == log("a")
+    assert architecture(resumed) == architecture(straight)
 
 
 def test_a_run_folder_is_not_resumed_with_other_settings(tmp_path, run_cli):
@@ -208,6 +239,9 @@ def test_a_run_folder_is_not_resumed_with_other_settings(tmp_path, run_cli):
     assert run_cli(*args)[0] == 0
     code, _, err = run_cli(*args, "--force", "--resume", "--epochs", "3")
     assert code == 2 and "other settings" in err and len(err.strip().splitlines()) == 1
+
+
+LOADED = {"unknown data set 'imagenet'"}  # found once the data loads, after the plan's first lines
 
 
 @pytest.mark.parametrize(
@@ -225,15 +259,20 @@ def test_a_run_folder_is_not_resumed_with_other_settings(tmp_path, run_cli):
         (("--name", "Bad-Name"), "not a lower-case identifier"),
         (("--resume",), "no search checkpoint to resume"),
         (("--data", "imagenet"), "unknown data set 'imagenet'"),
+        (("--root", "no/such/folder"), "no/such/folder: no such folder"),
         (("--stage", "path", "--cell", "missing.json"), "missing.json: no such file in "),
+        (("--latency-target", "-1"), "--latency-target must be positive"),
     ],
 )
 def test_bad_requests_are_one_line_errors_and_write_nothing(run_cli, tmp_path, args, message):
+    """Refused in one line; what the request alone shows is refused before the plan's first line."""
     out = tmp_path / "never.json"
     code, stdout, stderr = run_cli("search", *SMOKE, "--out", str(out), *args)
     assert code == 2
-    assert message in stderr, stderr
-    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert message in lines[-1] and lines[-1].startswith("rspnet-zoo: error: "), stderr
+    assert "Traceback" not in stderr and sum("error" in line for line in lines) == 1
+    assert len(lines) == 1 or message in LOADED
     assert not out.exists()
 
 

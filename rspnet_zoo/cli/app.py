@@ -25,6 +25,7 @@ from rspnet_zoo.cli import (
     import_commands,
     latency_commands,
     search_commands,
+    template_commands,
     train_commands,
     zoo_commands,
 )
@@ -68,7 +69,10 @@ app.command()(train_commands.train)
 app.command("eval")(train_commands.evaluate_command)
 app.command()(train_commands.predict)
 app.add_typer(train_commands.data_app, name="data")
-app.command()(search_commands.search)
+search_app = typer.Typer(cls=search_commands.SearchGroup, help=search_commands.SEARCH_HELP, no_args_is_help=False)
+search_app.command("rspnet")(search_commands.rspnet)
+search_app.command("template")(template_commands.template)
+app.add_typer(search_app, name="search")
 app.add_typer(latency_commands.latency_app, name="latency")
 app.command()(bench_commands.bench)
 app.command()(bench_commands.export)

@@ -46,8 +46,12 @@ def is_worker() -> bool:
     return os.environ.get("RANK", "0") != "0"
 
 
-def data_parallel(command: Callable) -> Callable:
-    """Add ``--nproc`` and ``--backend`` to a typer command (see the module docstring)."""
+def data_parallel(command: Callable | None = None, *, preflight: Callable[..., object] | None = None) -> Callable:
+    """Add ``--nproc`` and ``--backend`` to a typer command (see the module docstring). ``preflight(nproc,
+    **options)``, if given, runs in the launcher before ``--nproc`` starts any process: it raises to refuse,
+    and may say what the run will do (``said_by_launcher`` tells the started processes)."""
+    if command is None:
+        return functools.partial(data_parallel, preflight=preflight)
     signature = inspect.signature(command)
 
     @functools.wraps(command)
@@ -55,8 +59,12 @@ def data_parallel(command: Callable) -> Callable:
         if nproc is not None:
             if "RANK" in os.environ:
                 raise typer.BadParameter("--nproc starts torchrun itself; under torchrun leave it out")
+            if preflight is not None:
+                preflight(nproc, **kwargs)
             obj = parallel_ctx.find_root().obj
             sys.exit(launch(nproc, without_nproc(obj["argv"]), obj.get("threads_env", {})))
+        if backend is None and not ("RANK" in os.environ and "WORLD_SIZE" in os.environ):
+            return command(**kwargs)  # one process, no group to join: the command loads torch when it needs it
         from rspnet_zoo.training.distributed import process_group
 
         if is_worker():
@@ -67,6 +75,16 @@ def data_parallel(command: Callable) -> Callable:
 
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), NPROC, BACKEND, CONTEXT])
     return wrapper
+
+
+def said_by_launcher() -> bool:
+    """A process ``--nproc`` started: its launcher ran the command's preflight, which may have spoken for the
+    run already (a search's plan)."""
+    if "WORLD_SIZE" not in os.environ:
+        return False
+    from rspnet_zoo.training.distributed import LAUNCHER_ENV  # a worker has loaded torch already
+
+    return bool(os.environ.get(LAUNCHER_ENV))
 
 
 def without_nproc(args: list[str]) -> list[str]:

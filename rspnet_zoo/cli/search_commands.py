@@ -1,22 +1,120 @@
-"""search: the two RSPNet searches (searchers/), emitting a spec that validate and build accept."""
+"""search: the two search methods (searchers/), each a subcommand with its own options, emitting a spec that
+validate and build accept.
+
+``rspnet-zoo search`` runs the RSPNet method unless a method is named (``SearchGroup``): ``search rspnet``
+and ``search template``, or ``--method NAME`` anywhere among the options (the spelling of earlier
+releases). Each command parses, builds its request with the library's constructor (torch-free: a refused
+run says so before torch loads), prints the plan's fixed part, runs the search and renders the summary.
+The options both methods take are defined here once.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from rspnet_zoo.cli import options
 from rspnet_zoo.cli.options import ImageSize
-from rspnet_zoo.cli.output import emit, errors, shown, warning_line
-from rspnet_zoo.cli.parallel import data_parallel
+from rspnet_zoo.cli.output import emit, shown, warning_line
+from rspnet_zoo.cli.parallel import data_parallel, said_by_launcher
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.textutil import command_line
+from searchers.progress import plan_head
 from searchers.rspnet.budgets import budgets_help
+from searchers.rspnet.request import SearchRequest, rspnet_request
+
+
+class SearchGroup(TyperGroup):
+    """``search`` with a default method: the first argument names one (``rspnet``, ``template``), else
+    ``--method NAME`` does (removed before the method's own options are parsed), else it is ``rspnet``.
+    ``search --help`` alone shows the methods; ``search`` alone runs the RSPNet method's defaults."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = list(args)
+        if args and args[0] in self.commands or args == ["--help"]:
+            return super().parse_args(ctx, args)
+        method = "rspnet"
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg == "--method" or arg.startswith("--method="):
+                value = arg.partition("=")[2] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+                del args[i : i + (1 if "=" in arg else 2)]
+                method = value
+                break
+        if method not in self.commands:
+            raise ZooError(f"unknown search method '{method}' (choose {' or '.join(self.commands)})")
+        return super().parse_args(ctx, [method, *args])
+
+
+SEARCH_HELP = (
+    "Search an architecture and write its spec: the RSPNet method (the default: `search --stage both` is "
+    "`search rspnet --stage both`) or the template method (`search template`, or `--method template`)."
+)
+
+# the options both methods take
+DATA = typer.Option("synthetic", "--data", help="Data set (synthetic, cityscapes, camvid, folder); its train split.")
+ROOT = typer.Option(None, "--root", help="Folder of an on-disk data set.")
+SEED = options.seed("Seed of initialisation and data order.")
+OUT = typer.Option(
+    None,
+    "--out",
+    help="Where the spec is written (registering it is a separate step, see the README).",
+    show_default="<run dir>/<name>.json",
+)
+RUN_DIR = typer.Option(
+    None, "--run-dir", help="Checkpoints, logs and plots.", show_default="searches/<name> in $RSPNET_ZOO_HOME"
+)
+RESUME = typer.Option(False, "--resume", help="Continue the search whose checkpoints are in the run folder.")
+FORCE = typer.Option(False, "--force", help="Overwrite --out and discard an earlier search in the run folder.")
+PROGRESS = typer.Option(
+    True,
+    "--progress/--no-progress",
+    help="Show progress: bars on a terminal, else a line every 30 s (not with --json).",
+)
+JSON = options.JSON
+
+
+def name_option(example: str) -> Any:
+    return typer.Option(
+        None,
+        "--name",
+        help="Name of the spec and its run folder.",
+        show_default=f"the --out file name, else from the settings: {example}",
+    )
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is read as JSON (numbers, true/false, null, lists), else as text."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"'{item}' is not KEY=VALUE", param_hint="--set")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def interrupted(run_dir: Path, command: str) -> typer.Exit:
+    """Say how to resume an interrupted search (once its bars are gone); the exit to raise."""
+    from searchers.progress import interrupted_line
+
+    print(f"rspnet-zoo: {interrupted_line(run_dir, command)}", file=sys.stderr)
+    return typer.Exit(130)
+
+
+def say(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+
 
 # flag -> setting it overrides (see searchers.rspnet.budgets; --set reaches every setting)
 FLAG_SETTINGS = {
@@ -37,74 +135,65 @@ FLAG_SETTINGS = {
 }
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs; VALUE is read as JSON (numbers, true/false, null, lists), else as text."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"'{item}' is not KEY=VALUE", param_hint="--set")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+def request_of(options: dict[str, Any], processes: int | None = None) -> SearchRequest:
+    """The library's request for the rspnet command's options (a dict of its parameters)."""
+    o = options
+    overrides = {FLAG_SETTINGS[k]: v for k, v in o.items() if k in FLAG_SETTINGS and v is not None}
+    return rspnet_request(
+        stage=o["stage"],
+        budget=o["budget"],
+        data=o["data"],
+        root=o["root"],
+        seed=o["seed"],
+        name=o["name"],
+        out=o["out"],
+        run_dir=o["run_dir"],
+        cell=o["cell"],
+        cell_name=o["cell_name"],
+        latency_target=o["latency_target"],
+        size=o["size"],
+        overrides={**overrides, **parse_set(o["settings"])},
+        threads=o["threads"],
+        amp=o["amp"],
+        resume=o["resume"],
+        force=o["force"],
+        processes=processes,
+    )
 
 
-@data_parallel
-def search(
-    method: str = typer.Option(
-        "rspnet", "--method", help="rspnet (the two-stage RSPNet search) or template (Nekrasov et al., WACV 2020)."
-    ),
-    workers: int | None = options.number(
-        None, "--workers", kind=options.PROCESSES, help="--method template: worker processes that train samples."
-    ),
+def rspnet_preflight(nproc: int, **options) -> None:
+    """Under ``--nproc``, in the launcher: refuse a bad request and say the plan before torch loads."""
+    request = request_of(options, processes=nproc)
+    if not options["as_json"]:
+        say([*plan_head(request), f"  starting {nproc} processes (torchrun) ..."])
+
+
+@data_parallel(preflight=rspnet_preflight)
+def rspnet(
+    stage: str = typer.Option("both", "--stage", help="cell (stage 1), path (stage 2, needs --cell) or both."),
+    budget: str = typer.Option("small", "--budget", help=budgets_help()),
+    data: str = DATA,
+    root: Path | None = ROOT,
+    seed: int = SEED,
+    name: str | None = name_option("rspnet_cell_small_s0"),
+    out: Path | None = OUT,
+    cell: Path | None = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
+    cell_name: str | None = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
+    run_dir: Path | None = RUN_DIR,
+    resume: bool = RESUME,
+    force: bool = FORCE,
     latency_target: float | None = options.number(
         None,
         "--latency-target",
         kind=options.MILLISECONDS,
-        help="Milliseconds. rspnet: the searched network's latency at --size on this CPU (predicted from "
-        "`rspnet-zoo latency`, then measured); template: slower samples get a lower reward.",
+        help="Milliseconds: the searched network's latency at --size on this CPU (predicted from "
+        "`rspnet-zoo latency`, then measured).",
     ),
-    size: ImageSize | None = options.size(
-        None, "--latency-target with rspnet: the input HxW it is for.", show_default="512x1024"
-    ),
-    stem_weights: Path | None = typer.Option(
-        None, "--stem-weights", help="--method template: safetensors with MobileNet-v2 stem blocks (nodes.0-6)."
-    ),
-    stage: str = typer.Option("both", "--stage", help="cell (stage 1), path (stage 2, needs --cell) or both."),
-    budget: str = typer.Option("small", "--budget", help=budgets_help()),
-    data: str = typer.Option(
-        "synthetic", "--data", help="Data set (synthetic, cityscapes, camvid, folder); its train split is used."
-    ),
-    root: Path | None = typer.Option(None, "--root", help="Folder of an on-disk data set."),
-    seed: int = options.seed("Seed of initialisation and data order."),
-    name: str | None = typer.Option(
-        None,
-        "--name",
-        help="Name of the emitted spec.",
-        show_default="the --out file name, else from stage, budget and seed: rspnet_cell_small_s0",
-    ),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        help="Where the spec is written (registering it is a separate step, see the README).",
-        show_default="<run dir>/<name>.json",
-    ),
-    cell: Path | None = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
-    cell_name: str | None = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
-    run_dir: Path | None = typer.Option(
-        None,
-        "--run-dir",
-        help="Checkpoints, log.jsonl and plots.",
-        show_default="searches/<name> in $RSPNET_ZOO_HOME",
-    ),
-    resume: bool = typer.Option(False, "--resume", help="Continue the search whose checkpoints are in the run folder."),
-    force: bool = typer.Option(
-        False, "--force", help="Overwrite --out and discard an earlier search in the run folder."
-    ),
+    size: ImageSize | None = options.size(None, "The input HxW --latency-target is for.", show_default="512x1024"),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs of each stage."),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Per process.", show_default="the budget's global batch over the processes"
+    ),
     image_size: int | None = typer.Option(None, "--image-size", help="Square crop size."),
     samples: int | None = typer.Option(
         None, "--samples", help="Training images used (half weights, half architecture)."
@@ -124,139 +213,48 @@ def search(
     ),
     threads: int | None = options.THREADS,
     amp: str | None = typer.Option(
-        None,
-        "--amp",
-        help="--method rspnet: bf16 mixed precision for the supernet's forward passes.",
-        show_default="off",
+        None, "--amp", help="bf16 mixed precision for the supernet's forward passes.", show_default="off"
     ),
-    progress: bool = typer.Option(
-        True,
-        "--progress/--no-progress",
-        help="Show progress: bars on a terminal, else a line every 30 s (never with --json).",
-    ),
-    as_json: bool = options.JSON,
+    progress: bool = PROGRESS,
+    as_json: bool = JSON,
 ) -> None:
     """Search a cell (stage 1), the paths between levels (stage 2), or both, and write the spec."""
-    flags = {k: v for k, v in locals().items() if k in FLAG_SETTINGS}  # the setting flags, as given
-    if method == "template":
-        from rspnet_zoo.cli.template_commands import run_template_search
-
-        if "WORLD_SIZE" in os.environ:
-            raise ZooError("--method template runs in one process (--workers spreads it); not under torchrun")
-        rspnet_only = dict(
-            stage=None if stage == "both" else stage, cell=cell, cell_name=cell_name, size=size, amp=amp, **flags
-        )
-        return run_template_search(
-            budget=budget,
-            data=data,
-            root=root,
-            seed=seed,
-            name=name,
-            out=out,
-            run_dir=run_dir,
-            resume=resume,
-            force=force,
-            workers=workers or 1,
-            latency_target=latency_target,
-            stem_weights=stem_weights,
-            settings=_parse_set(settings),
-            refused={f"--{k.replace('_', '-')}": v for k, v in rspnet_only.items()},
-            threads=threads,
-            progress=progress,
-            as_json=as_json,
-        )
-    if method != "rspnet":
-        raise ZooError(f"unknown search method '{method}' (choose rspnet or template)")
-    template_only = {"--workers": workers, "--stem-weights": stem_weights}
-    if any(v is not None for v in template_only.values()):
-        given = ", ".join(k for k, v in template_only.items() if v is not None)
-        raise ZooError(f"{given}: options of --method template")
+    request = request_of(locals())
+    if not as_json and not said_by_launcher():
+        say(plan_head(request))
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rspnet_zoo.perf.threads import warn_if_starved
-    from rspnet_zoo.zoo.home import zoo_home
-    from searchers.progress import SearchProgress, interrupted_line
-    from searchers.rspnet.budgets import resolve_config
+    from searchers.progress import SearchProgress
     from searchers.rspnet.latency_search import latency_verdict
-    from searchers.rspnet.runner import SearchRequest
-    from searchers.rspnet.runner import search as run_search
+    from searchers.rspnet.runner import search
 
-    latency_size = tuple(size or (512, 1024))
-    if size is not None and latency_target is None:
-        raise ZooError("--size is the input size of --latency-target; give the target too")
-    overrides = {FLAG_SETTINGS[k]: v for k, v in flags.items() if v is not None}
-    overrides.update(_parse_set(settings))
-    config = resolve_config(budget, overrides)
-    if name is None:
-        name = out.stem if out is not None else f"rspnet_{stage}_{budget}_s{seed}"
-    given_run_dir, run_dir = run_dir, run_dir or zoo_home() / "searches" / name
-    given_out, out = out, out or run_dir / f"{name}.json"
-    if out.suffix != ".json":
-        raise ZooError(f"{out}: the spec is written as a .json file")
     if threads is not None:
         torch.set_num_threads(threads)
-    command = command_line(
-        ["rspnet-zoo", "search"],
-        dict(
-            stage=stage,
-            budget=budget,
-            data=data,
-            root=root,
-            seed=seed,
-            name=name,
-            out=given_out,
-            run_dir=given_run_dir,
-            cell=cell,
-            cell_name=cell_name,
-            threads=threads,
-            latency_target=latency_target,
-            size=latency_size if latency_target is not None else None,
-            amp=amp,
-        ),
-        overrides,
-    )
-    request = SearchRequest(
-        stage=stage,
-        budget=budget,
-        config=config,
-        name=name,
-        out=out,
-        run_dir=run_dir,
-        dataset=data,
-        data_root=root,
-        seed=seed,
-        cell_spec=cell,
-        cell_name=cell_name,
-        resume=resume,
-        force=force,
-        command=command,
-        latency_target_ms=latency_target,
-        latency_size=latency_size,
-        amp=amp,
-    )
-    console = errors
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     bars = Progress(*columns, console=console) if console.is_terminal else None
     reporter = SearchProgress(
         request, plan=not as_json, show=progress and not as_json, bars=bars, threads=torch.get_num_threads
     )
     try:
         with warn_if_starved(torch.get_num_threads, warning_line):
-            summary = run_search(request, on_step=reporter, on_start=reporter.start)
+            summary = search(request, on_step=reporter.step, on_event=reporter, estimate=not as_json)
     except KeyboardInterrupt:
         summary = None  # said once the bars are gone
     finally:
         reporter.stop()
     if summary is None:
-        print(f"rspnet-zoo: {shown(interrupted_line(request.run_dir, command))}", file=sys.stderr)
-        raise typer.Exit(130)
-    summary["command"] = command
+        raise interrupted(request.run_dir, request.shell_command)
+    summary["command"] = request.shell_command
 
     def human(console):
         console.print(
-            f"wrote {summary['name']} -> {shown(summary['out'])}  sha256 {summary['sha256'][:12]}  "
-            f"({summary['epochs']} epochs, {summary['wall_time_s']:.1f} s)",
+            f"wrote {summary['name']} -> {shown(summary['out'])}  sha256 {summary['sha256'][:12]}, "
+            f"architecture {summary['architecture_sha256'][:12]}  ({summary['epochs']} epochs, "
+            f"{summary['wall_time_s']:.1f} s)",
             soft_wrap=True,
         )
         if "cell" in summary:
@@ -264,7 +262,8 @@ def search(
             for i, step in enumerate(c["steps"]):
                 console.print(f"  cell state {i + 2} = {step}")
             console.print(
-                f"  skip-connects: {c['skips_before_cap']} decoded, {c['skips']} kept (cap {config.cell.skip_cap})"
+                f"  skip-connects: {c['skips_before_cap']} decoded, {c['skips']} kept "
+                f"(cap {request.config.cell.skip_cap})"
             )
         if "paths" in summary:
             p = summary["paths"]
@@ -279,6 +278,6 @@ def search(
             console.print(f"  parent (stage-1 cell spec) sha256 {summary['parent_sha256'][:12]}")
         console.print(f"  log {shown(summary['log'])}; plots in {shown(summary['run_dir'])}", soft_wrap=True)
         console.print(f"  {summary['parallel']}")
-        console.print(f"  reproduce: {shown(command)}", soft_wrap=True)
+        console.print(f"  reproduce: {shown(request.shell_command)}", soft_wrap=True)
 
     emit(summary, human, as_json)

@@ -1,126 +1,102 @@
-"""``rspnet-zoo search --method template``: the template-based search (searchers/template/search.py).
-
-The search command declares the options; this module turns them into a TemplateSearchRequest, runs it
-with progress for people (a bar on a terminal, else a plain line at a steady interval), says how to
-resume after Ctrl-C, and prints the summary.
-"""
+"""``rspnet-zoo search template`` (also ``search --method template``): the template-based search
+(searchers/template/). Parse, build the request (torch-free), print the plan, run with progress for people
+(a bar on a terminal, else a plain line at a steady interval), say how to resume after Ctrl-C, render."""
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from rspnet_zoo.cli.output import emit, errors, shown, warning_line
+from rspnet_zoo.cli import options
+from rspnet_zoo.cli.output import emit, shown, warning_line
+from rspnet_zoo.cli.search_commands import (
+    DATA,
+    FORCE,
+    JSON,
+    OUT,
+    PROGRESS,
+    RESUME,
+    ROOT,
+    RUN_DIR,
+    SEED,
+    interrupted,
+    name_option,
+    parse_set,
+    say,
+)
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.textutil import command_line
+from searchers.progress import template_plan_head
+from searchers.template.budgets import budgets_help
+from searchers.template.request import template_request
 
 
-def run_template_search(
-    *,
-    budget: str,
-    data: str,
-    root: Path | None,
-    seed: int,
-    name: str | None,
-    out: Path | None,
-    run_dir: Path | None,
-    resume: bool,
-    force: bool,
-    workers: int,
-    latency_target: float | None,
-    stem_weights: Path | None,
-    settings: dict[str, Any],
-    refused: dict[str, Any],
-    threads: int | None,
-    progress: bool,
-    as_json: bool,
+def template(
+    budget: str = typer.Option("small", "--budget", help=budgets_help()),
+    data: str = DATA,
+    root: Path | None = ROOT,
+    seed: int = SEED,
+    name: str | None = name_option("template_small_s0"),
+    out: Path | None = OUT,
+    run_dir: Path | None = RUN_DIR,
+    resume: bool = RESUME,
+    force: bool = FORCE,
+    workers: int = options.number(1, "--workers", kind=options.PROCESSES, help="Worker processes that train samples."),
+    latency_target: float | None = options.number(
+        None, "--latency-target", kind=options.MILLISECONDS, help="Milliseconds: slower samples get a lower reward."
+    ),
+    stem_weights: Path | None = typer.Option(
+        None, "--stem-weights", help="safetensors with MobileNet-v2 stem blocks (nodes.0-6)."
+    ),
+    settings: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Any budget setting, e.g. architectures=100 or lr=0.01."
+    ),
+    threads: int | None = options.THREADS,
+    progress: bool = PROGRESS,
+    as_json: bool = JSON,
 ) -> None:
-    """``refused``: options of the RSPNet search that were given (flag -> value); they mean nothing here."""
+    """Search nas-segm decoders by templates (Nekrasov et al., WACV 2020) and write the best as a spec."""
+    if "WORLD_SIZE" in os.environ:
+        raise ZooError("the template search runs in one process (--workers spreads it); not under torchrun")
+    request = template_request(
+        budget=budget, data=data, root=root, seed=seed, name=name, out=out, run_dir=run_dir, workers=workers,
+        latency_target=latency_target, stem_weights=stem_weights, overrides=parse_set(settings), threads=threads,
+        resume=resume, force=force,
+    )  # fmt: skip
+    if not as_json:
+        say(template_plan_head(request))
     import torch
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rspnet_zoo.perf.threads import warn_if_starved
-    from rspnet_zoo.zoo.home import zoo_home
-    from searchers.progress import SampleProgress, interrupted_line
-    from searchers.template.budgets import resolve_template_budget
-    from searchers.template.search import TemplateSearchRequest, search
+    from searchers.progress import TemplateProgress
+    from searchers.template.search import search
 
-    given = [flag for flag, value in refused.items() if value is not None]
-    if given:
-        raise ZooError(f"{', '.join(given)}: not an option of --method template")
-    config = resolve_template_budget(budget, settings)
     if threads is not None:  # this process's threads; each worker process uses one
         torch.set_num_threads(threads)
-    name = name or (out.stem if out is not None else f"template_{budget}_s{seed}")
-    given_run_dir, run_dir = run_dir, run_dir or zoo_home() / "searches" / name
-    given_out, out = out, out or run_dir / f"{name}.json"
-    options = dict(
-        method="template",
-        budget=budget,
-        data=data,
-        root=root,
-        seed=seed,
-        name=name,
-        out=given_out,
-        run_dir=given_run_dir,
-        workers=workers,
-        latency_target=latency_target,
-        stem_weights=stem_weights,
-    )
-    command = command_line(["rspnet-zoo", "search"], options, settings)
-    request = TemplateSearchRequest(
-        budget=budget,
-        config=config,
-        name=name,
-        out=out,
-        run_dir=run_dir,
-        dataset=data,
-        data_root=root,
-        seed=seed,
-        workers=workers,
-        latency_target_ms=latency_target,
-        stem_weights=stem_weights,
-        resume=resume,
-        force=force,
-        command=command,
-    )
-    console = errors
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bars = Progress(*columns, console=console) if progress and not as_json and console.is_terminal else None
-    task = None
-
-    def on_bar(row: dict, total: int) -> None:
-        nonlocal task
-        if task is None:  # shown from the first sample on, so bad input stays one line
-            bars.start()
-            task = bars.add_task("template search", total=total)
-        cached = " (cached)" if row["cached"] else ""
-        bars.update(
-            task, completed=row["index"] + 1, description=f"template search, reward {row['reward']:.3f}{cached}"
-        )
-
-    on_sample = on_bar if bars is not None else SampleProgress() if progress and not as_json else None
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bars = Progress(*columns, console=console) if console.is_terminal else None
+    reporter = TemplateProgress(plan=not as_json, show=progress and not as_json, bars=bars)
     try:  # with worker processes this one mostly waits: its CPU time says nothing of theirs
         with warn_if_starved(torch.get_num_threads, warning_line, enabled=workers == 1):
-            summary = search(request, on_sample=on_sample)
+            summary = search(request, on_sample=reporter.sample, on_event=reporter, estimate=not as_json)
     except KeyboardInterrupt:
         summary = None  # said once the bar is gone
     finally:
-        if task is not None:  # rich's stop() writes a newline even for bars never started
-            bars.stop()
+        reporter.stop()
     if summary is None:
-        print(f"rspnet-zoo: {shown(interrupted_line(request.run_dir, command))}", file=sys.stderr)
-        raise typer.Exit(130)
-    summary["command"] = command
+        raise interrupted(request.run_dir, request.shell_command)
+    summary["command"] = request.shell_command
 
     def human(console):
         best = summary["best"]
         console.print(
-            f"wrote {summary['name']} -> {shown(summary['out'])}  sha256 {summary['sha256'][:12]}  "
-            f"({summary['samples']} samples, {summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)",
+            f"wrote {summary['name']} -> {shown(summary['out'])}  sha256 {summary['sha256'][:12]}, "
+            f"architecture {summary['architecture_sha256'][:12]}  ({summary['samples']} samples, "
+            f"{summary['evaluated']} evaluated, {summary['wall_time_s']:.1f} s)",
             soft_wrap=True,
         )
         console.print(
@@ -134,6 +110,6 @@ def run_template_search(
             f"plots in {shown(summary['run_dir'])}",
             soft_wrap=True,
         )
-        console.print(f"  reproduce: {shown(command)}", soft_wrap=True)
+        console.print(f"  reproduce: {shown(request.shell_command)}", soft_wrap=True)
 
     emit(summary, human, as_json)

@@ -61,6 +61,7 @@ BLOCK_S = 1e-3  # seconds of one timed block
 MIN_BLOCKS = 7
 LONG_RUN = 10  # times min_run_time after which 2 blocks suffice
 PASSES = 3  # sweeps over the units a table measures (``LatencyTable.measure``)
+Progress = Callable[[int, int], None]  # (done, total) after each timing
 
 
 @dataclass(frozen=True)
@@ -497,21 +498,28 @@ class LatencyTable:
 
         return hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
-    def measure(self, units: Iterable[Unit]) -> int:
-        """Time every unit of ``units`` the table lacks; returns how many were timed.
+    def missing(self, units: Iterable[Unit]) -> list[Unit]:
+        """The units of ``units`` the table lacks, each once."""
+        return list({u.key: u for u in units if u.key not in self.entries}.values())
+
+    def measure(self, units: Iterable[Unit], on_timed: Progress | None = None) -> int:
+        """Time every unit of ``units`` the table lacks; returns how many were timed. ``on_timed(done, total)``
+        after each timing (``passes`` per unit).
 
         Each unit is timed once in each of ``passes`` sweeps over them all and keeps the median. A shared
         machine's slow spells last seconds, and units timed one after the other inside one all read slow
         together, so a spec whose units were timed in a row is predicted far above its measured latency.
         Sweeps apart rarely share a spell, so the median drops it."""
-        missing = list({u.key: u for u in units if u.key not in self.entries}.values())
+        missing = self.missing(units)
         t = self.target
         times: dict[str, list[float]] = {u.key: [] for u in missing}
-        for _ in range(self.passes):
-            for unit in missing:
+        for sweep in range(self.passes):
+            for i, unit in enumerate(missing):
                 torch.manual_seed(0)
                 run = _prepared(*UNITS[unit.kind](*unit.args), t)
                 times[unit.key].append(time_unit(run, t.threads, self.min_run_time, t.clock, cuda=t.device == "cuda"))
+                if on_timed is not None:
+                    on_timed(sweep * len(missing) + i + 1, self.passes * len(missing))
         for key, ms in times.items():
             self.entries[key] = round(statistics.median(ms), 6)
         return len(missing)
@@ -533,7 +541,7 @@ class LatencyTable:
         units = [p.unit for p in plan_units(lower(genotype), genotype, self.target.size)]
         return self.ms(units) + len(units) * (self.overhead_ms or 0.0)
 
-    def calibrate(self, genotypes: Sequence[Genotype], rounds: int = 3) -> float:
+    def calibrate(self, genotypes: Sequence[Genotype], rounds: int = 3, on_timed: Progress | None = None) -> float:
         """Set the per-unit overhead: the mean over ``genotypes`` (whole networks) of (measured - summed) / units,
         each network measured in ``rounds`` interleaved rounds (the median: a shared machine's whole-network
         times moved by a quarter between two profiles minutes apart).
@@ -545,13 +553,19 @@ class LatencyTable:
         overshoots networks of other shapes (Auto-DeepLab), where the same networks' per-unit overhead
         predicts them (docs/benchmarks.md has the comparison). It is measured on the
         search space's own networks and recorded with the table; the specs a prediction is checked on are
-        never among them."""
+        never among them. ``on_timed(done, total)`` after each network's measurement."""
         from rspnet_zoo.nn.model import GenotypeNet
 
         models = [GenotypeNet(g) for g in genotypes]
         units = [[p.unit for p in plan_units(lower(g), g, self.target.size)] for g in genotypes]
         summed = [self.ms(u) for u in units]
-        times = [[measure_model(m, self.target) for m in models] for _ in range(rounds)]
+        times: list[list[float]] = []
+        for _ in range(rounds):
+            times.append([])
+            for m in models:
+                times[-1].append(measure_model(m, self.target))
+                if on_timed is not None:
+                    on_timed(sum(map(len, times)), rounds * len(models))
         per_unit = [(statistics.median(t[i] for t in times) - summed[i]) / len(units[i]) for i in range(len(genotypes))]
         self.overhead_ms = round(sum(per_unit) / len(per_unit), 6)
         self.provenance["calibrated_on"] = [g.name for g in genotypes]
@@ -621,6 +635,52 @@ def open_table(target: Target, command: str = "", path: Path | None = None) -> L
     return LatencyTable(target, {}, provenance, path=path)
 
 
+@dataclass
+class Profile:
+    """What profiling a set of networks on a target involves, known before it runs: the table (cached or
+    new), the units it lacks, whether it still needs its per-unit overhead (``calibrate``)."""
+
+    table: LatencyTable
+    units: list[Unit]  # every unit of the networks
+    missing: list[Unit]
+    calibrate_on: Sequence[Genotype]
+
+    @property
+    def cached(self) -> bool:
+        """Nothing to measure: the cached table covers the networks and is calibrated."""
+        return not self.missing and not self.calibrate_on
+
+    def run(self, on_progress: Callable[[str, int, int], None] | None = None) -> tuple[LatencyTable, int]:
+        """Measure and calibrate what is missing and save the table; returns it and how many units were
+        timed. ``on_progress(phase, done, total)``: phase 'units' then 'calibration'."""
+        table = self.table
+
+        def report(phase: str) -> Progress | None:
+            return None if on_progress is None else functools.partial(on_progress, phase)
+
+        timed = table.measure(self.missing, report("units"))
+        if self.calibrate_on:
+            table.calibrate(self.calibrate_on, on_timed=report("calibration"))
+        if timed or self.calibrate_on or table.path is None or not table.path.is_file():
+            table.save()
+        return table, timed
+
+
+def plan_profile(
+    target: Target,
+    genotypes: Iterable[Genotype],
+    command: str = "",
+    path: Path | None = None,
+    calibrate_on: Sequence[Genotype] = (),
+) -> Profile:
+    """What ``profile`` will do: the table for ``target`` (cached if its fingerprint matches) and the units
+    of ``genotypes`` it lacks; calibration on ``calibrate_on`` when the table has no per-unit overhead yet."""
+    table = open_table(target, command, path)
+    units = [p.unit for g in genotypes for p in plan_units(lower(g), g, target.size)]
+    calibrate = tuple(calibrate_on) if table.overhead_ms is None else ()
+    return Profile(table, units, table.missing(units), calibrate)
+
+
 def profile(
     target: Target,
     genotypes: Iterable[Genotype],
@@ -631,15 +691,7 @@ def profile(
     """The table for ``target`` covering every unit of ``genotypes`` (a search space's networks), measured
     where the cache lacks them or is stale, and calibrated on the networks ``calibrate_on`` when it has
     no per-unit overhead yet; returns it and how many units were timed now."""
-    table = open_table(target, command, path)
-    units = [p.unit for g in genotypes for p in plan_units(lower(g), g, target.size)]
-    timed = table.measure(units)
-    calibrated = bool(calibrate_on) and table.overhead_ms is None
-    if calibrated:
-        table.calibrate(calibrate_on)
-    if timed or calibrated or table.path is None or not table.path.is_file():
-        table.save()
-    return table, timed
+    return plan_profile(target, genotypes, command, path, calibrate_on).run()
 
 
 def measure_model(model: nn.Module, target: Target, min_run_time: float = 0.5) -> float:

@@ -57,5 +57,13 @@ class SegmentationMetrics:
             pixels=int(total),
         )
 
+    def counts(self) -> torch.Tensor:
+        """This process's confusion matrix so far (rows = truth), to carry over a checkpoint."""
+        return self.confusion.confmat.clone()
+
+    def load_counts(self, counts: torch.Tensor) -> None:
+        """Go on from ``counts`` (a ``counts()`` of an earlier run of the same pass over the data)."""
+        self.confusion.confmat.copy_(counts)
+
     def reset(self) -> None:
         self.confusion.reset()

@@ -17,9 +17,9 @@ import torch
 
 from rspnet_zoo.spec.models import Cell, CellStep, Edge
 from searchers.rspnet.bilevel import Bilevel
+from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
 from searchers.rspnet.path_search import PathSearch
-from searchers.rspnet.runner import SearchData, SearchRequest, cell_of
 
 STAND_IN_OP = "sep_conv_3x3"
 REPEATS = 2  # timed steps of each kind per stage
@@ -36,6 +36,7 @@ class StageEstimate:
     steps_per_epoch: int
     weight_step_s: float
     bilevel_step_s: float  # an architecture step and a weight step
+    repeats: int = REPEATS  # timed steps of each kind it rests on
 
     @property
     def total_steps(self) -> int:
@@ -79,20 +80,19 @@ def time_stage(stage, batch: tuple[torch.Tensor, ...], steps_per_epoch: int, rep
     )
 
 
-def estimate_search(request: SearchRequest, data: SearchData) -> list[StageEstimate]:
-    """One estimate per stage the request runs, in order, on the run's own data."""
-    config = request.config
-    stages = ("cell", "path") if request.stage == "both" else (request.stage,)
-    cell = cell_of(request.cell_spec, request.cell_name)[0] if request.stage == "path" else None
+def estimate_stage(
+    name: str,
+    config: SearchConfig,
+    batch: tuple[torch.Tensor, ...],
+    num_classes: int,
+    steps_per_epoch: int,
+    cell: Cell | None = None,
+) -> StageEstimate:
+    """The estimate of stage ``name`` ('cell' or 'path') on ``batch`` (x, y, x_arch, y_arch); the path stage
+    on ``cell``, or without one on the stand-in cell (module docstring)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        (x, y), (x_arch, y_arch) = (next(iter(data.loader(part, "both", 0))) for part in ("weights", "arch"))
-        batch = (x, y, x_arch, y_arch)
-        estimates = []
-        if "cell" in stages:
-            search = CellSearch(config, data.num_classes, config.cell.primitives)
-            estimates.append(time_stage(search, batch, data.steps_per_epoch))
-        if "path" in stages:
-            cell = cell or stand_in_cell(config.cell.steps, tuple(config.cell.primitives))
-            estimates.append(time_stage(PathSearch(config, cell, data.num_classes), batch, data.steps_per_epoch))
-    return estimates
+        if name == "cell":
+            return time_stage(CellSearch(config, num_classes, config.cell.primitives), batch, steps_per_epoch)
+        cell = cell or stand_in_cell(config.cell.steps, tuple(config.cell.primitives))
+        return time_stage(PathSearch(config, cell, num_classes), batch, steps_per_epoch)

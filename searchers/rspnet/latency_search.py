@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from rspnet_zoo.errors import SpecError, ZooError
-from rspnet_zoo.perf.latency import LatencyTable, PlacedUnit, Unit, measure_model, plan_units
+from rspnet_zoo.perf.latency import LatencyTable, PlacedUnit, Profile, Unit, measure_model, plan_profile, plan_units
 from rspnet_zoo.spec.models import Cell, CellStep, Edge, Genotype
 from rspnet_zoo.spec.plan import lower
 from searchers.rspnet.budgets import PathStage, Schedule, SearchConfig
@@ -106,12 +106,29 @@ class LatticeLatency:
                 self.cell[r] += ms
         for node, us in op_units.items():
             self.ops[row[ids[node + 1]]] = torch.tensor([table.unit_ms(u) for u in us], dtype=torch.float64)
+        self.row = row
         self.head = set(head_candidates(self.nodes))
         self.readers: list[list[tuple[int, int]]] = [[] for _ in self.nodes]
         for m, n in enumerate(self.nodes):
             for c, src in enumerate(n.candidates):
                 if src in row:
                     self.readers[row[src]].append((m, c))
+
+    def lower_bound(self, own: torch.Tensor) -> float:
+        """The least ms of any network this lattice can emit when node n costs at least ``own[n]`` (its cell
+        and fusion): every node the head reads is in it, and so is a chain of kept paths to it from the stem."""
+        reach: list[float] = []  # the cheapest chain from the stem to node r, r included (nodes come in layer order)
+        for r, n in enumerate(self.nodes):
+            inflow = [
+                float(self.path[r, c]) + (reach[self.row[s]] if s in self.row else 0.0)
+                for c, s in enumerate(n.candidates)
+            ]
+            reach.append(float(own[r]) + min(inflow))
+        head = [self.row[h] for h in self.head]
+        alone = sum(
+            float(own[r]) + min(float(self.path[r, c]) for c in range(len(self.nodes[r].candidates))) for r in head
+        )
+        return self.fixed + max(max(reach[r] for r in head), alone)
 
     def uniform(self) -> torch.Tensor:
         """Every candidate of a node equally likely (stage 1: the paths are not searched yet)."""
@@ -269,23 +286,57 @@ def calibration_genotypes(config: SearchConfig, num_classes: int) -> list[Genoty
     return [_full_lattice(config, cell, num_classes, c, f"calibration_f{c}") for c in _widths(config.path)]
 
 
-def open_goal(
-    target_ms: float, size: tuple[int, int], config: SearchConfig, num_classes: int, command: str = ""
-) -> LatencyGoal:
-    """The goal of a search run in this process, eager on the CPU at torch's thread count: the table of
-    the search space, profiled and calibrated unless this device's cached one already is."""
-    from rspnet_zoo.perf.latency import Target, profile
+def latency_target(size: tuple[int, int]):
+    """Where a search run in this process is priced: eager on the CPU at torch's thread count."""
+    from rspnet_zoo.perf.latency import Target
 
-    if target_ms <= 0:
-        raise ZooError(f"--latency-target must be positive milliseconds, not {target_ms}")
-    target = Target("cpu", "eager", torch.get_num_threads(), tuple(size))
-    table, _ = profile(
-        target,
+    return Target("cpu", "eager", torch.get_num_threads(), tuple(size))
+
+
+def plan_space_profile(size: tuple[int, int], config: SearchConfig, num_classes: int, command: str = "") -> Profile:
+    """The latency profile of the search space (every unit it can emit, the calibration networks) on this
+    process's target: what of it the cached table lacks, before any of it is measured."""
+    return plan_profile(
+        latency_target(size),
         space_genotypes(config, num_classes),
         command,
         calibrate_on=calibration_genotypes(config, num_classes),
     )
+
+
+def open_goal(
+    target_ms: float, size: tuple[int, int], config: SearchConfig, num_classes: int, command: str = ""
+) -> LatencyGoal:
+    """The goal of a search run in this process: the table of the search space, profiled and calibrated
+    unless this device's cached one already is."""
+    if target_ms <= 0:
+        raise ZooError(f"--latency-target must be positive milliseconds, not {target_ms}")
+    table, _ = plan_space_profile(size, config, num_classes, command).run()
     return LatencyGoal(table, target_ms)
+
+
+def fastest_ms(table: LatencyTable, config: SearchConfig, num_classes: int, cell: Cell | None = None) -> float:
+    """A lower bound of the predicted latency of every network the path search can emit (``cell``: the
+    searched cell, when it is known; else each node's cell at its cheapest primitive): at each width a
+    target may narrow to, the fixed part plus the cheapest chain of cells and paths from the stem to each
+    node the head reads, and at least each of those nodes' own cost. A target below it cannot be met."""
+    best = float("inf")
+    for channels in _widths(config.path):
+        stage = config.path.model_copy(update=dict(spec_channels=channels))
+        nodes = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
+        try:
+            if cell is None:
+                cost = LatticeLatency(
+                    table, placeholder_cell(config.cell.steps), nodes, stage, num_classes, config.cell.primitives
+                )
+                own = cost.cell + cost.ops.min(dim=1).values * EDGES_PER_STEP * config.cell.steps
+            else:
+                cost = LatticeLatency(table, cell, nodes, stage, num_classes)
+                own = cost.cell
+        except SpecError:  # too narrow for the RSP split
+            continue
+        best = min(best, cost.lower_bound(own))
+    return best
 
 
 def meet_target(goal: LatencyGoal, build: Callable[[int], Genotype], stage: PathStage | None) -> tuple[Genotype, dict]:

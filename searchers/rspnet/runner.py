@@ -1,21 +1,30 @@
-"""Running a search: the two data halves, the epoch loop, a checkpoint each epoch and resume, the JSONL
-log of the architecture weights, the plots, and the emitted spec.
+"""Running a search: the two data halves, the epoch loop, checkpoints and resume, the JSONL log of the
+architecture weights, the plots, and the emitted spec.
 
-A run folder holds ``checkpoint-cell.pt`` / ``checkpoint-path.pt`` (model, optimisers, schedule,
-history and torch's RNG state after each epoch), ``log.jsonl`` (one row per epoch), ``cell.json``
+A run folder holds ``checkpoint-cell.pt`` / ``checkpoint-path.pt`` (model, optimisers, schedule, history
+and torch's RNG state after each epoch, and within an epoch every ``checkpoint_every_s`` of training with
+the epoch's step and running sums, so an interrupt loses at most that), ``log.jsonl`` (one row per epoch), ``cell.json``
 (the stage-1 result, the parent of a ``both`` spec), the emitted spec unless ``--out`` puts it elsewhere,
 and the PNGs (``curves-<stage>.png``: loss and held-out mIoU per epoch; alphas, attention, cell, network).
 The data order of every epoch is a function of (seed, stage, epoch) and each image's augmentation of
-(seed, stage, epoch, image), so a resumed search replays exactly what the interrupted one would have done.
+(seed, stage, epoch, image), so a resumed search replays exactly what the interrupted one would have done
+(within an epoch it reloads the batches already done, at most an epoch of data loading, and goes on).
 
 Under torchrun each rank trains on its share of every global batch (``rspnet_zoo.training.distributed``); the
 architecture is decoded on rank 0 and broadcast, and only rank 0 writes. ``batch_size`` is per process:
 a checkpoint records the global batch, so a resume may use another number of processes with the same
-global batch (``--batch-size`` times processes).
+global batch (``searchers.rspnet.request``). A checkpoint within an epoch holds the running sums of all
+ranks (the loss sums' mean, the confusion matrices' sum), decided on rank 0's clock and broadcast.
+
+The emitted spec records no wall time and no folder (``searchers.requests``): two runs of one deterministic
+search write the same file. The summary says how long it took and gives both hashes: ``sha256`` of the
+file, ``architecture_sha256`` of the network alone (``rspnet_zoo.spec.io.architecture_sha256``), which
+runs that found the same network share whatever their names and notes.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -29,22 +38,24 @@ import rspnet_zoo
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path, atomic_write_text
-from rspnet_zoo.spec.io import load_spec, spec_sha256
+from rspnet_zoo.spec.io import architecture_sha256
 from rspnet_zoo.spec.models import Cell, Genotype, Provenance
 from rspnet_zoo.spec.render import render_graph, step_text
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.metrics import SegmentationMetrics
+from searchers.requests import RunFiles
 from searchers.rspnet.bilevel import Bilevel, check_search_amp
 from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
 from searchers.rspnet.decode import CellDecision, PathDecision
-from searchers.rspnet.latency_search import meet_target, open_goal
+from searchers.rspnet.estimate import StageEstimate, estimate_stage
+from searchers.rspnet.latency_search import LatencyGoal, fastest_ms, meet_target, plan_space_profile
 from searchers.rspnet.path_search import PathSearch
 from searchers.rspnet.plots import plot_alphas, plot_attention, plot_cell, plot_stage_curves
+from searchers.rspnet.request import STAGES, SearchRequest, cell_of, check_stage
 from searchers.rspnet.structures import HEAD_CHANNELS, path_network, proxy_chain
 from searchers.run_folders import check_run_folder, load_resumable, write_spec
 
-STAGES = ("cell", "path", "both")
 LOG_FILE = "log.jsonl"
 CELL_SPEC_FILE = "cell.json"
 SEARCHER = "rspnet-zoo searchers"
@@ -52,44 +63,6 @@ SEARCHER = "rspnet-zoo searchers"
 
 # what a stage's checkpoint holds beside its settings (checked before a resume uses any of it)
 CHECKPOINT_FIELDS = dict(epoch=int, model=dict, bilevel=dict, rng=torch.Tensor, history=list, wall_s=float)
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    stage: str
-    budget: str
-    config: SearchConfig
-    name: str
-    out: Path
-    run_dir: Path
-    dataset: str = "synthetic"
-    data_root: Path | None = None
-    seed: int = 0
-    cell_spec: Path | None = None  # stage 'path': the spec whose cell is searched over
-    cell_name: str | None = None
-    resume: bool = False
-    force: bool = False
-    command: str = ""
-    latency_target_ms: float | None = None  # see searchers.rspnet.latency_search
-    latency_size: tuple[int, int] = (512, 1024)
-    amp: str | None = None  # bf16: the supernet's forward passes in mixed precision (see searchers.rspnet.bilevel)
-
-    def settings(self) -> dict:
-        """What a checkpoint must agree with to be resumed."""
-        latency = {} if self.latency_target_ms is None else dict(latency=[self.latency_target_ms, *self.latency_size])
-        amp = {} if self.amp is None else dict(amp=self.amp)  # recorded when used: earlier checkpoints stay resumable
-        return dict(
-            **latency,
-            **amp,
-            stage=self.stage,
-            config=self.config.model_dump(mode="json", exclude={"batch_size"}),
-            global_batch=distributed.global_batch(self.config.batch_size),
-            seed=self.seed,
-            dataset=self.dataset,
-            data_root=str(self.data_root) if self.data_root else None,
-            cell_spec=str(self.cell_spec) if self.cell_spec else None,
-            cell_name=self.cell_name,
-        )
 
 
 class SearchData:
@@ -102,7 +75,11 @@ class SearchData:
         half = count // 2
         batch = distributed.global_batch(config.batch_size)
         if half < batch:
-            raise ZooError(f"{count} training images give {half} per half, fewer than the global batch {batch}")
+            raise ZooError(
+                f"{count} training images give {half} per half, fewer than the "
+                f"{distributed.describe(config.batch_size)}: pass --samples {2 * batch} or more, or a smaller "
+                f"--batch-size (per process)"
+            )
         self.parts = {"weights": Subset(data, range(half)), "arch": Subset(data, range(half, 2 * half))}
         self.num_classes = data.num_classes
         self.class_names = list(getattr(data, "class_names", None) or [])
@@ -110,10 +87,20 @@ class SearchData:
         self.seed = seed
         self.steps_per_epoch = half // batch
 
+    @property
+    def images_per_half(self) -> int:
+        return len(self.parts["weights"])
+
     def loader(self, part: str, stage: str, epoch: int) -> DataLoader:
         """This rank's share of the epoch's global batches of ``part``."""
         key = (self.seed * 7919 + STAGES.index(stage)) * 2 + (part == "arch")
         return distributed.shard_loader(self.parts[part], self.batch_size, seed=key, epoch=epoch, drop_last=True)
+
+    def probe_batch(self) -> tuple[torch.Tensor, ...]:
+        """One batch of each half, (x, y, x_arch, y_arch), for the timed steps of the estimate."""
+        with torch.random.fork_rng(devices=[]):
+            (x, y), (x_arch, y_arch) = (next(iter(self.loader(part, "both", 0))) for part in ("weights", "arch"))
+        return x, y, x_arch, y_arch
 
 
 @dataclass
@@ -124,6 +111,12 @@ class StageRun:
 
 EpochHook = Callable[[str, int], None]  # (stage, epoch) after each saved epoch
 StepHook = Callable[[dict], None]  # dict(stage, epoch, epochs, step, total, loss) after each step; step 0 at a start
+# (kind, details) on rank 0 before the training, for a plan: 'data' (images_per_half, steps_per_epoch,
+# done: stage -> steps a resume skips), 'timing' (stage: its timed steps begin), 'estimate' (estimate: a
+# StageEstimate), 'latency-profile' (profile: a rspnet_zoo.perf.latency.Profile, not yet run),
+# 'latency-progress' (phase, done, total), 'latency-ready' (target_ms, fastest_ms: a lower bound of what
+# the space can emit, None for the cell stage alone)
+EventHook = Callable[[str, dict], None]
 
 
 class Runner:
@@ -144,7 +137,7 @@ class Runner:
         schedule, model = stage.schedule, stage.model
         bilevel = Bilevel(model, schedule, stage.penalty, self.request.amp)
         run = self.runs[stage.name] = StageRun()
-        start = 0
+        start, within = 0, None
         file = self.checkpoint(stage.name)
         state = distributed.on_main(
             lambda: load_resumable(file, self.request.settings(), CHECKPOINT_FIELDS) if file.exists() else None
@@ -152,32 +145,40 @@ class Runner:
         if state is not None:
             model.load_state_dict(state["model"])
             bilevel.load_state_dict(state["bilevel"])
-            torch.set_rng_state(state["rng"])
             start, run.history, run.wall_s = state["epoch"], list(state["history"]), state["wall_s"]
-        self._report(stage, start, start * self.data.steps_per_epoch, None)
+            within = state.get("within")  # an epoch cut short: its RNG applies once its loaders exist
+            if within is None:
+                torch.set_rng_state(state["rng"])
+        done = start * self.data.steps_per_epoch + (within["step"] if within else 0)
+        self._report(stage, start + (within is not None), done, None)
         for epoch in range(start, schedule.epochs):
-            started = time.perf_counter()
-            row = self._epoch(stage, bilevel, epoch)
-            row["seconds"] = round(time.perf_counter() - started, 3)
+            row = self._epoch(stage, bilevel, run, epoch, within)
+            within = None
             run.wall_s += row["seconds"]
             run.history.append(row)
-            state = dict(
-                settings=self.request.settings(),
-                epoch=epoch + 1,
-                model=model.state_dict(),
-                bilevel=bilevel.state_dict(),
-                rng=torch.get_rng_state(),
-                history=run.history,
-                wall_s=run.wall_s,
-            )
+            self._save(stage, bilevel, run, epoch + 1)
             if distributed.is_main():
-                with atomic_path(file) as tmp:
-                    torch.save(state, tmp)
                 self.write_log()
             if self.on_epoch_end is not None:
                 self.on_epoch_end(stage.name, epoch + 1)
         model.eval()
         return run
+
+    def _save(self, stage, bilevel: Bilevel, run: StageRun, epoch: int, within: dict | None = None) -> None:
+        """The stage's checkpoint: after ``epoch`` epochs, and ``within`` the next one (its step and sums)."""
+        state = dict(
+            settings=self.request.settings(),
+            epoch=epoch,
+            model=stage.model.state_dict(),
+            bilevel=bilevel.state_dict(),
+            rng=torch.get_rng_state(),
+            history=run.history,
+            wall_s=run.wall_s,
+            within=within,
+        )
+        if distributed.is_main():
+            with atomic_path(self.checkpoint(stage.name)) as tmp:
+                torch.save(state, tmp)
 
     def _report(self, stage, epoch: int, step: int, loss: float | None) -> None:
         if self.on_step is not None:
@@ -186,29 +187,60 @@ class Runner:
                 dict(stage=stage.name, epoch=epoch, epochs=stage.schedule.epochs, step=step, total=total, loss=loss)
             )
 
-    def _epoch(self, stage, bilevel: Bilevel, epoch: int) -> dict:
+    def _epoch(self, stage, bilevel: Bilevel, run: StageRun, epoch: int, within: dict | None) -> dict:
+        """One epoch, or the rest of one from ``within`` (a checkpoint cut it short there)."""
         model, schedule = stage.model, stage.schedule
         model.train()
         moves = epoch >= schedule.warmup_epochs
         metrics = SegmentationMetrics(self.data.num_classes)
         lr = bilevel.w_opt.param_groups[0]["lr"]
-        losses, arch_losses = [], []
+        step, loss_sum, arch_sum, arch_steps, before_s = 0, 0.0, 0.0, 0, 0.0
         batches = zip(self.data.loader("weights", stage.name, epoch), self.data.loader("arch", stage.name, epoch))
+        if within is not None:  # the loaders drew their seeds above: the saved RNG state follows that
+            torch.set_rng_state(within["rng"])
+            step, loss_sum, arch_sum, arch_steps = (
+                within["step"],
+                within["loss_sum"],
+                within["arch_sum"],
+                within["arch_steps"],
+            )
+            before_s = within["seconds"]
+            if distributed.is_main():  # the other ranks' counts are in it
+                metrics.load_counts(within["confusion"])
+            batches = itertools.islice(batches, step, None)
+        started = saved = time.perf_counter()
         for (x, y), (x_arch, y_arch) in batches:
             if moves:
                 loss, logits = bilevel.arch_step(x, y, x_arch, y_arch)
-                arch_losses.append(loss)
+                arch_sum, arch_steps = arch_sum + loss, arch_steps + 1
                 metrics.update(logits, y_arch)
-            losses.append(bilevel.weight_step(x, y))
-            self._report(stage, epoch + 1, epoch * self.data.steps_per_epoch + len(losses), losses[-1])
+            loss = bilevel.weight_step(x, y)
+            step, loss_sum = step + 1, loss_sum + loss
+            now = time.perf_counter()
+            if step < self.data.steps_per_epoch and distributed.broadcast_object(
+                now - saved >= self.request.checkpoint_every_s
+            ):
+                within_now = dict(
+                    step=step,
+                    loss_sum=distributed.mean(loss_sum),
+                    arch_sum=distributed.mean(arch_sum),
+                    arch_steps=arch_steps,
+                    confusion=distributed.sum_(metrics.counts()),
+                    seconds=before_s + now - started,
+                    rng=torch.get_rng_state(),
+                )
+                self._save(stage, bilevel, run, epoch, within_now)
+                saved = time.perf_counter()
+            self._report(stage, epoch + 1, epoch * self.data.steps_per_epoch + step, loss)
         bilevel.end_epoch()
         return dict(
             stage=stage.name,
             epoch=epoch + 1,
             lr=lr,
-            train_loss=distributed.mean(sum(losses) / len(losses)),
-            arch_loss=distributed.mean(sum(arch_losses) / len(arch_losses)) if arch_losses else None,
-            arch_miou=metrics.compute()["miou"] if arch_losses else None,
+            train_loss=distributed.mean(loss_sum / step),
+            arch_loss=distributed.mean(arch_sum / arch_steps) if arch_steps else None,
+            arch_miou=metrics.compute()["miou"] if arch_steps else None,
+            seconds=round(before_s + time.perf_counter() - started, 3),
             **stage.snapshot(),
         )
 
@@ -217,69 +249,71 @@ class Runner:
         atomic_write_text(self.request.run_dir / LOG_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def cell_of(spec: Path, cell_name: str | None) -> tuple[Cell, str]:
-    genotype = load_spec(spec)
-    if cell_name is None:
-        if len(genotype.cells) != 1:
-            raise ZooError(f"{spec}: has cells {', '.join(genotype.cells) or '(none)'}; name one with --cell-name")
-        cell_name = next(iter(genotype.cells))
-    if cell_name not in genotype.cells:
-        raise ZooError(f"{spec}: has no cell '{cell_name}' (it has {', '.join(genotype.cells) or 'none'})")
-    cell = genotype.cells[cell_name]
-    if cell.reduction or cell.num_inputs != 2:
-        raise ZooError(f"{spec}: cell '{cell_name}' must be a two-input normal cell for the path search")
-    return cell, spec_sha256(genotype)
-
-
-def _check_request(r: SearchRequest) -> None:
+def _check_request(r: SearchRequest) -> dict[str, tuple[int, int]]:
+    """Refuse a bad request before anything is loaded; returns what a resume continues: stage -> (epochs
+    done, steps done within the next)."""
+    check_stage(r.stage, r.cell_spec)
     check_search_amp(r.amp)
-    if r.stage not in STAGES:
-        raise ZooError(f"unknown stage '{r.stage}' (choose {', '.join(STAGES)})")
-    if (r.stage == "path") != (r.cell_spec is not None):
-        raise ZooError(
-            "--cell SPEC goes with --stage path, and --stage path needs it"
-            if r.stage == "path"
-            else f"--cell is for --stage path; --stage {r.stage} searches its own cell"
-        )
+    files = RunFiles(r.name, r.out, r.run_dir)
     inputs = [r.cell_spec] if r.cell_spec is not None else []
-    resumed = check_run_folder(r.name, r.out, r.run_dir, "checkpoint-*.pt", r.resume, r.force, inputs=inputs)
-    for file in resumed:  # refused before the plan is printed, not after
-        load_resumable(file, r.settings(), CHECKPOINT_FIELDS)
+    checkpoints = check_run_folder(files, r.resume, r.force, r.settings(), r.shell_command or r.command, inputs=inputs)
+    done = {}
+    for file in checkpoints:  # refused before the plan is printed, not after
+        state = load_resumable(file, r.settings(), CHECKPOINT_FIELDS)
+        within = state.get("within")
+        done[file.stem.removeprefix("checkpoint-")] = (state["epoch"], within["step"] if within else 0)
+    return done
 
 
 def search(
     request: SearchRequest,
     on_step: StepHook | None = None,
     on_epoch_end: EpochHook | None = None,
-    on_start: Callable[[SearchData], None] | None = None,
+    on_event: EventHook | None = None,
+    estimate: bool = False,
 ) -> dict:
     """Run the requested stage(s) and write the emitted spec to ``request.out``; returns a summary.
 
     ``on_step`` reports progress (see ``StepHook``); ``on_epoch_end(stage, epoch)`` runs after each saved epoch;
-    ``on_start(data)`` once the request is checked and the data loaded, before any training (the CLI
-    prints its plan and estimate there).
-    The seeds and a resumed checkpoint's RNG state apply to a fork of torch's RNG: the caller's is left as it was.
+    ``on_event`` hears, on rank 0, what a plan says before the training (see ``EventHook``): the data, with
+    ``estimate`` the timed steps of each stage, with a latency target the profile of the space and its
+    progress. The seeds and a resumed checkpoint's RNG state apply to a fork of torch's RNG: the caller's is
+    left as it was.
     """
-    distributed.on_main(_check_request, request)
+    resumed = distributed.on_main(_check_request, request)
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
-    if on_start is not None and distributed.is_main():
-        with distributed.alone():  # the plan's timed probe steps: on rank 0, without collectives
-            on_start(data)
+    cell, parent = cell_of(request.cell_spec, request.cell_name) if request.stage == "path" else (None, None)
+
+    def tell(kind: str, **details) -> None:
+        if on_event is not None and distributed.is_main():
+            on_event(kind, details)
+
+    spe = data.steps_per_epoch
+    done = {stage: epochs * spe + steps for stage, (epochs, steps) in resumed.items()}
+    tell("data", images_per_half=data.images_per_half, steps_per_epoch=spe, done=done)
+    if estimate and on_event is not None and distributed.is_main():
+        with distributed.alone():  # the timed probe steps: on rank 0, without collectives
+            batch = data.probe_batch()
+            for stage in request.stages:
+                schedule = cfg.cell if stage == "cell" else cfg.path
+                if done.get(stage, 0) >= schedule.epochs * spe:  # finished: nothing to time
+                    finished = StageEstimate(stage, schedule.epochs, schedule.warmup_epochs, spe, 0.0, 0.0)
+                    tell("estimate", estimate=finished)
+                    continue
+                tell("timing", stage=stage)
+                tell("estimate", estimate=estimate_stage(stage, cfg, batch, data.num_classes, spe, cell))
     if distributed.is_main():
         request.run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(request, data, on_step, on_epoch_end)
     goal = None
     if request.latency_target_ms is not None:
         # rank 0 measures (or reloads) the latency table, every rank prices with the same one
-        goal = distributed.on_main(
-            open_goal, request.latency_target_ms, request.latency_size, cfg, data.num_classes, request.command
-        )
+        goal = distributed.on_main(_open_goal, request, data.num_classes, cell, tell)
     plots: list[str] = []
     summary: dict = dict(stage=request.stage, name=request.name, run_dir=str(request.run_dir))
     with torch.random.fork_rng(devices=[]):
         if request.stage == "path":
-            cell, parent = cell_of(request.cell_spec, request.cell_name)
             cell_decision = None
         else:
             torch.manual_seed(request.seed)
@@ -339,20 +373,35 @@ def search(
         )
     )
     sha = write_spec(result, request.out)
-    distributed.check_same(spec_sha256(result.model_copy(update=dict(provenance=Provenance()))), "decoded networks")
+    architecture = architecture_sha256(result)
+    distributed.check_same(architecture, "decoded networks")
     if distributed.is_main():
         plots.append(str(render_graph(result, request.run_dir / "network.png")))
     summary.update(
         out=str(request.out),
         sha256=sha,
+        architecture_sha256=architecture,
         parent_sha256=result.provenance.parent_sha256,
-        wall_time_s=result.provenance.wall_time_s,
+        wall_time_s=round(sum(r.wall_s for r in runner.runs.values()), 1),
         log=str(request.run_dir / LOG_FILE),
         plots=plots,
         epochs=result.provenance.epochs,
         parallel=distributed.describe(cfg.batch_size),
+        discarded=request.discards or None,
     )
     return summary
+
+
+def _open_goal(request: SearchRequest, num_classes: int, cell: Cell | None, tell) -> LatencyGoal:
+    """Rank 0: the latency table of the search space, profiled unless cached (its plan and progress told),
+    and the lower bound of what the space can emit against the target."""
+    cfg = request.config
+    profile = plan_space_profile(request.latency_size, cfg, num_classes, request.command)
+    tell("latency-profile", profile=profile)
+    table, _ = profile.run(lambda phase, done, total: tell("latency-progress", phase=phase, done=done, total=total))
+    fastest = None if request.stage == "cell" else fastest_ms(table, cfg, num_classes, cell)
+    tell("latency-ready", target_ms=request.latency_target_ms, fastest_ms=fastest)
+    return LatencyGoal(table, request.latency_target_ms)
 
 
 def _decode(stage) -> CellDecision | PathDecision:
@@ -421,7 +470,6 @@ def _provenance(
         dataset=request.dataset,
         budget=request.budget,
         epochs=sum(cfg.cell.epochs if k == "cell" else cfg.path.epochs for k in runs),
-        wall_time_s=round(sum(r.wall_s for r in runs.values()), 1),
         tool_version=rspnet_zoo.__version__,
         parent_sha256=parent,
         command=request.command or None,

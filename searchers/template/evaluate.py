@@ -17,6 +17,7 @@ import math
 import os
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from rspnet_zoo.training.metrics import SegmentationMetrics
 from rspnet_zoo.zoo.stats import count_flops, count_parameters
 from rspnet_zoo.zoo.weights import check_tensors, read_weights, torch_load
 from searchers.template.budgets import TemplateBudget
-from searchers.template.space import Actions
+from searchers.template.space import Actions, TemplateSpace
 
 STEM_NODES = len(ENCODER)
 STEM_PREFIXES = tuple(f"nodes.{i}." for i in range(STEM_NODES))
@@ -111,7 +112,7 @@ def load_stem_weights(file: Path, expected: dict[str, torch.Tensor]) -> dict[str
 
 
 def sample_model(budget: TemplateBudget, data: SearchData, actions: Actions) -> GenotypeNet:
-    spec = budget.space().decode(
+    spec = TemplateSpace.of(budget).decode(
         actions,
         agg_size=budget.head_channels,
         num_classes=data.num_classes,
@@ -125,9 +126,74 @@ def sample_model(budget: TemplateBudget, data: SearchData, actions: Actions) -> 
 def probe_actions(budget: TemplateBudget) -> Actions:
     """The fixed decoder under which the substitute stem is trained and the pool is precomputed: every
     action 0 but block 0's second location, which reads l2, so that the whole stem is used."""
-    space = budget.space()
+    space = TemplateSpace.of(budget)
     names = [name for name, _ in space.positions()]
     return space.check(tuple(int(name == "b0.loc_2") for name in names))
+
+
+def stand_in_actions(budget: TemplateBudget) -> Actions:
+    """A mid-priced sample for the estimate: the probe decoder with every block repeating its template the
+    middle number of times."""
+    space = TemplateSpace.of(budget)
+    middle = (budget.max_repeats - 1) // 2
+    return space.check(
+        tuple(middle if name.endswith(".k") else a for (name, _), a in zip(space.positions(), probe_actions(budget)))
+    )
+
+
+@dataclass(frozen=True)
+class SampleEstimate:
+    """Seconds of the steps a search is made of, timed on the stand-in sample (``REPEATS`` of each after one
+    to warm up): a step on the precomputed stem outputs, an end-to-end step (also what a step of the
+    substitute stem's training costs) and a validation pass."""
+
+    frozen_step_s: float
+    end_to_end_step_s: float
+    validate_s: float
+    steps_per_epoch: int
+
+    def sample_s(self, b: TemplateBudget) -> float:
+        epochs = b.frozen_epochs * self.frozen_step_s + b.end_to_end_epochs * self.end_to_end_step_s
+        return epochs * self.steps_per_epoch + (bool(b.frozen_epochs) + bool(b.end_to_end_epochs)) * self.validate_s
+
+    def stem_s(self, b: TemplateBudget) -> float:
+        return b.stem_steps * self.end_to_end_step_s
+
+
+REPEATS = 2
+
+
+def _timed(step) -> float:
+    step()  # warm-up, not counted
+    started = time.perf_counter()
+    for _ in range(REPEATS):
+        step()
+    return (time.perf_counter() - started) / REPEATS
+
+
+def time_sample(budget: TemplateBudget, data: SearchData) -> SampleEstimate:
+    """The estimate's timed steps, in a fork of torch's RNG (the search is the same with or without it)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = sample_model(budget, data, stand_in_actions(budget))
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
+        x, y = (t[: budget.batch_size] for t in data.train)
+        with torch.no_grad():
+            states = model.run_nodes(x, STEM_NODES)
+        pool = [states[s] for s in POOL_STATES]
+        size = list(x.shape[-2:])
+
+        def step(logits: Callable[[], torch.Tensor]) -> None:
+            loss = _loss(logits(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        frozen = _timed(lambda: step(lambda: _from_stem(model, pool, size)))
+        end_to_end = _timed(lambda: step(lambda: model(x)))
+        validate = _timed(lambda: _validate(model, data, budget.batch_size, torch.device("cpu")))
+    return SampleEstimate(frozen, end_to_end, validate, math.ceil(len(data.train[0]) / budget.batch_size))
 
 
 def stem_nodes(model: GenotypeNet) -> int:
@@ -246,15 +312,8 @@ class Evaluator:
         result.update(seconds=round(time.perf_counter() - started, 3), worker=os.getpid(), device=str(self.device))
         return result
 
-    @torch.no_grad()
     def validate(self, model: GenotypeNet) -> dict:
-        model.eval()
-        metrics = SegmentationMetrics(self.data.num_classes)
-        x, y = self.data.val
-        for idx in torch.arange(len(x)).split(self.budget.batch_size):
-            logits = model(x[idx].to(self.device))
-            metrics.update(F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False), y[idx])
-        return metrics.compute()
+        return _validate(model, self.data, self.budget.batch_size, self.device)
 
     @torch.no_grad()
     def latency_ms(self, model: GenotypeNet) -> float:
@@ -265,6 +324,18 @@ class Evaluator:
             "model(x)", globals=dict(model=model.eval(), x=x), num_threads=torch.get_num_threads()
         )
         return timer.blocked_autorange(min_run_time=0.2).median * 1e3
+
+
+@torch.no_grad()
+def _validate(model: GenotypeNet, data: SearchData, batch_size: int, device: torch.device) -> dict:
+    """Metrics of ``model`` on meta-val; leaves it in eval mode."""
+    model.eval()
+    metrics = SegmentationMetrics(data.num_classes)
+    x, y = data.val
+    for idx in torch.arange(len(x)).split(batch_size):
+        logits = model(x[idx].to(device))
+        metrics.update(F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False), y[idx])
+    return metrics.compute()
 
 
 _WORKER: Evaluator | None = None

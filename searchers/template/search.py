@@ -15,20 +15,19 @@ import json
 import math
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
 import rspnet_zoo
-from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_path, atomic_write_text
+from rspnet_zoo.spec.io import architecture_sha256
 from rspnet_zoo.spec.models import Genotype, Provenance
 from rspnet_zoo.spec.render import render_graph
 from rspnet_zoo.training.loop import load_checkpoint
+from searchers.requests import RunFiles
 from searchers.run_folders import check_run_folder, load_resumable, write_spec
-from searchers.template.budgets import TemplateBudget
 from searchers.template.controller import PPO, Controller
 from searchers.template.evaluate import (
     EvalContext,
@@ -38,9 +37,11 @@ from searchers.template.evaluate import (
     evaluate_in_worker,
     init_worker,
     make_stem,
+    time_sample,
 )
 from searchers.template.plots import best_table, plot_downsampling, plot_rewards
-from searchers.template.space import Actions, config_text
+from searchers.template.request import TemplateSearchRequest, check_options
+from searchers.template.space import Actions, TemplateSpace, config_text
 
 CHECKPOINT = "checkpoint-template.pt"
 SAMPLES = "samples.jsonl"
@@ -50,35 +51,6 @@ SEARCHER = "rspnet-zoo searchers (template, Nekrasov et al. WACV 2020)"
 
 # what the checkpoint holds beside its settings (checked before a resume uses any of it)
 CHECKPOINT_FIELDS = dict(ppo=dict, generator=torch.Tensor, rows=list, cache=dict, updates=list, wall_s=float)
-
-
-@dataclass(frozen=True)
-class TemplateSearchRequest:
-    budget: str
-    config: TemplateBudget
-    name: str
-    out: Path
-    run_dir: Path
-    dataset: str = "synthetic"
-    data_root: Path | None = None
-    seed: int = 0
-    workers: int = 1
-    latency_target_ms: float | None = None
-    stem_weights: Path | None = None
-    resume: bool = False
-    force: bool = False
-    command: str = ""
-
-    def settings(self) -> dict:
-        """What a checkpoint must agree with to be resumed (the worker count may change)."""
-        return dict(
-            config=self.config.model_dump(mode="json"),
-            dataset=self.dataset,
-            data_root=str(self.data_root) if self.data_root else None,
-            seed=self.seed,
-            latency_target_ms=self.latency_target_ms,
-            stem_weights=str(self.stem_weights) if self.stem_weights else None,
-        )
 
 
 class Pool:
@@ -118,16 +90,12 @@ class Pool:
 
 def check_request(r: TemplateSearchRequest) -> None:
     """Refuse bad input in one line before anything runs; with --force, drop an earlier checkpoint."""
-    if r.workers < 1:
-        raise ZooError(f"--workers must be at least 1, not {r.workers}")
-    if r.latency_target_ms is not None and r.latency_target_ms <= 0:
-        raise ZooError(f"--latency-target must be positive milliseconds, not {r.latency_target_ms}")
-    if r.stem_weights is not None and not r.stem_weights.is_file():
-        raise ZooError(f"{r.stem_weights}: no such stem weights file")
-    if r.out.suffix != ".json":
-        raise ZooError(f"{r.out}: the spec is written as a .json file")
+    check_options(r.workers, r.latency_target_ms, r.stem_weights)
+    files = RunFiles(r.name, r.out, r.run_dir)
     inputs = [r.stem_weights] if r.stem_weights is not None else []
-    check_run_folder(r.name, r.out, r.run_dir, CHECKPOINT, r.resume, r.force, "template search", inputs)
+    check_run_folder(
+        files, r.resume, r.force, r.settings(), r.shell_command or r.command, what="template search", inputs=inputs
+    )
 
 
 class TemplateSearch:
@@ -136,7 +104,7 @@ class TemplateSearch:
     def __init__(self, request: TemplateSearchRequest):
         self.request = request
         cfg = request.config
-        self.space = cfg.space()
+        self.space = TemplateSpace.of(cfg)
         torch.manual_seed(request.seed)
         self.controller = Controller(self.space.choices(), cfg.controller_hidden, mask=self.space.allowed)
         self.ppo = PPO(
@@ -221,9 +189,11 @@ class TemplateSearch:
         self.pending = None
 
 
-def search(request: TemplateSearchRequest, on_sample=None) -> dict:
+def search(request: TemplateSearchRequest, on_sample=None, on_event=None, estimate: bool = False) -> dict:
     """Run the template search of ``request`` and write the emitted spec; returns a summary.
-    ``on_sample(row, total)`` runs after each recorded sample (the CLI's progress)."""
+    ``on_sample(row, total)`` runs after each recorded sample (the CLI's progress); ``on_event(kind,
+    details)``, with ``estimate``, hears 'timing' before the estimate's timed steps and 'estimate' (stem_s,
+    sample_s: one sample on one worker, samples: left to train, workers) after them."""
     check_request(request)
     cfg = request.config
     request.run_dir.mkdir(parents=True, exist_ok=True)
@@ -231,8 +201,16 @@ def search(request: TemplateSearchRequest, on_sample=None) -> dict:
     if request.resume:
         state.load()
     stem_file = request.run_dir / STEM
-    if not (request.resume and stem_file.exists()):
-        data = SearchData(cfg, request.dataset, request.data_root, request.seed)
+    new_stem = not (request.resume and stem_file.exists())
+    data = SearchData(cfg, request.dataset, request.data_root, request.seed) if new_stem or estimate else None
+    if estimate and on_event is not None:
+        on_event("timing", {})
+        timed = time_sample(cfg, data)
+        substitute = new_stem and request.stem_weights is None
+        left = cfg.architectures - len(state.rows)
+        sample_s, stem_s = timed.sample_s(cfg), timed.stem_s(cfg) if substitute else 0.0
+        on_event("estimate", dict(stem_s=stem_s, sample_s=sample_s, samples=left, workers=request.workers))
+    if new_stem:
         with atomic_path(stem_file) as tmp:
             torch.save(make_stem(cfg, data, request.seed, request.stem_weights), tmp)
     threads = 1 if request.workers > 1 else torch.get_num_threads()
@@ -287,7 +265,7 @@ def _emit(request: TemplateSearchRequest, state: TemplateSearch) -> dict:
         num_classes=num_classes,
         name=request.name,
         description=(
-            f"Found by `rspnet-zoo search --method template` (budget {request.budget}, seed {request.seed}) on the "
+            f"Found by `rspnet-zoo search template` (budget {request.budget}, seed {request.seed}) on the "
             f"{request.dataset} data set; see provenance for the command and the run."
         ),
         input_size=(3, cfg.image_size, cfg.image_size),
@@ -307,6 +285,7 @@ def _emit(request: TemplateSearchRequest, state: TemplateSearch) -> dict:
         name=request.name,
         out=str(request.out),
         sha256=sha,
+        architecture_sha256=architecture_sha256(genotype),
         run_dir=str(run),
         samples=len(rows),
         evaluated=len(state.cache),
@@ -316,6 +295,7 @@ def _emit(request: TemplateSearchRequest, state: TemplateSearch) -> dict:
         log=str(run / SAMPLES),
         best_table=str(table),
         plots=plots,
+        discarded=request.discards or None,
     )
 
 
@@ -344,7 +324,6 @@ def _provenance(request: TemplateSearchRequest, state: TemplateSearch, best: dic
         dataset=request.dataset,
         budget=request.budget,
         epochs=cfg.epochs,
-        wall_time_s=round(state.wall_s, 1),
         tool_version=rspnet_zoo.__version__,
         command=request.command or None,
         notes=notes,

@@ -26,6 +26,7 @@ from rspnet_zoo.errors import SpecError, ZooError
 from rspnet_zoo.interop.importers.nas_segm import AGGREGATIONS, POOL, nas_segm_spec
 from rspnet_zoo.nn.ops import NAS_SEGM_OPS
 from rspnet_zoo.spec.models import Genotype
+from searchers.template.budgets import TemplateBudget
 
 Actions = tuple[int, ...]
 Config = tuple[list[list[int]], list[list[int]]]
@@ -40,6 +41,11 @@ class TemplateSpace:
     templates: int = 3
     blocks: int = 7
     max_repeats: int = 4
+
+    @classmethod
+    def of(cls, budget: TemplateBudget) -> TemplateSpace:
+        """The space a budget searches."""
+        return cls(budget.templates, budget.blocks, budget.max_repeats)
 
     def __post_init__(self):
         if self.templates < 1 or self.blocks < 1 or self.max_repeats < 1:
