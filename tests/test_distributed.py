@@ -61,6 +61,7 @@ def losses(run_dir: Path) -> list[float]:
     return [row["train_loss"] for row in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())]
 
 
+@pytest.mark.slow  # seconds of training; the default suite keeps a faster check of the same path
 def test_two_process_search_matches_one_process(tmp_path, run_cli, one_torch_thread):
     code, out, err = finish(
         start([*SMOKE, "--batch-size", "8", "--nproc", "2", "--out", "two.json", "--json"], tmp_path)

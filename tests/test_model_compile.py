@@ -83,6 +83,7 @@ def test_fx_symbolic_trace_matches_eager(small):
     torch.testing.assert_close(traced(x), small(x))
 
 
+@pytest.mark.slow  # seconds of training; the default suite keeps a faster check of the same path
 def test_torch_compile_captures_one_graph(small):
     """Dynamo + AOT autograd without graph breaks; inductor's codegen is the slow test below."""
     torch._dynamo.reset()

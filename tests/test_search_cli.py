@@ -177,6 +177,7 @@ def run_both(tmp: Path, name: str, interrupt_at=None, resume=False, every_s=1e9)
     return request.out
 
 
+@pytest.mark.slow  # seconds of training; the default suite keeps a faster check of the same path
 def test_resume_after_an_interrupt_reaches_the_same_spec_and_the_same_seed_repeats(tmp_path, run_cli):
     straight = run_both(tmp_path, "a")
     with pytest.raises(KeyboardInterrupt):
@@ -261,7 +262,7 @@ LOADED = {"unknown data set 'imagenet'"}  # found once the data loads, after the
         (("--data", "imagenet"), "unknown data set 'imagenet'"),
         (("--root", "no/such/folder"), "no/such/folder: no such folder"),
         (("--stage", "path", "--cell", "missing.json"), "missing.json: no such file in "),
-        (("--latency-target", "-1"), "--latency-target must be positive"),
+        (("--latency-target", "-1"), "'-1' is not in the range 0 < x"),
     ],
 )
 def test_bad_requests_are_one_line_errors_and_write_nothing(run_cli, tmp_path, args, message):

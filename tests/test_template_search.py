@@ -121,6 +121,7 @@ def test_a_repeated_string_is_taken_from_the_cache(tmp_path, monkeypatch):
     assert rows[1]["reward"] == rows[0]["reward"] == rows[2]["reward"]
 
 
+@pytest.mark.slow  # seconds of training; the default suite keeps a faster check of the same path
 def test_an_interrupted_search_resumes_to_the_same_samples(tmp_path):
     whole = search(request_for(tmp_path / "whole"))
 
@@ -163,6 +164,7 @@ def test_a_killed_search_with_workers_resumes_losing_only_samples_in_flight(tmp_
     assert (run / CHECKPOINT).exists()
 
 
+@pytest.mark.slow  # seconds of training; the default suite keeps a faster check of the same path
 def test_stem_weights_and_a_latency_target_reach_every_sample(tmp_path, run_cli, monkeypatch):
     """Each sample's latency is a fixed 2 ms (the search's own measurement replaced), so the reward's cut
     is checked exactly and rests on no clock of this shared machine."""

@@ -134,7 +134,7 @@ def write_folder(
     metadata = weights_metadata(genotype, status, weights.class_names, weights.input_size, sha256=sha256)
     card = model_card(genotype, sha256, final, model, stats, status, weights.note, weights.results, cfg["license"])
     with locked(out_dir):  # one writer in a zoo at a time; the other waits
-        check_build_target(out_dir, final.name, genotype, force)
+        check_build_target(out_dir, final.name, genotype, force, sha256)
         clean_leftovers(out_dir, final.name)
         with atomic_dir(final) as tmp:
             save_weights(model.state_dict(), tmp / WEIGHTS_FILE, metadata)
@@ -150,17 +150,19 @@ def write_folder(
     )
 
 
-def check_build_target(out_dir: Path, folder_name: str, genotype: Genotype, force: bool = False) -> Path:
+def check_build_target(
+    out_dir: Path, folder_name: str, genotype: Genotype, force: bool = False, sha256: str | None = None
+) -> Path:
     """Refuse, before any work, a built folder that must not be written: a ``folder_name`` that is not
     NAME or NAME.TAG (so the folder stays inside ``out_dir``), a spec named like a registered network but
     not it, an existing folder that is not a built one (never replaced: its files are the user's), or one
     built from another spec (replaced only with ``force``). A rebuild of the same spec replaces its folder.
-    Returns the folder, ``out_dir / folder_name``."""
+    Returns the folder, ``out_dir / folder_name``. ``sha256``: the spec's, when the caller has it."""
     folder = out_dir / check_name(folder_name, "built folder name", FOLDER)
     writable_output(folder, folder=True, within=out_dir)
-    sha = spec_sha256(genotype)
+    sha = sha256 or spec_sha256(genotype)
     registered = SHIPPED.get(genotype.name)
-    if registered is not None and spec_sha256(registered) != sha and not force:
+    if registered is not None and registered != genotype and not force:
         raise ZooError(
             f"spec name '{genotype.name}' is a registered network, and this spec ({sha[:12]}) is not it: "
             "rename the spec, or pass --force to build it under that name anyway"
@@ -190,7 +192,6 @@ def build_folder(
     forked RNG: the caller's random state is left as it was), or a ``weights`` file's tensors through the
     checked reader, which keep that file's status (else count as imported from it). What may be replaced is
     ``check_build_target``'s rule (``force``: a folder built from another spec)."""
-    check_build_target(out_dir, folder_name or genotype.name, genotype, force)  # before the model is made
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_genotype_net(genotype.name, genotype, num_classes=num_classes)

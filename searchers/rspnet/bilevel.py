@@ -26,21 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rspnet_zoo.data import IGNORE_INDEX
-from rspnet_zoo.errors import ZooError
 from rspnet_zoo.training import distributed
-from rspnet_zoo.training.precision import autocast, check_amp
+from rspnet_zoo.training.precision import autocast
 from searchers.rspnet.budgets import Schedule
-
-SEARCH_AMP = ("bf16",)
-
-
-def check_search_amp(amp: str | None) -> str | None:
-    if check_amp(amp) not in (None, *SEARCH_AMP):
-        raise ZooError(
-            f"--amp {amp}: the search runs in bf16 only (fp16's loss scaling does not reach the gradients the "
-            "architecture step takes by autograd.grad); use --amp bf16"
-        )
-    return amp
+from searchers.rspnet.request import check_search_amp
 
 
 class Supernet(Protocol):

@@ -115,6 +115,20 @@ def resolve_batch(budget: str, overrides: dict[str, Any], processes: int) -> dic
     return {**overrides, "batch_size": batch // processes}
 
 
+SEARCH_AMP = ("bf16",)
+
+
+def check_search_amp(amp: str | None) -> str | None:
+    """bf16 or none: fp16's loss scaling does not reach the gradients the architecture step takes by
+    ``autograd.grad``. Checked with the request, before torch loads."""
+    if amp not in (None, *SEARCH_AMP):
+        raise ZooError(
+            f"--amp {amp}: the search runs in bf16 only (fp16's loss scaling does not reach the gradients the "
+            "architecture step takes by autograd.grad); use --amp bf16"
+        )
+    return amp
+
+
 def rspnet_request(
     *,
     stage: str = "both",
@@ -141,6 +155,7 @@ def rspnet_request(
     overrides = dict(overrides or {})
     processes = processes or processes_now()
     check_stage(stage, cell)
+    check_search_amp(amp)
     if size is not None and latency_target is None:
         raise ZooError("--size is the input size of --latency-target; give the target too")
     if latency_target is not None and latency_target <= 0:

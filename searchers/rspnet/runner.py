@@ -44,7 +44,7 @@ from rspnet_zoo.spec.render import render_graph, step_text
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.metrics import SegmentationMetrics
 from searchers.requests import RunFiles
-from searchers.rspnet.bilevel import Bilevel, check_search_amp
+from searchers.rspnet.bilevel import Bilevel
 from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
 from searchers.rspnet.decode import CellDecision, PathDecision
@@ -52,7 +52,7 @@ from searchers.rspnet.estimate import StageEstimate, estimate_stage
 from searchers.rspnet.latency_search import LatencyGoal, fastest_ms, meet_target, plan_space_profile
 from searchers.rspnet.path_search import PathSearch
 from searchers.rspnet.plots import plot_alphas, plot_attention, plot_cell, plot_stage_curves
-from searchers.rspnet.request import STAGES, SearchRequest, cell_of, check_stage
+from searchers.rspnet.request import STAGES, SearchRequest, cell_of, check_search_amp, check_stage
 from searchers.rspnet.structures import HEAD_CHANNELS, path_network, proxy_chain
 from searchers.run_folders import check_run_folder, load_resumable, write_spec
 
