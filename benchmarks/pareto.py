@@ -133,13 +133,27 @@ def plot(rows: list[dict], title: str) -> bytes:
                 [r["latency_ms"] for r in pts], [r["miou"] for r in pts], c=color, marker=marker, s=size, label=group
             )
         if group != "random":
-            for r in pts:
+            for r in pts:  # on a white ground above every marker, so no point hides a name
                 ax.annotate(
-                    r["name"], (r["latency_ms"], r["miou"]), fontsize=7, xytext=(4, 3), textcoords="offset points"
+                    r["name"],
+                    (r["latency_ms"], r["miou"]),
+                    fontsize=7,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                    zorder=5,
+                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.85),
                 )
     line = front([r for r in rows if r["group"] == "random"])
     if line:
-        ax.step([r["latency_ms"] for r in line], [r["miou"] for r in line], where="post", c="tab:gray", ls="--", lw=1)
+        ax.step(
+            [r["latency_ms"] for r in line],
+            [r["miou"] for r in line],
+            where="post",
+            c="tab:gray",
+            ls="--",
+            lw=1,
+            label="random front",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("latency, ms per image (log scale)")
     ax.set_ylabel("val mIoU (synthetic)")
@@ -168,6 +182,20 @@ def markdown(rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def replot(out: Path) -> None:
+    """The picture of an earlier run, from the table it wrote (the header is pareto.md's first line)."""
+    with open(out / "pareto.csv", newline="") as f:
+        rows = [
+            dict(r, latency_ms=float(r["latency_ms"]), parameters=int(r["parameters"]), gmac=float(r["gmac"]),
+                 miou=float(r["miou"]))
+            for r in csv.DictReader(f)
+        ]  # fmt: skip
+    header = (out / "pareto.md").read_text().splitlines()[0]
+    with atomic_path(out / "pareto.png") as tmp:
+        tmp.write_bytes(plot(rows, header))
+    print(f"wrote {out / 'pareto.png'} from {out / 'pareto.csv'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check: " + json.dumps(QUICK))
@@ -191,7 +219,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("pareto"))
+    parser.add_argument(
+        "--replot", action="store_true", help="draw --out/pareto.png again from its pareto.csv and pareto.md only"
+    )
     args = parser.parse_args()
+    if args.replot:
+        replot(args.out)
+        return
     if args.quick:
         vars(args).update(QUICK)
     size = tuple(int(v) for v in args.size.split("x"))
