@@ -57,6 +57,7 @@ def test_torchscript_round_trip(net, tmp_path):
     check_round_trip(net, "torchscript", tmp_path / "m.pt", dynamic=False)
 
 
+@pytest.mark.slow  # seconds of subprocesses or training; the default suite keeps a faster check of the same path
 def test_torch_export_round_trip(net, tmp_path):
     check_round_trip(net, "exported", tmp_path / "m.pt2", dynamic=False)
 

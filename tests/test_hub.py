@@ -87,6 +87,7 @@ def cache_as_hub_repo(folder: Path, cache: Path, repo_id: str) -> None:
     (repo / "refs" / "main").write_text(revision)
 
 
+@pytest.mark.slow  # seconds of subprocesses or training; the default suite keeps a faster check of the same path
 def test_hf_hub_loads_built_folders_offline_from_a_local_cache(trained, tiny, tmp_path):
     cache = tmp_path / "hf-home" / "hub"
     cache_as_hub_repo(trained, cache, "org/rspnet_small.mine")

@@ -139,6 +139,7 @@ def units(doc: dict) -> int:
 FITS = max(n for n in range(1, 40) if units(maxed_spec(n)) <= MAX_UNITS)  # the largest maxed_spec under the cap
 
 
+@pytest.mark.slow  # seconds of subprocesses or training; the default suite keeps a faster check of the same path
 def test_the_unit_cap_admits_the_largest_spec_under_it(run_cli, tmp_path):
     genotype_from_dict(maxed_spec(FITS))
     over = maxed_spec(FITS + 1)

@@ -167,6 +167,7 @@ def _cli(*args: str, home: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # seconds of subprocesses or training; the default suite keeps a faster check of the same path
 def test_two_concurrent_builds_of_one_name_both_finish(tmp_path):
     runs = [_cli("build", str(TINY), "--seed", str(seed), "--json", home=tmp_path) for seed in (1, 2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in runs]

@@ -185,6 +185,7 @@ def _resume_command(interrupted: subprocess.CompletedProcess) -> str:
     return interrupted.stderr.strip().splitlines()[-1].split("`")[1]
 
 
+@pytest.mark.slow  # seconds of subprocesses or training; the default suite keeps a faster check of the same path
 def test_without_a_terminal_the_plan_then_plain_progress_and_ctrl_c_says_how_to_resume(tmp_path):
     first, _, run_dir = _interrupted_search(tmp_path)
     assert first.returncode == 130, first.stderr[-2000:]

@@ -65,7 +65,11 @@ ORDERS = {
     "a timm submodule first": "import rspnet_zoo; from timm.layers import DropPath; import timm",
     "the trainer first": "from rspnet_zoo.training.loop import train; import timm",
 }
-SLOW_ORDERS = {"a timm submodule first", "the trainer first"}  # each a fresh interpreter: `pytest -m slow`
+SLOW_ORDERS = {
+    "timm then package",
+    "a timm submodule first",
+    "the trainer first",
+}  # each a fresh interpreter: `pytest -m slow`
 
 
 @pytest.mark.parametrize("order", [pytest.param(o, marks=pytest.mark.slow) if o in SLOW_ORDERS else o for o in ORDERS])

@@ -122,6 +122,7 @@ def listed(home: Path) -> list[str]:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow  # seconds of subprocesses or training; the default suite keeps a faster check of the same path
 def test_list_pretrained_lists_trained_and_imported_never_initialised(zoo_home, tmp_path):
     build_folder(SMALL, zoo_home, seed=1)  # initialised, untagged
     build_folder(SMALL, zoo_home, seed=1, folder_name="rspnet_small.fresh")  # initialised, tagged
