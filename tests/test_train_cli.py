@@ -110,3 +110,10 @@ def test_training_on_synthetic_data_reports_for_people(run_cli, tmp_path, zoo_ho
     assert f"run folder -> {tmp_path / 'run'}" in " ".join(out.split())  # where checkpoint and curves went
     config = json.loads((zoo_home / "tiny_net.synthetic" / "config.json").read_text())
     assert config["num_classes"] == 9 and config["pretrained_cfg"]["label_names"][-1] == "bar"
+
+
+def test_training_a_classifier_spec_is_one_line(run_cli):
+    """A DARTS ImageNet/CIFAR spec classifies whole images; train says so instead of failing in the loss."""
+    code, out, err = run_cli("train", "darts_v2_cifar", "--iterations", "1", "--batch-size", "2", "--length", "2")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "image classifier" in err and "Traceback" not in err

@@ -23,6 +23,7 @@ from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writab
 from rspnet_zoo.names import TAG, check_name
 from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files, prediction_files
 from rspnet_zoo.predict.runtime import load_runner
+from rspnet_zoo.spec.heads import HEADS
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
 from rspnet_zoo.training.curves import CURVES_FILE, plot_curves
@@ -141,6 +142,11 @@ def run_train(r: TrainRequest, on_step: StepCallback | None = None, on_eval_batc
     tag = check_name(r.tag or r.data, "--tag", TAG)
     crop = r.crop or ((128, 128) if r.data == "synthetic" else (512, 512))
     g = resolve_genotype(r.model)
+    if HEADS[g.head.type].classifies:
+        raise ZooError(
+            f"'{g.name}' is an image classifier (its {g.head.type} head pools to one label per image); "
+            "train fits segmentation networks: give a spec with a dense head"
+        )
     check_build_target(zoo_home(), f"{g.name}.{tag}", g, r.force)
     options = _synthetic_options(r.data, r.length, r.size)
     train_set = build_dataset(r.data, "train", root=r.root, crop=crop, train=True, seed=r.seed, **options)
