@@ -123,7 +123,7 @@ def device(default: str | None, show_default: str | bool = True, help: str = "cp
 
 JSON = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OPTIMIZE = typer.Option(
-    False, "--optimize", help="Run rspnet_zoo.nn.fold(model) (BN folded, channels_last): same outputs, faster."
+    False, "--optimize", help="Run rspnet_zoo.optimize(model) (BN folded, channels_last): same outputs, faster."
 )
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
 DATA = typer.Option("synthetic", "--data", help=DATA_HELP)

@@ -64,7 +64,7 @@ SEED = options.seed("Seed of initialisation and data order.")
 OUT = typer.Option(
     None,
     "--out",
-    help="Where the spec is written (registering it is a separate step, see the README).",
+    help="Where the spec is written (registering it is a separate step, see docs/search.md).",
     show_default="<run dir>/<name>.json",
 )
 RUN_DIR = typer.Option(
