@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,26 @@ def interrupted(run_dir: Path, command: str) -> typer.Exit:
 
     print(f"rspnet-zoo: {interrupted_line(run_dir, command)}", file=sys.stderr)
     return typer.Exit(130)
+
+
+def run_reported(run: Callable[[], dict], reporter: Any, request: Any, starved_warning: bool = True) -> dict:
+    """A search run under its progress reporter: a warning when it got too little CPU, its bars gone before
+    anything else is said, Ctrl-C turned into how to resume; the summary with the reproducing command."""
+    import torch
+
+    from rspnet_zoo.perf.threads import warn_if_starved
+
+    try:
+        with warn_if_starved(torch.get_num_threads, warning_line, enabled=starved_warning):
+            summary = run()
+    except KeyboardInterrupt:
+        summary = None  # said once the bars are gone
+    finally:
+        reporter.stop()
+    if summary is None:
+        raise interrupted(request.run_dir, request.shell_command)
+    summary["command"] = request.shell_command
+    return summary
 
 
 def say(lines: list[str]) -> None:
@@ -226,7 +247,6 @@ def rspnet(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rspnet_zoo.perf.threads import warn_if_starved
     from searchers.progress import SearchProgress
     from searchers.rspnet.latency_search import latency_verdict
     from searchers.rspnet.runner import search
@@ -239,16 +259,9 @@ def rspnet(
     reporter = SearchProgress(
         request, plan=not as_json, show=progress and not as_json, bars=bars, threads=torch.get_num_threads
     )
-    try:
-        with warn_if_starved(torch.get_num_threads, warning_line):
-            summary = search(request, on_step=reporter.step, on_event=reporter, estimate=not as_json)
-    except KeyboardInterrupt:
-        summary = None  # said once the bars are gone
-    finally:
-        reporter.stop()
-    if summary is None:
-        raise interrupted(request.run_dir, request.shell_command)
-    summary["command"] = request.shell_command
+    summary = run_reported(
+        lambda: search(request, on_step=reporter.step, on_event=reporter, estimate=not as_json), reporter, request
+    )
 
     def human(console):
         console.print(

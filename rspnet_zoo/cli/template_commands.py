@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from rspnet_zoo.cli import options
-from rspnet_zoo.cli.output import emit, shown, warning_line
+from rspnet_zoo.cli.output import emit, shown
 from rspnet_zoo.cli.search_commands import (
     DATA,
     FORCE,
@@ -21,9 +21,9 @@ from rspnet_zoo.cli.search_commands import (
     ROOT,
     RUN_DIR,
     SEED,
-    interrupted,
     name_option,
     parse_set,
+    run_reported,
     say,
 )
 from rspnet_zoo.errors import ZooError
@@ -70,7 +70,6 @@ def template(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rspnet_zoo.perf.threads import warn_if_starved
     from searchers.progress import TemplateProgress
     from searchers.template.search import search
 
@@ -80,16 +79,12 @@ def template(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bars = Progress(*columns, console=console) if console.is_terminal else None
     reporter = TemplateProgress(plan=not as_json, show=progress and not as_json, bars=bars)
-    try:  # with worker processes this one mostly waits: its CPU time says nothing of theirs
-        with warn_if_starved(torch.get_num_threads, warning_line, enabled=workers == 1):
-            summary = search(request, on_sample=reporter.sample, on_event=reporter, estimate=not as_json)
-    except KeyboardInterrupt:
-        summary = None  # said once the bar is gone
-    finally:
-        reporter.stop()
-    if summary is None:
-        raise interrupted(request.run_dir, request.shell_command)
-    summary["command"] = request.shell_command
+    summary = run_reported(  # with worker processes this one mostly waits: its CPU time says nothing of theirs
+        lambda: search(request, on_sample=reporter.sample, on_event=reporter, estimate=not as_json),
+        reporter,
+        request,
+        starved_warning=workers == 1,
+    )
 
     def human(console):
         best = summary["best"]

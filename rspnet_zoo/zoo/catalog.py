@@ -4,6 +4,7 @@ into the zoo home, and the timm pretrained cfg of each. Reads files only when as
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from rspnet_zoo.resources import PACKAGE_WEIGHTS, shipped_specs
 from rspnet_zoo.spec import Genotype, load_spec
 from rspnet_zoo.spec.heads import feature_reduction
 from rspnet_zoo.zoo.home import WEIGHTS_FILE, weights_path, zoo_home
-from rspnet_zoo.zoo.weights import USABLE, read_header, read_metadata, weights_status
+from rspnet_zoo.zoo.weights import USABLE, read_header, weights_status
 
 
 def pretrained_cfg_for(genotype: Genotype, **extra: Any) -> dict[str, Any]:
@@ -65,7 +66,7 @@ SHIPPED: dict[str, Genotype] = _load_shipped()
 def trained_cfg(genotype: Genotype, file: Path) -> dict[str, Any]:
     """A trained tag's cfg, from its safetensors header alone: the class count is the classifier's
     width, the class names and ``input_size`` (the size it was evaluated at) are metadata training wrote."""
-    shapes, metadata = read_header(file)
+    shapes, metadata = _header(file)
     try:
         names = json.loads(metadata.get("class_names", "null"))
         input_size = json.loads(metadata.get("input_size", "null"))
@@ -91,8 +92,25 @@ def home_tags() -> dict[str, Path]:
     return {f.parent.name: f for f in files if f.parent.name.split(".")[0] in SHIPPED}
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_header(file: Path, mtime_ns: int, size: int) -> tuple[dict, dict]:
+    return read_header(file)
+
+
+def _header(file: Path) -> tuple[dict, dict]:
+    """A weights file's header, read once per version of the file (path, mtime, size): every build of a zoo
+    name refreshes the tags, which reads the header of every tag."""
+    stat = file.stat()
+    return _cached_header(file, stat.st_mtime_ns, stat.st_size)
+
+
 def _usable(file: Path) -> bool:
-    return file.is_file() and weights_status(read_metadata(file)) in USABLE
+    if not file.is_file():
+        return False
+    try:
+        return weights_status(_header(file)[1]) in USABLE
+    except WeightsError:  # not safetensors: listed nowhere
+        return False
 
 
 def tag_weights(name: str, tag: str) -> Path | None:
