@@ -303,7 +303,9 @@ def runs_once(monkeypatch):
     return runs
 
 
-@pytest.mark.parametrize("runtime", lat.RUNTIMES)
+@pytest.mark.parametrize(  # onnxruntime exports every unit: seconds, `pytest -m slow`
+    "runtime", [pytest.param(r, marks=pytest.mark.slow) if r == "onnxruntime" else r for r in lat.RUNTIMES]
+)
 def test_a_table_of_each_runtime_predicts_a_shipped_spec_from_units_timed_there(runtime, zoo_home, runs_once):
     genotype = resolve_genotype("rspnet_small")
     target = lat.Target(runtime=runtime, threads=1, size=SIZE)

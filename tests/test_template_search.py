@@ -104,6 +104,7 @@ def test_smoke_search_emits_a_spec_that_validates_builds_and_trains(tmp_path, ru
     assert result.steps == 3 and all(torch.isfinite(torch.tensor(result.losses)))
 
 
+@pytest.mark.slow  # seconds of training; the default suite keeps a faster check of the same path
 def test_a_repeated_string_is_taken_from_the_cache(tmp_path, monkeypatch):
     space = TemplateSpace.of(TEMPLATE_BUDGETS["smoke"])
     a, b = (space.sample(torch.Generator().manual_seed(s)) for s in (1, 2))
