@@ -8,7 +8,6 @@ import torch
 
 from rspnet_zoo.data import DataError, build_dataset
 from rspnet_zoo.data.synthetic import CLASS_NAMES, SyntheticSegmentation
-from rspnet_zoo.data.transforms import IGNORE_INDEX, TrainTransform
 
 
 def test_items_are_normalised_images_and_label_maps():
@@ -68,24 +67,6 @@ def test_objects_occlude_each_other():
 def test_unknown_split_is_refused():
     with pytest.raises(DataError, match="splits train, val, test"):
         build_dataset("synthetic", "holdout")
-
-
-def test_train_transform_crops_pads_with_ignore_and_flips_image_and_mask_together():
-    torch.manual_seed(0)
-    mask = torch.arange(40).repeat(30, 1)  # mask value = column
-    image = (mask.float() / 40).expand(3, 30, 40).clone()  # image encodes the same column
-    transform = TrainTransform(crop=(64, 48), scale=(1.0, 1.0), flip=1.0)
-    out_image, out_mask = transform(image, mask)
-    assert out_image.shape == (3, 64, 48) and out_mask.shape == (64, 48)
-    assert (out_mask == IGNORE_INDEX).any()  # padding to the crop is ignored, not background
-    valid = out_mask != IGNORE_INDEX
-    row = out_mask[0][valid[0]]
-    assert torch.all(row[:-1] > row[1:])  # flipped: columns now run right to left
-    # the image went through the same geometry: de-normalised pixel = its mask column / 40
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    restored = (out_image * std + mean)[0]
-    assert torch.allclose(restored[valid], out_mask[valid].float() / 40, atol=1e-5)
 
 
 def test_training_set_draws_random_crops_of_the_requested_size():
