@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import distributed_worker
@@ -22,6 +23,7 @@ from test_collective_device import camvid_folder
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.spec.io import load_spec
 from rspnet_zoo.training import distributed
+from rspnet_zoo.training.loading import PREFETCH_BATCHES, LoaderSettings, loader_settings
 from rspnet_zoo.training.loop import load_checkpoint, poly_schedule, train
 from rspnet_zoo.training.losses import OHEM_THRESHOLD, ohem_cross_entropy
 from rspnet_zoo.zoo.registry import create_genotype_net
@@ -86,17 +88,35 @@ def test_loader_workers_give_the_same_training_bit_for_bit():
         torch.testing.assert_close(two[name], value, rtol=0, atol=0, msg=name)
 
 
-def test_persistent_workers_draw_each_epoch_by_its_own_seed():
-    """Workers that outlive an epoch learn the epoch from each index, not from a dataset copy made at start."""
+def test_loader_settings_are_decided_by_the_device(monkeypatch):
+    """One decision for train and eval: on a GPU loader processes (this process's share of the cores, at most
+    8), pinned memory with non-blocking copies, workers kept between epochs, prefetching; on the CPU none."""
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    gpu = loader_settings(torch.device("cuda"))
+    assert gpu == LoaderSettings(workers=min(8, cores), pin_memory=True, persistent_workers=True)
+    assert gpu.non_blocking and gpu.dataloader_options()["prefetch_factor"] == PREFETCH_BATCHES
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(4 * cores))
+    assert loader_settings(torch.device("cuda")).workers == 1  # never starved of a loader process
+    assert loader_settings(torch.device("cuda"), 3).workers == 3  # --workers wins
+    cpu = loader_settings(CPU)
+    assert cpu.dataloader_options() == dict(
+        num_workers=0, pin_memory=False, persistent_workers=False, prefetch_factor=None
+    )
+    assert not cpu.non_blocking
+
+
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator")  # no GPU here
+def test_gpu_loader_settings_draw_each_epoch_by_its_own_seed():
+    """The loader as a GPU run sets it up (workers that outlive an epoch learn the epoch from each index, not
+    from a dataset copy made at start) gives the batches of the CPU's loader without processes."""
     data = tiny_set(6)
 
-    def batches(workers: int, persistent: bool) -> list:
-        shards = distributed.ShardedEpochs(
-            data, 3, seed=5, drop_last=False, workers=workers, persistent_workers=persistent
-        )
+    def batches(loading: LoaderSettings) -> list:
+        shards = distributed.ShardedEpochs(data, 3, seed=5, drop_last=False, loading=loading)
         return [images for epoch in range(3) for images, _ in shards.epoch(epoch)]
 
-    alone, kept = batches(0, False), batches(2, True)
+    alone, kept = batches(loader_settings(CPU)), batches(loader_settings(torch.device("cuda"), 2))
     assert len(alone) == len(kept) == 6
     for a, b in zip(alone, kept):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.training.loading import LoaderSettings
 
 TIMEOUT_ENV = "RSPNET_ZOO_DIST_TIMEOUT"
 LAUNCHER_ENV = "RSPNET_ZOO_LAUNCHER"  # set by --nproc, whose launcher names a failed rank itself
@@ -352,8 +353,8 @@ class _WithEpoch(Sampler):
 
 class ShardedEpochs:
     """This rank's batches of each shuffled epoch of ``dataset`` (see the module docstring), through one
-    ``DataLoader`` for the whole run, so that ``workers`` loader processes may stay up between epochs
-    (``persistent_workers``). ``pin_memory`` for copies to a GPU that overlap the compute."""
+    ``DataLoader`` for the whole run, so that its loader processes may stay up between epochs
+    (``LoaderSettings.persistent_workers``)."""
 
     def __init__(
         self,
@@ -362,9 +363,7 @@ class ShardedEpochs:
         *,
         seed: int,
         drop_last: bool,
-        workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
+        loading: LoaderSettings = LoaderSettings(),
     ):
         self.sampler = DistributedSampler(
             dataset, num_replicas=world_size(), rank=rank(), shuffle=True, seed=seed, drop_last=drop_last
@@ -374,9 +373,7 @@ class ShardedEpochs:
             batch_size=batch_size,
             sampler=_WithEpoch(self.sampler),
             drop_last=drop_last,
-            num_workers=workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers and workers > 0,
+            **loading.dataloader_options(),
         )
 
     def epoch(self, epoch: int) -> DataLoader:
@@ -389,7 +386,8 @@ def shard_loader(
     dataset: Dataset, batch_size: int, *, seed: int, epoch: int, drop_last: bool, num_workers: int = 0
 ) -> DataLoader:
     """This rank's batches of one shuffled epoch (see the module docstring)."""
-    return ShardedEpochs(dataset, batch_size, seed=seed, drop_last=drop_last, workers=num_workers).epoch(epoch)
+    loading = LoaderSettings(workers=num_workers)
+    return ShardedEpochs(dataset, batch_size, seed=seed, drop_last=drop_last, loading=loading).epoch(epoch)
 
 
 def eval_shard(dataset: Dataset) -> Dataset:

@@ -17,7 +17,6 @@ their confusion matrices.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from rspnet_zoo.predict.runtime import Runner, as_runner, logits_of
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.textutil import command_line
 from rspnet_zoo.training import distributed
+from rspnet_zoo.training.loading import loader_settings
 from rspnet_zoo.training.losses import build_loss
 from rspnet_zoo.training.metrics import SegmentationMetrics
 from rspnet_zoo.training.precision import autocast, grad_scaler
@@ -87,16 +87,6 @@ def planned_iterations(items: int, batch_size: int, epochs: int, iterations: int
 def check_warmup(warmup_iterations: int, total: int) -> None:
     if warmup_iterations >= total:
         raise ZooError(f"--warmup-iters {warmup_iterations} leaves none of the run's {total} iterations to poly decay")
-
-
-def default_workers(device: torch.device) -> int:
-    """Data-loader processes when none are asked for: on a GPU this process's share of the machine's cores
-    (at most 8), so that decoding and augmentation keep up with the GPU; on the CPU none, since loader
-    processes there take their cores from the computation itself."""
-    if device.type != "cuda":
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -181,7 +171,8 @@ def train(
     and its inputs in NHWC memory format while training (faster convolutions on tensor cores and oneDNN),
     back to the usual format after; ``loss``: ``ce`` or ``ohem`` (``rspnet_zoo.training.losses``);
     ``warmup_iterations``: a linear learning-rate ramp before the poly decay. ``num_workers``: data-loader
-    processes (None: ``default_workers``), with pinned memory and workers kept between epochs on a GPU.
+    processes (None: the default of ``rspnet_zoo.training.loading``, which also decides pinned memory,
+    persistent workers and prefetching from the device).
     """
     device = distributed.device(device) or default_device()
     world = distributed.world_size()
@@ -220,17 +211,9 @@ def train(
     if command is not None and command not in result.commands[-1:]:
         result.commands.append(command)
 
-    on_gpu = device.type == "cuda"
-    shards = distributed.ShardedEpochs(
-        dataset,
-        batch_size,
-        seed=_epoch_seed(seed, 0),
-        drop_last=False,
-        workers=default_workers(device) if num_workers is None else num_workers,
-        pin_memory=on_gpu,
-        persistent_workers=on_gpu,
-    )
-    with torch.random.fork_rng(devices=[device] if on_gpu else []):  # the caller's RNG stays
+    loading = loader_settings(device, num_workers)
+    shards = distributed.ShardedEpochs(dataset, batch_size, seed=_epoch_seed(seed, 0), drop_last=False, loading=loading)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays
         for epoch in range(start_epoch, num_epochs):
             torch.manual_seed(_epoch_seed(seed, epoch))
             epoch_loss, epoch_images, started = 0.0, 0, time.perf_counter()
@@ -239,8 +222,8 @@ def train(
             for images, masks in shards.epoch(epoch):
                 if result.steps >= total:
                     break
-                images = images.to(device, memory_format=memory_format, non_blocking=on_gpu)
-                masks = masks.to(device, non_blocking=on_gpu)
+                images = images.to(device, memory_format=memory_format, non_blocking=loading.non_blocking)
+                masks = masks.to(device, non_blocking=loading.non_blocking)
                 with autocast(amp, device):
                     logits = logits_of(forward(images))
                     if logits.shape[-2:] != masks.shape[-2:]:
@@ -360,7 +343,7 @@ def evaluate(
     ``model``: a torch module, run on ``device``, or any runner (``rspnet_zoo.predict.runtime``: an exported
     file in its runtime), which runs where it was made for. Images of different sizes may share a batch:
     each size is run as its own stacked forward pass. ``amp`` (bf16, fp16): a torch model's forward pass in
-    mixed precision; ``num_workers``: data-loader processes (None: ``default_workers``).
+    mixed precision; ``num_workers``: data-loader processes (None: ``rspnet_zoo.training.loading``'s default).
     """
     device = distributed.device(device) or default_device()
     run = as_runner(model, device)
@@ -370,9 +353,8 @@ def evaluate(
         dataset,
         batch_size=batch_size,
         shuffle=False,
-        num_workers=default_workers(device) if num_workers is None else num_workers,
-        pin_memory=device.type == "cuda",
         collate_fn=list,
+        **loader_settings(device, num_workers).dataloader_options(),
     )
     images_seen = 0
     for batch in loader:

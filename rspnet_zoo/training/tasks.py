@@ -95,7 +95,7 @@ class TrainRequest:
     channels_last: bool = False
     loss: str = "ce"  # or ohem (rspnet_zoo.training.losses)
     warmup_iterations: int = 0
-    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loop.default_workers
+    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loading.default_workers
 
 
 # options that change what a run trains, recorded (in its settings and command) when not at their default,
@@ -249,7 +249,7 @@ class EvalRequest:
     device: torch.device | None = None
     optimize: bool = False  # rspnet_zoo.nn.fold: same outputs, faster
     amp: str | None = None  # bf16 or fp16 forward passes
-    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loop.default_workers
+    workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loading.default_workers
 
 
 def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: BatchCallback | None = None) -> dict:
