@@ -10,9 +10,10 @@ on the synthetic set, data loading included:
 The configurations run interleaved (every round trains each once, in a rotating order) so that a change
 of load on a shared machine hits all of them alike. Per configuration: the median images/s over the
 timed steps of all rounds (the first step of each run, which starts the loader workers, is not timed),
-the CPU time per image of the training process and its loader workers, the ratio of the medians to the
-defaults', and the median of the per-round ratios (each round's run against the defaults' run of the same
-round: the figure that a drift of the load between rounds moves least).
+the CPU time per image of the training process and its loader workers, the cores those got on average
+(CPU time over wall time: far below the threads asked for, the machine was busy with other work), the
+ratio of the medians to the defaults', and the median of the per-round ratios (each round's run against the
+defaults' run of the same round: the figure that a drift of the load between rounds moves least).
 The load average is printed before and after. Whether bf16 pays on a CPU depends on native bf16
 instructions (AVX-512 BF16, AMX); the flags found are printed.
 
@@ -26,6 +27,7 @@ import argparse
 import os
 import resource
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -53,12 +55,12 @@ def cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def one_run(options: dict, data, batch_size: int, steps: int, seed: int) -> tuple[list[float], float, int]:
-    """Per-step images/s (the first step left out), CPU seconds and images of one fresh training run."""
+def one_run(options: dict, data, batch_size: int, steps: int, seed: int) -> tuple[list[float], float, float, int]:
+    """Per-step images/s (the first step left out), CPU and wall seconds and images of one fresh training run."""
     torch.manual_seed(seed)
     model = load_model("rspnet_small", data.num_classes)
     rates: list[float] = []
-    begun = cpu_s()
+    begun, started = cpu_s(), time.perf_counter()
     train(
         model,
         data,
@@ -69,7 +71,7 @@ def one_run(options: dict, data, batch_size: int, steps: int, seed: int) -> tupl
         on_step=lambda s: rates.append(s["images_per_s"]) if s["step"] > 1 else None,
         **{"num_workers": 0, **options},
     )
-    return rates, cpu_s() - begun, (steps + 1) * batch_size
+    return rates, cpu_s() - begun, time.perf_counter() - started, (steps + 1) * batch_size
 
 
 def cpu_flags() -> str:
@@ -108,23 +110,30 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in configs}
     per_round: dict[str, list[float]] = {name: [] for name in configs}  # each run's median img/s
     cpu: dict[str, float] = dict.fromkeys(configs, 0.0)
+    wall: dict[str, float] = dict.fromkeys(configs, 0.0)
     images: dict[str, int] = dict.fromkeys(configs, 0)
     names = list(configs)
     for r in range(args.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            step_rates, seconds, count = one_run(configs[name], data, args.batch_size, args.steps, args.seed)
+            step_rates, seconds, elapsed, count = one_run(configs[name], data, args.batch_size, args.steps, args.seed)
             rates[name] += step_rates
             per_round[name].append(statistics.median(step_rates))
             cpu[name] += seconds
+            wall[name] += elapsed
             images[name] += count
             print(f"  round {r + 1} {name}: median {statistics.median(step_rates):.2f} img/s", flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     base = statistics.median(rates["defaults"])
-    print(f"\n{'configuration':34}{'img/s (median)':>16}{'CPU s / img':>13}{'vs defaults':>13}{'paired':>9}")
+    header = f"{'configuration':34}{'img/s (median)':>16}{'CPU s / img':>13}{'CPU/wall':>10}{'vs defaults':>13}"
+    print(f"\n{header}{'paired':>9}")
     for name in configs:
         median = statistics.median(rates[name])
         paired = statistics.median(a / b for a, b in zip(per_round[name], per_round["defaults"]))
-        print(f"{name:34}{median:>16.2f}{cpu[name] / images[name]:>13.3f}{median / base:>12.2f}x{paired:>8.2f}x")
+        cores_used = cpu[name] / wall[name]
+        print(
+            f"{name:34}{median:>16.2f}{cpu[name] / images[name]:>13.3f}{cores_used:>10.2f}"
+            f"{median / base:>12.2f}x{paired:>8.2f}x"
+        )
 
 
 if __name__ == "__main__":
