@@ -3,10 +3,10 @@
 
 Images come in as float 3xHxW in [0, 1] and masks as int64 HxW, and leave as plain tensors of the same
 kinds. Inside, they travel as ``tv_tensors.Image`` and ``tv_tensors.Mask``, so that every geometric step
-moves both alike and torchvision resizes the mask by nearest neighbour only (the image bilinearly), pads
-it with the ignore label and leaves it out of the normalisation. Randomness comes from torch's global
-generator, so a training run that seeds it per item (``rspnet_zoo.training.distributed``) or saves and
-restores it replays the same augmentation.
+moves both alike and torchvision resizes the mask by nearest neighbour only (the image bilinearly,
+antialiased), pads it with the ignore label and leaves it out of the normalisation. Randomness comes from
+torch's global generator, so a training run that seeds it per item (``rspnet_zoo.training.distributed``)
+or saves and restores it replays the same augmentation.
 """
 
 from __future__ import annotations
