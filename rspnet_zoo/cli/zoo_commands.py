@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -18,27 +19,48 @@ MAX_ERRORS = 20
 JsonOpt = options.JSON
 
 
+def timm_checks(genotype: Genotype) -> tuple[dict, list[SpecError]]:
+    """What a spec's encoders need timm to check (model names, kwargs, levels, reductions, channels): done
+    when timm is installed (each encoder built on the meta device), else said to be skipped."""
+    if not genotype.encoders:
+        return {}, []
+    if importlib.util.find_spec("timm") is None:
+        return dict(timm_checks="skipped: timm is not installed"), []
+    import timm
+
+    from rspnet_zoo.nn.encoders import TIMM_CHECKS, encoder_errors
+
+    return dict(timm_checks=f"timm {timm.__version__}: {', '.join(TIMM_CHECKS)}"), list(encoder_errors(genotype))
+
+
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
-    """Check spec files; exit 2 with one line per error (up to 20 per file)."""
+    """Check spec files; exit 2 with one line per error (up to 20 per file). A spec's encoders are checked
+    against timm when it is installed (the output says so)."""
     results = []
     for path in specs:
         try:
             g = load_spec(path)
-            results.append(dict(file=str(path), ok=True, name=g.name, sha256=spec_sha256(g)))
         except SpecError:
             found = spec_errors(path, limit=MAX_ERRORS)
-            errors = [dict(pointer=e.pointer, error=e.reason) for e in found]
-            results.append(dict(file=str(path), ok=False, **errors[0], errors=errors))
-            if not as_json:
-                for e in found:
-                    error_line(str(e))
-                if len(found) == MAX_ERRORS:
-                    error_line(f"{path}: the first {MAX_ERRORS} errors are shown")
+        else:
+            checks, found = timm_checks(g)
+            found = [e.at(str(path)) for e in found]
+            if not found:
+                results.append(dict(file=str(path), ok=True, name=g.name, sha256=spec_sha256(g), **checks))
+                continue
+        errors = [dict(pointer=e.pointer, error=e.reason) for e in found]
+        results.append(dict(file=str(path), ok=False, **errors[0], errors=errors))
+        if not as_json:
+            for e in found:
+                error_line(str(e))
+            if len(found) == MAX_ERRORS:
+                error_line(f"{path}: the first {MAX_ERRORS} errors are shown")
 
     def human(console):
         for r in results:
             if r["ok"]:
-                console.print(f"ok  {shown(r['file'])}  {r['name']}  {r['sha256'][:12]}", soft_wrap=True)
+                checks = f"  (encoders: {r['timm_checks']})" if "timm_checks" in r else ""
+                console.print(f"ok  {shown(r['file'])}  {r['name']}  {r['sha256'][:12]}{checks}", soft_wrap=True)
 
     emit(results, human, as_json)
     if not all(r["ok"] for r in results):
