@@ -129,6 +129,12 @@ def list_models(as_json: bool = JsonOpt) -> None:
     emit(rows, human, as_json)
 
 
+def _node_kind_text(node) -> str:
+    if node.encoder is not None:
+        return f"encoder:{node.encoder}[{node.level}]"
+    return f"cell:{node.cell}" if node.cell else f"layer:{node.layer}"
+
+
 def _describe(g: Genotype) -> dict:
     cells = {
         name: dict(
@@ -148,7 +154,7 @@ def _describe(g: Genotype) -> dict:
         nodes.append(
             dict(
                 id=n.id,
-                kind=f"cell:{n.cell}" if n.cell else f"layer:{n.layer}",
+                kind=_node_kind_text(n),
                 reduction=n.reduction,
                 channels=n.channels,
                 inputs=slots,
@@ -161,6 +167,7 @@ def _describe(g: Genotype) -> dict:
         sha256=spec_sha256(g),
         description=g.description,
         cells=cells,
+        encoders={name: e.model_dump() for name, e in g.encoders.items()},
         nodes=nodes,
         head=g.head.model_dump(),
         num_classes=g.defaults.num_classes,
@@ -201,6 +208,10 @@ def show(
                 cell_table.add_row(str(i + c["num_inputs"]), shown(step))
             cell_table.caption = f"output: concat of states {c['concat']}"
             print_table(console, cell_table)
+        for name, e in info["encoders"].items():
+            weights = {False: "random init", True: "timm's default tag"}.get(e["pretrained"], e["pretrained"])
+            kwargs = f" {json.dumps(e['kwargs'])}" if e["kwargs"] else ""
+            console.print(f"encoder '{name}': timm {e['model']}{kwargs}, {weights}")
         network = table("network")
         for col in ("id", "kind", "reduction", "C", "inputs", "partial"):
             network.add_column(col)
