@@ -320,3 +320,16 @@ def test_latency_tables_time_each_encoder_as_one_unit(small):
     with torch.no_grad():
         for got, expected in zip(run(), small.encode(inputs[0]), strict=True):
             torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_diff_names_an_encoder_change():
+    from rspnet_zoo.spec.diff import diff_specs
+
+    a = genotype_from_dict(ONE_LEVEL)
+    changed = copy.deepcopy(ONE_LEVEL)
+    changed["encoders"]["backbone"].update(pretrained="lamb_in1k", kwargs={"drop_rate": 0.2})
+    changes = diff_specs(a, genotype_from_dict(changed))["changes"]
+    assert {(c["section"], c["pointer"]) for c in changes} == {
+        ("encoders", "/encoders/backbone/pretrained"),
+        ("encoders", "/encoders/backbone/kwargs/drop_rate"),
+    }
