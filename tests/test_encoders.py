@@ -117,6 +117,7 @@ def test_encoder_levels_at_multiples_are_timm_s_own_features(small):
     assert len(levels) == 2 and all(torch.equal(a, b) for a, b in zip(levels, timm_levels))
 
 
+@pytest.mark.slow  # scripting timm's MobileNetV3 takes seconds; the shipped specs keep a TorchScript check
 def test_torchscript_keeps_the_encoder(small):
     x = torch.randn(1, 3, *ODD)
     with torch.no_grad():
