@@ -334,3 +334,15 @@ def test_diff_names_an_encoder_change():
         ("encoders", "/encoders/backbone/pretrained"),
         ("encoders", "/encoders/backbone/kwargs/drop_rate"),
     }
+
+
+def test_a_built_folder_loads_at_another_in_chans_with_the_encoder_stem_adapted(small, tmp_path):
+    from rspnet_zoo.zoo.folder import FolderWeights, write_folder
+    from rspnet_zoo.zoo.weights import initialised
+
+    assert small._traits["first_conv"] == ("encoders.backbone.conv_stem",)
+    folder, _ = write_folder(small.genotype, tmp_path, FolderWeights(small, initialised(0)))
+    gray = timm.create_model(f"local-dir:{folder}", pretrained=True, allow_untrained=True, in_chans=1).eval()
+    stem = gray.encoders["backbone"].conv_stem.weight
+    assert stem.shape[1] == 1
+    torch.testing.assert_close(stem[:, 0], small.encoders["backbone"].conv_stem.weight.sum(dim=1))

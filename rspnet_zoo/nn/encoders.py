@@ -16,7 +16,7 @@ from torch import nn
 
 from rspnet_zoo.errors import SpecError, WeightsError, pointer, printable
 from rspnet_zoo.spec.models import Encoder, Genotype
-from rspnet_zoo.spec.plan import EncoderPlan, lower
+from rspnet_zoo.spec.plan import EncoderPlan, NetworkPlan, lower
 
 # What ``encoder_errors`` checks that only timm can (``validate`` names them).
 TIMM_CHECKS = ("model names", "kwargs", "levels", "reductions", "channels")
@@ -135,6 +135,33 @@ def _on_meta(build: Callable[[], nn.Module]) -> nn.Module:
             return build()
     except NotImplementedError:
         return build()
+
+
+def image_convs(module: nn.Module, model: str) -> tuple[str, ...]:
+    """Where timm's ``first_conv`` (the convs that read the image, which timm adapts to ``in_chans`` as it
+    loads weights) sits in ``model``'s features_only ``module``: as named, with a top-level Sequential's name
+    joined by '_' (FeatureListNet, FeatureHookNet: 'stem.0' -> 'stem_0'), or under 'model' (FeatureGetterNet)."""
+    cfg = timm.models.get_pretrained_cfg(model)
+    convs = cfg.first_conv if cfg is not None else None
+    modules = dict(module.named_modules())
+    found = []
+    for conv in [convs] if isinstance(convs, str) else list(convs or ()):
+        for candidate in (conv, conv.replace(".", "_", 1), f"model.{conv}"):
+            if isinstance(modules.get(candidate), nn.Conv2d):
+                found.append(candidate)
+                break
+    return tuple(found)
+
+
+def encoder_first_convs(genotype: Genotype, plan: NetworkPlan) -> tuple[str, ...]:
+    """The network's module paths of its encoders' ``image_convs``, each encoder built (and checked) on the
+    meta device: what a cfg names before the network is built."""
+    names: list[str] = []
+    for name, levels in plan.encoder_levels().items():
+        encoder = genotype.encoders[name]
+        module = _on_meta(functools.partial(create_encoder, name, encoder, levels, plan.in_chans))
+        names += [f"encoders.{name}.{conv}" for conv in image_convs(module, encoder.model)]
+    return tuple(names)
 
 
 def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
