@@ -22,7 +22,7 @@ from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
 from rspnet_zoo.names import TAG, check_name
 from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files, prediction_files
-from rspnet_zoo.predict.runtime import load_runner
+from rspnet_zoo.predict.runtime import is_deployed_file, load_runner
 from rspnet_zoo.spec.heads import HEADS
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
@@ -296,7 +296,8 @@ def run_predict(r: PredictRequest) -> list[dict]:
     missing = next((p for p in r.images if not p.is_file()), None)
     if missing is not None:
         raise ZooError(f"{missing}: no such image file")
-    prediction_files(r.images, r.out, inputs=ref_files(r.model))
+    read = [Path(r.model)] if is_deployed_file(r.model) else ref_files(r.model)  # "name.int8.onnx" is no tag
+    prediction_files(r.images, r.out, inputs=read)
     run = load_runner(r.model, r.device, optimize=r.optimize, runtime=r.runtime)
     if r.format == "cityscapes":
         return predict_cityscapes_files(run, list(r.images), r.out)
