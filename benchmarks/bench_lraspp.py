@@ -4,17 +4,24 @@ Neither model has pretrained weights. Both train with the same schedule (SGD mom
 learning rate, cross-entropy ignoring 255, the same crops in the same order) and are evaluated on the
 same validation split, in one run. Printed: parameters, training throughput at 512x512 crops on this machine's CPU
 (images/s and the ratio), and the validation mIoU each model reaches. RSPNet's claim to check: at
-least LRASPP's mIoU with at most a third of its parameters.
+least LRASPP's mIoU with at most a third of its parameters. With ``--int8`` each trained model is also
+quantized by the same tool with the same calibration (``rspnet_zoo.interop.quantize``: onnxruntime's static
+quantization, ``--calibration-images`` synthetic train images, every layer but the stem's first convolution
+in int8: no layer kept float for agreement) and its int8 file evaluated on the same split in onnxruntime,
+beside the float mIoU. (``benchmarks/bench_int8.py`` does the same for the shipped synth weights and times it.)
 
     .venv/bin/python benchmarks/bench_lraspp.py                # the full run (tens of minutes on 2 cores)
     .venv/bin/python benchmarks/bench_lraspp.py --models rspnet_small rspnet_c   # both shipped RSPNets
+    .venv/bin/python benchmarks/bench_lraspp.py --int8         # also the int8 files' mIoU
     .venv/bin/python benchmarks/bench_lraspp.py --iterations 20 --throughput-steps 2   # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,11 +30,27 @@ from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.data.synthetic import SyntheticSegmentation
+from rspnet_zoo.interop.quantize import Calibration, quantize_model
 from rspnet_zoo.perf.bench import load_model
+from rspnet_zoo.predict.runtime import load_runner
 from rspnet_zoo.training.loop import evaluate, logits_of, train
 from rspnet_zoo.zoo.stats import count_parameters
 
 PEER = "lraspp_mobilenet_v3_large"
+INT8_EXPORT_SIZE = (128, 128)  # the synthetic val size; the files take any size
+
+
+def int8_miou(name: str, net: torch.nn.Module, val_set, calibration_images: int) -> dict:
+    """``net`` quantized to an int8 ONNX file (all layers int8 but the stem, whatever the agreement) and that
+    file's mIoU on ``val_set`` in onnxruntime; with the check's agreement with the float file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / f"{name}.int8.onnx"
+        info = quantize_model(
+            net.eval(), file, INT8_EXPORT_SIZE, Calibration(images=calibration_images), dynamic_size=True,
+            min_agreement=0.0,
+        )  # fmt: skip
+        miou = evaluate(load_runner(str(file)), val_set, device=torch.device("cpu"))["miou"]
+    return dict(int8_miou=miou, int8_agreement=info["quantization"]["check"]["agreement"])
 
 
 def models(names: list[str], num_classes: int, seed: int) -> dict[str, torch.nn.Module]:
@@ -81,6 +104,8 @@ def main() -> None:
     parser.add_argument("--throughput-batch", type=int, default=4)
     parser.add_argument("--throughput-steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--int8", action="store_true", help="also quantize each trained model, score its int8 file")
+    parser.add_argument("--calibration-images", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -129,12 +154,22 @@ def main() -> None:
             f"{args.crop}x{args.crop} crops ({rows[name]['train_s']:.0f} s)",
             flush=True,
         )
+        if args.int8:
+            rows[name].update(int8_miou(name, net, val_set, args.calibration_images))
+            print(
+                f"{name}: int8 file's val mIoU {rows[name]['int8_miou']:.4f} "
+                f"({rows[name]['int8_miou'] - rows[name]['miou']:+.4f}; agrees with float on "
+                f"{rows[name]['int8_agreement']:.2%} of the check pixels)",
+                flush=True,
+            )
 
     theirs = rows[PEER]
     print()
-    print(f"{'':28}{'parameters':>12}{'img/s @' + str(args.throughput_crop):>12}{'val mIoU':>10}")
+    int8 = f"{'int8 mIoU':>10}" if args.int8 else ""
+    print(f"{'':28}{'parameters':>12}{'img/s @' + str(args.throughput_crop):>12}{'val mIoU':>10}{int8}")
     for name, r in rows.items():
-        print(f"{name[-28:]:28}{r['parameters']:>12,}{r['images_per_s']:>12.2f}{r['miou']:>10.4f}")
+        int8 = f"{r['int8_miou']:>10.4f}" if args.int8 else ""
+        print(f"{name[-28:]:28}{r['parameters']:>12,}{r['images_per_s']:>12.2f}{r['miou']:>10.4f}{int8}")
     for name in args.models:
         ours = rows[name]
         print(f"{name}: throughput ratio to lraspp {ours['images_per_s'] / theirs['images_per_s']:.2f}x")
@@ -146,6 +181,8 @@ def main() -> None:
             f"{name}: mIoU difference to lraspp {ours['miou'] - theirs['miou']:+.4f} "
             f"({'at least' if ours['miou'] >= theirs['miou'] else 'below'} LRASPP)"
         )
+        if args.int8:
+            print(f"{name}: int8 mIoU difference to lraspp int8 {ours['int8_miou'] - theirs['int8_miou']:+.4f}")
 
 
 if __name__ == "__main__":

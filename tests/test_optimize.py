@@ -129,6 +129,42 @@ def test_batch_norm_before_an_unpadded_conv_and_after_a_concatenation_fold():
             assert (fast(x) - model(x)).abs().max().item() <= TOLERANCE
 
 
+class _TwoOpsOfOneState(nn.Module):
+    """Two ReLU-Conv ops reading the same state, and an identity edge beside them: the ReLU runs once."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu_a, self.relu_b, self.relu_c = nn.ReLU(), nn.ReLU(), nn.ReLU(inplace=True)
+        self.conv_a, self.conv_b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        state = x * 2
+        out = self.conv_a(self.relu_a(state)) + self.conv_b(self.relu_b(state)) + state[:, :1]
+        return out + self.relu_c(out * 1.5)  # in place: left alone
+
+
+def test_relus_of_one_tensor_run_once_and_the_outputs_stay():
+    torch.manual_seed(0)
+    model = _TwoOpsOfOneState().eval()
+    fast = optimize(model)
+    relus = [n for n in fast.graph.nodes if n.op == "call_module" and isinstance(fast.get_submodule(n.target), nn.ReLU)]
+    assert len(relus) == 2 and len({n.args[0] for n in relus}) == 2
+    x = torch.randn(2, 3, 9, 13)
+    with torch.no_grad():
+        assert torch.equal(optimize(model, channels_last=False)(x), model(x))  # the same arithmetic, in NCHW
+        assert (fast(x) - model(x)).abs().max().item() <= TOLERANCE
+
+
+def test_no_two_relus_read_one_tensor_in_the_optimised_rspnet(small):
+    fast = optimize(small)
+    read = [
+        n.args[0]
+        for n in fast.graph.nodes
+        if n.op == "call_module" and isinstance(fast.get_submodule(n.target), nn.ReLU)
+    ]
+    assert read and len(read) == len(set(read))
+
+
 def test_an_untraceable_model_is_one_error():
     class DataDependent(nn.Module):
         def forward(self, x):

@@ -137,3 +137,72 @@ def test_cli_quantized_export_then_eval(run_cli, tmp_path):
     code, stdout, err = run_cli("eval", str(out), "--size", "32x32", "--length", "4", "--json")
     assert code == 0, err
     assert 0.0 <= json.loads(stdout)["miou"] <= 1.0 and np.isfinite(json.loads(stdout)["miou"])
+
+
+def _qdq_graph():
+    """x -> Q -> DQ -> Pad(zero) -> Q -> DQ -> y, and Shape(DQ) -> s: what ``tidy`` rewrites."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    constants = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
+        numpy_helper.from_array(np.array(100, np.uint8), "zero"),
+        numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 3, 1], np.int64), "pads"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["d"]),
+        helper.make_node("Pad", ["d", "pads"], ["p"], mode="constant"),
+        helper.make_node("QuantizeLinear", ["p", "scale", "zero"], ["pq"]),
+        helper.make_node("DequantizeLinear", ["pq", "scale", "zero"], ["y"]),
+        helper.make_node("Shape", ["d"], ["s"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 6])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("s", TensorProto.INT64, None),
+        ],
+        constants,
+    )
+    graph.value_info.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, None))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_tidy_pads_in_uint8_and_reads_shapes_from_the_quantized_tensor_exactly():
+    import onnxruntime
+
+    from rspnet_zoo.interop.quantize import tidy
+
+    model = _qdq_graph()
+    x = np.random.default_rng(0).normal(size=(1, 2, 5, 6)).astype(np.float32)
+    before = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert tidy(model.graph) == 2
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["QuantizeLinear", "Pad", "DequantizeLinear", "Shape"]  # no float pad, no dequantized shape
+    after = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_tidy_leaves_a_padding_that_changes_the_quantization():
+    from onnx import numpy_helper
+
+    from rspnet_zoo.interop.quantize import tidy
+
+    model = _qdq_graph()
+    model.graph.initializer.append(numpy_helper.from_array(np.array(0.1, np.float32), "other"))
+    model.graph.node[3].input[1] = "other"  # the padded tensor is requantized: no uint8 pad does that
+    assert tidy(model.graph) == 1 and [n.op_type for n in model.graph.node].count("Pad") == 1
+    assert any(n.op_type == "Pad" and n.input[0] == "d" for n in model.graph.node)
+
+
+def test_the_int8_file_has_no_float_padding_or_dequantized_shapes(int8):
+    import onnx
+
+    graph = onnx.load(str(int8[0])).graph
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    assert any(n.op_type == "Pad" for n in graph.node)  # rspnet_small pads before its factorized reductions
+    for node in graph.node:
+        if node.op_type in ("Shape", "Pad"):
+            assert producer.get(node.input[0]) != "DequantizeLinear", node.name

@@ -34,7 +34,12 @@ def bench(
     threads: int | None = options.THREADS,
     device: str = options.device("cpu", help="cpu or cuda."),
     optimize: bool = options.OPTIMIZE,
-    runtime: str = typer.Option("eager", "--runtime", help="eager, compile (torch.compile) or onnxruntime."),
+    runtime: str = typer.Option(
+        "eager",
+        "--runtime",
+        help="eager, compile (torch.compile), onnxruntime or openvino (the [openvino] extra); an exported FILE.onnx "
+        "runs in openvino if asked, else in onnxruntime.",
+    ),
     compare: list[str] = typer.Option(
         [], "--compare", help="Also measure this torchvision segmentation or timm model (repeatable)."
     ),
@@ -50,17 +55,19 @@ def bench(
 
     from rspnet_zoo.perf.bench import RUNTIMES, load_model, measure, prepare, prepare_file
     from rspnet_zoo.perf.threads import threads_phrase, warn_if_starved
-    from rspnet_zoo.predict.runtime import is_deployed_file
+    from rspnet_zoo.predict.runtime import FILE_RUNTIMES, is_deployed_file, require
 
     if runtime not in RUNTIMES:
         raise typer.BadParameter(f"'{runtime}' is not one of {', '.join(RUNTIMES)}", param_hint="--runtime")
+    if runtime == "openvino":
+        require("openvino", extra="openvino")  # refused before any model is loaded
     h, w = size
     torch_device = _device(device)
     threads = threads or torch.get_num_threads()  # the free cores (rspnet_zoo.perf.threads) unless given
     torch.set_num_threads(threads)
     loaded = []  # every model first: a name that is wrong is refused before the input is allocated
     for i, ref in enumerate([*models, *compare]):
-        if is_deployed_file(ref):  # an exported file runs as it is, in its runtime, whatever --runtime says
+        if is_deployed_file(ref):  # an exported file runs as it is: in openvino if asked, else in onnxruntime
             loaded.append((ref, None))
             continue
         model = load_model(ref, num_classes)
@@ -68,8 +75,9 @@ def bench(
             num_classes = getattr(model, "num_classes", None) if i == 0 else num_classes
         loaded.append((ref, model))
     x = torch.randn(batch, 3, h, w)
+    file_runtime = runtime if runtime in FILE_RUNTIMES else "onnxruntime"
     contenders = [
-        prepare_file(ref, x, threads=threads, device=torch_device)
+        prepare_file(ref, x, threads=threads, device=torch_device, runtime=file_runtime)
         if model is None
         else prepare(ref, model, x, runtime=runtime, optimized=optimize, threads=threads, device=torch_device)
         for ref, model in loaded

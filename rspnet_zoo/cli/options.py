@@ -125,6 +125,10 @@ JSON = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 OPTIMIZE = typer.Option(
     False, "--optimize", help="Run rspnet_zoo.optimize(model) (BN folded, channels_last): same outputs, faster."
 )
+FILE_RUNTIME = typer.Option(
+    None, "--runtime", help="What runs an exported FILE.onnx: onnxruntime or openvino (the [openvino] extra).",
+    show_default="onnxruntime",
+)  # fmt: skip
 DATA_HELP = "synthetic (embedded), cityscapes, camvid or folder."
 DATA = typer.Option("synthetic", "--data", help=DATA_HELP)
 

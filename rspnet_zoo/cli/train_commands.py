@@ -13,7 +13,7 @@ from rspnet_zoo.cli.output import emit, errors, print_table, shown, table, warni
 from rspnet_zoo.cli.parallel import data_parallel
 
 DEPLOYED_HELP = (
-    "A registered name[.tag] (e.g. rspnet_small.synth), a built folder, or an exported FILE.onnx (onnxruntime)."
+    "A registered name[.tag] (e.g. rspnet_small.synth), a built folder, or an exported FILE.onnx (see --runtime)."
 )
 
 data_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
@@ -178,6 +178,7 @@ def evaluate_command(
     threads: int | None = options.THREADS,
     amp: str | None = options.AMP,
     workers: int | None = options.WORKERS,
+    runtime: str | None = options.FILE_RUNTIME,
     as_json: bool = options.JSON,
 ) -> None:
     """mIoU, mean accuracy, frequency-weighted IoU and per-class IoU over a whole split."""
@@ -189,7 +190,7 @@ def evaluate_command(
 
     request = EvalRequest(
         model=model, data=data, root=root, split=split, batch_size=batch_size, seed=seed, length=length,
-        size=size, device=parse_device(device), optimize=optimize, amp=amp, workers=workers,
+        size=size, device=parse_device(device), optimize=optimize, amp=amp, workers=workers, runtime=runtime,
     )  # fmt: skip
     if threads is not None:
         torch.set_num_threads(threads)
@@ -224,6 +225,7 @@ def predict(
         "--format",
         help="zoo (mask, overlay, palette.json) or cityscapes (<frame>_labelIds.png, as the benchmark server reads).",
     ),
+    runtime: str | None = options.FILE_RUNTIME,
     as_json: bool = options.JSON,
 ) -> None:
     """A class-id mask (palette-indexed PNG) and an overlay with a legend per image, and palette.json."""
@@ -231,8 +233,9 @@ def predict(
     from rspnet_zoo.training.tasks import PredictRequest, run_predict
 
     request = PredictRequest(
-        model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize, format=output_format
-    )
+        model, tuple(images), out, alpha=alpha, device=parse_device(device), optimize=optimize, format=output_format,
+        runtime=runtime,
+    )  # fmt: skip
     results = run_predict(request)
 
     def human(console):

@@ -17,6 +17,11 @@ alone in int8) and the most sensitive stay float, 1, 2, 4, ... up to 16 or a qua
 until the file agrees: mixed precision, stated in the file. When none agrees, nothing is written and the error
 names the most sensitive layers. The file carries the float export's metadata, ``precision`` and
 ``quantization`` (the settings, the calibration data and count, the nodes kept float and why, the check).
+
+Between quantization and the check, ``tidy`` makes exact rewrites of the QDQ graph that onnxruntime does
+not make itself: a shape read from the quantized tensor rather than a dequantized copy (a dynamic-size file
+computes its resize targets from shapes), and a zero padding done in uint8 with the zero point where its
+input and output share their quantization.
 """
 
 from __future__ import annotations
@@ -149,6 +154,10 @@ class _Job:
             calibrate_method=quantization.CalibrationMethod.MinMax,
             calibration_cache_path=str(self.work / "ranges.json"),
         )
+        onnx = require("onnx")
+        proto = onnx.load(str(dest))
+        tidy(proto.graph)
+        onnx.save(proto, str(dest))
 
     def outputs(self, file: Path, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         onnxruntime = require("onnxruntime")
@@ -191,6 +200,80 @@ class _Job:
             sqnr = self.compare(alone, SENSITIVITY_IMAGES)["logits_sqnr_db"]
             rows.append(dict(node=node, op=ops.get(node, "?"), sqnr_db=None if sqnr is None else round(sqnr, 2)))
         return sorted(rows, key=lambda r: math.inf if r["sqnr_db"] is None else r["sqnr_db"])
+
+
+def _attribute(node: Any, name: str, default: Any) -> Any:
+    found = next((a for a in node.attribute if a.name == name), None)
+    return default if found is None else require("onnx").helper.get_attribute_value(found)
+
+
+def _same_quantization(graph: Any, a: Any, b: Any) -> bool:
+    """Whether (De)QuantizeLinear nodes ``a`` and ``b`` name the same constant scale and zero point."""
+    numpy_helper = require("onnx").numpy_helper
+    constants = {t.name: t for t in graph.initializer}
+    if len(a.input) != 3 or len(b.input) != 3:
+        return False
+    if not all(name in constants for name in (*a.input[1:], *b.input[1:])):
+        return False
+    return all(
+        np.array_equal(numpy_helper.to_array(constants[x]), numpy_helper.to_array(constants[y]))
+        for x, y in zip(a.input[1:], b.input[1:])
+    )
+
+
+def tidy(graph: Any) -> int:
+    """Exact rewrites of a QDQ ``graph`` in place that onnxruntime's optimiser does not make; returns how many.
+
+    - ``Shape(DequantizeLinear(q))`` reads ``q``: the same shape without dequantizing (and, in onnxruntime's
+      NHWC int8 layout, transposing back) a whole feature map.
+    - ``QuantizeLinear(Pad(DequantizeLinear(q)))`` with zero padding, where both ends share scale and zero
+      point, becomes ``Pad(q)`` padding with the zero point: zero is exactly the zero point, the other values
+      dequantize and quantize back to themselves.
+
+    Nodes and constants no longer read are dropped, and the recorded types of tensors gone or retyped."""
+    producer = {out: n for n in graph.node for out in n.output}
+    readers: dict[str, list] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n)
+    rewrites, retyped = 0, set()
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if source is None or source.op_type != "DequantizeLinear":
+            continue
+        if node.op_type == "Shape":
+            node.input[0] = source.input[0]
+            rewrites += 1
+        elif node.op_type == "Pad" and _attribute(node, "mode", b"constant") == b"constant":
+            after = readers.get(node.output[0], [])
+            zero_padding = len(node.input) < 3 or not node.input[2]
+            if not (zero_padding and len(after) == 1 and after[0].op_type == "QuantizeLinear"):
+                continue
+            if not _same_quantization(graph, source, after[0]):
+                continue
+            node.input[0] = source.input[0]
+            node.input.extend([""] * (3 - len(node.input)))
+            node.input[2] = source.input[2]  # the zero point: what 0.0 quantizes to
+            for reader in readers.get(after[0].output[0], []):
+                reader.input[:] = [node.output[0] if name == after[0].output[0] else name for name in reader.input]
+            retyped.add(node.output[0])
+            rewrites += 1
+    needed = {o.name for o in graph.output}
+    alive = []
+    for node in reversed(graph.node):
+        if set(node.output) & needed:
+            alive.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(alive))
+    produced = {out for n in graph.node for out in n.output}
+    kept = [v for v in graph.value_info if v.name in produced and v.name not in retyped]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    used = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(used)
+    return rewrites
 
 
 def _int8_readers(graph: Any) -> set[str]:

@@ -9,6 +9,8 @@ The passes read the graph, not the zoo's module classes, so they hold for any mo
   depthwise and dilated ones of separable convs), after a channel concatenation of convs (factorized
   reduce), and before an unpadded conv (a transition's 1x1); timm's BatchNormAct2d after a conv folds
   and leaves its activation;
+- ReLUs of the same tensor run once (a cell whose ops each begin with a ReLU, ReLU-Conv-BN, reads each state
+  through one ReLU per op);
 - a ReLU that is the only reader of a conv's (or BN's) output runs in place (never on a view, an input);
 - ``channels_last``: the weights and the input are NHWC, where oneDNN's convolutions (the depthwise
   ones above all) run much faster on CPU; outputs come back in that layout, as after
@@ -43,6 +45,7 @@ def optimize(model: nn.Module, *, compile: bool = False, channels_last: bool = T
     gm = trace(model)
     remove_weight_free(gm)
     fold_batch_norms(gm)
+    shared_relus(gm)
     relu_in_place(gm)
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
@@ -206,6 +209,20 @@ def fold_batch_norms(gm: fx.GraphModule) -> None:
         ):
             _fold_before(bn, conv)
             _bypass(gm, node, source)
+
+
+def shared_relus(gm: fx.GraphModule) -> None:
+    """Every ReLU of a tensor after the first reads the first one's output instead: the same values, one
+    pass over the tensor instead of one per reader. In-place ReLUs are left alone (they change the tensor)."""
+    first: dict[fx.Node, fx.Node] = {}
+    for node in list(gm.graph.nodes):
+        relu = _module(gm, node, nn.ReLU)
+        if relu is None or relu.inplace or not isinstance(node.args[0], fx.Node):
+            continue
+        if node.args[0] in first:
+            _bypass(gm, node, first[node.args[0]])
+        else:
+            first[node.args[0]] = node
 
 
 def relu_in_place(gm: fx.GraphModule) -> None:

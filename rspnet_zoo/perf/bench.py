@@ -33,7 +33,7 @@ from rspnet_zoo.perf.memory import allocator, keep_freed_memory
 from rspnet_zoo.perf.timer import benchmark_timer
 from rspnet_zoo.zoo.stats import count_flops, count_parameters
 
-RUNTIMES = ("eager", "compile", "onnxruntime")
+RUNTIMES = ("eager", "compile", "onnxruntime", "openvino")
 MATMUL_SIZE = 1024
 
 
@@ -165,6 +165,18 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, device: torch.
     return lambda t: session.run(None, {"image": t.numpy()})
 
 
+def _openvino(model: nn.Module, x: torch.Tensor, threads: int, device: torch.device) -> Callable:
+    """The model exported to ONNX (dynamic batch and size) and compiled by OpenVINO."""
+    from rspnet_zoo.interop.export import onnx_export
+    from rspnet_zoo.predict.runtime import OpenVinoRunner
+
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}}
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "model.onnx"
+        onnx_export(model, {"image": x}, file, ["output"], dynamic)
+        return OpenVinoRunner(file, threads=threads, device=device)
+
+
 def prepare(
     name: str,
     model: nn.Module,
@@ -185,8 +197,9 @@ def prepare(
     parameters = count_parameters(model)
     flops = count_flops(model, tuple(x.shape[1:])) * x.shape[0]
     net = optimize(model) if optimized else model
-    if runtime == "onnxruntime":
-        return Contender(name, runtime, optimized, _onnxruntime(net, x, threads, device), parameters, flops)
+    if runtime in ("onnxruntime", "openvino"):
+        exported = (_onnxruntime if runtime == "onnxruntime" else _openvino)(net, x, threads, device)
+        return Contender(name, runtime, optimized, exported, parameters, flops)
     if runtime == "compile":
         net = torch.compile(net)
 
@@ -204,13 +217,19 @@ def prepare(
 
 
 def prepare_file(
-    file: str | Path, x: torch.Tensor, *, threads: int = 2, device: torch.device | str = "cpu"
+    file: str | Path,
+    x: torch.Tensor,
+    *,
+    threads: int = 2,
+    device: torch.device | str = "cpu",
+    runtime: str = "onnxruntime",
 ) -> Contender:
-    """An exported ONNX file (float or int8) as it is deployed, in onnxruntime. Its parameters and FLOPs are
-    those of the genotype it names (name and sha256 in its metadata); zero for a file naming none known here."""
-    from rspnet_zoo.predict.runtime import OnnxRunner
+    """An exported ONNX file (float or int8) as it is deployed, in ``runtime`` (``runtime.FILE_RUNTIMES``). Its
+    parameters and FLOPs are those of the genotype it names (name and sha256 in its metadata); zero for a file
+    naming none known here."""
+    from rspnet_zoo.predict.runtime import file_runner
 
-    runner = OnnxRunner(file, threads=threads, device=device)
+    runner = file_runner(file, runtime, threads=threads, device=device)
     runner.check_input(x.shape)
     parameters = flops = 0
     genotype = _genotype_of(runner.metadata)
@@ -219,7 +238,7 @@ def prepare_file(
 
         model = create_genotype_net(genotype.name, genotype, num_classes=runner.num_classes).eval()
         parameters, flops = count_parameters(model), count_flops(model, tuple(x.shape[1:])) * x.shape[0]
-    return Contender(f"{Path(file).name} [{runner.precision}]", "onnxruntime", False, runner, parameters, flops)
+    return Contender(f"{Path(file).name} [{runner.precision}]", runner.runtime, False, runner, parameters, flops)
 
 
 def _genotype_of(metadata: dict[str, str]) -> Any:

@@ -2,9 +2,9 @@
 
 Evaluation, prediction and bench loop over a runner, so a deployed file is measured by the very code
 that measures the torch model: ``TorchRunner`` wraps an ``nn.Module`` on a device, ``OnnxRunner`` an
-exported ONNX file (float or int8) in an onnxruntime session. A runner also carries what a caller needs
-around the call: its name, the class names and the normalisation its inputs were made with (a torch
-model's cfg; an exported file's metadata).
+exported ONNX file (float or int8) in an onnxruntime session, ``OpenVinoRunner`` one compiled by OpenVINO
+(``FILE_RUNTIMES``). A runner also carries what a caller needs around the call: its name, the class names
+and the normalisation its inputs were made with (a torch model's cfg; an exported file's metadata).
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ class Runner(Protocol):
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
-def require(module: str) -> Any:
-    """An optional dependency of the ONNX path, or one clear line saying how to install it."""
+def require(module: str, extra: str = "export") -> Any:
+    """An optional dependency (of the ONNX path by default), or one clear line saying how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ZooError(f"{module} is not installed: pip install 'rspnet-zoo[export]'") from None
+        raise ZooError(f"{module} is not installed: pip install 'rspnet-zoo[{extra}]'") from None
 
 
 def logits_of(output: torch.Tensor | dict) -> torch.Tensor:
@@ -118,34 +118,26 @@ def reason_of(error: Exception) -> str:
     return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
 
 
-class OnnxRunner:
-    """An exported ONNX file in an onnxruntime session; what the file does not say falls back to ImageNet's
-    normalisation and numbered classes."""
+class FileRunner:
+    """What the runners of an exported file share: the name, classes and normalisation its metadata states
+    (ImageNet's normalisation and numbered classes where it does not), the check of an input's shape against
+    the file's fixed dimensions, and a batch run in pieces of the file's fixed batch size. A subclass loads the
+    file in its runtime, calls ``_describe`` and runs one piece in ``_run``."""
 
-    def __init__(self, file: str | Path, threads: int | None = None, device: torch.device | str | None = None):
-        onnxruntime = require("onnxruntime")
-        self.file = Path(file)
-        if not self.file.is_file():
-            raise ZooError(f"{self.file}: no such ONNX file")
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(self.file), session_options(threads), providers=providers_for(device)
-            )
-        except onnxruntime_errors() as e:
-            raise ZooError(f"{self.file}: onnxruntime cannot load it ({reason_of(e)})") from None
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ZooError(f"{self.file}: not an image model (one input of 4 dimensions expected)")
-        self.input = inputs[0]
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.name = self.metadata.get("name", self.file.stem)
+    runtime = ""
+
+    def _describe(self, file: Path, metadata: dict[str, str], shape: Sequence[int | None], channels: int | None):
+        """``shape``: the input's dimensions (None where dynamic); ``channels``: the logits' (None: dynamic)."""
+        if len(shape) != 4:
+            raise ZooError(f"{file}: not an image model (one input of 4 dimensions expected)")
+        self.file, self.metadata, self.input_shape = file, metadata, list(shape)
+        self.name = metadata.get("name", file.stem)
         self.mean = tuple(self._stated("mean", IMAGENET_DEFAULT_MEAN))
         self.std = tuple(self._stated("std", IMAGENET_DEFAULT_STD))
-        channels = self.session.get_outputs()[0].shape[1]
         names = self._stated("class_names", None)
-        self.num_classes = len(names) if names else channels if isinstance(channels, int) else None
+        self.num_classes = len(names) if names else channels
         self.class_names = list(names or (str(i) for i in range(self.num_classes or 0)))
-        self.precision = self.metadata.get("precision", "float32")
+        self.precision = metadata.get("precision", "float32")
 
     def _stated(self, key: str, default: Any) -> Any:
         """A JSON value of the file's metadata, or ``default`` where the file does not state it."""
@@ -159,26 +151,118 @@ class OnnxRunner:
     def check_input(self, shape: Sequence[int]) -> None:
         """One line where the file cannot take images of ``shape`` (a file exported at a fixed size); a
         fixed batch size is no limit: a batch runs in pieces of that size."""
-        wanted = self.input.shape[1:]
-        if len(shape) != 4 or any(isinstance(w, int) and w != s for w, s in zip(wanted, shape[1:])):
-            want = "x".join(str(d) if isinstance(d, int) else "N" for d in wanted)
+        wanted = self.input_shape[1:]
+        if len(shape) != 4 or any(w is not None and w != s for w, s in zip(wanted, shape[1:])):
+            want = "x".join("N" if d is None else str(d) for d in wanted)
             raise ZooError(
                 f"{self.file} takes {want} images, not {'x'.join(map(str, shape[1:]))}: "
                 "export it with --dynamic-size to run it at any size"
             )
 
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self.check_input(images.shape)
-        batch = self.input.shape[0] if isinstance(self.input.shape[0], int) else len(images)
+        batch = self.input_shape[0] or len(images)
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(np.concatenate([self._run(array[i : i + batch]) for i in range(0, len(array), batch)]))
+
+
+def existing_file(file: str | Path) -> Path:
+    file = Path(file)
+    if not file.is_file():
+        raise ZooError(f"{file}: no such ONNX file")
+    return file
+
+
+class OnnxRunner(FileRunner):
+    """An exported ONNX file in an onnxruntime session."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, file: str | Path, threads: int | None = None, device: torch.device | str | None = None):
+        onnxruntime = require("onnxruntime")
+        file = existing_file(file)
         try:
-            pieces = [
-                self.session.run(None, {self.input.name: array[i : i + batch]})[0] for i in range(0, len(array), batch)
-            ]
+            self.session = onnxruntime.InferenceSession(
+                str(file), session_options(threads), providers=providers_for(device)
+            )
         except onnxruntime_errors() as e:
-            shape = "x".join(map(str, images.shape))
+            raise ZooError(f"{file}: onnxruntime cannot load it ({reason_of(e)})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ZooError(f"{file}: not an image model (one input of 4 dimensions expected)")
+        self.input = inputs[0]
+        channels = self.session.get_outputs()[0].shape[1]
+        self._describe(
+            file,
+            dict(self.session.get_modelmeta().custom_metadata_map),
+            [d if isinstance(d, int) else None for d in self.input.shape],
+            channels if isinstance(channels, int) else None,
+        )
+
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run(None, {self.input.name: array})[0]
+        except onnxruntime_errors() as e:
+            shape = "x".join(map(str, array.shape))
             raise ZooError(f"{self.file}: onnxruntime failed on a {shape} input ({reason_of(e)})") from None
-        return torch.from_numpy(np.concatenate(pieces))
+
+
+class OpenVinoRunner(FileRunner):
+    """An exported ONNX file compiled by OpenVINO for the CPU, for latency (one request at a time). Float parts
+    run in float32: OpenVINO would run them in bfloat16 on a CPU that has it, and a float file would no longer
+    give its model's outputs."""
+
+    runtime = "openvino"
+
+    def __init__(self, file: str | Path, threads: int | None = None, device: torch.device | str | None = None):
+        openvino = require("openvino", extra="openvino")
+        file = existing_file(file)
+        if torch.device(device or "cpu").type != "cpu":
+            raise ZooError(f"--runtime openvino runs on cpu here, not on '{device}'")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = openvino.Core().compile_model(str(file), "CPU", config)
+        except RuntimeError as e:
+            raise ZooError(f"{file}: openvino cannot load it ({_first_line(e)})") from None
+        if len(self.compiled.inputs) != 1:
+            raise ZooError(f"{file}: not an image model (one input of 4 dimensions expected)")
+        self.request = self.compiled.create_infer_request()
+        channels = self.compiled.outputs[0].get_partial_shape()
+        metadata = require("onnx").load(str(file), load_external_data=False).metadata_props
+        self._describe(
+            file,
+            {p.key: p.value for p in metadata},
+            [d.get_length() if d.is_static else None for d in self.compiled.inputs[0].get_partial_shape()],
+            channels[1].get_length() if channels.rank.is_static and channels[1].is_static else None,
+        )
+
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        try:
+            return self.request.infer({0: array})[self.compiled.outputs[0]].copy()
+        except RuntimeError as e:
+            shape = "x".join(map(str, array.shape))
+            raise ZooError(f"{self.file}: openvino failed on a {shape} input ({_first_line(e)})") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+FILE_RUNTIMES: dict[str, type[FileRunner]] = {"onnxruntime": OnnxRunner, "openvino": OpenVinoRunner}
+
+
+def file_runner(
+    file: str | Path, runtime: str = "onnxruntime", threads: int | None = None, device: torch.device | str | None = None
+) -> FileRunner:
+    """An exported file in ``runtime`` (a key of ``FILE_RUNTIMES``)."""
+    if runtime not in FILE_RUNTIMES:
+        raise ZooError(f"unknown runtime '{runtime}' for an exported file: one of {', '.join(FILE_RUNTIMES)}")
+    return FILE_RUNTIMES[runtime](file, threads=threads, device=device)
 
 
 def is_deployed_file(ref: str | Path) -> bool:
@@ -187,14 +271,21 @@ def is_deployed_file(ref: str | Path) -> bool:
 
 
 def load_runner(
-    ref: str, device: torch.device | str | None = None, optimize: bool = False, threads: int | None = None
+    ref: str,
+    device: torch.device | str | None = None,
+    optimize: bool = False,
+    threads: int | None = None,
+    runtime: str | None = None,
 ) -> Runner:
     """A zoo model reference (name[.tag], built folder) or an exported file, ready to run on ``device``;
-    ``optimize``: a torch model's inference fold (``rspnet_zoo.nn.fold``)."""
+    ``optimize``: a torch model's inference fold (``rspnet_zoo.nn.fold``); ``runtime``: what runs an exported
+    file (``FILE_RUNTIMES``; default onnxruntime)."""
     if is_deployed_file(ref):
         if optimize:
             raise ZooError(f"--optimize applies to torch models; {ref} runs as it was exported")
-        return OnnxRunner(ref, threads=threads, device=device)
+        return file_runner(ref, runtime or "onnxruntime", threads=threads, device=device)
+    if runtime is not None:
+        raise ZooError(f"--runtime {runtime} runs exported files; export '{ref}' first (rspnet-zoo export)")
     from rspnet_zoo.nn.fold import optimize as fold
     from rspnet_zoo.zoo.registry import load_trained
 

@@ -22,7 +22,7 @@ from rspnet_zoo.errors import ZooError
 from rspnet_zoo.fsutil import atomic_write_text, clean_leftovers, locked, writable_output
 from rspnet_zoo.names import TAG, check_name
 from rspnet_zoo.predict.infer import predict_cityscapes_files, predict_files, prediction_files
-from rspnet_zoo.predict.runtime import load_runner
+from rspnet_zoo.predict.runtime import is_deployed_file, load_runner
 from rspnet_zoo.spec.heads import HEADS
 from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.training import distributed
@@ -250,6 +250,7 @@ class EvalRequest:
     optimize: bool = False  # rspnet_zoo.nn.fold: same outputs, faster
     amp: str | None = None  # bf16 or fp16 forward passes
     workers: int | None = None  # data-loader processes; default: rspnet_zoo.training.loading.default_workers
+    runtime: str | None = None  # what runs an exported file: a key of runtime.FILE_RUNTIMES (default onnxruntime)
 
 
 def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: BatchCallback | None = None) -> dict:
@@ -257,7 +258,7 @@ def run_eval(r: EvalRequest, on_batch: BatchCallback | None = None, on_start: Ba
     check_amp(r.amp)
     options = _synthetic_options(r.data, r.length, r.size)
     dataset = build_dataset(r.data, r.split, root=r.root, seed=r.seed, **options)
-    run = load_runner(r.model, r.device, optimize=r.optimize)
+    run = load_runner(r.model, r.device, optimize=r.optimize, runtime=r.runtime)
     if run.num_classes not in (None, dataset.num_classes):
         raise ZooError(
             f"'{r.model}' predicts {run.num_classes} classes, the {r.data} data set has {dataset.num_classes}"
@@ -281,6 +282,7 @@ class PredictRequest:
     device: torch.device | None = None
     optimize: bool = False
     format: str = "zoo"  # or cityscapes: <frame>_labelIds.png for the benchmark server and its evaluation
+    runtime: str | None = None  # as EvalRequest.runtime
 
 
 PREDICT_FORMATS = ("zoo", "cityscapes")
@@ -294,8 +296,9 @@ def run_predict(r: PredictRequest) -> list[dict]:
     missing = next((p for p in r.images if not p.is_file()), None)
     if missing is not None:
         raise ZooError(f"{missing}: no such image file")
-    prediction_files(r.images, r.out, inputs=ref_files(r.model))
-    run = load_runner(r.model, r.device, optimize=r.optimize)
+    read = [Path(r.model)] if is_deployed_file(r.model) else ref_files(r.model)  # "name.int8.onnx" is no tag
+    prediction_files(r.images, r.out, inputs=read)
+    run = load_runner(r.model, r.device, optimize=r.optimize, runtime=r.runtime)
     if r.format == "cityscapes":
         return predict_cityscapes_files(run, list(r.images), r.out)
     return predict_files(run, list(r.images), r.out, alpha=r.alpha)
