@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from published import DPC_CITYSCAPES
 
 from rspnet_zoo.errors import SpecError
 from rspnet_zoo.interop.importers.dpc import dpc_head, in_cell_file, read_cell
@@ -22,13 +23,7 @@ from rspnet_zoo.spec.io import genotype_from_dict
 from rspnet_zoo.spec.plan import lower
 from rspnet_zoo.zoo.stats import count_parameters, meta_model
 
-# DeepLab's published cell, dense_prediction_cell_branch5_top1_cityscapes.json, verbatim
-PUBLISHED_CELL = (
-    '[{"kernel": 3, "rate": [1, 6], "op": "conv", "input": -1}, {"kernel": 3, "rate": [18, 15], "op": "conv", '
-    '"input": 0}, {"kernel": 3, "rate": [6, 3], "op": "conv", "input": 1}, {"kernel": 3, "rate": [1, 1], "op": '
-    '"conv", "input": 0}, {"kernel": 3, "rate": [6, 21], "op": "conv", "input": 0}]'
-)
-BRANCHES = [{k: v for k, v in b.items() if k != "op"} for b in json.loads(PUBLISHED_CELL)]
+BRANCHES = [{k: v for k, v in b.items() if k != "op"} for b in json.loads(DPC_CITYSCAPES)]
 LOW, DEEP, CLASSES = 12, 24, 5  # the backbone's widths at 1/4 and 1/16
 
 
@@ -130,35 +125,39 @@ def _refusal(doc: dict) -> SpecError:
     return err.value
 
 
+def _set(head: dict, keys: tuple, value) -> None:
+    for key in keys[:-1]:
+        head = head[key]
+    head[keys[-1]] = value
+
+
 @pytest.mark.parametrize(
-    "where, value, pointer, words",
+    "changes, pointer, words",
     [
-        (("branches", 2, "input"), 2, "/head/branches/2/input", "0..1"),
-        (("branches", 0, "input"), 0, "/head/branches/0/input", "only -1"),
-        (("branches", 1, "rate"), [0, 3], "/head/branches/1/rate/0", "minimum"),
-        (("branches", 1, "kernel"), 2, "/head/branches/1/kernel", "not allowed"),
-        (("branches", 3, "input"), -2, "/head/branches/3/input", "minimum"),
-        (("rate_multiplier",), 0, "/head/rate_multiplier", "minimum"),
-        (("branches",), [], "/head/branches", "non-empty"),
-        (("branches",), BRANCHES * 4, "/head/branches", "at most 16"),
-        (("low_level",), "s16", None, None),  # same level as the input: allowed
-        (("input",), "s4", "/head/low_level", "coarser"),
+        ({("branches", 2, "input"): 2}, "/head/branches/2/input", "0..1"),
+        ({("branches", 0, "input"): 0}, "/head/branches/0/input", "only -1"),
+        ({("branches", 1, "rate"): [0, 3]}, "/head/branches/1/rate/0", "minimum"),
+        ({("branches", 1, "kernel"): 2}, "/head/branches/1/kernel", "not allowed"),
+        ({("branches", 3, "input"): -2}, "/head/branches/3/input", "minimum"),
+        ({("rate_multiplier",): 0}, "/head/rate_multiplier", "minimum"),
+        ({("branches",): []}, "/head/branches", "non-empty"),
+        ({("branches",): BRANCHES * 4}, "/head/branches", "at most 16"),
+        ({("input",): "s4", ("low_level",): "s16"}, "/head/low_level", "coarser"),
     ],
 )
-def test_each_head_field_is_checked_with_its_pointer(where, value, pointer, words):
+def test_each_head_field_is_checked_with_its_pointer(changes, pointer, words):
     doc = small_doc()
-    target = doc["head"]
-    for key in where[:-1]:
-        target = target[key]
-    target[where[-1]] = value
-    if pointer is None:
-        genotype_from_dict(doc)
-        return
-    if where == ("input",):
-        doc["head"]["low_level"] = "s16"
+    for keys, value in changes.items():
+        _set(doc["head"], keys, value)
     err = _refusal(doc)
     assert err.pointer == pointer
     assert words in err.reason
+
+
+def test_the_low_level_feature_may_be_the_cells_input():
+    doc = small_doc()
+    doc["head"]["low_level"] = "s16"
+    assert genotype_from_dict(doc).head.low_level == "s16"
 
 
 @st.composite
@@ -204,7 +203,7 @@ def test_a_branch_reading_itself_or_a_later_branch_is_refused_at_the_first_one(c
 
 def test_the_published_cell_reads_as_the_heads_branches(tmp_path):
     path = tmp_path / "cell.json"
-    path.write_text(PUBLISHED_CELL)
+    path.write_text(DPC_CITYSCAPES)
     assert read_cell(path) == BRANCHES
 
 

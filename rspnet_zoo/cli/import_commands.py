@@ -182,8 +182,8 @@ def import_dpc(
 
     branches = read_cell(cell)
     os_ = int(output_stride.value)
-    spec_encoder, levels = timm_encoder(encoder, os_, pretrained)
-    g = dpc_spec(branches, spec_encoder, levels, os_, low_level, num_classes, name, description, str(cell))
+    spec_encoder, levels, norm = timm_encoder(encoder, os_, pretrained)
+    g = dpc_spec(branches, spec_encoder, levels, norm, os_, low_level, num_classes, name, description, str(cell))
     _write(g, out, force, as_json)
 
 

@@ -21,7 +21,7 @@ from rspnet_zoo.spec.io import genotype_from_dict, read_spec_text, strict_json
 from rspnet_zoo.spec.models import Genotype
 
 EXPECTED = 'a JSON list of branches {"op": "conv", "kernel": k, "rate": [rate_h, rate_w], "input": j}'
-SOURCE = "tensorflow/models research/deeplab/core/dense_prediction_cell.py"
+SOURCE = "tensorflow/models research/deeplab (core/dense_prediction_cell.py, model.py)"
 OUTPUT_STRIDES = (8, 16)  # DeepLab's rates are for 16 and scale by 16 // output_stride
 BRANCHES = ("head", "branches")
 
@@ -69,9 +69,12 @@ def dpc_head(branches: list[dict[str, Any]], input: str, low_level: str, output_
 Levels = list[tuple[int, int]]  # (channels, reduction) per timm feature index
 
 
-def timm_encoder(model: str, output_stride: int, pretrained: str | None) -> tuple[dict[str, Any], Levels]:
-    """The spec's encoder entry for timm's ``model`` at ``output_stride`` and its feature levels, (channels,
-    reduction) per index, as timm's ``feature_info`` gives them (built on the meta device: no weights)."""
+def timm_encoder(
+    model: str, output_stride: int, pretrained: str | None
+) -> tuple[dict[str, Any], Levels, dict[str, list[float]]]:
+    """The spec's encoder entry for timm's ``model`` at ``output_stride``, its feature levels ((channels,
+    reduction) per index, as timm's ``feature_info`` gives them) and the input normalisation its weights
+    expect (timm's ``pretrained_cfg``), built on the meta device: no weights."""
     import timm
     import torch
 
@@ -85,13 +88,15 @@ def timm_encoder(model: str, output_stride: int, pretrained: str | None) -> tupl
         raise GenotypeImportError(f"timm cannot build '{model}' with {kwargs} as a feature extractor: {e}") from None
     info = features.feature_info
     levels = list(zip(info.channels(), info.reduction()))
-    return {"model": model, "kwargs": kwargs, "pretrained": pretrained or False}, levels
+    norm = {key: list(features.pretrained_cfg[key]) for key in ("mean", "std") if key in features.pretrained_cfg}
+    return {"model": model, "kwargs": kwargs, "pretrained": pretrained or False}, levels, norm
 
 
 def dpc_spec(
     branches: list[dict[str, Any]],
     encoder: dict[str, Any],
     levels: Levels,
+    norm: dict[str, list[float]] | None = None,
     output_stride: int = 16,
     low_level_reduction: int = 4,
     num_classes: int = 19,
@@ -100,8 +105,8 @@ def dpc_spec(
     source: str | None = None,
 ) -> Genotype:
     """The cell ``branches`` on ``encoder`` (``{"model", "kwargs", "pretrained"}``), whose feature levels
-    are ``levels`` ((channels, reduction) per timm feature index); a branch the spec refuses is named by its
-    pointer in ``source``."""
+    are ``levels`` ((channels, reduction) per timm feature index) and whose input normalisation is ``norm``
+    (mean, std); a branch the spec refuses is named by its pointer in the cell file ``source``."""
     deep = len(levels) - 1
     low = next((i for i, (_, reduction) in enumerate(levels) if reduction == low_level_reduction), None)
     if low is None:
@@ -112,7 +117,7 @@ def dpc_spec(
     nodes = [
         {
             "id": f"level{i}",
-            "encoder": "encoder",
+            "encoder": "backbone",
             "level": i,
             "reduction": levels[i][1],
             "channels": levels[i][0],
@@ -125,13 +130,20 @@ def dpc_spec(
         "name": name or "dpc",
         "description": description
         or f"DeepLab's dense prediction cell and decoder on {encoder['model']} at output stride {output_stride}.",
-        "provenance": {"searcher": "dpc", "dataset": "cityscapes", "notes": f"imported from {SOURCE}'s JSON"},
-        "encoders": {"encoder": encoder},
+        "provenance": {
+            "searcher": "dpc",
+            "dataset": "cityscapes",
+            "notes": f"DeepLab's dense prediction cell {Path(source or 'cell.json').name} (its JSON encoding) "
+            f"and decoder as {SOURCE} build them: rates x{16 // output_stride} at output stride {output_stride}, "
+            f"decoder at 1/{low_level_reduction}",
+        },
+        "encoders": {"backbone": encoder},
         "network": {"nodes": nodes},
         "head": dpc_head(branches, f"level{deep}", f"level{low}", output_stride),
         "defaults": {
             "num_classes": num_classes,
             "input_size": [3, 1025, 2049],
+            **(norm or {}),
             **({"class_names": list(CITYSCAPES_CLASSES)} if num_classes == len(CITYSCAPES_CLASSES) else {}),
         },
     }
