@@ -62,6 +62,7 @@ FAMILIES = [
     "resnet10t",
     "convnext_atto",
     "mobilenetv4_conv_small",
+    "tf_efficientnet_lite0",  # 'same' padding: timm's fx leaves
 ]
 FAST = "mobilenetv3_small_050"
 
@@ -264,3 +265,18 @@ def test_built_folder_holds_the_whole_network(timm_weights, tmp_path):
     ours, theirs = model.eval().state_dict(), reloaded.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert torch.equal(reloaded.encoders["backbone"].conv_stem.weight, state["conv_stem.weight"])
+
+
+def test_latency_tables_time_each_encoder_as_one_unit(small):
+    from rspnet_zoo.perf import latency as lat
+
+    g, size = small.genotype, (64, 96)
+    placed = lat.plan_units(lat.lower(g), g, size)
+    (encoder,) = [p.unit for p in placed if p.role == "encoder"]
+    assert not [p for p in placed if p.node in (0, 1) and p.role != "encoder"]  # its levels add no node units
+    module, inputs = lat.UNITS["encoder"](*encoder.args)
+    module.encoder.load_state_dict(small.encoders["backbone"].state_dict())
+    run = lat._prepared(module, inputs, lat.Target(runtime="optimized", threads=1, size=size))
+    with torch.no_grad():
+        for got, expected in zip(run(), small.encode(inputs[0]), strict=True):
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

@@ -9,14 +9,26 @@ from collections.abc import Iterator, Sequence
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rspnet_zoo.errors import SpecError, WeightsError, pointer
 from rspnet_zoo.spec.models import Encoder, Genotype
-from rspnet_zoo.spec.plan import EncoderPlan, NetworkPlan, lower
+from rspnet_zoo.spec.plan import EncoderPlan, lower
 
 # What ``encoder_errors`` checks that only timm can (``validate`` names them).
 TIMM_CHECKS = ("model names", "kwargs", "levels", "reductions", "channels")
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x`` zero-padded at the bottom and right to a multiple of ``multiple``: an encoder's input, so that
+    every level comes out at least ``ceil(size / reduction)`` whatever the model's padding."""
+    return F.pad(x, [0, (-x.shape[-1]) % multiple, 0, (-x.shape[-2]) % multiple])
+
+
+def crop(feature: torch.Tensor, size: list[int], reduction: int) -> torch.Tensor:
+    """An encoder level cut to ``ceil(size / reduction)``, the size every node's output has at ``reduction``."""
+    return feature[:, :, : (size[0] + reduction - 1) // reduction, : (size[1] + reduction - 1) // reduction]
 
 
 def _timm_name(encoder: Encoder, pretrained: bool) -> str:
@@ -93,7 +105,10 @@ def _known_models() -> set[str]:
 def _level_count(encoder: Encoder, in_chans: int, at: tuple) -> int:
     """How many feature levels timm's model has (its ``feature_info``), built on the meta device."""
     try:
-        with torch.device("meta"):
+        try:
+            with torch.device("meta"):
+                model = timm.create_model(encoder.model, in_chans=in_chans, **encoder.kwargs)
+        except NotImplementedError:  # a model that computes with tensors as it is built: build it for real
             model = timm.create_model(encoder.model, in_chans=in_chans, **encoder.kwargs)
     except TypeError as e:
         raise SpecError(pointer(*at, "kwargs"), f"timm's '{encoder.model}' refused them: {e}") from None
@@ -102,22 +117,16 @@ def _level_count(encoder: Encoder, in_chans: int, at: tuple) -> int:
     return len(getattr(model, "feature_info", []))
 
 
-def encoder_plans(plan: NetworkPlan) -> dict[str, list[EncoderPlan]]:
-    """Each encoder the network reads, with its level nodes in node order."""
-    found: dict[str, list[EncoderPlan]] = {}
-    for n in plan.nodes:
-        if isinstance(n, EncoderPlan):
-            found.setdefault(n.encoder, []).append(n)
-    return found
-
-
 def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
     """What only timm can check (``TIMM_CHECKS``), one error per encoder, each built on the meta device:
     the model name, its kwargs, and every level's existence, reduction and channels."""
     plan = lower(genotype)
-    for name, levels in encoder_plans(plan).items():
+    for name, levels in plan.encoder_levels().items():
         try:
-            with torch.device("meta"):
+            try:
+                with torch.device("meta"):
+                    create_encoder(name, genotype.encoders[name], levels, plan.in_chans)
+            except NotImplementedError:  # see _level_count
                 create_encoder(name, genotype.encoders[name], levels, plan.in_chans)
         except SpecError as e:
             yield e

@@ -16,7 +16,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.nn.encoders import create_encoder, encoder_plans
+from rspnet_zoo.nn.encoders import create_encoder, crop, pad_to
 from rspnet_zoo.nn.heads import DECODERS, HEADS, AuxiliaryClassifier
 from rspnet_zoo.nn.ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
 from rspnet_zoo.spec.models import Genotype
@@ -334,7 +334,7 @@ class GenotypeNet(nn.Module):
         self.encoders = nn.ModuleDict()
         self.encoder_multiples = []
         self.level_sources = []
-        for e, (name, levels) in enumerate(encoder_plans(plan).items()):
+        for e, (name, levels) in enumerate(plan.encoder_levels().items()):
             overlay = (encoder_overlays or {}).get(name)
             self.encoders[name] = create_encoder(
                 name, genotype.encoders[name], levels, plan.in_chans, pretrained_encoders, overlay
@@ -408,12 +408,10 @@ class GenotypeNet(nn.Module):
         size = [x.shape[-2], x.shape[-1]]
         features: list[list[torch.Tensor]] = []
         for e, encoder in enumerate(self.encoders.values()):
-            m = self.encoder_multiples[e]
-            features.append(encoder(F.pad(x, [0, (-size[1]) % m, 0, (-size[0]) % m])))
+            features.append(encoder(pad_to(x, self.encoder_multiples[e])))
         levels: list[torch.Tensor] = []
         for e, position, reduction in self.level_sources:
-            h, w = _reduced(size, reduction)
-            levels.append(features[e][position][:, :, :h, :w])
+            levels.append(crop(features[e][position], size, reduction))
         return levels
 
     def run_nodes(self, x: torch.Tensor, count: int) -> list[torch.Tensor]:

@@ -183,13 +183,13 @@ class NetworkPlan:
     features: list[FeaturePlan] = field(default_factory=list)
     aux_input: FeaturePlan | None = None
 
-    def encoder_levels(self) -> dict[str, tuple[int, ...]]:
-        """Each encoder the nodes read, with its levels in node order (the encoder level nodes come first,
-        so these nodes' outputs are states 1..k in that order, encoder by encoder)."""
-        levels: dict[str, tuple[int, ...]] = {}
+    def encoder_levels(self) -> dict[str, list[EncoderPlan]]:
+        """Each encoder the nodes read (in the order of its first level node), with its level nodes in
+        node order; an encoder no node reads is not here, and is not built."""
+        levels: dict[str, list[EncoderPlan]] = {}
         for n in self.nodes:
             if isinstance(n, EncoderPlan):
-                levels[n.encoder] = (*levels.get(n.encoder, ()), n.level)
+                levels.setdefault(n.encoder, []).append(n)
         return levels
 
 
