@@ -33,7 +33,7 @@ import timm
 import torch
 from published import DPC_CITYSCAPES, DPC_COUNTS
 
-import rspnet_zoo  # noqa: F401  (registers the specs with timm)
+import rspnet_zoo  # registers the specs with timm
 from rspnet_zoo.interop.importers.dpc import dpc_spec, read_cell, timm_encoder
 from rspnet_zoo.zoo.catalog import SHIPPED
 from rspnet_zoo.zoo.stats import count_parameters, meta_model
@@ -101,12 +101,14 @@ def test_output_stride_8_doubles_the_rates_and_timm_drops_one_shortcut(tmp_path)
 
 
 @pytest.mark.slow
-def test_builds_runs_and_gives_features_through_timm():
+def test_builds_runs_optimises_and_gives_features_through_timm():
     torch.manual_seed(0)
     model = timm.create_model(NAME).eval()
     x = torch.randn(1, 3, 67, 93)  # not a multiple of 16
     with torch.no_grad():
-        assert model(x).shape == (1, 19, 67, 93)
+        logits = model(x)
+        assert logits.shape == (1, 19, 67, 93)
+        torch.testing.assert_close(rspnet_zoo.optimize(model)(x), logits, rtol=1e-4, atol=1e-4)
         features = timm.create_model(NAME, features_only=True).eval()(x)
     assert [f.shape[1:] for f in features] == [(256, 17, 24), (2048, 5, 6)]
 

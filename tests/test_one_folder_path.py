@@ -31,13 +31,13 @@ METRICS = dict(miou=0.5, mean_acc=0.6, fw_iou=0.7, pixel_acc=0.8, images=2, per_
 
 def image_readers(model: GenotypeNet, in_chans: int) -> set[str]:
     """The convs whose input is the image itself, found by running the model: every conv that sees an
-    ``in_chans``-channel input on the way from the image, before any node's output."""
+    ``in_chans``-channel input on the way from the image (in a node or an encoder), before any node's output."""
     seen: set[str] = set()
     hooks = [
         m.register_forward_pre_hook(
             lambda mod, args, name=name: seen.add(name) if args[0].shape[1] == in_chans else None
         )
-        for name, m in model.nodes.named_modules(prefix="nodes")
+        for name, m in model.named_modules()
         if isinstance(m, nn.Conv2d) and m.in_channels == in_chans
     ]
     with torch.no_grad():
@@ -51,7 +51,7 @@ def image_readers(model: GenotypeNet, in_chans: int) -> set[str]:
 def test_the_plan_names_convs_of_the_model_that_read_in_chans(name):
     genotype = SHIPPED[name]
     plan = lower(genotype, in_chans=5)
-    names = first_conv_names(plan)
+    names = first_conv_names(plan, genotype.encoders)
     assert names and len(set(names)) == len(names)
     with torch.device("meta"):
         modules = dict(GenotypeNet(genotype, in_chans=5, plan=plan).named_modules())
@@ -63,7 +63,9 @@ def test_the_plan_names_convs_of_the_model_that_read_in_chans(name):
 )
 def test_the_plan_names_exactly_the_convs_that_read_the_image(name):
     plan = lower(SHIPPED[name], in_chans=5)
-    assert set(first_conv_names(plan)) == image_readers(GenotypeNet(SHIPPED[name], in_chans=5, plan=plan), 5)
+    assert set(first_conv_names(plan, SHIPPED[name].encoders)) == image_readers(
+        GenotypeNet(SHIPPED[name], in_chans=5, plan=plan), 5
+    )
 
 
 def test_the_cfg_is_complete_before_the_model_is_built_and_the_spec_lowered_once():
