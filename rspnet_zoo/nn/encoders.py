@@ -139,26 +139,3 @@ def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
                 create_encoder(name, genotype.encoders[name], levels, plan.in_chans)
         except SpecError as e:
             yield e
-
-
-def first_convs(encoder: Encoder) -> tuple[str, ...]:
-    """Module paths, inside the encoder's ``features_only`` module, of the convs that read the image: timm's
-    ``first_conv`` (its pretrained cfg) under the name timm's feature wrapper gives it (a flattened ``stem.0``
-    is ``stem_0``). Empty where timm cannot build the encoder: the builder says why."""
-    return _first_convs(encoder.model, tuple(sorted(encoder.kwargs.items())))
-
-
-@functools.lru_cache(maxsize=64)
-def _first_convs(model: str, kwargs: tuple[tuple[str, Any], ...]) -> tuple[str, ...]:
-    try:
-        with torch.device("meta"):
-            features = timm.create_model(model, features_only=True, **dict(kwargs))
-    except (TypeError, RuntimeError, ValueError, NotImplementedError):
-        return ()
-    convs = {name for name, module in features.named_modules() if isinstance(module, nn.Conv2d)}
-    first = features.pretrained_cfg.get("first_conv") or ()
-    found: list[str] = []
-    for name in [first] if isinstance(first, str) else first:
-        parent, _, rest = name.partition(".")
-        found += [c for c in (name, f"{parent}_{rest}") if c in convs][:1]
-    return tuple(found)

@@ -6,7 +6,7 @@ copies ``forward``'s annotations into the graph it traces, and TorchScript canno
 (``torch.jit.script`` of a timm or torchvision fx feature extractor would fail).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -16,10 +16,10 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.nn.encoders import create_encoder, crop, first_convs, pad_to
+from rspnet_zoo.nn.encoders import create_encoder, crop, pad_to
 from rspnet_zoo.nn.heads import DECODERS, HEADS, AuxiliaryClassifier
 from rspnet_zoo.nn.ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
-from rspnet_zoo.spec.models import Encoder, Genotype
+from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.spec.plan import (
     CellLayout,
     CellPlan,
@@ -255,13 +255,10 @@ def _layer_input_convs(plan: LayerPlan) -> tuple[str, ...]:
     return ConvBNAct.input_convs_of(plan.args.pre_act)
 
 
-def first_conv_names(plan: NetworkPlan, encoders: Mapping[str, Encoder] | None = None) -> tuple[str, ...]:
-    """Module paths of the convs that read the image (timm adapts them for ``in_chans``), from the plan and the
-    spec's ``encoders`` (each encoder's own first conv, as timm names it), so that a model's cfg can name them
-    before the model is built."""
+def first_conv_names(plan: NetworkPlan) -> tuple[str, ...]:
+    """Module paths of the convs that read the image (timm adapts them for ``in_chans``), from the plan, so that a
+    model's cfg can name them before the model is built."""
     names: list[str] = []
-    for name in plan.encoder_levels() if encoders else ():
-        names += [f"encoders.{name}.{conv}" for conv in first_convs(encoders[name])]
     for node in plan.nodes:
         if isinstance(node, LayerPlan):
             if node.input.state == 0:
@@ -380,8 +377,7 @@ class GenotypeNet(nn.Module):
             dict(num_chs=f.channels, reduction=f.reduction, module=f"nodes.{f.state - 1}") for f in plan.features
         ]
         self.feature_states: list[int] = [f.state for f in plan.features]
-        # timm's model traits: in_chans adaptation
-        self._traits = dict(first_conv=first_conv_names(plan, genotype.encoders))
+        self._traits = dict(first_conv=first_conv_names(plan))  # timm's model traits: in_chans adaptation
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:

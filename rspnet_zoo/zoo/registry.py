@@ -79,7 +79,7 @@ def create_genotype_net(
     if pretrained:  # the weights file holds the whole network, encoders included
         kwargs.setdefault("pretrained_encoders", False)
     plan = lower(genotype, kwargs["in_chans"], kwargs.get("output_stride"), kwargs["num_classes"])
-    cfg["first_conv"] = cfg_first_conv(first_conv_names(plan, genotype.encoders))
+    cfg["first_conv"] = cfg_first_conv(first_conv_names(plan))
     levels = len(plan.features) if kwargs.get("features_only") else 5  # timm's fx extractor indexes them all
     return build_model_with_cfg(
         GenotypeNet,
