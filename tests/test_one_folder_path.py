@@ -17,6 +17,7 @@ import rspnet_zoo.spec.plan
 import rspnet_zoo.zoo.folder
 import rspnet_zoo.zoo.registry
 from rspnet_zoo.interop.convert import convert_checkpoint
+from rspnet_zoo.nn.encoders import encoder_first_convs
 from rspnet_zoo.nn.model import GenotypeNet, first_conv_names
 from rspnet_zoo.spec.plan import lower
 from rspnet_zoo.training.loop import save_to_zoo
@@ -51,7 +52,7 @@ def image_readers(model: GenotypeNet, in_chans: int) -> set[str]:
 def test_the_plan_names_convs_of_the_model_that_read_in_chans(name):
     genotype = SHIPPED[name]
     plan = lower(genotype, in_chans=5)
-    names = first_conv_names(plan, genotype.encoders)
+    names = first_conv_names(plan) + encoder_first_convs(genotype, plan)
     assert names and len(set(names)) == len(names)
     with torch.device("meta"):
         modules = dict(GenotypeNet(genotype, in_chans=5, plan=plan).named_modules())
@@ -63,7 +64,7 @@ def test_the_plan_names_convs_of_the_model_that_read_in_chans(name):
 )
 def test_the_plan_names_exactly_the_convs_that_read_the_image(name):
     plan = lower(SHIPPED[name], in_chans=5)
-    assert set(first_conv_names(plan, SHIPPED[name].encoders)) == image_readers(
+    assert set(first_conv_names(plan) + encoder_first_convs(SHIPPED[name], plan)) == image_readers(
         GenotypeNet(SHIPPED[name], in_chans=5, plan=plan), 5
     )
 
