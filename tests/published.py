@@ -49,6 +49,13 @@ NAS_SEGM_ARCH1 = (
     "[[[1, 1, 0], [1, 3, 0], [3, 4, 0]], [[1, 1, 0, 0, 0], [0, 1, 1, 1, 1], [3, 1, 2, 3, 0], [3, 0, 2, 2, 0], "
     "[0, 1, 2, 0, 0], [2, 1, 1, 3, 0], [4, 0, 2, 2, 0]]]"
 )
+# DPC (Chen et al., NeurIPS 2018, arXiv 1809.04184): tensorflow/models
+# research/deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json, verbatim
+DPC_CITYSCAPES = (
+    '[{"kernel": 3, "rate": [1, 6], "op": "conv", "input": -1}, {"kernel": 3, "rate": [18, 15], "op": "conv", '
+    '"input": 0}, {"kernel": 3, "rate": [6, 3], "op": "conv", "input": 1}, {"kernel": 3, "rate": [1, 1], "op": '
+    '"conv", "input": 0}, {"kernel": 3, "rate": [6, 21], "op": "conv", "input": 0}]'
+)
 
 # --- Parameter counts ---
 
@@ -75,3 +82,8 @@ NAS_SEGM_BLOCKS = {
 # the MobileNet-v2 encoder stages both archs use, and the final classifier conv (same source)
 NAS_SEGM_ENCODER = 56_576
 NAS_SEGM_CLASSIFIER = 10_963
+# DPC on Xception-71, 19 classes, output stride 16 (tensorflow/models research/deeplab: core/xception.py
+# xception_71, core/dense_prediction_cell.py, model.py's decoder and logits). Not run (TensorFlow 1): derived by
+# hand from those layer rules, the encoder from timm's xception71, whose layers are xception_71's at output
+# stride 16; tests/test_fidelity_dpc.py writes the derivation out, part by part.
+DPC_COUNTS = {"dpc_xception71_cityscapes": 41_608_523}

@@ -128,7 +128,8 @@ def test_no_encoders_key_when_none_so_shipped_hashes_hold():
     from rspnet_zoo import SHIPPED
 
     for g in SHIPPED.values():
-        assert "encoders" not in json.loads(dump_spec(g))
+        if not g.encoders:  # dpc_xception71_cityscapes has one
+            assert "encoders" not in json.loads(dump_spec(g))
     doc = encoder_spec(FAST)
     assert json.loads(dump_spec(genotype_from_dict(doc)))["encoders"] == {"backbone": {"model": FAST}}
 

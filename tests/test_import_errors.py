@@ -109,3 +109,44 @@ def test_range_and_assignment_forms_parse_like_lists():
     listed = parse_genotype(DARTS_V2)
     assigned = parse_genotype("DARTS = " + DARTS_V2.replace("[2, 3, 4, 5]", "range(2, 6)"))
     assert listed == assigned
+
+
+DPC_BRANCH = '{"op": "conv", "kernel": 3, "rate": [1, 6], "input": -1}'
+DPC_CASES = [
+    ("dpc-no-file", None, [], "no such file"),
+    ("dpc-not-json", "[{", [], "invalid JSON"),
+    ("dpc-an-object", '{"kernel": 3}', [], "/: expected a JSON list of branches"),
+    (
+        "dpc-later-branch",
+        f"[{DPC_BRANCH}, {DPC_BRANCH.replace('-1', '1')}]",
+        ["--encoder", "resnet18"],
+        "/1/input: branch 1 reads 1",
+    ),
+    ("dpc-pooling", '[{"op": "pyramid_pooling", "grid_size": [1, 2]}]', [], "/0/op: 'pyramid_pooling'"),
+    (
+        "dpc-rate-zero",
+        f"[{DPC_BRANCH.replace('[1, 6]', '[0, 6]')}]",
+        ["--encoder", "resnet18"],
+        "/0/rate/0: 0 is not allowed",
+    ),
+    ("dpc-unknown-encoder", f"[{DPC_BRANCH}]", ["--encoder", "no_such_net"], "unknown timm model 'no_such_net'"),
+    ("dpc-no-low-level", f"[{DPC_BRANCH}]", ["--encoder", "resnet18", "--low-level-reduction", "64"], "reduction 64"),
+    ("dpc-no-output-stride", f"[{DPC_BRANCH}]", ["--encoder", "vit_tiny_patch16_224"], "timm cannot build"),
+    ("dpc-stride-32", f"[{DPC_BRANCH}]", ["--output-stride", "32"], "'32' is not one of"),
+]
+
+
+@pytest.mark.parametrize("case, text, flags, words", DPC_CASES, ids=[c[0] for c in DPC_CASES])
+def test_a_malformed_dpc_file_or_encoder_is_one_line_exit_2_and_writes_nothing(
+    case, text, flags, words, run_cli, tmp_path_factory
+):
+    cells, out = tmp_path_factory.mktemp("cells"), tmp_path_factory.mktemp("out")
+    cell = cells / "cell.json"
+    if text is not None:
+        cell.write_text(text)
+    code, stdout, err = run_cli("import", "dpc", str(cell), *flags, "--out", str(out / "spec.json"))
+    assert code == 2
+    assert stdout == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert words in err
+    assert list(out.iterdir()) == []

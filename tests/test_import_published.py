@@ -8,6 +8,7 @@ from published import (
     AUTODEEPLAB_PATH,
     DARTS_V1,
     DARTS_V2,
+    DPC_CITYSCAPES,
     NAS_SEGM_ARCH0,
     NAS_SEGM_ARCH1,
     PC_DARTS_CIFAR,
@@ -58,6 +59,17 @@ def _nas_segm(arch, config, count):
     ]
 
 
+def _dpc(cell_file):
+    return [
+        "dpc",
+        str(cell_file),
+        "--description",
+        "DPC (Chen et al., NeurIPS 2018, arXiv 1809.04184): DeepLab's published dense prediction cell "
+        "(dense_prediction_cell_branch5_top1_cityscapes.json) on timm's xception71 at output stride 16, with "
+        "DeepLab's decoder at 1/4 and 19 Cityscapes classes; 41,608,523 parameters.",
+    ]
+
+
 # spec name -> `rspnet-zoo import` arguments (without --name and --out)
 PUBLISHED = {
     "darts_v1_cifar": _darts(DARTS_V1, "cifar", "DARTS V1 (first order)", "arXiv 1806.09055", "3,169,414"),
@@ -77,6 +89,20 @@ PUBLISHED = {
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_import_reproduces_the_shipped_spec(name, run_cli, tmp_path):
     code, out, err = run_cli("import", *PUBLISHED[name], "--name", name, "--out", str(tmp_path), "--json")
+    _same_as_shipped(name, code, out, err, tmp_path)
+
+
+def test_import_dpc_reproduces_the_shipped_spec(run_cli, tmp_path):
+    """DeepLab's file as published, under its own name (the spec's notes name the file)."""
+    cell = tmp_path / "cell" / "dense_prediction_cell_branch5_top1_cityscapes.json"
+    cell.parent.mkdir()
+    cell.write_text(DPC_CITYSCAPES)
+    name = "dpc_xception71_cityscapes"
+    code, out, err = run_cli("import", *_dpc(cell), "--name", name, "--out", str(tmp_path), "--json")
+    _same_as_shipped(name, code, out, err, tmp_path)
+
+
+def _same_as_shipped(name, code, out, err, tmp_path):
     assert code == 0, err
     info = json.loads(out)
     written = tmp_path / f"{name}.json"

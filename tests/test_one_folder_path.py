@@ -17,6 +17,7 @@ import rspnet_zoo.spec.plan
 import rspnet_zoo.zoo.folder
 import rspnet_zoo.zoo.registry
 from rspnet_zoo.interop.convert import convert_checkpoint
+from rspnet_zoo.nn.encoders import encoder_first_convs
 from rspnet_zoo.nn.model import GenotypeNet, first_conv_names
 from rspnet_zoo.spec.plan import lower
 from rspnet_zoo.training.loop import save_to_zoo
@@ -31,13 +32,13 @@ METRICS = dict(miou=0.5, mean_acc=0.6, fw_iou=0.7, pixel_acc=0.8, images=2, per_
 
 def image_readers(model: GenotypeNet, in_chans: int) -> set[str]:
     """The convs whose input is the image itself, found by running the model: every conv that sees an
-    ``in_chans``-channel input on the way from the image, before any node's output."""
+    ``in_chans``-channel input on the way from the image (in a node or an encoder), before any node's output."""
     seen: set[str] = set()
     hooks = [
         m.register_forward_pre_hook(
             lambda mod, args, name=name: seen.add(name) if args[0].shape[1] == in_chans else None
         )
-        for name, m in model.nodes.named_modules(prefix="nodes")
+        for name, m in model.named_modules()
         if isinstance(m, nn.Conv2d) and m.in_channels == in_chans
     ]
     with torch.no_grad():
@@ -51,7 +52,7 @@ def image_readers(model: GenotypeNet, in_chans: int) -> set[str]:
 def test_the_plan_names_convs_of_the_model_that_read_in_chans(name):
     genotype = SHIPPED[name]
     plan = lower(genotype, in_chans=5)
-    names = first_conv_names(plan)
+    names = first_conv_names(plan) + encoder_first_convs(genotype, plan)
     assert names and len(set(names)) == len(names)
     with torch.device("meta"):
         modules = dict(GenotypeNet(genotype, in_chans=5, plan=plan).named_modules())
@@ -63,7 +64,9 @@ def test_the_plan_names_convs_of_the_model_that_read_in_chans(name):
 )
 def test_the_plan_names_exactly_the_convs_that_read_the_image(name):
     plan = lower(SHIPPED[name], in_chans=5)
-    assert set(first_conv_names(plan)) == image_readers(GenotypeNet(SHIPPED[name], in_chans=5, plan=plan), 5)
+    assert set(first_conv_names(plan) + encoder_first_convs(SHIPPED[name], plan)) == image_readers(
+        GenotypeNet(SHIPPED[name], in_chans=5, plan=plan), 5
+    )
 
 
 def test_the_cfg_is_complete_before_the_model_is_built_and_the_spec_lowered_once():

@@ -130,6 +130,12 @@ CORPUS = [
     ("duplicate-id", mutate(duplicate_id), at("l2_r8", "id"), "duplicate"),
     ("never-reaches-head", mutate(drop_from_head), at("l3_r32"), "never reaches the head"),
     ("head-dangling", mutate(lambda d: set_path(d, ["head", "inputs", 0], "nowhere")), "/head/inputs/0", "dangling"),
+    (  # a field of a head type that is not the union's first: the field, not the type, is named
+        "head-field-of-a-later-type",
+        mutate(lambda d: d["head"].update(type="concat", channels=0)),
+        "/head/channels",
+        "minimum",
+    ),
     ("wrong-slot-count", mutate(lambda d: node(d, "l2_r8")["inputs"].pop()), at("l2_r8", "inputs"), "takes 2 input"),
     (
         "reduction-not-power-of-two",

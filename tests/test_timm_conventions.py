@@ -19,7 +19,7 @@ from rspnet_zoo.zoo.timm_registration import DEFAULT_GENERIC, refresh_tags
 
 ZOO_NAMES = timm.list_models(module="timm_registration")
 ZOO_NAMES_AND_TAGS = timm.list_models(module="timm_registration", include_tags=True)
-HEAVY = {"autodeeplab_l", "autodeeplab_m"}  # 20M-44M parameters: `pytest -m slow`
+HEAVY = {"autodeeplab_l", "autodeeplab_m", "dpc_xception71_cityscapes"}  # 20M-44M parameters: `pytest -m slow`
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many small models: no threads spin-waiting
 

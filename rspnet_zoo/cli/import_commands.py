@@ -1,4 +1,4 @@
-"""import darts | autodeeplab | nas-segm, and diff."""
+"""import darts | autodeeplab | nas-segm | dpc, and diff."""
 
 from __future__ import annotations
 
@@ -148,6 +148,43 @@ def import_nas_segm(
 
     templates, blocks = parse_config(config)
     _write(nas_segm_spec(templates, blocks, agg_size, num_classes, name, description), out, force, as_json)
+
+
+class OutputStride(str, Enum):
+    os16 = "16"
+    os8 = "8"
+
+
+@import_app.command("dpc")
+def import_dpc(
+    cell: Path = typer.Argument(
+        ..., help="DeepLab's DPC JSON file, e.g. dense_prediction_cell_branch5_top1_cityscapes.json."
+    ),
+    encoder: str = typer.Option("xception71", "--encoder", help="The timm encoder (a name timm.list_models() knows)."),
+    output_stride: OutputStride = typer.Option(
+        OutputStride.os16, "--output-stride", help="The encoder's output stride; the cell's rates scale by 16 / it."
+    ),
+    low_level: int = options.number(
+        4, "--low-level-reduction", kind=options.Number(int, 1, 64), help="The encoder level the decoder reads."
+    ),
+    pretrained: str | None = typer.Option(
+        None, "--pretrained", help="timm's pretrained tag for the encoder (e.g. tf_in1k).", show_default="none"
+    ),
+    num_classes: int = CityscapesClassesOpt,
+    name: str | None = NameOpt,
+    description: str | None = DescriptionOpt,
+    out: Path | None = OutOpt,
+    force: bool = ForceOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """DeepLab's dense prediction cell (its JSON) with DeepLab's decoder on a timm encoder."""
+    from rspnet_zoo.interop.importers.dpc import dpc_spec, read_cell, timm_encoder
+
+    branches = read_cell(cell)
+    os_ = int(output_stride.value)
+    spec_encoder, levels, norm = timm_encoder(encoder, os_, pretrained)
+    g = dpc_spec(branches, spec_encoder, levels, norm, os_, low_level, num_classes, name, description, str(cell))
+    _write(g, out, force, as_json)
 
 
 def diff(

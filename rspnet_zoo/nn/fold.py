@@ -30,6 +30,7 @@ import operator
 import torch
 import torch.nn.functional as F
 from timm.layers import BatchNormAct2d, DropPath, get_notrace_functions, get_notrace_modules
+from timm.models import FeatureHookNet
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -61,11 +62,12 @@ def optimize(model: nn.Module, *, compile: bool = False, channels_last: bool = T
 class TimmTracer(fx.Tracer):
     """fx's tracer with timm's leaves: the modules and functions timm marks as not traceable (those whose
     forward reads sizes: 'same' padding, BatchNormAct2d's checks) stay one call each, as in timm's own fx
-    feature extraction, so any timm encoder inside a spec traces."""
+    feature extraction, and so does a ``FeatureHookNet`` (an encoder whose levels forward hooks collect,
+    which a trace does not run: xception, ...), so any timm encoder inside a spec traces."""
 
     def __init__(self):
         super().__init__(autowrap_functions=tuple(get_notrace_functions()))
-        self.leaves = tuple(get_notrace_modules())
+        self.leaves = (*get_notrace_modules(), FeatureHookNet)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, self.leaves) or super().is_leaf_module(m, module_qualified_name)

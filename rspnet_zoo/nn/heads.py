@@ -18,7 +18,15 @@ from torch import nn
 
 from rspnet_zoo.nn.ops import ConvBNAct
 from rspnet_zoo.spec.heads import HEADS, HeadDef  # noqa: F401  (re-exported beside the decoders)
-from rspnet_zoo.spec.models import AuxiliaryHead, ClassifierHead, ConcatHead, DeepLabV3PlusHead, FusionHead
+from rspnet_zoo.spec.models import (
+    AuxiliaryHead,
+    ClassifierHead,
+    ConcatHead,
+    DeepLabV3PlusHead,
+    DPCBranch,
+    DPCHead,
+    FusionHead,
+)
 
 if TYPE_CHECKING:
     from rspnet_zoo.spec.plan import FeaturePlan
@@ -102,13 +110,33 @@ class ASPP(nn.Module):
         return self.project(torch.cat(outs, dim=1))
 
 
-class DeepLabV3PlusDecoder(nn.Module):
-    """ASPP on the deep feature, upsampled onto a projected low-level feature, two 3x3 convs."""
+class DeepLabDecoder(nn.Module):
+    """DeepLabv3+'s decoder: a context module on the deep feature (``context``), its output upsampled onto a
+    projected low-level feature (``low_proj``), concatenated after it and refined (``refine``). Subclasses
+    register the three modules."""
 
-    def __init__(self, inputs: list[FeaturePlan], spec: DeepLabV3PlusHead):
+    def __init__(self, inputs: list[FeaturePlan]):
         super().__init__()
         deep, low = inputs
         self.deep_state, self.low_state = deep.state, low.state
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        low = self.low_proj(states[self.low_state])
+        deep = F.interpolate(
+            self.context(states[self.deep_state]), size=low.shape[-2:], mode="bilinear", align_corners=True
+        )
+        return self.refine(torch.cat([deep, low], dim=1))
+
+
+class DeepLabV3PlusDecoder(DeepLabDecoder):
+    """ASPP on the deep feature, upsampled onto a projected low-level feature, two 3x3 convs."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: DeepLabV3PlusHead):
+        super().__init__(inputs)
+        deep, low = inputs
         self.aspp = ASPP(deep.channels, spec.aspp_channels, spec.rates)
         self.low_proj = ConvBNAct(low.channels, spec.low_level_channels, 1)
         self.refine = nn.Sequential(
@@ -118,12 +146,68 @@ class DeepLabV3PlusDecoder(nn.Module):
         )
         self.num_features = spec.decoder_channels
 
-    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
-        low = self.low_proj(states[self.low_state])
-        deep = F.interpolate(
-            self.aspp(states[self.deep_state]), size=low.shape[-2:], mode="bilinear", align_corners=True
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aspp(x)
+
+
+class SplitSeparableConv(nn.Sequential):
+    """DeepLab's split separable conv: depthwise kxk (dilated) -> BN -> ReLU -> pointwise 1x1 -> BN -> ReLU
+    (a BN and ReLU between the two, unlike a plain separable conv)."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, dilation: tuple[int, int] = (1, 1)):
+        super().__init__(
+            ConvBNAct(in_chs, in_chs, kernel_size, dilation=dilation, groups=in_chs),
+            ConvBNAct(in_chs, out_chs, 1),
         )
-        return self.refine(torch.cat([deep, low], dim=1))
+
+
+def dpc_branch(branch: DPCBranch, in_chs: int, out_chs: int, rate_multiplier: int) -> nn.Module:
+    """One branch of a dense prediction cell: a 1x1 conv, or a split separable conv at the scaled rate."""
+    if branch.kernel == 1:
+        return ConvBNAct(in_chs, out_chs, 1)
+    rate_h, rate_w = branch.rate
+    return SplitSeparableConv(in_chs, out_chs, branch.kernel, (rate_h * rate_multiplier, rate_w * rate_multiplier))
+
+
+class DensePredictionCell(nn.Module):
+    """DeepLab's dense prediction cell: branches that read the input or an earlier branch, all concatenated,
+    dropout (training only), a 1x1 projection."""
+
+    def __init__(self, in_chs: int, spec: DPCHead):
+        super().__init__()
+        width = spec.branch_channels
+        self.sources: list[int] = [b.input for b in spec.branches]
+        self.branches = nn.ModuleList(
+            [dpc_branch(b, in_chs if b.input < 0 else width, width, spec.rate_multiplier) for b in spec.branches]
+        )
+        self.dropout = nn.Dropout(spec.concat_dropout)
+        self.project = ConvBNAct(len(spec.branches) * width, spec.projection_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = []
+        for i, branch in enumerate(self.branches):
+            source = self.sources[i]
+            outs.append(branch(x if source < 0 else outs[source]))
+        return self.project(self.dropout(torch.cat(outs, dim=1)))
+
+
+class DPCDecoder(DeepLabDecoder):
+    """The dense prediction cell on the deep feature and DeepLab's decoder: the low-level 1x1 projection and
+    two 3x3 split separable convs (DeepLab's ``decoder_use_separable_conv``)."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: DPCHead):
+        super().__init__(inputs)
+        deep, low = inputs
+        self.dpc = DensePredictionCell(deep.channels, spec)
+        self.low_proj = ConvBNAct(low.channels, spec.low_level_channels, 1)
+        self.refine = nn.Sequential(
+            SplitSeparableConv(spec.projection_channels + spec.low_level_channels, spec.decoder_channels),
+            SplitSeparableConv(spec.decoder_channels, spec.decoder_channels),
+        )
+        self.num_features = spec.decoder_channels
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dpc(x)
 
 
 class AuxiliaryClassifier(nn.Module):
@@ -155,6 +239,7 @@ DECODERS: dict[str, Callable[[list[FeaturePlan], Any], nn.Module]] = {
     "fusion": FusionDecoder,
     "concat": ConcatDecoder,
     "deeplabv3plus": DeepLabV3PlusDecoder,
+    "dpc": DPCDecoder,
     "classifier": SelectFeature,
 }
 

@@ -328,16 +328,18 @@ class ConvBNAct(nn.Sequential):
         out_chs: int,
         kernel_size: int = 1,
         stride: int = 1,
-        dilation: int = 1,
+        dilation: int | tuple[int, int] = 1,
         act: str | None = "relu",
         pre_act: bool = False,
         bias: bool = False,
         affine: bool = True,
+        groups: int = 1,
     ):
         layers: list[nn.Module] = [nn.ReLU(inplace=False)] if pre_act else []
-        padding = dilation * (kernel_size - 1) // 2
+        dilation = (dilation, dilation) if isinstance(dilation, int) else dilation
+        padding = tuple(d * (kernel_size - 1) // 2 for d in dilation)
         layers += [
-            nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, bias=bias),
+            nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=bias),
             nn.BatchNorm2d(out_chs, affine=affine),
         ]
         if act is not None:

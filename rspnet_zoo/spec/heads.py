@@ -18,6 +18,7 @@ from rspnet_zoo.spec.models import (
     ClassifierHead,
     ConcatHead,
     DeepLabV3PlusHead,
+    DPCHead,
     FusionHead,
     Genotype,
     SegmentationHead,
@@ -68,6 +69,24 @@ def _deeplab_bound(inputs: list[FeaturePlan], aux, head: DeepLabV3PlusHead, n: i
     )
 
 
+def _split_separable(in_chs: int, out_chs: int, kernel: int) -> int:
+    """DeepLab's split separable conv: depthwise kxk -> BN, pointwise 1x1 -> BN (no biases)."""
+    return kernel * kernel * in_chs + 2 * in_chs + in_chs * out_chs + 2 * out_chs
+
+
+def _dpc_bound(inputs: list[FeaturePlan], aux, head: DPCHead, n: int) -> int:
+    """The cell's branches and projection, the low-level 1x1, two 3x3 split separable convs: exact."""
+    b, p, low, d = head.branch_channels, head.projection_channels, head.low_level_channels, head.decoder_channels
+    total = 0
+    for branch in head.branches:
+        in_chs = inputs[0].channels if branch.input < 0 else b
+        total += in_chs * b + 2 * b if branch.kernel == 1 else _split_separable(in_chs, b, branch.kernel)
+    total += len(head.branches) * b * p + 2 * p
+    total += inputs[1].channels * low + 2 * low
+    total += _split_separable(p + low, d, 3) + _split_separable(d, d, 3)
+    return total + _dense_classifier(head, d, n)
+
+
 def _classifier_bound(inputs: list[FeaturePlan], aux: FeaturePlan | None, head: ClassifierHead, n: int) -> int:
     total = inputs[0].channels * n + n
     if aux is not None and head.auxiliary is not None:
@@ -77,13 +96,28 @@ def _classifier_bound(inputs: list[FeaturePlan], aux: FeaturePlan | None, head: 
     return total
 
 
-def _low_level_not_coarser(head: DeepLabV3PlusHead, reductions: list[int]) -> None:
+def _low_level_not_coarser(head: DeepLabV3PlusHead | DPCHead, reductions: list[int]) -> None:
     if reductions[1] > reductions[0]:
-        raise SpecError(pointer("head", "low_level"), "the low-level feature must not be coarser than the ASPP input")
+        coarser = f"the low-level feature must not be coarser than the {head.type} head's input"
+        raise SpecError(pointer("head", "low_level"), coarser)
+
+
+def _dpc_checks(head: DPCHead, reductions: list[int]) -> None:
+    _low_level_not_coarser(head, reductions)
+    for i, branch in enumerate(head.branches):
+        if branch.input >= i:
+            allowed = "only -1 (the features)" if i == 0 else f"-1 (the features) or an earlier branch, 0..{i - 1}"
+            raise SpecError(
+                pointer("head", "branches", i, "input"), f"branch {i} reads {branch.input}; it may read {allowed}"
+            )
 
 
 def _listed_inputs(head: FusionHead | ConcatHead) -> list[Ref]:
     return [(pointer("head", "inputs", i), ref) for i, ref in enumerate(head.inputs)]
+
+
+def _deep_and_low_level(head: DeepLabV3PlusHead | DPCHead) -> list[Ref]:
+    return [(pointer("head", "input"), head.input), (pointer("head", "low_level"), head.low_level)]
 
 
 HEADS: dict[str, HeadDef] = {
@@ -91,9 +125,15 @@ HEADS: dict[str, HeadDef] = {
     "concat": HeadDef(ConcatHead, _listed_inputs, _concat_bound),
     "deeplabv3plus": HeadDef(
         DeepLabV3PlusHead,
-        lambda h: [(pointer("head", "input"), h.input), (pointer("head", "low_level"), h.low_level)],
+        _deep_and_low_level,
         _deeplab_bound,
         check=_low_level_not_coarser,
+    ),
+    "dpc": HeadDef(
+        DPCHead,
+        _deep_and_low_level,
+        _dpc_bound,
+        check=_dpc_checks,
     ),
     "classifier": HeadDef(
         ClassifierHead,

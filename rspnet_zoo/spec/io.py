@@ -196,10 +196,17 @@ def _check_schema(doc: dict[str, Any]) -> None:
 
 
 def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """For a failed oneOf/anyOf, report the branch that got furthest into the document."""
+    """For a failed oneOf/anyOf, report the branch that got furthest into the document. In a union
+    discriminated by ``type`` (the heads), the branches whose ``type`` does not match are not the one meant."""
     while error.context:
-        error = max(error.context, key=lambda e: len(e.absolute_path))
+        other_type = {e.relative_schema_path[0] for e in error.context if e.validator == "const" and _at_type(e)}
+        meant = [e for e in error.context if e.relative_schema_path[0] not in other_type]
+        error = max(meant or error.context, key=lambda e: len(e.absolute_path))
     return error
+
+
+def _at_type(error: jsonschema.ValidationError) -> bool:
+    return bool(error.absolute_path) and error.absolute_path[-1] == "type"
 
 
 def _short(error: jsonschema.ValidationError) -> str:

@@ -232,6 +232,44 @@ class DeepLabV3PlusHead(SegmentationHead):
     decoder_channels: Channels = 256
 
 
+MAX_DPC_BRANCHES = 16
+DilationRate = Annotated[int, Field(ge=1, le=64)]
+
+
+class DPCBranch(Strict):
+    """One branch of a dense prediction cell (DeepLab's ``op: conv``): a 1x1 conv -> BN -> ReLU, or for a
+    larger kernel a split separable conv (depthwise kxk at ``rate`` -> BN -> ReLU -> pointwise 1x1 -> BN
+    -> ReLU), reading the cell's input (-1) or an earlier branch's output."""
+
+    kernel: Literal[1, 3, 5, 7]
+    rate: tuple[DilationRate, DilationRate] = Field(description="(rate_h, rate_w) of the depthwise conv")
+    input: Annotated[int, Field(ge=-1, le=MAX_DPC_BRANCHES - 2)] = Field(
+        description="-1: the features the head reads; j: the output of branch j (an earlier branch)"
+    )
+
+
+class DPCHead(SegmentationHead):
+    """DeepLab's dense prediction cell on ``input`` (branches, concatenated, dropout, 1x1 projection) and the
+    DeepLabv3+ decoder with split separable convs and a low-level branch from ``low_level``."""
+
+    type: Literal["dpc"]
+    input: Identifier
+    low_level: Identifier
+    branches: Annotated[list[DPCBranch], Field(min_length=1, max_length=MAX_DPC_BRANCHES)]
+    rate_multiplier: Annotated[int, Field(ge=1, le=4)] = Field(
+        1, description="multiplies every rate (DeepLab's conv_rate_multiplier: 16 // output_stride)"
+    )
+    branch_channels: Channels = 256
+    concat_dropout: Dropout = Field(0.1, description="dropout on the concatenated branches (training only)")
+    projection_channels: Channels = 256
+    low_level_channels: Channels = 48
+    decoder_channels: Channels = 256
+    dropout: Dropout = 0.0
+    upsample: Literal["bilinear", "bilinear_align_corners", "none"] = Field(
+        "bilinear_align_corners", description="DeepLab resizes the logits with align_corners=True"
+    )
+
+
 class AuxiliaryHead(Strict):
     """DARTS's auxiliary classifier, built only on request and used in training only:
     ReLU -> avg pool (no padding) -> 1x1 conv -> BN -> ReLU -> 2x2 conv -> [BN] -> ReLU -> linear."""
@@ -255,7 +293,7 @@ class ClassifierHead(Strict):
 
 
 # The head union, discriminated by ``type``; tests/test_tables.py checks it equals the heads table's models.
-Head = Annotated[FusionHead | ConcatHead | DeepLabV3PlusHead | ClassifierHead, Field(discriminator="type")]
+Head = Annotated[FusionHead | ConcatHead | DeepLabV3PlusHead | DPCHead | ClassifierHead, Field(discriminator="type")]
 
 
 class Network(Strict):
