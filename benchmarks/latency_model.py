@@ -4,9 +4,9 @@ specs from the search space (issue 10: within 20% on this machine).
 1. ``rspnet_zoo.perf.latency.profile`` builds (or reloads) the table of the ``--budget`` search space at
    ``--size``, ``--threads``, ``--clock``, calibrated on the space's full lattice (never on the specs
    checked here).
-2. ``--random`` specs are drawn from the same space: a random cell (two edges per step, random inputs
-   and ops other than 'none'), random attention decoded by the search's own rule, a random width of
-   ``latency_widths``.
+2. ``--random`` specs are drawn from the same space (``searchers.rspnet.random_search.random_network``: a
+   random cell of the decoded shape, random attention decoded by the search's own rule, a random width of
+   ``latency_widths``).
 3. Each spec, shipped and random, is predicted from the table and then measured as a whole network
    (``measure_model``: the same clock and threads) in ``--rounds`` interleaved rounds, so load changes
    hit every spec alike; its measured latency is the median.
@@ -38,31 +38,9 @@ from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.perf.latency import RUNTIMES, Target, measure_model, profile
 from rspnet_zoo.resources import shipped_specs
 from rspnet_zoo.spec.io import load_spec
-from rspnet_zoo.spec.models import Cell, CellStep, Edge, Genotype
-from searchers.rspnet.budgets import SearchConfig, resolve_config
-from searchers.rspnet.decode import decode_paths
+from searchers.rspnet.budgets import resolve_config
 from searchers.rspnet.latency_search import calibration_genotypes, space_genotypes
-from searchers.rspnet.structures import STEM, head_candidates, lattice, path_network
-
-
-def random_spec(config: SearchConfig, rng: random.Random, index: int) -> Genotype:
-    """A network the search could emit: random cell, random attention decoded, random width."""
-    stage = config.path
-    ops = [p for p in config.cell.primitives if p != "none"]
-    steps = [
-        CellStep(edges=[Edge(input=j, op=rng.choice(ops)) for j in sorted(rng.sample(range(2 + i), 2))])
-        for i in range(config.cell.steps)
-    ]
-    cell = Cell(num_inputs=2, steps=steps, concat=list(range(2, 2 + config.cell.steps)))
-    nodes = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
-    attention = {n.id: [rng.random() for _ in n.candidates] for n in nodes}
-    decision = decode_paths(
-        {n.id: n.candidates for n in nodes}, attention, head_candidates(nodes), stage.topk, stage.threshold, (STEM,)
-    )
-    width = max(1, round(stage.spec_channels * rng.choice(stage.latency_widths)))
-    return path_network(
-        cell, nodes, width, stage.rsp_ratio, stage.rsp_depths, NUM_CLASSES, kept=decision.kept, name=f"random_{index}"
-    )
+from searchers.rspnet.random_search import random_network
 
 
 def main() -> None:
@@ -100,7 +78,7 @@ def main() -> None:
     )
     rng = random.Random(args.seed)
     specs = [load_spec(p) for p in (args.specs or shipped_specs())]
-    specs += [random_spec(config, rng, i) for i in range(args.random)]
+    specs += [random_network(config, rng, NUM_CLASSES, f"random_{i}") for i in range(args.random)]
     predicted = [table.predict(g) for g in specs]  # times the units the space's table lacks
     models = [GenotypeNet(g) for g in specs]
     measured: list[list[float]] = [[] for _ in specs]

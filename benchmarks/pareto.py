@@ -5,7 +5,7 @@ space, and torchvision's LRASPP MobileNetV3-Large.
 1. LRASPP is timed first; the three search targets are ``--target-fractions`` of its latency (or
    ``--targets`` in ms), so the picture means the same on any machine.
 2. ``rspnet-zoo search --stage both --latency-target MS`` runs once per target on ``--budget``'s space.
-3. ``--random`` specs are drawn from the same space (``latency_model.random_spec``: a random cell,
+3. ``--random`` specs are drawn from the same space (``searchers.rspnet.random_search.random_network``: a random cell,
    random attention decoded by the search's own rule, a random width).
 4. Every network is timed in one interleaved run (``rspnet_zoo.perf.bench``: 1x3xHxW, ``--classes``,
    ``--threads``, eager, untrained weights) and trained from scratch at the quality benchmark's
@@ -37,9 +37,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from latency_model import random_spec  # noqa: E402  (benchmarks/ is the script's folder)
 
 from rspnet_zoo.data import build_dataset  # noqa: E402
+from rspnet_zoo.data.synthetic import NUM_CLASSES  # noqa: E402
 from rspnet_zoo.fsutil import atomic_path, atomic_write_text  # noqa: E402
 from rspnet_zoo.perf.bench import load_model, measure, prepare  # noqa: E402
 from rspnet_zoo.resources import shipped_specs  # noqa: E402
@@ -47,6 +47,7 @@ from rspnet_zoo.spec.io import dump_spec  # noqa: E402
 from rspnet_zoo.training.loop import evaluate, train  # noqa: E402
 from searchers.rspnet.budgets import resolve_config  # noqa: E402
 from searchers.rspnet.latency_search import latency_verdict  # noqa: E402
+from searchers.rspnet.random_search import random_network  # noqa: E402
 
 PEER = "lraspp_mobilenet_v3_large"
 QUICK = dict(budget="smoke", size="64x128", rounds=1, random=2, iterations=2, batch_size=2, crop=32)
@@ -240,7 +241,7 @@ def main() -> None:
     config, rng = resolve_config(args.budget), random.Random(args.seed)
     for i in range(args.random):
         path = args.out / f"random_{i}.json"
-        atomic_write_text(path, dump_spec(random_spec(config, rng, i)))
+        atomic_write_text(path, dump_spec(random_network(config, rng, NUM_CLASSES, f"random_{i}")))
         groups[str(path)] = "random"
     groups[PEER] = "peer"
 

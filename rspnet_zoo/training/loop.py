@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from rspnet_zoo.errors import WeightsError, ZooError
 from rspnet_zoo.fsutil import atomic_path
@@ -344,10 +344,12 @@ def evaluate(
     file in its runtime), which runs where it was made for. Images of different sizes may share a batch:
     each size is run as its own stacked forward pass. ``amp`` (bf16, fp16): a torch model's forward pass in
     mixed precision; ``num_workers``: data-loader processes (None: ``rspnet_zoo.training.loading``'s default).
+    A ``Subset`` is scored with the classes of the data set it is cut from.
     """
     device = distributed.device(device) or default_device()
     run = as_runner(model, device)
-    metrics = SegmentationMetrics(dataset.num_classes, getattr(dataset, "class_names", None))
+    whole = dataset.dataset if isinstance(dataset, Subset) else dataset
+    metrics = SegmentationMetrics(whole.num_classes, getattr(whole, "class_names", None))
     dataset = distributed.eval_shard(dataset)
     loader = DataLoader(
         dataset,

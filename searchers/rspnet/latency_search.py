@@ -13,6 +13,9 @@ Stage 2 learns the attention a and knows the cell. Stage 1 takes the attention u
 cell: a decoded step keeps two edges, each with its strongest op other than 'none', so op p is expected
 on count_p = sum_e 2 beta_e alpha_ep / (1 - alpha_e,none) edges of every cell, and cell_n holds
 sum_p count_p latency(p at node n's width and size) beside the aggregations that do not depend on it.
+The decoder keeps at most ``skip_cap`` skip-connects, so skip-connects past the cap are priced as the
+other ops: priced as free, a cell of skips was the price's optimum at a tight target, yet the decoder
+struck all but the cap and emitted whatever op came second on those edges.
 
 The penalty is ``weight * max(0, E / T - 1) + price * log(E / T)`` for a target T, not FBNet's
 multiplicative CE * a log(LAT)^b: a latency target is a constraint to meet. Above it the hinge's pull
@@ -43,7 +46,7 @@ from rspnet_zoo.perf.latency import LatencyTable, PlacedUnit, Profile, Unit, mea
 from rspnet_zoo.spec.models import Cell, CellStep, Edge, Genotype
 from rspnet_zoo.spec.plan import lower
 from searchers.rspnet.budgets import PathStage, Schedule, SearchConfig
-from searchers.rspnet.decode import EDGES_PER_STEP
+from searchers.rspnet.decode import EDGES_PER_STEP, SKIP
 from searchers.rspnet.structures import LatticeNode, head_candidates, lattice, path_network
 
 
@@ -153,14 +156,39 @@ class LatticeLatency:
         return self.fixed + (torch.stack(used) * cost).sum()
 
 
-def op_counts(alphas: torch.Tensor, betas: torch.Tensor, primitives: Sequence[str]) -> torch.Tensor:
+def op_counts(
+    alphas: torch.Tensor, betas: torch.Tensor, primitives: Sequence[str], skip_cap: int | None = None
+) -> torch.Tensor:
     """Expected edges of the decoded cell per op other than 'none' (module docstring): each step keeps
     two edges, the edge weight beta (softmax over the step's edges) says which, and the op is the edge's
-    strongest other than 'none'."""
+    strongest other than 'none'. The decoder keeps at most ``skip_cap`` skip-connects and gives a struck
+    edge another op, so skip-connects past the cap are priced as the other ops, in their proportions:
+    a cell of free skips the decoder cannot emit is never the price's optimum."""
     keep = [i for i, p in enumerate(primitives) if p != "none"]
     a = alphas[:, keep]
     a = a / a.sum(dim=1, keepdim=True)
-    return (EDGES_PER_STEP * betas[:, None] * a).sum(dim=0)
+    counts = (EDGES_PER_STEP * betas[:, None] * a).sum(dim=0)
+    names = [primitives[i] for i in keep]
+    if skip_cap is None or SKIP not in names or len(names) == 1:
+        return counts
+    skip = torch.zeros_like(counts)
+    skip[names.index(SKIP)] = 1.0
+    others = counts * (1 - skip)
+    excess = torch.relu(counts @ skip - skip_cap)
+    return torch.minimum(counts, torch.full_like(counts, float(skip_cap))) * skip + others * (
+        1 + excess / others.sum().clamp(min=1e-12)
+    )
+
+
+def cheapest_cell_ms(ops_ms: torch.Tensor, primitives: Sequence[str], edges: int, skip_cap: int | None) -> torch.Tensor:
+    """Per node, the least ms of ``edges`` op instances the decoder can emit (``ops_ms``: nodes x
+    ``primitives``, 'none' left out): every edge at the node's cheapest op, except that at most ``skip_cap``
+    of them may be skip-connects."""
+    if skip_cap is None or SKIP not in primitives or len(primitives) == 1 or skip_cap >= edges:
+        return ops_ms.min(dim=1).values * edges
+    s = list(primitives).index(SKIP)
+    other = torch.cat([ops_ms[:, :s], ops_ms[:, s + 1 :]], dim=1).min(dim=1).values
+    return torch.minimum(ops_ms[:, s], other) * skip_cap + other * (edges - skip_cap)
 
 
 @dataclass
@@ -226,7 +254,7 @@ class LatencyGoal:
         uniform = cost.uniform()
 
         def expected() -> torch.Tensor:
-            return cost.expected(uniform, op_counts(*model.edge_weights(), model.primitives))
+            return cost.expected(uniform, op_counts(*model.edge_weights(), model.primitives, config.cell.skip_cap))
 
         return self._penalty(expected, config.cell)
 
@@ -317,7 +345,7 @@ def open_goal(
 
 def fastest_ms(table: LatencyTable, config: SearchConfig, num_classes: int, cell: Cell | None = None) -> float:
     """A lower bound of the predicted latency of every network the path search can emit (``cell``: the
-    searched cell, when it is known; else each node's cell at its cheapest primitive): at each width a
+    searched cell, when it is known; else each node's cell at its cheapest ops the decoder can emit): at each width a
     target may narrow to, the fixed part plus the cheapest chain of cells and paths from the stem to each
     node the head reads, and at least each of those nodes' own cost. A target below it cannot be met."""
     best = float("inf")
@@ -329,7 +357,8 @@ def fastest_ms(table: LatencyTable, config: SearchConfig, num_classes: int, cell
                 cost = LatticeLatency(
                     table, placeholder_cell(config.cell.steps), nodes, stage, num_classes, config.cell.primitives
                 )
-                own = cost.cell + cost.ops.min(dim=1).values * EDGES_PER_STEP * config.cell.steps
+                edges = EDGES_PER_STEP * config.cell.steps
+                own = cost.cell + cheapest_cell_ms(cost.ops, cost.primitives, edges, config.cell.skip_cap)
             else:
                 cost = LatticeLatency(table, cell, nodes, stage, num_classes)
                 own = cost.cell
