@@ -18,7 +18,14 @@ from torch import nn
 
 from rspnet_zoo.nn.ops import ConvBNAct
 from rspnet_zoo.spec.heads import HEADS, HeadDef  # noqa: F401  (re-exported beside the decoders)
-from rspnet_zoo.spec.models import AuxiliaryHead, ClassifierHead, ConcatHead, DeepLabV3PlusHead, FusionHead
+from rspnet_zoo.spec.models import (
+    AuxiliaryHead,
+    ClassifierHead,
+    ConcatHead,
+    DeepLabV3PlusHead,
+    FusionHead,
+    LRASPPHead,
+)
 
 if TYPE_CHECKING:
     from rspnet_zoo.spec.plan import FeaturePlan
@@ -126,6 +133,29 @@ class DeepLabV3PlusDecoder(nn.Module):
         return self.refine(torch.cat([deep, low], dim=1))
 
 
+class LRASPPDecoder(nn.Module):
+    """Lite R-ASPP (torchvision's ``LRASPPHead``): the deep feature through 1x1 conv -> BN -> ReLU, times a
+    sigmoid gate from its global average, upsampled onto the low-level feature and concatenated with it.
+    LRASPP classifies each of the two with a 1x1 conv and sums the logits: the model's classifier on the
+    concatenation is that sum, in one conv (``weight = cat(high, low)``, ``bias = high + low``)."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: LRASPPHead):
+        super().__init__()
+        deep, low = inputs
+        self.deep_state, self.low_state = deep.state, low.state
+        self.cbr = ConvBNAct(deep.channels, spec.channels, 1)
+        self.scale = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(deep.channels, spec.channels, 1, bias=False), nn.Sigmoid()
+        )
+        self.num_features = spec.channels + low.channels
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        deep, low = states[self.deep_state], states[self.low_state]
+        x = self.cbr(deep) * self.scale(deep)
+        x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([x, low], dim=1)
+
+
 class AuxiliaryClassifier(nn.Module):
     """DARTS's auxiliary head. A global average pool before the linear layer is a no-op at the input
     size DARTS trains at (the 2x2 conv leaves 1x1) and lets larger inputs through."""
@@ -155,6 +185,7 @@ DECODERS: dict[str, Callable[[list[FeaturePlan], Any], nn.Module]] = {
     "fusion": FusionDecoder,
     "concat": ConcatDecoder,
     "deeplabv3plus": DeepLabV3PlusDecoder,
+    "lraspp": LRASPPDecoder,
     "classifier": SelectFeature,
 }
 

@@ -20,6 +20,7 @@ from rspnet_zoo.spec.models import (
     DeepLabV3PlusHead,
     FusionHead,
     Genotype,
+    LRASPPHead,
     SegmentationHead,
     Strict,
 )
@@ -68,6 +69,13 @@ def _deeplab_bound(inputs: list[FeaturePlan], aux, head: DeepLabV3PlusHead, n: i
     )
 
 
+def _lraspp_bound(inputs: list[FeaturePlan], aux, head: LRASPPHead, n: int) -> int:
+    """The 1x1 conv -> BN and the gate's 1x1 on the deep feature; the classifier reads the gated branch and
+    the low-level feature."""
+    c = head.channels
+    return 2 * inputs[0].channels * c + 2 * c + _dense_classifier(head, c + inputs[1].channels, n)
+
+
 def _classifier_bound(inputs: list[FeaturePlan], aux: FeaturePlan | None, head: ClassifierHead, n: int) -> int:
     total = inputs[0].channels * n + n
     if aux is not None and head.auxiliary is not None:
@@ -77,9 +85,13 @@ def _classifier_bound(inputs: list[FeaturePlan], aux: FeaturePlan | None, head: 
     return total
 
 
-def _low_level_not_coarser(head: DeepLabV3PlusHead, reductions: list[int]) -> None:
+def _low_level_not_coarser(head: DeepLabV3PlusHead | LRASPPHead, reductions: list[int]) -> None:
     if reductions[1] > reductions[0]:
-        raise SpecError(pointer("head", "low_level"), "the low-level feature must not be coarser than the ASPP input")
+        raise SpecError(pointer("head", "low_level"), "the low-level feature must not be coarser than the head's input")
+
+
+def _input_and_low_level(head: DeepLabV3PlusHead | LRASPPHead) -> list[Ref]:
+    return [(pointer("head", "input"), head.input), (pointer("head", "low_level"), head.low_level)]
 
 
 def _listed_inputs(head: FusionHead | ConcatHead) -> list[Ref]:
@@ -89,12 +101,8 @@ def _listed_inputs(head: FusionHead | ConcatHead) -> list[Ref]:
 HEADS: dict[str, HeadDef] = {
     "fusion": HeadDef(FusionHead, _listed_inputs, _fusion_bound),
     "concat": HeadDef(ConcatHead, _listed_inputs, _concat_bound),
-    "deeplabv3plus": HeadDef(
-        DeepLabV3PlusHead,
-        lambda h: [(pointer("head", "input"), h.input), (pointer("head", "low_level"), h.low_level)],
-        _deeplab_bound,
-        check=_low_level_not_coarser,
-    ),
+    "deeplabv3plus": HeadDef(DeepLabV3PlusHead, _input_and_low_level, _deeplab_bound, check=_low_level_not_coarser),
+    "lraspp": HeadDef(LRASPPHead, _input_and_low_level, _lraspp_bound, check=_low_level_not_coarser),
     "classifier": HeadDef(
         ClassifierHead,
         lambda h: [(pointer("head", "input"), h.input)],
