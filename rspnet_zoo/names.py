@@ -17,6 +17,7 @@ MAX_NAME = 64
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"  # the spec's identifier (schemas/ holds it as written here)
 _NAME = r"[a-z][a-z0-9_]{0,63}"
 _TAG = r"[a-z0-9_]{1,64}"
+TAG_PATTERN = rf"^{_TAG}$"  # a weights tag (the zoo's and timm's pretrained tags)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from rspnet_zoo.nn.ops import FACTORIES, OPS, make_op
 from rspnet_zoo.spec import models as spec
 from rspnet_zoo.spec.heads import HEADS
 from rspnet_zoo.spec.ops import OP_TRAITS
-from rspnet_zoo.spec.plan import NODE_LOWERING, edge_parameter_bound, lower
+from rspnet_zoo.spec.plan import NODE_LOWERING, EncoderPlan, edge_parameter_bound, lower
 from rspnet_zoo.spec.schema import committed_schema
 from rspnet_zoo.zoo.stats import count_parameters, meta_model
 from searchers.rspnet.budgets import BUDGETS, budgets_help, budgets_markdown
@@ -104,9 +104,9 @@ def meta_aux(genotype) -> nn.Module:
 
 
 def test_every_node_kind_lowers_and_builds_through_its_table():
-    assert set(NODE_LOWERING) == {"cell", "template", "layer"}
+    assert set(NODE_LOWERING) == {"cell", "template", "layer", "encoder"}
     kinds = {type(n) for g in SHIPPED.values() for n in lower(g).nodes}
-    assert kinds == set(NODE_MODULES)
+    assert kinds | {EncoderPlan} == set(NODE_MODULES)  # encoder levels: tests/test_encoders.py
 
 
 def test_budgets_give_the_cli_help_and_the_search_page():

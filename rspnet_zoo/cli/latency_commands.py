@@ -123,7 +123,7 @@ def predict_command(
         genotype = resolve_genotype(ref)
         row = dict(spec=ref, predicted_ms=round(latency_table.predict(genotype), 3))
         if measure:
-            row["measured_ms"] = round(measure_model(GenotypeNet(genotype), target), 3)
+            row["measured_ms"] = round(measure_model(GenotypeNet(genotype, pretrained_encoders=False), target), 3)
             row["ratio"] = round(row["predicted_ms"] / row["measured_ms"], 3)
         rows.append(row)
     if latency_table.path is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -18,27 +19,48 @@ MAX_ERRORS = 20
 JsonOpt = options.JSON
 
 
+def timm_checks(genotype: Genotype) -> tuple[dict, list[SpecError]]:
+    """What a spec's encoders need timm to check (model names, kwargs, levels, reductions, channels): done
+    when timm is installed (each encoder built on the meta device), else said to be skipped."""
+    if not genotype.encoders:
+        return {}, []
+    if importlib.util.find_spec("timm") is None:
+        return dict(timm_checks="skipped: timm is not installed"), []
+    import timm
+
+    from rspnet_zoo.nn.encoders import TIMM_CHECKS, encoder_errors
+
+    return dict(timm_checks=f"timm {timm.__version__}: {', '.join(TIMM_CHECKS)}"), list(encoder_errors(genotype))
+
+
 def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."), as_json: bool = JsonOpt) -> None:
-    """Check spec files; exit 2 with one line per error (up to 20 per file)."""
+    """Check spec files; exit 2 with one line per error (up to 20 per file). A spec's encoders are checked
+    against timm when it is installed (the output says so)."""
     results = []
     for path in specs:
         try:
             g = load_spec(path)
-            results.append(dict(file=str(path), ok=True, name=g.name, sha256=spec_sha256(g)))
         except SpecError:
             found = spec_errors(path, limit=MAX_ERRORS)
-            errors = [dict(pointer=e.pointer, error=e.reason) for e in found]
-            results.append(dict(file=str(path), ok=False, **errors[0], errors=errors))
-            if not as_json:
-                for e in found:
-                    error_line(str(e))
-                if len(found) == MAX_ERRORS:
-                    error_line(f"{path}: the first {MAX_ERRORS} errors are shown")
+        else:
+            checks, found = timm_checks(g)
+            found = [e.at(str(path)) for e in found]
+            if not found:
+                results.append(dict(file=str(path), ok=True, name=g.name, sha256=spec_sha256(g), **checks))
+                continue
+        errors = [dict(pointer=e.pointer, error=e.reason) for e in found]
+        results.append(dict(file=str(path), ok=False, **errors[0], errors=errors))
+        if not as_json:
+            for e in found:
+                error_line(str(e))
+            if len(found) == MAX_ERRORS:
+                error_line(f"{path}: the first {MAX_ERRORS} errors are shown")
 
     def human(console):
         for r in results:
             if r["ok"]:
-                console.print(f"ok  {shown(r['file'])}  {r['name']}  {r['sha256'][:12]}", soft_wrap=True)
+                checks = f"  (encoders: {r['timm_checks']})" if "timm_checks" in r else ""
+                console.print(f"ok  {shown(r['file'])}  {r['name']}  {r['sha256'][:12]}{checks}", soft_wrap=True)
 
     emit(results, human, as_json)
     if not all(r["ok"] for r in results):
@@ -107,6 +129,12 @@ def list_models(as_json: bool = JsonOpt) -> None:
     emit(rows, human, as_json)
 
 
+def _node_kind_text(node) -> str:
+    if node.encoder is not None:
+        return f"encoder:{node.encoder}[{node.level}]"
+    return f"cell:{node.cell}" if node.cell else f"layer:{node.layer}"
+
+
 def _describe(g: Genotype) -> dict:
     cells = {
         name: dict(
@@ -126,7 +154,7 @@ def _describe(g: Genotype) -> dict:
         nodes.append(
             dict(
                 id=n.id,
-                kind=f"cell:{n.cell}" if n.cell else f"layer:{n.layer}",
+                kind=_node_kind_text(n),
                 reduction=n.reduction,
                 channels=n.channels,
                 inputs=slots,
@@ -139,6 +167,7 @@ def _describe(g: Genotype) -> dict:
         sha256=spec_sha256(g),
         description=g.description,
         cells=cells,
+        encoders={name: e.model_dump() for name, e in g.encoders.items()},
         nodes=nodes,
         head=g.head.model_dump(),
         num_classes=g.defaults.num_classes,
@@ -179,6 +208,10 @@ def show(
                 cell_table.add_row(str(i + c["num_inputs"]), shown(step))
             cell_table.caption = f"output: concat of states {c['concat']}"
             print_table(console, cell_table)
+        for name, e in info["encoders"].items():
+            weights = {False: "random init", True: "timm's default tag"}.get(e["pretrained"], e["pretrained"])
+            kwargs = f" {json.dumps(e['kwargs'])}" if e["kwargs"] else ""
+            console.print(f"encoder '{name}': timm {e['model']}{kwargs}, {weights}")
         network = table("network")
         for col in ("id", "kind", "reduction", "C", "inputs", "partial"):
             network.add_column(col)

@@ -264,12 +264,12 @@ def convert_checkpoint(
     reference = read_checkpoint(checkpoint)
     model_args = {"aux_head": True} if wants_aux(fam, genotype, reference) else {}
     with torch.device("meta"):
-        skeleton = GenotypeNet(genotype, **model_args)
+        skeleton = GenotypeNet(genotype, pretrained_encoders=False, **model_args)
     layout = fam.layout(genotype, bool(model_args))
     state, report = to_zoo(layout, skeleton.state_dict(), reference, str(checkpoint))
     params = count_parameters(skeleton)
     sha256 = file_sha256(checkpoint)
-    model = GenotypeNet(genotype, plan=skeleton.plan, **model_args)
+    model = GenotypeNet(genotype, plan=skeleton.plan, pretrained_encoders=False, **model_args)
     model.load_state_dict(state)
     note = imported_note(
         family=fam.name,

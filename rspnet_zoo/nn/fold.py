@@ -7,7 +7,8 @@ The passes read the graph, not the zoo's module classes, so they hold for any mo
   fused with weight 1) and whatever becomes dead;
 - every BatchNorm folds into the convolution next to it where that is exact: after a conv (also the
   depthwise and dilated ones of separable convs), after a channel concatenation of convs (factorized
-  reduce), and before an unpadded conv (a transition's 1x1);
+  reduce), and before an unpadded conv (a transition's 1x1); timm's BatchNormAct2d after a conv folds
+  and leaves its activation;
 - a ReLU that is the only reader of a conv's (or BN's) output runs in place (never on a view, an input);
 - ``channels_last``: the weights and the input are NHWC, where oneDNN's convolutions (the depthwise
   ones above all) run much faster on CPU; outputs come back in that layout, as after
@@ -26,7 +27,7 @@ import operator
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
+from timm.layers import BatchNormAct2d, DropPath, get_notrace_functions, get_notrace_modules
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -54,12 +55,26 @@ def optimize(model: nn.Module, *, compile: bool = False, channels_last: bool = T
     return torch.compile(gm) if compile else gm
 
 
+class TimmTracer(fx.Tracer):
+    """fx's tracer with timm's leaves: the modules and functions timm marks as not traceable (those whose
+    forward reads sizes: 'same' padding, BatchNormAct2d's checks) stay one call each, as in timm's own fx
+    feature extraction, so any timm encoder inside a spec traces."""
+
+    def __init__(self):
+        super().__init__(autowrap_functions=tuple(get_notrace_functions()))
+        self.leaves = tuple(get_notrace_modules())
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, module_qualified_name)
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """A symbolic trace of an eval-mode copy, typed for TorchScript (fx copies the source's string
     annotations, which ``torch.jit.script`` cannot read)."""
     model = copy.deepcopy(model).eval()
     try:
-        gm = fx.symbolic_trace(model)
+        tracer = TimmTracer()
+        gm = fx.GraphModule(model, tracer.trace(model), type(model).__name__)
     except Exception as e:  # fx raises many kinds for data-dependent control flow
         raise ZooError(f"cannot optimise {type(model).__name__}: torch.fx cannot trace it ({e})") from None
     for node in gm.graph.nodes:
@@ -159,7 +174,12 @@ def fold_batch_norms(gm: fx.GraphModule) -> None:
         conv = _module(gm, source, nn.Conv2d)
         if conv is not None and _single_reader(source, calls):
             _fold_into(conv, bn)
-            _bypass(gm, node, source)
+            if isinstance(bn, BatchNormAct2d):  # in eval: BN, dropout (none), then its activation
+                node.target = f"{node.target}.act"
+            else:
+                _bypass(gm, node, source)
+            continue
+        if isinstance(bn, BatchNormAct2d):
             continue
         parts = _cat_channels(source) if len(source.users) == 1 else None
         convs = [_module(gm, p, nn.Conv2d) for p in parts or []]

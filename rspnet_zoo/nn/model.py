@@ -16,12 +16,14 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from rspnet_zoo.errors import ZooError
+from rspnet_zoo.nn.encoders import create_encoder, crop, pad_to
 from rspnet_zoo.nn.heads import DECODERS, HEADS, AuxiliaryClassifier
 from rspnet_zoo.nn.ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.spec.plan import (
     CellLayout,
     CellPlan,
+    EncoderPlan,
     LayerPlan,
     NetworkPlan,
     NodePlan,
@@ -196,6 +198,21 @@ class LayerNode(nn.Module):
         return self(states, size)
 
 
+class EncoderLevel(nn.Module):
+    """A feature level of a shared timm encoder (``GenotypeNet.encoders``). The network runs each encoder once
+    and puts its levels at their nodes' states before the other nodes run; this node holds no weights and
+    passes its state on, so that every node index keeps its module (``nodes.<i>``)."""
+
+    def __init__(self, plan: EncoderPlan):
+        super().__init__()
+        self.state = plan.index + 1
+        self.encoder = plan.encoder
+        self.level = plan.level
+
+    def forward(self, states: list[torch.Tensor], size: list[int]) -> torch.Tensor:
+        return states[self.state]
+
+
 CellBody = Callable[[CellPlan], nn.Module]  # a cell node's body from its plan: (xs, *cell_args) -> output
 
 
@@ -220,6 +237,7 @@ NODE_MODULES: dict[type[NodePlan], Callable[[Any, float, CellBody | None], nn.Mo
     CellPlan: _cell_node,
     TemplatePlan: _template_node,
     LayerPlan: lambda plan, drop_path_rate, cell_body: LayerNode(plan),
+    EncoderPlan: lambda plan, drop_path_rate, cell_body: EncoderLevel(plan),
 }
 
 
@@ -270,7 +288,17 @@ class GenotypeNet(nn.Module):
     ``plan`` is the lowering of ``genotype`` at these arguments, when the caller made it already (the zoo
     lowers once for a model's cfg and the model); ``self.plan`` keeps it, so a copy of the model (a meta one
     to count FLOPs) is built without lowering again.
+
+    Encoders: each timm encoder the nodes read is one ``features_only`` module, ``encoders.<name>``, run once
+    per forward on the image zero-padded to a multiple of its deepest level's reduction; each level is
+    cropped to ``ceil(size / reduction)``, as every other node's output is sized. ``pretrained_encoders``
+    loads the weights the spec names (timm's, as timm loads them; ``encoder_overlays`` maps an encoder's name
+    to timm's ``pretrained_cfg_overlay``, e.g. ``dict(file=...)``); the zoo turns it off where the whole
+    network's weights are loaded next.
     """
+
+    encoder_multiples: list[int]  # per encoder: the image is padded to a multiple of its deepest reduction
+    level_sources: list[tuple[int, int, int]]  # per encoder level node: encoder, position in its output, reduction
 
     def __init__(
         self,
@@ -284,6 +312,8 @@ class GenotypeNet(nn.Module):
         cell_body: CellBody | None = None,
         global_pool: str | None = None,
         plan: NetworkPlan | None = None,
+        pretrained_encoders: bool = True,
+        encoder_overlays: dict[str, dict] | None = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -301,6 +331,18 @@ class GenotypeNet(nn.Module):
         self.num_classes = genotype.defaults.num_classes if num_classes is None else num_classes
         self.in_chans = plan.in_chans
         self.output_stride = plan.output_stride
+        self.encoders = nn.ModuleDict()
+        self.encoder_multiples = []
+        self.level_sources = []
+        for e, (name, levels) in enumerate(plan.encoder_levels().items()):
+            overlay = (encoder_overlays or {}).get(name)
+            self.encoders[name] = create_encoder(
+                name, genotype.encoders[name], levels, plan.in_chans, pretrained_encoders, overlay
+            )
+            indices = sorted({n.level for n in levels})
+            self.encoder_multiples.append(max(n.reduction for n in levels))
+            self.level_sources += [(e, indices.index(n.level), n.reduction) for n in levels]
+        self.num_levels = len(self.level_sources)
         self.nodes = nn.ModuleList([NODE_MODULES[type(n)](n, drop_path_rate, cell_body) for n in plan.nodes])
         self.decoder = DECODERS[head.type](plan.head_inputs, head)
         self.num_features = self.head_hidden_size = self.decoder.num_features
@@ -359,14 +401,27 @@ class GenotypeNet(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(stem=r"^nodes\.0\.", blocks=r"^nodes\.(\d+)")
+        return dict(stem=r"^encoders\." if len(self.encoders) else r"^nodes\.0\.", blocks=r"^nodes\.(\d+)")
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder level nodes' outputs, in node order: each encoder run once (see the class docstring)."""
+        size = [x.shape[-2], x.shape[-1]]
+        features: list[list[torch.Tensor]] = []
+        for e, encoder in enumerate(self.encoders.values()):
+            features.append(encoder(pad_to(x, self.encoder_multiples[e])))
+        levels: list[torch.Tensor] = []
+        for e, position, reduction in self.level_sources:
+            levels.append(crop(features[e][position], size, reduction))
+        return levels
 
     def run_nodes(self, x: torch.Tensor, count: int) -> list[torch.Tensor]:
         """The input and the outputs of the first ``count`` nodes (a searcher's precomputed stem, features)."""
         size = [x.shape[-2], x.shape[-1]]
         states = [x]
+        if self.num_levels:
+            states += self.encode(x)[:count]
         for i, node in enumerate(self.nodes):
-            if i < count:
+            if i >= self.num_levels and i < count:
                 states.append(node(states, size))
         return states
 
@@ -390,8 +445,10 @@ class GenotypeNet(nn.Module):
         """``forward`` with ``fusion_weights[i]`` (one tensor of path weights per input of node i; an
         empty list keeps the spec's) and ``cell_args`` passed to every cell body after its inputs."""
         size = [x.shape[-2], x.shape[-1]]
-        states = [x]
+        states = [x, *self.encode(x)]
         for i, node in enumerate(self.nodes):
+            if i < self.num_levels:
+                continue
             weights = list(fusion_weights[i]) if fusion_weights is not None and len(fusion_weights[i]) else None
             states.append(node.forward_weighted(states, size, weights, cell_args))
         return self._outputs(states, x)

@@ -2,7 +2,8 @@
 
 A *unit* is one module call of the compiled network (``rspnet_zoo.nn.model``): an edge op, a step's aggregation, a
 cell's concatenation, an RSP partial wrapper, a path's resampling and projection, the fusion of a slot's
-paths, a plain layer, the decoder and the classifier tail. ``plan_units`` walks the plan the compiler
+paths, a plain layer, a timm encoder (one run gives all its levels), the decoder and the classifier
+tail. ``plan_units`` walks the plan the compiler
 builds (``plan.lower``) and names each unit by what it computes (its kind, widths and sizes at batch 1),
 so a unit repeated across nodes, specs or search candidates is timed once. Each unit is timed as the
 real module of ``rspnet_zoo.nn`` (``model``, ``ops``, ``heads``) it stands for, on inputs of its shapes, with
@@ -47,8 +48,18 @@ from rspnet_zoo.nn.heads import DECODERS, HEADS
 from rspnet_zoo.nn.ops import AGGREGATES, make_op
 from rspnet_zoo.perf.memory import allocator, keep_freed_memory
 from rspnet_zoo.perf.timer import benchmark_timer
-from rspnet_zoo.spec.models import Genotype, LayerArgs
-from rspnet_zoo.spec.plan import CellPlan, FeaturePlan, LayerPlan, NetworkPlan, PathPlan, SlotPlan, TemplatePlan, lower
+from rspnet_zoo.spec.models import Encoder, Genotype, LayerArgs
+from rspnet_zoo.spec.plan import (
+    CellPlan,
+    EncoderPlan,
+    FeaturePlan,
+    LayerPlan,
+    NetworkPlan,
+    PathPlan,
+    SlotPlan,
+    TemplatePlan,
+    lower,
+)
 
 RUNTIMES = ("eager", "optimized", "onnxruntime")
 # 'wall': elapsed time, what a latency target means. 'cpu': the process's CPU time, which other processes
@@ -81,7 +92,7 @@ class PlacedUnit:
     """A unit where the plan calls it: the node index (-1: the head) and its role there."""
 
     node: int
-    role: str  # path | fuse | op | aggregate | concat | partial | layer | node | head
+    role: str  # encoder | path | fuse | op | aggregate | concat | partial | layer | node | head
     unit: Unit
     source: int = -1  # paths: the state they read
 
@@ -236,6 +247,31 @@ def _tail(classifies, pool, features, classes, kernel, upsample, h, w, size):
     return _Tail(classifies, pool, features, classes, kernel, upsample, size), [_x(features, (h, w))]
 
 
+class _Encoded(nn.Module):
+    """A timm encoder as the network runs it: padded input, one run, levels cropped (``GenotypeNet.encode``)."""
+
+    def __init__(self, encoder: nn.Module, reductions: Sequence[int]):
+        super().__init__()
+        self.encoder = encoder
+        self.reductions = list(reductions)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        from rspnet_zoo.nn.encoders import crop, pad_to
+
+        size = [x.shape[-2], x.shape[-1]]
+        features = self.encoder(pad_to(x, max(self.reductions)))
+        return [crop(f, size, r) for f, r in zip(features, self.reductions)]
+
+
+def _encoder(model, kwargs, levels, in_chans, size):
+    """One encoder's run at the image size; ``levels`` are (level, reduction, channels) triples."""
+    from rspnet_zoo.nn.encoders import create_encoder
+
+    plans = [EncoderPlan(i, f"l{level}", (), c, r, "unit", level) for i, (level, r, c) in enumerate(levels)]
+    module = create_encoder("unit", Encoder(model=model, kwargs=dict(kwargs)), plans, in_chans)
+    return _Encoded(module, [r for _, r, _ in sorted(levels)]), [_x(in_chans, size)]
+
+
 UNITS: dict[str, Callable[..., tuple[nn.Module, list[torch.Tensor]]]] = {
     "op": _op,
     "aggregate": _aggregate,
@@ -244,6 +280,7 @@ UNITS: dict[str, Callable[..., tuple[nn.Module, list[torch.Tensor]]]] = {
     "path": _path,
     "fuse": _fuse,
     "layer": _layer,
+    "encoder": _encoder,
     "node": _node,
     "decoder": _decoder,
     "tail": _tail,
@@ -303,8 +340,15 @@ def plan_units(plan: NetworkPlan, genotype: Genotype, size: Sequence[int]) -> li
     reductions = [1] + [min(n.reduction, plan.output_stride) for n in plan.nodes]
     widths = [plan.in_chans] + [n.out_channels for n in plan.nodes]
     out: list[PlacedUnit] = []
+    for name, levels in plan.encoder_levels().items():
+        encoder = genotype.encoders[name]
+        triples = tuple((n.level, n.reduction, n.out_channels) for n in levels)
+        unit = Unit("encoder", (encoder.model, tuple(sorted(encoder.kwargs.items())), triples, plan.in_chans, size))
+        out.append(PlacedUnit(levels[0].index, "encoder", unit))
     for n in plan.nodes:
         i = n.index
+        if isinstance(n, EncoderPlan):  # given by its encoder's run
+            continue
         out.append(PlacedUnit(i, "node", Unit("node", (widths[i + 1], *_hw(size, reductions[i + 1])))))
         if isinstance(n, LayerPlan):
             h, w = _hw(size, reductions[n.input.state])
@@ -398,7 +442,10 @@ def time_unit(
 def _positional(module: nn.Module, inputs: int) -> fx.GraphModule:
     """``module`` traced as a graph of ``inputs`` positional tensors. The unit wrappers take ``*xs``,
     which fx traces as one placeholder it cannot unpack; flat concrete placeholders give it one each."""
-    return fx.symbolic_trace(module, concrete_args=(fx.PH,) * inputs)
+    from rspnet_zoo.nn.fold import TimmTracer
+
+    tracer = TimmTracer()
+    return fx.GraphModule(module, tracer.trace(module, concrete_args=(fx.PH,) * inputs), type(module).__name__)
 
 
 def _prepared(module: nn.Module, inputs: list[torch.Tensor], target: Target, image: bool = False) -> Callable[[], Any]:
@@ -556,7 +603,7 @@ class LatencyTable:
         never among them. ``on_timed(done, total)`` after each network's measurement."""
         from rspnet_zoo.nn.model import GenotypeNet
 
-        models = [GenotypeNet(g) for g in genotypes]
+        models = [GenotypeNet(g, pretrained_encoders=False) for g in genotypes]
         units = [[p.unit for p in plan_units(lower(g), g, self.target.size)] for g in genotypes]
         summed = [self.ms(u) for u in units]
         times: list[list[float]] = []

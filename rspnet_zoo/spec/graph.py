@@ -2,8 +2,9 @@
 
 Node ids become state indices (state 0 is the image, node i is state i + 1); references must name an
 earlier node, every node must reach the head, and every cell edge must read an existing state with an
-op the ops table knows. Each violation is a SpecError with its JSON pointer; the ``*_errors`` checks
-yield every one they find (``validate`` lists them), ``check_*`` raise the first.
+op the ops table knows; an encoder's level nodes read only the image and come first. Each violation is
+a SpecError with its JSON pointer; the ``*_errors`` checks yield every one they find (``validate`` lists
+them), ``check_*`` raise the first.
 """
 
 from __future__ import annotations
@@ -46,18 +47,93 @@ def cell_errors(genotype: Genotype) -> Iterator[SpecError]:
             yield SpecError(pointer(*at, "concat"), "lists a state twice")
 
 
+NODE_KINDS = ("cell", "layer", "encoder")  # the field a node names its kind by
+
+
+def node_kind(node: Node) -> str:
+    """'encoder', 'layer', 'template' (a cell node with nas-segm mechanics) or 'cell'."""
+    if node.encoder is not None:
+        return "encoder"
+    return "layer" if node.layer is not None else "template" if node.template is not None else "cell"
+
+
+# Set by the builder from the network (in_chans) and from the node graph (the levels read), never by a spec.
+RESERVED_KWARGS = frozenset(
+    {
+        "features_only",
+        "out_indices",
+        "feature_cls",
+        "feature_cfg",
+        "output_fmt",
+        "in_chans",
+        "num_classes",
+        "global_pool",
+        "pretrained",
+        "pretrained_cfg",
+        "pretrained_cfg_overlay",
+        "pretrained_strict",
+        "checkpoint_path",
+        "cache_dir",
+    }
+)
+IMAGE_ONLY = [{"paths": [{"node": "input"}]}]
+
+
 def node_kind_errors(genotype: Genotype) -> Iterator[SpecError]:
-    """Each node is exactly one kind (cell, template cell or layer) with that kind's fields only."""
+    """Each node is exactly one kind (cell, template cell, layer or encoder level) with that kind's fields
+    only; encoder levels name a declared encoder and a level, read only the image, and come first."""
+    first_other: str | None = None
+    read: dict[tuple[str, int], str] = {}
     for i, node in enumerate(genotype.network.nodes):
         at = ("network", "nodes", i)
         if not is_pow2(node.reduction):
             yield SpecError(pointer(*at, "reduction"), f"must be a power of two, got {node.reduction}")
-        if (node.cell is None) == (node.layer is None):
-            yield SpecError(pointer(*at), "a node names exactly one of 'cell' and 'layer'")
+        if sum(getattr(node, kind) is not None for kind in NODE_KINDS) != 1:
+            yield SpecError(pointer(*at), "a node names exactly one of 'cell', 'layer' and 'encoder'")
         if node.args is not None and node.layer is None:
             yield SpecError(pointer(*at, "args"), "only layer nodes take 'args'")
         if node.template is not None and node.cell is None:
             yield SpecError(pointer(*at, "template"), "only cell nodes take 'template'")
+        if node.level is not None and node.encoder is None:
+            yield SpecError(pointer(*at, "level"), "only encoder nodes take 'level'")
+        if node.encoder is None:
+            first_other = first_other or node.id
+            continue
+        yield from _encoder_node_errors(genotype, node, at, first_other, read)
+
+
+def _encoder_node_errors(
+    genotype: Genotype, node: Node, at: tuple, first_other: str | None, read: dict[tuple[str, int], str]
+) -> Iterator[SpecError]:
+    if node.encoder not in genotype.encoders:
+        known = ", ".join(genotype.encoders) or "none"
+        yield SpecError(pointer(*at, "encoder"), f"unknown encoder '{node.encoder}' (spec has: {known})")
+    if node.level is None:
+        yield SpecError(pointer(*at), "an encoder node names its 'level' (an index into timm's feature_info)")
+    elif (node.encoder, node.level) in read:
+        other = read[node.encoder, node.level]
+        yield SpecError(pointer(*at, "level"), f"node '{other}' reads level {node.level} of '{node.encoder}' already")
+    else:
+        read[node.encoder, node.level] = node.id
+    if [slot.model_dump(exclude_defaults=True) for slot in node.inputs] != IMAGE_ONLY:
+        yield SpecError(
+            pointer(*at, "inputs"), 'an encoder level reads only the image: [{"paths": [{"node": "input"}]}]'
+        )
+    if node.partial is not None:
+        yield SpecError(pointer(*at, "partial"), "partial channels apply to cell nodes only")
+    if first_other is not None:
+        yield SpecError(pointer(*at), f"encoder nodes come first in the network, but '{first_other}' comes before it")
+
+
+def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """Every encoder keyword argument the builder sets itself."""
+    for name, encoder in genotype.encoders.items():
+        for key in encoder.kwargs:
+            if key in RESERVED_KWARGS:
+                yield SpecError(
+                    pointer("encoders", name, "kwargs", key),
+                    f"'{key}' is set by the builder (from the network and the levels its nodes read)",
+                )
 
 
 def raise_first(errors: Iterator[SpecError]) -> None:
@@ -72,6 +148,10 @@ def check_cells(genotype: Genotype) -> None:
 
 def check_node_kinds(genotype: Genotype) -> None:
     raise_first(node_kind_errors(genotype))
+
+
+def check_encoders(genotype: Genotype) -> None:
+    raise_first(encoder_errors(genotype))
 
 
 def node_index(genotype: Genotype) -> dict[str, int]:

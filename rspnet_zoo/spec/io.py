@@ -234,13 +234,13 @@ def spec_sha256(genotype: Genotype) -> str:
     return hashlib.sha256(dump_spec(genotype).encode("utf-8")).hexdigest()
 
 
-ARCHITECTURE_FIELDS = ("cells", "network", "head", "defaults")  # what builds the model
+ARCHITECTURE_FIELDS = ("cells", "encoders", "network", "head", "defaults")  # what builds the model
 
 
 def architecture_sha256(genotype: Genotype) -> str:
-    """sha256 of the network alone: the canonical ``cells``, ``network``, ``head`` and ``defaults``, without
-    the name, version, description and provenance. ``spec_sha256`` covers the whole file; two searches that
-    found the same network share this one, whatever they are named and whatever their provenance notes
-    measured."""
+    """sha256 of the network alone: the canonical ``cells``, ``encoders``, ``network``, ``head`` and
+    ``defaults``, without the name, version, description and provenance. ``spec_sha256`` covers the whole
+    file; two searches that found the same network share this one, whatever they are named and whatever
+    their provenance notes measured."""
     doc = {k: v for k, v in canonical_dict(genotype).items() if k in ARCHITECTURE_FIELDS}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rspnet_zoo.names import MAX_NAME, NAME_PATTERN
+from rspnet_zoo.names import MAX_NAME, NAME_PATTERN, TAG_PATTERN
 from rspnet_zoo.spec.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 FORMAT_VERSION = 1
@@ -23,6 +23,9 @@ MAX_PATHS = 16
 MAX_REDUCTION = 64
 MAX_CLASSES = 100_000
 MAX_IN_CHANS = 16
+MAX_ENCODERS = 8
+MAX_LEVELS = 16
+MAX_KWARGS = 32
 
 Identifier = Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME)]
 Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
@@ -139,16 +142,43 @@ class LayerArgs(Strict):
     expand_ratio: Annotated[int, Field(ge=1, le=8)] = 1
 
 
+# A timm keyword argument's value: a JSON scalar (what a model's constructor flags and rates are).
+KwargValue = bool | Annotated[int, Field(ge=-(2**31), le=2**31)] | float | Annotated[str, Field(max_length=256)] | None
+
+
+class Encoder(Strict):
+    """A timm architecture whose feature levels the network reads (``features_only``); one module per
+    encoder, however many level nodes read it."""
+
+    model: Identifier = Field(description="a name timm.list_models() knows, e.g. 'mobilenetv3_large_100'")
+    kwargs: Annotated[dict[Identifier, KwargValue], Field(max_length=MAX_KWARGS)] = Field(
+        {}, description="JSON scalars passed to timm.create_model (e.g. output_stride, drop_path_rate)"
+    )
+    pretrained: bool | Annotated[str, Field(pattern=TAG_PATTERN)] = Field(
+        False,
+        description="the encoder's initial weights: false (random), true (timm's default pretrained tag) or "
+        "a tag ('tf_in1k'), loaded as timm loads them",
+    )
+
+
 class Node(Strict):
-    """A node of the network graph: a cell instance or a plain layer, at a given reduction."""
+    """A node of the network graph: a cell instance, a plain layer or a timm encoder's feature level,
+    at a given reduction."""
 
     id: Identifier
     cell: Identifier | None = Field(None, description="name of a cell in 'cells'")
+    encoder: Identifier | None = Field(
+        None, description="name of an encoder in 'encoders': the node is that encoder's feature map at 'level'"
+    )
+    level: Annotated[int, Field(ge=0, lt=MAX_LEVELS)] | None = Field(
+        None, description="encoder nodes: the index into timm's feature_info (an out_indices value)"
+    )
     layer: Literal["conv", "inverted_residual"] | None = None
     args: LayerArgs | None = None
     reduction: Reduction = Field(description="output stride relative to the image (a power of two)")
     channels: Channels = Field(
-        description="cell nodes: the cell's C (output is len(concat)*C); template nodes and layers: output channels"
+        description="cell nodes: the cell's C (output is len(concat)*C); template nodes, layers and encoder "
+        "levels: output channels"
     )
     inputs: Annotated[list[InputSlot], Field(min_length=1, max_length=2)]
     downsample: Literal["factorized", "bilinear"] = Field(
@@ -265,6 +295,7 @@ class Genotype(Strict):
     description: Annotated[str, Field(max_length=4000)] = ""
     provenance: Provenance = Provenance()
     cells: Annotated[dict[Identifier, Cell], Field(max_length=64)] = {}
+    encoders: Annotated[dict[Identifier, Encoder], Field(max_length=MAX_ENCODERS)] = {}
     network: Network
     head: Head
     defaults: Defaults

@@ -1,7 +1,7 @@
 """Lowering: a validated Genotype becomes a plan with every channel count, stride, dilation and input resolved.
 
-One frozen dataclass per node kind (``CellPlan``, ``TemplatePlan``, ``LayerPlan``), each made by its own
-lowering function from a ``Lowering`` context (the resolved states so far and the output stride); the
+One frozen dataclass per node kind (``CellPlan``, ``TemplatePlan``, ``LayerPlan``, ``EncoderPlan``), each made
+by its own lowering function from a ``Lowering`` context (the resolved states so far and the output stride); the
 builder in ``rspnet_zoo.nn.model`` maps each plan type to its module. The errors found here are the ones resolving
 finds (widths, resolutions); the graph itself is checked first by ``graph.py``.
 State 0 is the image; node i of the network is state i + 1.
@@ -17,10 +17,13 @@ from rspnet_zoo.spec.features import FeaturePlan
 from rspnet_zoo.spec.graph import (
     cell_errors,
     check_cells,
+    check_encoders,
     check_node_kinds,
     check_reach_head,
+    encoder_errors,
     is_pow2,
     node_index,
+    node_kind,
     node_kind_errors,
     raise_first,
     reach_errors,
@@ -162,6 +165,15 @@ class LayerPlan(NodePlan):
         return self.slots[0].paths[0]
 
 
+@dataclass(frozen=True)
+class EncoderPlan(NodePlan):
+    """A feature level of a timm encoder: ``level`` of ``encoder``, as wide and as reduced as the spec writes
+    (the builder holds these to timm's ``feature_info``). It reads the image itself, so ``slots`` is empty."""
+
+    encoder: str
+    level: int
+
+
 @dataclass
 class NetworkPlan:
     in_chans: int
@@ -170,6 +182,15 @@ class NetworkPlan:
     head_inputs: list[FeaturePlan]
     features: list[FeaturePlan] = field(default_factory=list)
     aux_input: FeaturePlan | None = None
+
+    def encoder_levels(self) -> dict[str, list[EncoderPlan]]:
+        """Each encoder the nodes read (in the order of its first level node), with its level nodes in
+        node order; an encoder no node reads is not here, and is not built."""
+        levels: dict[str, list[EncoderPlan]] = {}
+        for n in self.nodes:
+            if isinstance(n, EncoderPlan):
+                levels.setdefault(n.encoder, []).append(n)
+        return levels
 
 
 @dataclass(frozen=True)
@@ -207,6 +228,8 @@ def edge_parameter_bound(in_chs: int, out_chs: int) -> int:
 def _node_parameter_bound(plan: NodePlan) -> int:
     """Paths (a 1x1 conv + BN each), edge ops, and step aggregations (n edges of width w: adapts, a
     concat's BN and 1x1, psum weights: at most 2nw(w + 2)); a layer: its conv or inverted residual."""
+    if isinstance(plan, EncoderPlan):
+        return 0  # timm's architecture: its size is timm's to bound
     if isinstance(plan, LayerPlan):
         c, o, k, e = plan.input.channels, plan.out_channels, plan.args.kernel, plan.args.expand_ratio
         return k * k * c * o + 3 * o + e * c * (c + k * k + o + 4)
@@ -244,6 +267,7 @@ def lower(
     if not is_pow2(os_):
         raise SpecError("", f"output_stride must be a power of two, got {os_}")
     check_node_kinds(genotype)
+    check_encoders(genotype)
 
     ctx = Lowering(genotype, index, [in_chans], [1], os_)
     plan_nodes: list[NodePlan] = []
@@ -271,10 +295,6 @@ def lower(
         last_at[n.reduction] = n.index + 1
     features = [FeaturePlan(s, ctx.widths[s], ctx.actual(r)) for r, s in sorted(last_at.items())]
     return NetworkPlan(in_chans, os_, plan_nodes, head_inputs, features, aux_input)
-
-
-def node_kind(node: Node) -> str:
-    return "layer" if node.layer is not None else "template" if node.template is not None else "cell"
 
 
 def _node_cell(genotype: Genotype, node: Node, at: tuple) -> Cell:
@@ -454,10 +474,31 @@ def _lower_layer_node(ctx: Lowering, node: Node, i: int) -> LayerPlan:
     )
 
 
+def _lower_encoder_node(ctx: Lowering, node: Node, i: int) -> EncoderPlan:
+    """The level as the spec writes it; timm's stride is the encoder's own, so a finer output stride is
+    asked of timm (the encoder's ``output_stride`` kwarg), never turned into dilation here."""
+    if node.reduction > ctx.output_stride:
+        raise SpecError(
+            pointer("network", "nodes", i, "reduction"),
+            f"output_stride {ctx.output_stride} is finer than this encoder level's 1/{node.reduction}: "
+            f"set output_stride in encoders/{node.encoder}/kwargs and the levels' reductions to what timm gives",
+        )
+    return EncoderPlan(
+        index=i,
+        id=node.id,
+        slots=(),
+        out_channels=node.channels,
+        reduction=node.reduction,
+        encoder=node.encoder,
+        level=node.level,
+    )
+
+
 NODE_LOWERING: dict[str, Callable[[Lowering, Node, int], NodePlan]] = {
     "cell": _lower_cell_node,
     "template": _lower_template_node,
     "layer": _lower_layer_node,
+    "encoder": _lower_encoder_node,
 }
 
 
@@ -479,7 +520,12 @@ def semantic_errors(genotype: Genotype) -> Iterator[SpecError]:
     if d.class_names is not None and len(d.class_names) != d.num_classes:
         names = f"has {len(d.class_names)} names for {d.num_classes} classes"
         yield SpecError(pointer("defaults", "class_names"), names)
-    structural = [*cell_errors(genotype), *node_kind_errors(genotype), *ref_errors(genotype)]
+    structural = [
+        *cell_errors(genotype),
+        *encoder_errors(genotype),
+        *node_kind_errors(genotype),
+        *ref_errors(genotype),
+    ]
     if not structural:
         structural = list(reach_errors(genotype, node_index(genotype), head_refs(genotype)))
     yield from structural

@@ -194,7 +194,10 @@ def build_folder(
     ``check_build_target``'s rule (``force``: a folder built from another spec)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = create_genotype_net(genotype.name, genotype, num_classes=num_classes)
+        # the encoders' pretrained weights only where no weights file replaces them
+        model = create_genotype_net(
+            genotype.name, genotype, num_classes=num_classes, pretrained_encoders=weights is None
+        )
     status = initialised(seed)
     if weights is not None:
         status = status_facts(load_weights(model, weights)) or imported(str(weights))

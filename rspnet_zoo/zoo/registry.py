@@ -76,6 +76,8 @@ def create_genotype_net(
     # once, at the model's arguments, and the cfg names the convs that read the image from that plan
     kwargs.setdefault("in_chans", cfg["input_size"][0])
     kwargs.setdefault("num_classes", cfg["num_classes"])
+    if pretrained:  # the weights file holds the whole network, encoders included
+        kwargs.setdefault("pretrained_encoders", False)
     plan = lower(genotype, kwargs["in_chans"], kwargs.get("output_stride"), kwargs["num_classes"])
     cfg["first_conv"] = cfg_first_conv(first_conv_names(plan))
     levels = len(plan.features) if kwargs.get("features_only") else 5  # timm's fx extractor indexes them all

@@ -19,7 +19,7 @@ from rspnet_zoo.spec.plan import NetworkPlan
 def meta_model(genotype: Genotype, num_classes: int | None = None, plan: NetworkPlan | None = None) -> GenotypeNet:
     """``genotype`` on the meta device; ``plan``, a lowering already made (a built model's), is reused."""
     with torch.device("meta"):
-        return GenotypeNet(genotype, num_classes=num_classes, plan=plan).eval()
+        return GenotypeNet(genotype, num_classes=num_classes, plan=plan, pretrained_encoders=False).eval()
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -359,7 +359,7 @@ def latency_report(genotype: Genotype, table: LatencyTable, target_ms: float, pr
     """Predicted and measured latency of the emitted network, and whether it meets the target."""
     from rspnet_zoo.nn.model import GenotypeNet
 
-    measured = measure_model(GenotypeNet(genotype), table.target)
+    measured = measure_model(GenotypeNet(genotype, pretrained_encoders=False), table.target)
     t = table.target
     return dict(
         target_ms=target_ms,

@@ -1,0 +1,132 @@
+"""timm encoders inside a spec: one ``features_only`` module per encoder, held to the levels the spec writes.
+
+The spec writes each level's reduction and channels, so the torch-free layer can plan without timm; here
+they meet timm's ``feature_info``. ``create_encoder`` is the one way an encoder module is made (the builder
+always checks what it built), and ``encoder_errors`` is the same check on the meta device, for ``validate``.
+"""
+
+from collections.abc import Iterator, Sequence
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rspnet_zoo.errors import SpecError, WeightsError, pointer
+from rspnet_zoo.spec.models import Encoder, Genotype
+from rspnet_zoo.spec.plan import EncoderPlan, lower
+
+# What ``encoder_errors`` checks that only timm can (``validate`` names them).
+TIMM_CHECKS = ("model names", "kwargs", "levels", "reductions", "channels")
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x`` zero-padded at the bottom and right to a multiple of ``multiple``: an encoder's input, so that
+    every level comes out at least ``ceil(size / reduction)`` whatever the model's padding."""
+    return F.pad(x, [0, (-x.shape[-1]) % multiple, 0, (-x.shape[-2]) % multiple])
+
+
+def crop(feature: torch.Tensor, size: list[int], reduction: int) -> torch.Tensor:
+    """An encoder level cut to ``ceil(size / reduction)``, the size every node's output has at ``reduction``."""
+    return feature[:, :, : (size[0] + reduction - 1) // reduction, : (size[1] + reduction - 1) // reduction]
+
+
+def _timm_name(encoder: Encoder, pretrained: bool) -> str:
+    tag = encoder.pretrained if pretrained and isinstance(encoder.pretrained, str) else None
+    return f"{encoder.model}.{tag}" if tag else encoder.model
+
+
+def create_encoder(
+    name: str,
+    encoder: Encoder,
+    levels: Sequence[EncoderPlan],
+    in_chans: int,
+    pretrained: bool = False,
+    overlay: dict | None = None,
+) -> nn.Module:
+    """timm's ``features_only`` model of ``encoder`` at the levels the ``levels`` nodes read (its
+    ``out_indices``, ascending), checked against them. With ``pretrained`` (and the spec's ``pretrained``
+    set) timm loads its weights as it always does: its cache, the Hub, or ``overlay`` (timm's
+    ``pretrained_cfg_overlay``, e.g. ``dict(file=...)``)."""
+    at = ("encoders", name)
+    if encoder.model not in _known_models():
+        raise SpecError(pointer(*at, "model"), f"timm {timm.__version__} knows no model '{encoder.model}'")
+    indices = sorted({n.level for n in levels})
+    total = _level_count(encoder, in_chans, at)
+    for n in levels:
+        if n.level >= total:
+            raise SpecError(
+                pointer("network", "nodes", n.index, "level"),
+                f"'{encoder.model}' has {total} feature levels (0..{total - 1}), not {n.level}",
+            )
+    load = pretrained and encoder.pretrained is not False
+    try:
+        model = timm.create_model(
+            _timm_name(encoder, load),
+            pretrained=load,
+            pretrained_cfg_overlay=overlay if load else None,
+            features_only=True,
+            out_indices=tuple(indices),
+            in_chans=in_chans,
+            **encoder.kwargs,
+        )
+    except TypeError as e:
+        raise SpecError(pointer(*at, "kwargs"), f"timm's '{encoder.model}' refused them: {e}") from None
+    except (RuntimeError, OSError, ValueError) as e:
+        if not load:
+            raise SpecError(pointer(*at), f"timm cannot build '{encoder.model}': {e}") from None
+        raise WeightsError(
+            f"{pointer(*at, 'pretrained')}: timm cannot load the weights of '{_timm_name(encoder, True)}' "
+            f"({type(e).__name__}: {e}); offline, timm reads its cache, or pass the file as "
+            f"encoder_overlays={{'{name}': dict(file=...)}}"
+        ) from None
+    info = dict(zip(indices, zip(model.feature_info.reduction(), model.feature_info.channels())))
+    for n in levels:
+        reduction, channels = info[n.level]
+        node = ("network", "nodes", n.index)
+        if reduction != n.reduction:
+            raise SpecError(
+                pointer(*node, "reduction"),
+                f"timm's '{encoder.model}' gives level {n.level} at 1/{reduction}, the node says 1/{n.reduction}",
+            )
+        if channels != n.out_channels:
+            raise SpecError(
+                pointer(*node, "channels"),
+                f"timm's '{encoder.model}' gives {channels} channels at level {n.level}, "
+                f"the node says {n.out_channels}",
+            )
+    return model
+
+
+def _known_models() -> set[str]:
+    return set(timm.list_models())
+
+
+def _level_count(encoder: Encoder, in_chans: int, at: tuple) -> int:
+    """How many feature levels timm's model has (its ``feature_info``), built on the meta device."""
+    try:
+        try:
+            with torch.device("meta"):
+                model = timm.create_model(encoder.model, in_chans=in_chans, **encoder.kwargs)
+        except NotImplementedError:  # a model that computes with tensors as it is built: build it for real
+            model = timm.create_model(encoder.model, in_chans=in_chans, **encoder.kwargs)
+    except TypeError as e:
+        raise SpecError(pointer(*at, "kwargs"), f"timm's '{encoder.model}' refused them: {e}") from None
+    except (RuntimeError, ValueError) as e:
+        raise SpecError(pointer(*at), f"timm cannot build '{encoder.model}': {e}") from None
+    return len(getattr(model, "feature_info", []))
+
+
+def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
+    """What only timm can check (``TIMM_CHECKS``), one error per encoder, each built on the meta device:
+    the model name, its kwargs, and every level's existence, reduction and channels."""
+    plan = lower(genotype)
+    for name, levels in plan.encoder_levels().items():
+        try:
+            try:
+                with torch.device("meta"):
+                    create_encoder(name, genotype.encoders[name], levels, plan.in_chans)
+            except NotImplementedError:  # see _level_count
+                create_encoder(name, genotype.encoders[name], levels, plan.in_chans)
+        except SpecError as e:
+            yield e
