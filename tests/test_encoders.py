@@ -9,6 +9,8 @@ import json
 import pytest
 import timm
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rspnet_zoo.errors import SpecError, WeightsError
 from rspnet_zoo.nn.encoders import encoder_errors
@@ -134,12 +136,13 @@ def test_no_encoders_key_when_none_so_shipped_hashes_hold():
 
 
 def test_stats_count_the_encoder(small):
-    from rspnet_zoo.zoo.stats import count_parameters, spec_stats
+    from rspnet_zoo.zoo.stats import count_flops, count_parameters, spec_stats
 
     encoder = sum(p.numel() for p in small.encoders.parameters())
     stats = spec_stats(small.genotype)
     assert stats["parameters"] == count_parameters(small) > encoder > 0
-    assert stats["flops"] > 0
+    alone = count_flops(small.encoders["backbone"], small.genotype.defaults.input_size)
+    assert stats["flops"] > alone > 0
 
 
 def _refused(doc: dict, change) -> SpecError:
@@ -201,6 +204,46 @@ def test_refusals_name_their_place(change, where, words):
     error = _refused(encoder_spec(FAST), change)
     assert error.pointer == where and words in error.reason, str(error)
     assert "\n" not in str(error)
+
+
+FAST_INFO = timm.create_model(FAST, features_only=True).feature_info
+ONE_LEVEL = encoder_spec(FAST, levels=(4,))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(level=st.integers(0, 7), reduction=st.sampled_from([2, 4, 8, 16, 32, 64]), channels=st.integers(1, 400))
+def test_a_level_node_is_accepted_iff_it_says_what_timm_gives(level, reduction, channels):
+    """One level node, anything written: accepted exactly when the level exists with these reduction and
+    channels; else the error points into that node."""
+    doc = copy.deepcopy(ONE_LEVEL)
+    doc["network"]["nodes"][0].update(level=level, reduction=reduction, channels=channels)
+    doc["network"]["nodes"][1]["reduction"] = reduction
+    errors = list(encoder_errors(genotype_from_dict(doc)))
+    levels = len(FAST_INFO.reduction())
+    truth = level < levels and (FAST_INFO.reduction()[level], FAST_INFO.channels()[level]) == (reduction, channels)
+    assert (not errors) == truth
+    assert all(e.pointer.startswith("/network/nodes/0/") for e in errors)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    value=st.one_of(
+        st.lists(st.integers(), min_size=1, max_size=2),
+        st.dictionaries(st.text(max_size=3), st.integers(), min_size=1, max_size=2),
+    )
+)
+def test_encoder_kwargs_are_json_scalars(value):
+    doc = copy.deepcopy(ONE_LEVEL)
+    doc["encoders"]["backbone"]["kwargs"] = {"drop_rate": value}
+    with pytest.raises(SpecError) as e:
+        genotype_from_dict(doc)
+    assert e.value.pointer.startswith("/encoders/backbone/kwargs/drop_rate")
+
+
+def test_in_chans_reaches_the_encoder():
+    net = GenotypeNet(encoder_spec(FAST), in_chans=1).eval()
+    assert net.encoders["backbone"].conv_stem.in_channels == 1
+    assert net(torch.randn(1, 1, *ODD)).shape == (1, 3, *ODD)
 
 
 def test_an_unused_encoder_is_accepted_and_builds_nothing_like_an_unused_cell():

@@ -5,7 +5,9 @@ they meet timm's ``feature_info``. ``create_encoder`` is the one way an encoder 
 always checks what it built), and ``encoder_errors`` is the same check on the meta device, for ``validate``.
 """
 
+import functools
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import timm
 import torch
@@ -52,7 +54,7 @@ def create_encoder(
     if encoder.model not in _known_models():
         raise SpecError(pointer(*at, "model"), f"timm {timm.__version__} knows no model '{encoder.model}'")
     indices = sorted({n.level for n in levels})
-    total = _level_count(encoder, in_chans, at)
+    total = _level_count(encoder.model, tuple(sorted(encoder.kwargs.items())), in_chans, at)
     for n in levels:
         if n.level >= total:
             raise SpecError(
@@ -98,23 +100,30 @@ def create_encoder(
     return model
 
 
-def _known_models() -> set[str]:
-    return set(timm.list_models())
+@functools.cache
+def _known_models() -> frozenset[str]:
+    return frozenset(timm.list_models())
 
 
-def _level_count(encoder: Encoder, in_chans: int, at: tuple) -> int:
-    """How many feature levels timm's model has (its ``feature_info``), built on the meta device."""
+def _level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int, at: tuple) -> int:
+    """How many feature levels timm's ``model`` has (its ``feature_info``), built on the meta device once
+    per process for these arguments (a search builds the same encoder many times)."""
     try:
-        try:
-            with torch.device("meta"):
-                model = timm.create_model(encoder.model, in_chans=in_chans, **encoder.kwargs)
-        except NotImplementedError:  # a model that computes with tensors as it is built: build it for real
-            model = timm.create_model(encoder.model, in_chans=in_chans, **encoder.kwargs)
+        return _cached_level_count(model, kwargs, in_chans)
     except TypeError as e:
-        raise SpecError(pointer(*at, "kwargs"), f"timm's '{encoder.model}' refused them: {e}") from None
+        raise SpecError(pointer(*at, "kwargs"), f"timm's '{model}' refused them: {e}") from None
     except (RuntimeError, ValueError) as e:
-        raise SpecError(pointer(*at), f"timm cannot build '{encoder.model}': {e}") from None
-    return len(getattr(model, "feature_info", []))
+        raise SpecError(pointer(*at), f"timm cannot build '{model}': {e}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int) -> int:
+    try:
+        with torch.device("meta"):
+            built = timm.create_model(model, in_chans=in_chans, **dict(kwargs))
+    except NotImplementedError:  # a model that computes with tensors as it is built: build it for real
+        built = timm.create_model(model, in_chans=in_chans, **dict(kwargs))
+    return len(getattr(built, "feature_info", []))
 
 
 def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
