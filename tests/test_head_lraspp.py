@@ -103,15 +103,45 @@ def test_the_network_is_torchvisions_lraspp_on_the_same_features():
             torch.testing.assert_close(net(x), reference.eval()(x)["out"], atol=1e-5, rtol=1e-5)
 
 
-def test_it_folds_and_exports_to_the_eager_outputs(tmp_path):
+def test_on_a_timm_encoders_levels_it_is_torchvisions_lraspp_on_the_same_encoder():
+    """The head on encoder level nodes (mobilenetv3_small_050: 16 channels at 1/8, 288 at 1/32)."""
+    from torchvision.models.segmentation.lraspp import LRASPP
+
+    level = {"inputs": [{"paths": [{"node": "input"}]}], "encoder": "backbone"}
+    spec = lraspp_spec()
+    spec["encoders"] = {"backbone": {"model": "mobilenetv3_small_050"}}
+    spec["network"]["nodes"] = [
+        {"id": "c8", "level": 2, "reduction": 8, "channels": 16, **level},
+        {"id": "c16", "level": 4, "reduction": 32, "channels": 288, **level},
+    ]
     torch.manual_seed(0)
-    model = with_statistics(timm.create_model("rspnet", genotype=genotype_from_dict(lraspp_spec(low=16, high=32))))
+    net = with_statistics(GenotypeNet(genotype_from_dict(spec)))
+    reference = LRASPP(NodeFeatures(net, low=1, high=2), 16, 288, CLASSES).eval()
+    with_statistics(reference.classifier)
+    copy_torchvision_head(reference.classifier, net)
+    with torch.no_grad():
+        x = torch.randn(1, 3, 75, 97)
+        torch.testing.assert_close(net(x), reference(x)["out"], atol=1e-5, rtol=1e-5)
+
+
+def small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return with_statistics(timm.create_model("rspnet", genotype=genotype_from_dict(lraspp_spec(low=16, high=32))))
+
+
+def test_it_folds_to_the_eager_outputs():
+    model = small_model()
     fast = optimize(model)
     with torch.no_grad():
         for h, w in ((64, 64), (37, 53)):
             x = torch.randn(1, 3, h, w)
             assert (fast(x) - model(x)).abs().max().item() <= 1e-4
-    info = export_model(fast, "onnx", tmp_path / "m.onnx", (64, 64), dynamic_size=True, reference=model)
+
+
+@pytest.mark.slow  # an ONNX export: seconds
+def test_its_onnx_export_gives_the_eager_outputs_at_any_size(tmp_path):
+    model = small_model()
+    info = export_model(optimize(model), "onnx", tmp_path / "m.onnx", (64, 64), dynamic_size=True, reference=model)
     assert info["max_abs_diff"] <= 1e-4
 
 
