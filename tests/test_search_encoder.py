@@ -100,3 +100,23 @@ def test_a_smoke_search_over_an_encoder_emits_a_spec_that_builds(run_cli, tmp_pa
         assert model(torch.randn(1, 3, 45, 61)).shape == (1, genotype.defaults.num_classes, 45, 61)
     record = json.loads((tmp_path / "run" / "run-record.json").read_text())
     assert record["settings"]["encoder"] == TINY and record["settings"]["freeze_encoder"] is True
+
+
+def test_the_latency_term_prices_the_lattice_over_the_encoder(monkeypatch, tmp_path):
+    """Every unit counts 1 ms (the bookkeeping, not the clock): the encoder is one fixed unit, and the expected
+    latency under uniform attention lies between the cheapest network the lattice can emit and the full one."""
+    from rspnet_zoo.perf import latency as lat
+    from searchers.rspnet.latency_search import LatencyGoal, config_lattice, fastest_ms, space_genotypes
+
+    monkeypatch.setattr(lat, "_prepared", lambda module, inputs, target, image=False: lambda: 1.0)
+    monkeypatch.setattr(lat, "time_unit", lambda run, *timing, **options: run())
+    config = resolve_config("smoke").model_copy(update=dict(encoder=LEVELS))
+    table = lat.open_table(lat.Target(size=(32, 32)), path=tmp_path / "t.json")
+    full = space_genotypes(config, 9)[0]
+    assert full.network.nodes[0].encoder == ENCODER and table.predict(full) > 0
+    model = PathSupernet(stand_in_cell(config.cell.steps, ("sep_conv_3x3",)), config.path, 9, LEVELS)
+    assert [n.id for n in model.lattice] == [n.id for n in config_lattice(config)]
+    cell = stand_in_cell(config.cell.steps, ("sep_conv_3x3",))
+    expected = LatencyGoal(table, 1.0).path_penalty(config, cell, 9, model)
+    expected()
+    assert fastest_ms(table, config, 9) <= expected.last_ms <= table.predict(full)
