@@ -10,9 +10,10 @@
    momentum 0.9, poly learning rate, cross-entropy ignoring 255, the same crops in the same order); each is
    evaluated on the synthetic validation split. Printed: mIoU per seed, mean and spread (sample standard
    deviation).
-4. Latency, in one run: both networks untrained, eager and optimised in onnxruntime, interleaved rounds
-   (``rspnet_zoo.perf.bench.measure``), median ms; the ratios and a verdict on the issue's goal (mIoU above
-   LRASPP's by at least 0.02 at no more than its latency, in both runtimes).
+4. Latency, in one run before the training: both networks untrained, eager and optimised in onnxruntime,
+   interleaved rounds (``rspnet_zoo.perf.bench.measure``), median ms; the ratios, and after the training a
+   verdict on the issue's goal (mIoU above LRASPP's by at least 0.02 at no more than its latency, in both
+   runtimes).
 
     .venv/bin/python benchmarks/decoder_vs_lraspp.py                      # the run in docs/benchmarks.md
     .venv/bin/python benchmarks/decoder_vs_lraspp.py --iterations 5 --seeds 0 --search-budget smoke \\
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--search-set", nargs="*", default=[], metavar="KEY=VALUE", help="more search settings")
     parser.add_argument("--search-dir", help="the search's spec and run folder (default: temporary)")
     parser.add_argument("--lraspp-stride", type=int, choices=(16, 32), default=16, help="LRASPP's output stride")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: latency only")
     parser.add_argument("--iterations", type=int, default=500, help="training steps per model and seed")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--crop", type=int, default=96, help="training crop of the accuracy run")
@@ -143,6 +144,28 @@ def main() -> None:
         searched, search_s = searched_spec(args, Path(args.search_dir or tmp))
     genotypes = {SEARCHED: searched, LRASPP: lraspp_spec(args.encoder, num_classes, args.lraspp_stride)}
     params = {name: count_parameters(net) for name, net in build_pair(genotypes, num_classes, 0).items()}
+
+    h, w = (int(v) for v in args.latency_size.split("x"))
+    x = torch.randn(1, 3, h, w)
+    contenders = []
+    for name, net in build_pair(genotypes, num_classes, 0).items():
+        contenders.append(prepare(name, net, x, runtime="eager", threads=args.threads))
+        contenders.append(prepare(name, net, x, runtime="onnxruntime", optimized=True, threads=args.threads))
+    timing = measure(contenders, x, rounds=args.rounds, threads=args.threads)
+    ms = {(r["name"], r["runtime"]): r["ms_median"] for r in timing["models"]}
+    cpu = {(r["name"], r["runtime"]): r["cpu_ms_median"] for r in timing["models"]}
+    ratios = {rt: ms[SEARCHED, rt] / ms[LRASPP, rt] for rt in ("eager", "onnxruntime")}
+    load = timing["load_average"]
+    print(
+        f"latency 1x3x{h}x{w}, {args.threads} threads, median of {args.rounds} interleaved rounds, load average "
+        f"{load['before'][0]:.2f} before, {load['after'][0]:.2f} after:"
+    )
+    for name in genotypes:
+        print(
+            f"  {name}: {params[name]:,} parameters; eager {ms[name, 'eager']:.1f} ms (CPU {cpu[name, 'eager']:.0f}), "
+            f"onnxruntime {ms[name, 'onnxruntime']:.1f} ms (CPU {cpu[name, 'onnxruntime']:.0f})"
+        )
+    print(f"  latency ratio searched / lraspp: eager {ratios['eager']:.2f}, onnxruntime {ratios['onnxruntime']:.2f}")
 
     miou: dict[str, list[float]] = {name: [] for name in genotypes}
     for seed in args.seeds:
@@ -170,43 +193,21 @@ def main() -> None:
             print(
                 f"seed {seed} {name}: val mIoU {miou[name][-1]:.4f} ({time.perf_counter() - started:.0f} s)", flush=True
             )
-
-    h, w = (int(v) for v in args.latency_size.split("x"))
-    x = torch.randn(1, 3, h, w)
-    contenders = []
-    for name, net in build_pair(genotypes, num_classes, 0).items():
-        contenders.append(prepare(name, net, x, runtime="eager", threads=args.threads))
-        contenders.append(prepare(name, net, x, runtime="onnxruntime", optimized=True, threads=args.threads))
-    timing = measure(contenders, x, rounds=args.rounds, threads=args.threads)
-    ms = {(r["name"], r["runtime"]): r["ms_median"] for r in timing["models"]}
-    cpu = {(r["name"], r["runtime"]): r["cpu_ms_median"] for r in timing["models"]}
-
-    load = timing["load_average"]
-    print()
-    print(
-        f"{args.encoder}; {len(args.seeds)} seeds x {args.iterations} steps of {args.batch_size} {args.crop}x"
-        f"{args.crop} crops; latency 1x3x{h}x{w}, {args.threads} threads, median of {args.rounds} interleaved "
-        f"rounds, load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} after"
-    )
-    print("| network | parameters | val mIoU (mean +- sd) | eager ms | onnxruntime ms | CPU ms eager / ort |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in genotypes:
+    if args.seeds:
         print(
-            f"| {name} | {params[name]:,} | {spread(miou[name])} | {ms[name, 'eager']:.1f} "
-            f"| {ms[name, 'onnxruntime']:.1f} | {cpu[name, 'eager']:.0f} / {cpu[name, 'onnxruntime']:.0f} |"
+            f"{args.encoder}; {len(args.seeds)} seeds x {args.iterations} steps of {args.batch_size} "
+            f"{args.crop}x{args.crop} crops:"
         )
-    gain = statistics.mean(miou[SEARCHED]) - statistics.mean(miou[LRASPP])
-    ratios = {rt: ms[SEARCHED, rt] / ms[LRASPP, rt] for rt in ("eager", "onnxruntime")}
-    print(
-        f"mIoU difference (searched - lraspp): {gain:+.4f}; latency ratio searched / lraspp: eager "
-        f"{ratios['eager']:.2f}, onnxruntime {ratios['onnxruntime']:.2f}"
-    )
-    accurate, fast = gain >= 0.02, all(r <= 1.0 for r in ratios.values())
-    verdict = "meets" if accurate and fast else "does not meet"
-    print(
-        f"verdict: the searched decoder {verdict} the goal (mIoU +0.02 or more: {'yes' if accurate else 'no'}; "
-        f"latency at most LRASPP's in both runtimes: {'yes' if fast else 'no'})"
-    )
+        for name in genotypes:
+            print(f"  {name}: val mIoU {spread(miou[name])} (mean +- sd)")
+        gain = statistics.mean(miou[SEARCHED]) - statistics.mean(miou[LRASPP])
+        print(f"  mIoU difference (searched - lraspp): {gain:+.4f}")
+        accurate, fast = gain >= 0.02, all(r <= 1.0 for r in ratios.values())
+        verdict = "meets" if accurate and fast else "does not meet"
+        print(
+            f"verdict: the searched decoder {verdict} the goal (mIoU +0.02 or more: {'yes' if accurate else 'no'}; "
+            f"latency at most LRASPP's in both runtimes: {'yes' if fast else 'no'})"
+        )
     print(f"searched spec: {json.dumps(searched.model_dump(mode='json', exclude_defaults=True), sort_keys=True)}")
     if args.json:
         result = dict(miou=miou, parameters=params, latency=timing, search_s=search_s, args=vars(args))
