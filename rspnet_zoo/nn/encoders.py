@@ -6,7 +6,7 @@ always checks what it built), and ``encoder_errors`` is the same check on the me
 """
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import timm
@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rspnet_zoo.errors import SpecError, WeightsError, pointer
+from rspnet_zoo.errors import SpecError, WeightsError, pointer, printable
 from rspnet_zoo.spec.models import Encoder, Genotype
-from rspnet_zoo.spec.plan import EncoderPlan, lower
+from rspnet_zoo.spec.plan import EncoderPlan, NetworkPlan, lower
 
 # What ``encoder_errors`` checks that only timm can (``validate`` names them).
 TIMM_CHECKS = ("model names", "kwargs", "levels", "reductions", "channels")
@@ -31,6 +31,11 @@ def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
 def crop(feature: torch.Tensor, size: list[int], reduction: int) -> torch.Tensor:
     """An encoder level cut to ``ceil(size / reduction)``, the size every node's output has at ``reduction``."""
     return feature[:, :, : (size[0] + reduction - 1) // reduction, : (size[1] + reduction - 1) // reduction]
+
+
+def _line(e: BaseException) -> str:
+    """The first line of what timm (or the Hub client under it) raised: an error stays one line."""
+    return printable((str(e).strip().splitlines() or [""])[0])
 
 
 def _timm_name(encoder: Encoder, pretrained: bool) -> str:
@@ -73,13 +78,13 @@ def create_encoder(
             **encoder.kwargs,
         )
     except TypeError as e:
-        raise SpecError(pointer(*at, "kwargs"), f"timm's '{encoder.model}' refused them: {e}") from None
+        raise SpecError(pointer(*at, "kwargs"), f"timm's '{encoder.model}' refused them: {_line(e)}") from None
     except (RuntimeError, OSError, ValueError) as e:
         if not load:
-            raise SpecError(pointer(*at), f"timm cannot build '{encoder.model}': {e}") from None
+            raise SpecError(pointer(*at), f"timm cannot build '{encoder.model}': {_line(e)}") from None
         raise WeightsError(
             f"{pointer(*at, 'pretrained')}: timm cannot load the weights of '{_timm_name(encoder, True)}' "
-            f"({type(e).__name__}: {e}); offline, timm reads its cache, or pass the file as "
+            f"({type(e).__name__}: {_line(e)}); offline, timm reads its cache, or pass the file as "
             f"encoder_overlays={{'{name}': dict(file=...)}}"
         ) from None
     info = dict(zip(indices, zip(model.feature_info.reduction(), model.feature_info.channels())))
@@ -111,19 +116,52 @@ def _level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int,
     try:
         return _cached_level_count(model, kwargs, in_chans)
     except TypeError as e:
-        raise SpecError(pointer(*at, "kwargs"), f"timm's '{model}' refused them: {e}") from None
+        raise SpecError(pointer(*at, "kwargs"), f"timm's '{model}' refused them: {_line(e)}") from None
     except (RuntimeError, ValueError) as e:
-        raise SpecError(pointer(*at), f"timm cannot build '{model}': {e}") from None
+        raise SpecError(pointer(*at), f"timm cannot build '{model}': {_line(e)}") from None
 
 
 @functools.lru_cache(maxsize=64)
 def _cached_level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int) -> int:
+    built = _on_meta(lambda: timm.create_model(model, in_chans=in_chans, **dict(kwargs)))
+    return len(getattr(built, "feature_info", []))
+
+
+def _on_meta(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` on the meta device (no memory, no initialisation), or for real for a model that computes
+    with its tensors as it is built."""
     try:
         with torch.device("meta"):
-            built = timm.create_model(model, in_chans=in_chans, **dict(kwargs))
-    except NotImplementedError:  # a model that computes with tensors as it is built: build it for real
-        built = timm.create_model(model, in_chans=in_chans, **dict(kwargs))
-    return len(getattr(built, "feature_info", []))
+            return build()
+    except NotImplementedError:
+        return build()
+
+
+def image_convs(module: nn.Module, model: str) -> tuple[str, ...]:
+    """Where timm's ``first_conv`` (the convs that read the image, which timm adapts to ``in_chans`` as it
+    loads weights) sits in ``model``'s features_only ``module``: as named, with a top-level Sequential's name
+    joined by '_' (FeatureListNet, FeatureHookNet: 'stem.0' -> 'stem_0'), or under 'model' (FeatureGetterNet)."""
+    cfg = timm.models.get_pretrained_cfg(model)
+    convs = cfg.first_conv if cfg is not None else None
+    modules = dict(module.named_modules())
+    found = []
+    for conv in [convs] if isinstance(convs, str) else list(convs or ()):
+        for candidate in (conv, conv.replace(".", "_", 1), f"model.{conv}"):
+            if isinstance(modules.get(candidate), nn.Conv2d):
+                found.append(candidate)
+                break
+    return tuple(found)
+
+
+def encoder_first_convs(genotype: Genotype, plan: NetworkPlan) -> tuple[str, ...]:
+    """The network's module paths of its encoders' ``image_convs``, each encoder built (and checked) on the
+    meta device: what a cfg names before the network is built."""
+    names: list[str] = []
+    for name, levels in plan.encoder_levels().items():
+        encoder = genotype.encoders[name]
+        module = _on_meta(functools.partial(create_encoder, name, encoder, levels, plan.in_chans))
+        names += [f"encoders.{name}.{conv}" for conv in image_convs(module, encoder.model)]
+    return tuple(names)
 
 
 def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
@@ -132,10 +170,6 @@ def encoder_errors(genotype: Genotype) -> Iterator[SpecError]:
     plan = lower(genotype)
     for name, levels in plan.encoder_levels().items():
         try:
-            try:
-                with torch.device("meta"):
-                    create_encoder(name, genotype.encoders[name], levels, plan.in_chans)
-            except NotImplementedError:  # see _level_count
-                create_encoder(name, genotype.encoders[name], levels, plan.in_chans)
+            _on_meta(functools.partial(create_encoder, name, genotype.encoders[name], levels, plan.in_chans))
         except SpecError as e:
             yield e

@@ -16,7 +16,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.nn.encoders import create_encoder, crop, pad_to
+from rspnet_zoo.nn.encoders import create_encoder, crop, image_convs, pad_to
 from rspnet_zoo.nn.heads import DECODERS, HEADS, AuxiliaryClassifier
 from rspnet_zoo.nn.ops import AGGREGATES, ConvBNAct, FactorizedReduce, InvertedResidual, ReLUConvBN, make_op
 from rspnet_zoo.spec.models import Genotype
@@ -377,7 +377,12 @@ class GenotypeNet(nn.Module):
             dict(num_chs=f.channels, reduction=f.reduction, module=f"nodes.{f.state - 1}") for f in plan.features
         ]
         self.feature_states: list[int] = [f.state for f in plan.features]
-        self._traits = dict(first_conv=first_conv_names(plan))  # timm's model traits: in_chans adaptation
+        encoder_convs = tuple(
+            f"encoders.{name}.{conv}"
+            for name, module in self.encoders.items()
+            for conv in image_convs(module, genotype.encoders[name].model)
+        )
+        self._traits = dict(first_conv=first_conv_names(plan) + encoder_convs)  # timm's traits: in_chans adaptation
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:

@@ -1,6 +1,6 @@
-"""What differs between two specs: identity, cells, network, head, defaults and sizes, in words.
+"""What differs between two specs: identity, cells, encoders, network, head, defaults and sizes, in words.
 
-Cells are matched by name, nodes by id, steps, edges, slots and paths by position; every other
+Cells and encoders are matched by name, nodes by id, steps, edges, slots and paths by position; every other
 field is compared as it is in the full (defaults included) JSON form, so an omitted default and an
 explicit one are the same. Each change carries a JSON pointer into the spec it is read from.
 """
@@ -17,7 +17,7 @@ from rspnet_zoo.spec.io import spec_sha256
 from rspnet_zoo.spec.models import Genotype
 from rspnet_zoo.textutil import shorten
 
-SECTIONS = ("identity", "cells", "network", "head", "defaults")
+SECTIONS = ("identity", "cells", "encoders", "network", "head", "defaults")
 IDENTITY = ("name", "version", "format_version", "description", "provenance")
 
 
@@ -46,16 +46,10 @@ def diff_specs(a: Genotype, b: Genotype, stats: Callable[[Genotype], dict[str, i
     changes: list[Change] = []
     for key in IDENTITY:
         _walk(changes, "identity", da.get(key), db.get(key), [key], [key], [_label(key)])
-    for name in _union(da["cells"], db["cells"]):
-        _walk(
-            changes,
-            "cells",
-            da["cells"].get(name),
-            db["cells"].get(name),
-            ["cells", name],
-            ["cells", name],
-            [f"cell '{name}'"],
-        )
+    for section, noun in (("cells", "cell"), ("encoders", "encoder")):
+        for name in _union(da[section], db[section]):
+            where = [section, name]
+            _walk(changes, section, da[section].get(name), db[section].get(name), where, where, [f"{noun} '{name}'"])
     nodes_a = {n["id"]: (i, n) for i, n in enumerate(da["network"]["nodes"])}
     nodes_b = {n["id"]: (i, n) for i, n in enumerate(db["network"]["nodes"])}
     for node_id in _union(nodes_a, nodes_b):

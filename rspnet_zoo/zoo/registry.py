@@ -24,6 +24,7 @@ from typing import Any
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 
 from rspnet_zoo.errors import WeightsError, ZooError
+from rspnet_zoo.nn.encoders import encoder_first_convs
 from rspnet_zoo.nn.model import GenotypeNet, first_conv_names
 from rspnet_zoo.spec.io import genotype_from_dict, load_spec, spec_sha256
 from rspnet_zoo.spec.models import MAX_CLASSES, Genotype
@@ -79,7 +80,7 @@ def create_genotype_net(
     if pretrained:  # the weights file holds the whole network, encoders included
         kwargs.setdefault("pretrained_encoders", False)
     plan = lower(genotype, kwargs["in_chans"], kwargs.get("output_stride"), kwargs["num_classes"])
-    cfg["first_conv"] = cfg_first_conv(first_conv_names(plan))
+    cfg["first_conv"] = cfg_first_conv(first_conv_names(plan) + encoder_first_convs(genotype, plan))
     levels = len(plan.features) if kwargs.get("features_only") else 5  # timm's fx extractor indexes them all
     return build_model_with_cfg(
         GenotypeNet,
