@@ -87,6 +87,12 @@ def plan_head(request: SearchRequest) -> list[str]:
             f"{s} stage: {stages[s].epochs} epochs ({stages[s].warmup_epochs} of weights alone)" for s in request.stages
         ),
     ]
+    if request.encoder is not None:
+        kept = "frozen" if request.freeze_encoder else "trained with them (its weights join every weight step)"
+        lines.append(
+            f"  encoder: timm's {request.encoder} under the searched cells and paths, {kept}; the timed steps "
+            "below include it"
+        )
     if request.latency_target_ms is not None:
         h, w = request.latency_size
         lines.append(

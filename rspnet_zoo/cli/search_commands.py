@@ -176,6 +176,8 @@ def request_of(options: dict[str, Any], processes: int | None = None) -> SearchR
         overrides={**overrides, **parse_set(o["settings"])},
         threads=o["threads"],
         amp=o["amp"],
+        encoder=o["encoder"],
+        freeze_encoder=o["freeze_encoder"],
         resume=o["resume"],
         force=o["force"],
         processes=processes,
@@ -200,6 +202,16 @@ def rspnet(
     out: Path | None = OUT,
     cell: Path | None = typer.Option(None, "--cell", help="--stage path: the spec whose cell to search paths for."),
     cell_name: str | None = typer.Option(None, "--cell-name", help="Which cell of --cell, when it has several."),
+    encoder: str | None = typer.Option(
+        None,
+        "--encoder",
+        metavar="TIMM_NAME",
+        help="Search the cells and paths over this timm model's feature levels (a decoder; the spec's "
+        "encoder node comes first). See docs/search.md.",
+    ),
+    freeze_encoder: bool = typer.Option(
+        False, "--freeze-encoder", help="With --encoder: keep the encoder's weights as they are."
+    ),
     run_dir: Path | None = RUN_DIR,
     resume: bool = RESUME,
     force: bool = FORCE,

@@ -26,6 +26,7 @@ from rspnet_zoo.spec.models import (
     DPCBranch,
     DPCHead,
     FusionHead,
+    LRASPPHead,
 )
 
 if TYPE_CHECKING:
@@ -210,6 +211,29 @@ class DPCDecoder(DeepLabDecoder):
         return self.dpc(x)
 
 
+class LRASPPDecoder(nn.Module):
+    """Lite R-ASPP (torchvision's ``LRASPPHead``): the deep feature through 1x1 conv -> BN -> ReLU, times a
+    sigmoid gate from its global average, upsampled onto the low-level feature and concatenated with it.
+    LRASPP classifies each of the two with a 1x1 conv and sums the logits: the model's classifier on the
+    concatenation is that sum, in one conv (``weight = cat(high, low)``, ``bias = high + low``)."""
+
+    def __init__(self, inputs: list[FeaturePlan], spec: LRASPPHead):
+        super().__init__()
+        deep, low = inputs
+        self.deep_state, self.low_state = deep.state, low.state
+        self.cbr = ConvBNAct(deep.channels, spec.channels, 1)
+        self.scale = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(deep.channels, spec.channels, 1, bias=False), nn.Sigmoid()
+        )
+        self.num_features = spec.channels + low.channels
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        deep, low = states[self.deep_state], states[self.low_state]
+        x = self.cbr(deep) * self.scale(deep)
+        x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([x, low], dim=1)
+
+
 class AuxiliaryClassifier(nn.Module):
     """DARTS's auxiliary head. A global average pool before the linear layer is a no-op at the input
     size DARTS trains at (the 2x2 conv leaves 1x1) and lets larger inputs through."""
@@ -240,6 +264,7 @@ DECODERS: dict[str, Callable[[list[FeaturePlan], Any], nn.Module]] = {
     "concat": ConcatDecoder,
     "deeplabv3plus": DeepLabV3PlusDecoder,
     "dpc": DPCDecoder,
+    "lraspp": LRASPPDecoder,
     "classifier": SelectFeature,
 }
 

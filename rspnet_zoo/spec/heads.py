@@ -21,6 +21,7 @@ from rspnet_zoo.spec.models import (
     DPCHead,
     FusionHead,
     Genotype,
+    LRASPPHead,
     SegmentationHead,
     Strict,
 )
@@ -87,6 +88,13 @@ def _dpc_bound(inputs: list[FeaturePlan], aux, head: DPCHead, n: int) -> int:
     return total + _dense_classifier(head, d, n)
 
 
+def _lraspp_bound(inputs: list[FeaturePlan], aux, head: LRASPPHead, n: int) -> int:
+    """The 1x1 conv -> BN and the gate's 1x1 on the deep feature; the classifier reads the gated branch and
+    the low-level feature."""
+    c = head.channels
+    return 2 * inputs[0].channels * c + 2 * c + _dense_classifier(head, c + inputs[1].channels, n)
+
+
 def _classifier_bound(inputs: list[FeaturePlan], aux: FeaturePlan | None, head: ClassifierHead, n: int) -> int:
     total = inputs[0].channels * n + n
     if aux is not None and head.auxiliary is not None:
@@ -96,7 +104,7 @@ def _classifier_bound(inputs: list[FeaturePlan], aux: FeaturePlan | None, head: 
     return total
 
 
-def _low_level_not_coarser(head: DeepLabV3PlusHead | DPCHead, reductions: list[int]) -> None:
+def _low_level_not_coarser(head: DeepLabV3PlusHead | DPCHead | LRASPPHead, reductions: list[int]) -> None:
     if reductions[1] > reductions[0]:
         coarser = f"the low-level feature must not be coarser than the {head.type} head's input"
         raise SpecError(pointer("head", "low_level"), coarser)
@@ -116,25 +124,16 @@ def _listed_inputs(head: FusionHead | ConcatHead) -> list[Ref]:
     return [(pointer("head", "inputs", i), ref) for i, ref in enumerate(head.inputs)]
 
 
-def _deep_and_low_level(head: DeepLabV3PlusHead | DPCHead) -> list[Ref]:
+def _deep_and_low_level(head: DeepLabV3PlusHead | DPCHead | LRASPPHead) -> list[Ref]:
     return [(pointer("head", "input"), head.input), (pointer("head", "low_level"), head.low_level)]
 
 
 HEADS: dict[str, HeadDef] = {
     "fusion": HeadDef(FusionHead, _listed_inputs, _fusion_bound),
     "concat": HeadDef(ConcatHead, _listed_inputs, _concat_bound),
-    "deeplabv3plus": HeadDef(
-        DeepLabV3PlusHead,
-        _deep_and_low_level,
-        _deeplab_bound,
-        check=_low_level_not_coarser,
-    ),
-    "dpc": HeadDef(
-        DPCHead,
-        _deep_and_low_level,
-        _dpc_bound,
-        check=_dpc_checks,
-    ),
+    "deeplabv3plus": HeadDef(DeepLabV3PlusHead, _deep_and_low_level, _deeplab_bound, check=_low_level_not_coarser),
+    "dpc": HeadDef(DPCHead, _deep_and_low_level, _dpc_bound, check=_dpc_checks),
+    "lraspp": HeadDef(LRASPPHead, _deep_and_low_level, _lraspp_bound, check=_low_level_not_coarser),
     "classifier": HeadDef(
         ClassifierHead,
         lambda h: [(pointer("head", "input"), h.input)],

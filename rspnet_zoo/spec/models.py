@@ -270,6 +270,18 @@ class DPCHead(SegmentationHead):
     )
 
 
+class LRASPPHead(SegmentationHead):
+    """Lite R-ASPP (MobileNetV3's head, as torchvision's ``LRASPPHead``): ``input`` through 1x1 conv -> BN -> ReLU,
+    gated by a sigmoid of its globally pooled 1x1 conv, upsampled onto ``low_level``; the classifier reads both,
+    concatenated, which is the sum of LRASPP's two classifiers (their biases add)."""
+
+    type: Literal["lraspp"]
+    input: Identifier
+    low_level: Identifier
+    channels: Channels = Field(128, description="inter_channels: the width of the gated branch")
+    dropout: Dropout = 0.0
+
+
 class AuxiliaryHead(Strict):
     """DARTS's auxiliary classifier, built only on request and used in training only:
     ReLU -> avg pool (no padding) -> 1x1 conv -> BN -> ReLU -> 2x2 conv -> [BN] -> ReLU -> linear."""
@@ -293,7 +305,9 @@ class ClassifierHead(Strict):
 
 
 # The head union, discriminated by ``type``; tests/test_tables.py checks it equals the heads table's models.
-Head = Annotated[FusionHead | ConcatHead | DeepLabV3PlusHead | DPCHead | ClassifierHead, Field(discriminator="type")]
+Head = Annotated[
+    FusionHead | ConcatHead | DeepLabV3PlusHead | DPCHead | LRASPPHead | ClassifierHead, Field(discriminator="type")
+]
 
 
 class Network(Strict):

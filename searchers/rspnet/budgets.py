@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from rspnet_zoo.errors import ZooError
-from rspnet_zoo.spec.models import Strict
+from rspnet_zoo.spec.models import Channels, Identifier, Reduction, Strict
 from rspnet_zoo.spec.ops import DARTS_PRIMITIVES, OP_TRAITS
 
 NUM_LEVELS = 4  # the network levels 1/4 .. 1/32
@@ -140,6 +140,24 @@ class PathStage(Schedule):
         return self
 
 
+class EncoderLevel(Strict):
+    """One feature level of a timm encoder, as timm's ``feature_info`` gives it."""
+
+    level: Annotated[int, Field(ge=0)]  # the index into feature_info (an out_indices value)
+    reduction: Reduction
+    channels: Channels
+
+
+class SearchEncoder(Strict):
+    """A timm encoder under the searched cells (``--encoder``): in place of the stems, its feature levels at
+    1/4 .. 1/32 are the first layer of the lattice (and the first level of the proxy chain). Set by the runner
+    from timm, never by ``--set``: the request carries the name and ``freeze`` only."""
+
+    model: Identifier
+    levels: Annotated[tuple[EncoderLevel, ...], Field(min_length=1, max_length=NUM_LEVELS)]  # finest first
+    freeze: bool = Field(False, description="the encoder's weights stay as they are (and its BatchNorms in eval)")
+
+
 class SearchConfig(Strict):
     image_size: Annotated[int, Field(ge=8, le=2048, description="square training crops")] = 64
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
@@ -148,6 +166,7 @@ class SearchConfig(Strict):
     )
     cell: CellStage
     path: PathStage
+    encoder: SearchEncoder | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,9 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
+NOT_SETTINGS = ("cell", "path", "encoder")  # SearchConfig fields that --set does not reach
+
+
 def resolve_config(budget: str, overrides: dict[str, Any] | None = None) -> SearchConfig:
     """The named budget with ``overrides`` applied; keys are field names, dotted for one stage
     ('epochs' alone sets it in every stage that has it). Every error is one ZooError line."""
@@ -234,7 +256,7 @@ def resolve_config(budget: str, overrides: dict[str, Any] | None = None) -> Sear
         stage, _, field = key.rpartition(".")
         if stage:
             targets = [doc[stage]] if stage in ("cell", "path") else []
-        elif key in doc and key not in ("cell", "path"):
+        elif key in doc and key not in NOT_SETTINGS:
             targets = [doc]
         else:
             targets = [t for t in (doc["cell"], doc["path"]) if field in t]
@@ -268,6 +290,6 @@ def budgets_markdown() -> str:
 
 
 def known_settings() -> list[str]:
-    shared = [f for f in SearchConfig.model_fields if f not in ("cell", "path")]
+    shared = [f for f in SearchConfig.model_fields if f not in NOT_SETTINGS]
     both = sorted(set(CellStage.model_fields) & set(PathStage.model_fields))
     return shared + both + [f"cell.{f}" for f in CellStage.model_fields] + [f"path.{f}" for f in PathStage.model_fields]

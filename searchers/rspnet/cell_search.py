@@ -18,7 +18,7 @@ class CellSearch:
     ):
         self.schedule: CellStage = config.cell
         self.primitives = tuple(primitives)
-        self.model = CellSupernet(config.cell, num_classes, self.primitives)
+        self.model = CellSupernet(config.cell, num_classes, self.primitives, encoder=config.encoder)
         self.penalty = None if latency is None else latency.cell_penalty(config, num_classes, self.model)
 
     def snapshot(self) -> dict:

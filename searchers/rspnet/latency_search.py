@@ -45,7 +45,7 @@ from rspnet_zoo.errors import SpecError, ZooError
 from rspnet_zoo.perf.latency import LatencyTable, PlacedUnit, Profile, Unit, measure_model, plan_profile, plan_units
 from rspnet_zoo.spec.models import Cell, CellStep, Edge, Genotype
 from rspnet_zoo.spec.plan import lower
-from searchers.rspnet.budgets import PathStage, Schedule, SearchConfig
+from searchers.rspnet.budgets import PathStage, Schedule, SearchConfig, SearchEncoder
 from searchers.rspnet.decode import EDGES_PER_STEP, SKIP
 from searchers.rspnet.structures import LatticeNode, head_candidates, lattice, path_network
 
@@ -70,10 +70,19 @@ class LatticeLatency:
         stage: PathStage,
         num_classes: int,
         primitives: Sequence[str] | None = None,
+        encoder: SearchEncoder | None = None,
     ):
-        """``primitives``: stage 1, the cell's ops are priced per primitive (``cell`` is a placeholder)."""
+        """``primitives``: stage 1, the cell's ops are priced per primitive (``cell`` is a placeholder);
+        ``encoder``: the lattice's (its cost is in the fixed part, as the stems' is)."""
         genotype = path_network(
-            cell, nodes, stage.spec_channels, stage.rsp_ratio, stage.rsp_depths, num_classes, name="priced"
+            cell,
+            nodes,
+            stage.spec_channels,
+            stage.rsp_ratio,
+            stage.rsp_depths,
+            num_classes,
+            name="priced",
+            encoder=encoder,
         )
         self.nodes = list(nodes)
         self.k = stage.topk or max(len(n.candidates) for n in nodes)
@@ -238,18 +247,16 @@ class LatencyGoal:
     table: LatencyTable
     target_ms: float
 
-    def lattice(self, stage: PathStage) -> list[LatticeNode]:
-        return lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
-
     def cell_penalty(self, config: SearchConfig, num_classes: int, model) -> LatencyPenalty:
         """Stage 1: ``model`` is the CellSupernet; its op weights price the cell, the paths are uniform."""
         cost = LatticeLatency(
             self.table,
             placeholder_cell(config.cell.steps),
-            self.lattice(config.path),
+            config_lattice(config),
             config.path,
             num_classes,
             model.primitives,
+            config.encoder,
         )
         uniform = cost.uniform()
 
@@ -260,7 +267,7 @@ class LatencyGoal:
 
     def path_penalty(self, config: SearchConfig, cell: Cell, num_classes: int, model) -> LatencyPenalty:
         """Stage 2: ``model`` is the PathSupernet; its attention prices the paths and the cells they keep."""
-        cost = LatticeLatency(self.table, cell, model.lattice, config.path, num_classes)
+        cost = LatticeLatency(self.table, cell, model.lattice, config.path, num_classes, encoder=config.encoder)
         return self._penalty(lambda: cost.expected(model.attention()), config.path)
 
     def _penalty(self, expected: Callable[[], torch.Tensor], stage: Schedule) -> LatencyPenalty:
@@ -283,10 +290,24 @@ def _cell_of(steps: int, ops: Sequence[str]) -> Cell:
     )
 
 
+def config_lattice(config: SearchConfig) -> list[LatticeNode]:
+    """The stage-2 lattice of ``config``: its path stage's grid over its stem or encoder."""
+    stage = config.path
+    return lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers, config.encoder)
+
+
 def _full_lattice(config: SearchConfig, cell: Cell, num_classes: int, channels: int, name: str) -> Genotype:
     stage = config.path
-    nodes = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
-    return path_network(cell, nodes, channels, stage.rsp_ratio, stage.rsp_depths, num_classes, name=name)
+    return path_network(
+        cell,
+        config_lattice(config),
+        channels,
+        stage.rsp_ratio,
+        stage.rsp_depths,
+        num_classes,
+        name=name,
+        encoder=config.encoder,
+    )
 
 
 def _widths(stage: PathStage) -> list[int]:
@@ -351,16 +372,22 @@ def fastest_ms(table: LatencyTable, config: SearchConfig, num_classes: int, cell
     best = float("inf")
     for channels in _widths(config.path):
         stage = config.path.model_copy(update=dict(spec_channels=channels))
-        nodes = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
+        nodes = config_lattice(config)
         try:
             if cell is None:
                 cost = LatticeLatency(
-                    table, placeholder_cell(config.cell.steps), nodes, stage, num_classes, config.cell.primitives
+                    table,
+                    placeholder_cell(config.cell.steps),
+                    nodes,
+                    stage,
+                    num_classes,
+                    config.cell.primitives,
+                    config.encoder,
                 )
                 edges = EDGES_PER_STEP * config.cell.steps
                 own = cost.cell + cheapest_cell_ms(cost.ops, cost.primitives, edges, config.cell.skip_cap)
             else:
-                cost = LatticeLatency(table, cell, nodes, stage, num_classes)
+                cost = LatticeLatency(table, cell, nodes, stage, num_classes, encoder=config.encoder)
                 own = cost.cell
         except SpecError:  # too narrow for the RSP split
             continue

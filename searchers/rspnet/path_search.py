@@ -13,16 +13,17 @@ from torch import nn
 
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.spec.models import Cell
-from searchers.rspnet.budgets import PathStage, SearchConfig
+from searchers.rspnet.budgets import PathStage, SearchConfig, SearchEncoder
 from searchers.rspnet.decode import PathDecision, decode_paths
 from searchers.rspnet.latency_search import LatencyGoal
-from searchers.rspnet.structures import STEM, head_candidates, lattice, path_network
+from searchers.rspnet.structures import head_candidates, lattice, lattice_roots, path_network
+from searchers.rspnet.supernet import EncoderFreeze
 
 
-class PathSupernet(nn.Module):
-    def __init__(self, cell: Cell, stage: PathStage, num_classes: int):
+class PathSupernet(EncoderFreeze):
+    def __init__(self, cell: Cell, stage: PathStage, num_classes: int, encoder: SearchEncoder | None = None):
         super().__init__()
-        self.lattice = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers)
+        self.lattice = lattice(stage.layers, stage.two_back, stage.stem_reduction, stage.finest_layers, encoder)
         genotype = path_network(
             cell,
             self.lattice,
@@ -31,8 +32,10 @@ class PathSupernet(nn.Module):
             stage.rsp_depths,
             num_classes,
             head_channels=stage.head_channels,
+            encoder=encoder,
         )
         self.net = GenotypeNet(genotype)
+        self.freeze_encoders(encoder)
         width = max(len(n.candidates) for n in self.lattice)
         self.logits = nn.Parameter(1e-3 * torch.randn(len(self.lattice), width))
         mask = torch.full((len(self.lattice), width), float("-inf"))
@@ -59,7 +62,7 @@ class PathSupernet(nn.Module):
         return [self.logits]
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        return list(self.net.parameters())
+        return [p for p in self.net.parameters() if p.requires_grad]
 
     def attention(self) -> torch.Tensor:
         return F.softmax(self.logits + self.mask, dim=-1)
@@ -74,7 +77,7 @@ class PathSearch:
     def __init__(self, config: SearchConfig, cell: Cell, num_classes: int, latency: LatencyGoal | None = None):
         self.schedule: PathStage = config.path
         self.cell = cell
-        self.model = PathSupernet(cell, config.path, num_classes)
+        self.model = PathSupernet(cell, config.path, num_classes, config.encoder)
         self.penalty = None if latency is None else latency.path_penalty(config, cell, num_classes, self.model)
 
     def snapshot(self) -> dict:
@@ -97,5 +100,5 @@ class PathSearch:
             head=head_candidates(nodes),
             topk=self.schedule.topk,
             threshold=self.schedule.threshold,
-            roots=(STEM,),
+            roots=lattice_roots(nodes),
         )

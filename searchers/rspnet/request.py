@@ -10,6 +10,7 @@ is then it times N.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class SearchRequest:
     discards: str = ""  # what --force discards of an earlier run (said in the plan)
     checkpoint_every_s: float = CHECKPOINT_EVERY_S  # a checkpoint within an epoch after this much training
     amp: str | None = None  # bf16: the supernet's forward passes in mixed precision (see searchers.rspnet.bilevel)
+    encoder: str | None = None  # a timm name: the cells and paths are searched over its levels (the runner reads them)
+    freeze_encoder: bool = False
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -61,11 +64,13 @@ class SearchRequest:
         """What a checkpoint must agree with to be resumed."""
         latency = {} if self.latency_target_ms is None else dict(latency=[self.latency_target_ms, *self.latency_size])
         amp = {} if self.amp is None else dict(amp=self.amp)  # recorded when used: earlier checkpoints stay resumable
+        encoder = {} if self.encoder is None else dict(encoder=self.encoder, freeze_encoder=self.freeze_encoder)
         return dict(
             **latency,
             **amp,
+            **encoder,
             stage=self.stage,
-            config=self.config.model_dump(mode="json", exclude={"batch_size"}),
+            config=self.config.model_dump(mode="json", exclude={"batch_size", "encoder"}),
             global_batch=self.global_batch,
             seed=self.seed,
             dataset=self.dataset,
@@ -118,6 +123,15 @@ def resolve_batch(budget: str, overrides: dict[str, Any], processes: int) -> dic
 SEARCH_AMP = ("bf16",)
 
 
+def check_encoder(encoder: str | None, freeze: bool) -> None:
+    """What an ``--encoder`` request needs without timm: a name of timm's form; whether timm knows it is
+    checked before the search loads anything else (``searchers.rspnet.encoder``)."""
+    if freeze and encoder is None:
+        raise ZooError("--freeze-encoder goes with --encoder TIMM_NAME")
+    if encoder is not None and not re.fullmatch(r"[a-z0-9_]+", encoder):
+        raise ZooError(f"--encoder '{encoder}' is not a timm model name (lower-case letters, digits and '_')")
+
+
 def check_search_amp(amp: str | None) -> str | None:
     """bf16 or none: fp16's loss scaling does not reach the gradients the architecture step takes by
     ``autograd.grad``. Checked with the request, before torch loads."""
@@ -146,6 +160,8 @@ def rspnet_request(
     overrides: dict[str, Any] | None = None,
     threads: int | None = None,
     amp: str | None = None,
+    encoder: str | None = None,
+    freeze_encoder: bool = False,
     resume: bool = False,
     force: bool = False,
     processes: int | None = None,
@@ -156,6 +172,7 @@ def rspnet_request(
     processes = processes or processes_now()
     check_stage(stage, cell)
     check_search_amp(amp)
+    check_encoder(encoder, freeze_encoder)
     if size is not None and latency_target is None:
         raise ZooError("--size is the input size of --latency-target; give the target too")
     if latency_target is not None and latency_target <= 0:
@@ -174,6 +191,8 @@ def rspnet_request(
         latency_target=latency_target,
         size=size if latency_target is not None else None,
         amp=amp,
+        encoder=encoder,
+        freeze_encoder=freeze_encoder or None,  # off: the name and the command lines of earlier versions
     )
     distinguishing = {**inputs, "data": None if data == "synthetic" else data, "settings": overrides}
     distinguishing["processes"] = processes if processes > 1 else None
@@ -201,5 +220,7 @@ def rspnet_request(
         shell_command=shell,
         processes=processes,
         amp=amp,
+        encoder=encoder,
+        freeze_encoder=freeze_encoder,
     )
     return replace(request, discards=claim(files, resume, force, "search", request.settings()))

@@ -28,7 +28,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -48,6 +48,7 @@ from searchers.rspnet.bilevel import Bilevel
 from searchers.rspnet.budgets import SearchConfig
 from searchers.rspnet.cell_search import CellSearch
 from searchers.rspnet.decode import CellDecision, PathDecision
+from searchers.rspnet.encoder import search_encoder
 from searchers.rspnet.estimate import StageEstimate, estimate_stage
 from searchers.rspnet.latency_search import LatencyGoal, fastest_ms, meet_target, plan_space_profile
 from searchers.rspnet.path_search import PathSearch
@@ -281,6 +282,9 @@ def search(
     left as it was.
     """
     resumed = distributed.on_main(_check_request, request)
+    if request.encoder is not None:  # timm's name and levels, before any data or supernet
+        encoder = search_encoder(request.encoder, request.freeze_encoder)
+        request = replace(request, config=request.config.model_copy(update=dict(encoder=encoder)))
     cfg = request.config
     data = SearchData(request.dataset, request.data_root, cfg, request.seed)
     cell, parent = cell_of(request.cell_spec, request.cell_name) if request.stage == "path" else (None, None)
@@ -357,6 +361,7 @@ def search(
                     name=request.name,
                     provenance=provenance,
                     class_names=data.class_names,
+                    encoder=cfg.encoder,
                 )
 
             if goal is None:
@@ -426,6 +431,7 @@ def _cell_genotype(
         name=f"{request.name}_cell" if request.stage != "cell" else request.name,
         provenance=_provenance(request, runner, None, decision, None, stage="cell"),
         class_names=data.class_names,
+        encoder=cfg.encoder,
     )
 
 
@@ -440,6 +446,10 @@ def _provenance(
     cfg = request.config
     runs = {k: v for k, v in runner.runs.items() if stage is None or k == stage}
     notes = [distributed.describe(cfg.batch_size)]
+    if cfg.encoder is not None:
+        levels = ", ".join(f"1/{lvl.reduction}" for lvl in cfg.encoder.levels)
+        trained = "frozen" if cfg.encoder.freeze else "trained with the cells, from timm's initialisation"
+        notes.append(f"over the timm encoder {cfg.encoder.model} (levels {levels}; {trained})")
     if request.amp is not None:
         notes.append(f"mixed precision {request.amp}")
     if cell is not None:

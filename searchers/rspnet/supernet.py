@@ -20,7 +20,7 @@ from torch import nn
 from rspnet_zoo.nn.model import GenotypeNet
 from rspnet_zoo.nn.ops import DARTS_PRIMITIVES, OPS, make_op
 from rspnet_zoo.spec.models import Genotype
-from searchers.rspnet.budgets import CellStage
+from searchers.rspnet.budgets import CellStage, SearchEncoder
 from searchers.rspnet.structures import dense_cell, dense_edge_count, dense_edge_rows, proxy_chain
 
 POOLS = ("max_pool_3x3", "avg_pool_3x3")
@@ -136,12 +136,37 @@ def edge_groups(steps: int) -> list[slice]:
     return [slice(r.start, r.stop) for r in dense_edge_rows(steps)]
 
 
-class CellSupernet(nn.Module):
+class EncoderFreeze(nn.Module):
+    """A supernet whose timm encoder may be frozen (``--freeze-encoder``): its weights take no gradient and
+    are no weights of the search, and its BatchNorms keep their statistics in training mode too."""
+
+    net: GenotypeNet
+    encoder_frozen = False
+
+    def freeze_encoders(self, encoder: SearchEncoder | None) -> None:
+        """After ``self.net`` is built: freeze its encoders if ``encoder`` says so."""
+        if encoder is not None and encoder.freeze:
+            self.encoder_frozen = True
+            self.net.encoders.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.encoder_frozen:
+            self.net.encoders.eval()
+        return self
+
+
+class CellSupernet(EncoderFreeze):
     """The proxy chain compiled with a search cell as every cell's body; ``alphas`` (edges x primitives)
     and ``betas`` (edges) are the architecture, every other parameter a weight."""
 
     def __init__(
-        self, cfg: CellStage, num_classes: int, primitives: Sequence[str] = DARTS_PRIMITIVES, in_chans: int = 3
+        self,
+        cfg: CellStage,
+        num_classes: int,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+        in_chans: int = 3,
+        encoder: SearchEncoder | None = None,
     ):
         super().__init__()
         self.primitives = tuple(primitives)
@@ -154,6 +179,7 @@ class CellSupernet(nn.Module):
             cfg.stem_reduction,
             cfg.head_channels,
             num_classes,
+            encoder=encoder,
         )
         self.net = GenotypeNet(
             self.genotype,
@@ -161,6 +187,7 @@ class CellSupernet(nn.Module):
             drop_rate=0.0,
             cell_body=lambda node: SearchCell(cfg.steps, node.channels, self.primitives, cfg.partial),
         )
+        self.freeze_encoders(encoder)
         num_edges = dense_edge_count(cfg.steps)
         self.alphas = nn.Parameter(1e-3 * torch.randn(num_edges, len(self.primitives)))
         self.betas = nn.Parameter(1e-3 * torch.randn(num_edges))
@@ -169,7 +196,7 @@ class CellSupernet(nn.Module):
         return [self.alphas, self.betas]
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name not in ("alphas", "betas")]
+        return [p for name, p in self.named_parameters() if name not in ("alphas", "betas") and p.requires_grad]
 
     def edge_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """softmax(alpha) per edge, and beta normalised by a softmax over each node's edges."""
