@@ -257,8 +257,9 @@ def test_output_stride_finer_than_an_encoder_level_is_refused_not_ignored():
         GenotypeNet(encoder_spec(FAST), output_stride=16)
 
 
-def test_encoder_output_stride_is_timm_s_kwarg():
-    doc = encoder_spec("resnet10t", kwargs={"output_stride": 16})
+@pytest.mark.parametrize("model", ["resnet10t", FAST])  # MobileNetV3 takes output_stride only as a feature model
+def test_encoder_output_stride_is_timm_s_kwarg(model):
+    doc = encoder_spec(model, kwargs={"output_stride": 16})
     with pytest.raises(SpecError, match="1/16"):
         GenotypeNet(doc)
     doc["network"]["nodes"][1]["reduction"] = doc["network"]["nodes"][2]["reduction"] = 16

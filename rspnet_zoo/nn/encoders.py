@@ -123,8 +123,10 @@ def _level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int,
 
 @functools.lru_cache(maxsize=64)
 def _cached_level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int) -> int:
-    built = _on_meta(lambda: timm.create_model(model, in_chans=in_chans, **dict(kwargs)))
-    return len(getattr(built, "feature_info", []))
+    # features_only, as the encoder is built: some kwargs (MobileNetV3's output_stride) only the feature
+    # model takes. Its FeatureInfo keeps every level, whatever out_indices it selected.
+    built = _on_meta(lambda: timm.create_model(model, features_only=True, in_chans=in_chans, **dict(kwargs)))
+    return len(built.feature_info.info)
 
 
 def _on_meta(build: Callable[[], nn.Module]) -> nn.Module:
