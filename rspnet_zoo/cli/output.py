@@ -36,14 +36,14 @@ def shown(value: object) -> str:
 
 
 def table(title: str) -> Table:
-    """A table for an 80-column terminal: a rule under the header, no side borders, two spaces between columns.
+    """A table for an 80-column terminal: a rule under the header, no side borders, one space between columns.
     It is at least as wide as the longest word of its title, which therefore wraps between words only."""
     return Table(
         title=title,
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
-        padding=(0, 1, 0, 0),
+        padding=0,
         min_width=max(map(len, title.split()), default=0),
     )
 
