@@ -151,3 +151,19 @@ def test_unpainted_names_are_black_in_the_palette():
     colours = palette(["void", "road", "Background"])
     assert colours[0].tolist() == [0, 0, 0] and colours[2].tolist() == [0, 0, 0] and colours[1].any()
     assert {"void", "background"} <= set(UNPAINTED)  # the names the overlay leaves unpainted
+
+
+@pytest.mark.parametrize("args", [["s.jpg"], ["s.png", "--mask", "m.svg"], ["s.png", "--mask", "m"]])
+def test_data_sample_writes_only_under_the_names_given_or_refuses(run_cli, tmp_path, args, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("data", "sample", *args, "--size", "16x16")
+    assert code == 2 and "name a .png file" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, under that name or another
+
+
+def test_data_sample_keeps_the_mask_name_s_case(run_cli, tmp_path):
+    code, _, err = run_cli(
+        "data", "sample", str(tmp_path / "s.png"), "--size", "16x16", "--mask", str(tmp_path / "m.PNG")
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.PNG", "s.png"]

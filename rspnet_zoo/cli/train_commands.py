@@ -11,6 +11,7 @@ from rspnet_zoo.cli import options
 from rspnet_zoo.cli.options import ImageSize, parse_device
 from rspnet_zoo.cli.output import emit, errors, print_table, shown, table, warning_line
 from rspnet_zoo.cli.parallel import data_parallel
+from rspnet_zoo.errors import ZooError
 
 DEPLOYED_HELP = (
     "A registered name[.tag] (e.g. rspnet_small.synth), a built folder, or an exported FILE.onnx (see --runtime)."
@@ -271,12 +272,19 @@ def sample(
     from rspnet_zoo.data import build_dataset
     from rspnet_zoo.fsutil import writable_output
     from rspnet_zoo.predict.infer import palette, save_png
-    from rspnet_zoo.predict.legend import save_mask
+    from rspnet_zoo.predict.legend import mask_format, save_mask
 
+    dataset = build_dataset("synthetic", split, seed=seed, size=size, length=index + 1)
+    # Each file is written under the very name given (a mask's format follows the class count).
+    named = [(out, "the scene", ".png", "PNG")]
+    if mask is not None:
+        named.append((mask, "the mask", *mask_format(len(dataset.class_names))))
+    for path, what, suffix, kind in named:
+        if path.suffix.lower() != suffix:
+            raise ZooError(f"{shown(path)}: {what} is written as a {kind.split(':')[0]}; name a {suffix} file")
     writable_output(out)
     if mask is not None:
         writable_output(mask, avoid=[out])
-    dataset = build_dataset("synthetic", split, seed=seed, size=size, length=index + 1)
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
     if mask is not None:

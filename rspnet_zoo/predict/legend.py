@@ -62,7 +62,8 @@ def mask_format(classes: int) -> tuple[str, str]:
 def save_mask(labels: np.ndarray, colours: np.ndarray, dest: Path) -> Path:
     """Class ids in ``mask_format(len(colours))``, to ``dest`` with that format's suffix."""
     suffix, _ = mask_format(len(colours))
-    dest = dest.with_suffix(suffix)
+    if dest.suffix.lower() != suffix:
+        dest = dest.with_suffix(suffix)
     with atomic_path(dest) as tmp:
         if len(colours) <= PALETTE_SIZE:
             image = Image.fromarray(labels.astype(np.uint8), mode="P")
