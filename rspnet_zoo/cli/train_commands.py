@@ -274,6 +274,9 @@ def sample(
     from rspnet_zoo.predict.infer import palette, save_png
     from rspnet_zoo.predict.legend import mask_format, save_mask
 
+    writable_output(out)
+    if mask is not None:
+        writable_output(mask, avoid=[out])
     dataset = build_dataset("synthetic", split, seed=seed, size=size, length=index + 1)
     # Each file is written under the very name given (a mask's format follows the class count).
     named = [(out, "the scene", ".png", "PNG")]
@@ -282,9 +285,6 @@ def sample(
     for path, what, suffix, kind in named:
         if path.suffix.lower() != suffix:
             raise ZooError(f"{shown(path)}: {what} is written as a {kind.split(':')[0]}; name a {suffix} file")
-    writable_output(out)
-    if mask is not None:
-        writable_output(mask, avoid=[out])
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
     if mask is not None:
