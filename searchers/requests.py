@@ -95,6 +95,24 @@ class RunFiles:
         return cls(name, out, run_dir)
 
 
+def search_files(
+    words: Sequence[object],
+    inputs: Mapping[str, Any],
+    data: str,
+    overrides: Mapping[str, Any],
+    name: str | None,
+    out: Path | None,
+    run_dir: Path | None,
+    processes: int = 1,
+) -> tuple[RunFiles, str | None]:
+    """A search's files, its default name told apart by the inputs, data, settings and processes given; and the
+    ``--name`` its reproducing command passes (None where the default follows from the other options)."""
+    distinguishing = {**inputs, "data": None if data == "synthetic" else data, "settings": overrides}
+    distinguishing["processes"] = processes if processes > 1 else None
+    files = RunFiles.of(name, out, run_dir, default_name(words, distinguishing))
+    return files, files.name if name or out else None
+
+
 def claim(files: RunFiles, resume: bool, force: bool, what: str, settings: dict | None = None) -> str:
     """Refuse what a run must not do to the files it would write, before it loads anything: resume nothing,
     resume other ``settings`` than the run folder's ``run-record.json`` records, start over an earlier run or

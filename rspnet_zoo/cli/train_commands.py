@@ -279,12 +279,10 @@ def sample(
         writable_output(mask, avoid=[out])
     dataset = build_dataset("synthetic", split, seed=seed, size=size, length=index + 1)
     # Each file is written under the very name given (a mask's format follows the class count).
-    named = [(out, "the scene", ".png", "PNG")]
-    if mask is not None:
-        named.append((mask, "the mask", *mask_format(len(dataset.class_names))))
-    for path, what, suffix, kind in named:
+    named = [(out, ".png")] + ([(mask, mask_format(len(dataset.class_names))[0])] if mask is not None else [])
+    for path, suffix in named:
         if path.suffix.lower() != suffix:
-            raise ZooError(f"{shown(path)}: {what} is written as a {kind.split(':')[0]}; name a {suffix} file")
+            raise ZooError(f"{shown(path)}: this file is written as {suffix}; name a {suffix} file")
     image, labels = dataset.raw(index)
     save_png((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), out)
     if mask is not None:

@@ -18,7 +18,7 @@ from typing import Any
 from rspnet_zoo.errors import ZooError
 from rspnet_zoo.spec.io import load_spec, spec_sha256
 from rspnet_zoo.spec.models import Cell
-from searchers.requests import RunFiles, claim, commands, default_name, processes_now
+from searchers.requests import claim, commands, processes_now, search_files
 from searchers.rspnet.budgets import BUDGETS, SearchConfig, resolve_config
 
 STAGES = ("cell", "path", "both")
@@ -194,10 +194,8 @@ def rspnet_request(
         encoder=encoder,
         freeze_encoder=freeze_encoder or None,  # off: the name and the command lines of earlier versions
     )
-    distinguishing = {**inputs, "data": None if data == "synthetic" else data, "settings": overrides}
-    distinguishing["processes"] = processes if processes > 1 else None
-    files = RunFiles.of(name, out, run_dir, default_name(["rspnet", stage, budget, f"s{seed}"], distinguishing))
-    named = files.name if name or out else None  # a default name follows from the other options
+    words = ["rspnet", stage, budget, f"s{seed}"]
+    files, named = search_files(words, inputs, data, overrides, name, out, run_dir, processes)
     options = dict(stage=stage, budget=budget, seed=seed, name=named, out=out, run_dir=run_dir, threads=threads)
     shell, recorded = commands(["rspnet-zoo", "search"], {**options, **inputs}, overrides, processes)
     request = SearchRequest(

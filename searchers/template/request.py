@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rspnet_zoo.errors import ZooError
-from searchers.requests import RunFiles, claim, commands, default_name
+from searchers.requests import claim, commands, search_files
 from searchers.template.budgets import TemplateBudget, resolve_template_budget
 
 
@@ -78,9 +78,7 @@ def template_request(
     if root is not None and not root.is_dir():
         raise ZooError(f"{root}: no such folder (the {data} data set root)")
     inputs = dict(data=data, root=root, latency_target=latency_target, stem_weights=stem_weights)
-    distinguishing = {**inputs, "data": None if data == "synthetic" else data, "settings": overrides}
-    files = RunFiles.of(name, out, run_dir, default_name(["template", budget, f"s{seed}"], distinguishing))
-    named = files.name if name or out else None  # a default name follows from the other options
+    files, named = search_files(["template", budget, f"s{seed}"], inputs, data, overrides, name, out, run_dir)
     options = dict(budget=budget, seed=seed, name=named, out=out, run_dir=run_dir)
     options |= dict(workers=workers if workers > 1 else None, threads=threads, **inputs)
     shell, recorded = commands(["rspnet-zoo", "search", "template"], options, overrides, processes=1)
