@@ -7,6 +7,7 @@ always checks what it built), and ``encoder_errors`` is the same check on the me
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import timm
@@ -56,7 +57,7 @@ def create_encoder(
     set) timm loads its weights as it always does: its cache, the Hub, or ``overlay`` (timm's
     ``pretrained_cfg_overlay``, e.g. ``dict(file=...)``)."""
     at = ("encoders", name)
-    if encoder.model not in _known_models():
+    if not timm.is_model(encoder.model):
         raise SpecError(pointer(*at, "model"), f"timm {timm.__version__} knows no model '{encoder.model}'")
     indices = sorted({n.level for n in levels})
     total = _level_count(encoder.model, tuple(sorted(encoder.kwargs.items())), in_chans, at)
@@ -105,28 +106,33 @@ def create_encoder(
     return model
 
 
-@functools.cache
-def _known_models() -> frozenset[str]:
-    return frozenset(timm.list_models())
+@dataclass(frozen=True)
+class TimmLevel:
+    """One entry of timm's ``feature_info``: its index (an ``out_indices`` value), reduction and channels."""
+
+    index: int
+    reduction: int
+    channels: int
+
+
+@functools.lru_cache(maxsize=64)
+def timm_levels(model: str, kwargs: tuple[tuple[str, Any], ...] = (), in_chans: int = 3) -> tuple[TimmLevel, ...]:
+    """Every feature level of timm's ``model`` built with ``kwargs`` (sorted items), read from its
+    ``features_only`` model on the meta device once per process for these arguments (some kwargs, such as
+    MobileNetV3's output_stride, only the feature model takes; its FeatureInfo keeps every level, whatever
+    out_indices it selected). timm's own errors pass through: each caller says where they came from."""
+    built = _on_meta(lambda: timm.create_model(model, features_only=True, in_chans=in_chans, **dict(kwargs)))
+    return tuple(TimmLevel(i, info["reduction"], info["num_chs"]) for i, info in enumerate(built.feature_info.info))
 
 
 def _level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int, at: tuple) -> int:
-    """How many feature levels timm's ``model`` has (its ``feature_info``), built on the meta device once
-    per process for these arguments (a search builds the same encoder many times)."""
+    """How many feature levels timm's ``model`` has, as a spec error at ``at`` where timm cannot say."""
     try:
-        return _cached_level_count(model, kwargs, in_chans)
+        return len(timm_levels(model, kwargs, in_chans))
     except TypeError as e:
         raise SpecError(pointer(*at, "kwargs"), f"timm's '{model}' refused them: {_line(e)}") from None
     except (RuntimeError, ValueError) as e:
         raise SpecError(pointer(*at), f"timm cannot build '{model}': {_line(e)}") from None
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_level_count(model: str, kwargs: tuple[tuple[str, Any], ...], in_chans: int) -> int:
-    # features_only, as the encoder is built: some kwargs (MobileNetV3's output_stride) only the feature
-    # model takes. Its FeatureInfo keeps every level, whatever out_indices it selected.
-    built = _on_meta(lambda: timm.create_model(model, features_only=True, in_chans=in_chans, **dict(kwargs)))
-    return len(built.feature_info.info)
 
 
 def _on_meta(build: Callable[[], nn.Module]) -> nn.Module:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import difflib
 
-import torch
-
 from rspnet_zoo.errors import ZooError
 from searchers.rspnet.budgets import NUM_LEVELS, EncoderLevel, SearchEncoder
 
@@ -20,23 +18,26 @@ def search_encoder(model: str, freeze: bool = False) -> SearchEncoder:
     leave a gap in 1/4 .. 1/32 or start below 1/8."""
     import timm
 
+    from rspnet_zoo.nn.encoders import timm_levels
+
     if not timm.is_model(model):
         close = difflib.get_close_matches(model, timm.list_models(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else " (see timm.list_models())"
         raise ZooError(f"--encoder {model}: timm knows no such model{hint}")
     try:
-        with torch.device("meta"):
-            info = timm.create_model(model, features_only=True, pretrained=False).feature_info
+        levels = timm_levels(model)
     except (RuntimeError, ValueError, TypeError, AssertionError) as e:
         raise ZooError(f"--encoder {model}: timm builds no feature extractor for it ({e})") from None
     deepest: dict[int, EncoderLevel] = {}
-    for i, (reduction, channels) in enumerate(zip(info.reduction(), info.channels())):
-        if reduction in LATTICE_REDUCTIONS:
-            deepest[reduction] = EncoderLevel(level=i, reduction=reduction, channels=channels)
+    for level in levels:
+        if level.reduction in LATTICE_REDUCTIONS:
+            deepest[level.reduction] = EncoderLevel(
+                level=level.index, reduction=level.reduction, channels=level.channels
+            )
     reductions = sorted(deepest)
     expected = list(LATTICE_REDUCTIONS[LATTICE_REDUCTIONS.index(reductions[0]) :]) if reductions else []
     if not reductions or reductions[0] > 8 or reductions != expected[: len(reductions)]:
-        given = ", ".join(f"1/{r}" for r in info.reduction())
+        given = ", ".join(f"1/{level.reduction}" for level in levels)
         raise ZooError(
             f"--encoder {model}: its feature levels ({given}) do not cover 1/8 and every level below it to "
             "its deepest: the lattice needs them"

@@ -76,19 +76,18 @@ def timm_encoder(
     reduction) per index, as timm's ``feature_info`` gives them) and the input normalisation its weights
     expect (timm's ``pretrained_cfg``), built on the meta device: no weights."""
     import timm
-    import torch
 
-    if model not in timm.list_models():
+    from rspnet_zoo.nn.encoders import timm_levels
+
+    if not timm.is_model(model):
         raise GenotypeImportError(f"unknown timm model '{model}' (see timm.list_models())")
     kwargs = {"output_stride": output_stride}
     try:
-        with torch.device("meta"):
-            features = timm.create_model(model, pretrained=False, features_only=True, **kwargs)
+        levels = [(level.channels, level.reduction) for level in timm_levels(model, tuple(kwargs.items()))]
     except (TypeError, ValueError, AssertionError, RuntimeError) as e:
         raise GenotypeImportError(f"timm cannot build '{model}' with {kwargs} as a feature extractor: {e}") from None
-    info = features.feature_info
-    levels = list(zip(info.channels(), info.reduction()))
-    norm = {key: list(features.pretrained_cfg[key]) for key in ("mean", "std") if key in features.pretrained_cfg}
+    cfg = timm.models.get_pretrained_cfg(model)
+    norm = {key: list(getattr(cfg, key)) for key in ("mean", "std") if cfg is not None and getattr(cfg, key, None)}
     return {"model": model, "kwargs": kwargs, "pretrained": pretrained or False}, levels, norm
 
 
