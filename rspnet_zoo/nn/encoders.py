@@ -26,6 +26,7 @@ TIMM_CHECKS = ("model names", "kwargs", "levels", "reductions", "channels")
 def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """``x`` zero-padded at the bottom and right to a multiple of ``multiple``: an encoder's input, so that
     every level comes out at least ``ceil(size / reduction)`` whatever the model's padding."""
+    # Always padded, even by zero: a traced export (--dynamic-size) must keep the padding for other sizes.
     return F.pad(x, [0, (-x.shape[-1]) % multiple, 0, (-x.shape[-2]) % multiple])
 
 
