@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 torch.set_num_threads(2)
 
@@ -39,3 +41,19 @@ def run_cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def camvid(tmp_path):
+    """``--data camvid --root DIR`` of a CamVid-layout folder: 4 training and 2 validation images, 24x32."""
+    root = tmp_path / "camvid"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 2)):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for k in range(count):
+            Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(root / split / f"f{k}.png")
+            Image.fromarray(rng.integers(0, 12, (24, 32), dtype=np.uint8), mode="L").save(
+                root / f"{split}annot" / f"f{k}.png"
+            )
+    return ("--data", "camvid", "--root", str(root))

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import distributed_worker
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from rspnet_zoo.training import distributed
 
@@ -90,20 +88,8 @@ def test_bilevel_steps_reduce_on_the_group_device():
         torch.testing.assert_close(steps[name], value, rtol=0, atol=0)
 
 
-def camvid_folder(root: Path) -> Path:
-    """A CamVid-layout folder of 4 training and 2 validation images, 24x32."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 4), ("val", 2)):
-        (root / split).mkdir(parents=True)
-        (root / f"{split}annot").mkdir()
-        for k in range(count):
-            Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(root / split / f"f{k}.png")
-            Image.fromarray(rng.integers(0, 12, (24, 32), dtype=np.uint8)).save(root / f"{split}annot" / f"f{k}.png")
-    return root
-
-
-def test_train_and_eval_run_under_an_nccl_like_group(run_cli, tmp_path, zoo_home):
-    data = ("--data", "camvid", "--root", str(camvid_folder(tmp_path / "camvid")))
+def test_train_and_eval_run_under_an_nccl_like_group(run_cli, tmp_path, zoo_home, camvid):
+    data = camvid
     args = ("--iterations", "2", "--crop", "16", "--batch-size", "2", "--tag", "t", "--out", str(tmp_path / "run"))
     with distributed.using(MetaGroup()) as group:
         code, _, err = run_cli("train", str(TINY), *data, *args, "--json")

@@ -8,28 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
-from PIL import Image
 
 TINY = Path(__file__).parent / "data" / "tiny_net.json"
 FAST = ("--crop", "16x24", "--batch-size", "2", "--lr", "0.05")
-
-
-@pytest.fixture
-def camvid(tmp_path):
-    root = tmp_path / "camvid"
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 4), ("val", 2)):
-        (root / split).mkdir(parents=True)
-        (root / f"{split}annot").mkdir()
-        for k in range(count):
-            Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(root / split / f"f{k}.png")
-            Image.fromarray(rng.integers(0, 12, (24, 32), dtype=np.uint8), mode="L").save(
-                root / f"{split}annot" / f"f{k}.png"
-            )
-    return ("--data", "camvid", "--root", str(root))
 
 
 def test_train_then_resume_then_load_and_evaluate(run_cli, zoo_home, tmp_path, camvid):
