@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_cli import FAST, TINY, camvid  # noqa: F401  (camvid is a fixture)
+from test_train_cli import FAST, TINY
 from test_train_loop import tiny_model, tiny_set
 
 from rspnet_zoo import fsutil
@@ -33,7 +33,7 @@ def one_error_line(code: int, err: str) -> str:
     return err.strip()
 
 
-def test_train_guards_its_run_folder(run_cli, zoo_home, tmp_path, camvid):  # noqa: F811
+def test_train_guards_its_run_folder(run_cli, zoo_home, tmp_path, camvid):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     # what killed writes leave: a checkpoint's temporary file, a half-written zoo folder of this tag
@@ -180,7 +180,7 @@ def test_two_concurrent_builds_of_one_name_both_finish(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_concurrent_trains_of_one_run_both_finish(tmp_path, camvid):  # noqa: F811
+def test_two_concurrent_trains_of_one_run_both_finish(tmp_path, camvid):
     """The second waits for the first's lock, then starts over (--force) rather than clobbering it midway."""
     run_dir = tmp_path / "run"
     args = ("train", str(TINY), *camvid, *FAST, "--epochs", "1", "--tag", "t", "--out", str(run_dir), "--force")

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_collective_device import camvid_folder
 
 from rspnet_zoo.data import build_dataset
 from rspnet_zoo.spec.io import load_spec
@@ -185,8 +184,8 @@ def test_the_search_keeps_architecture_parameters_in_fp32_under_bf16():
     assert not torch.equal(model.alphas, before)
 
 
-def test_options_are_recorded_and_a_resume_must_match(run_cli, tmp_path, zoo_home):
-    data = ("--data", "camvid", "--root", str(camvid_folder(tmp_path / "camvid")))  # a small validation split
+def test_options_are_recorded_and_a_resume_must_match(run_cli, tmp_path, zoo_home, camvid):
+    data = camvid  # a small validation split
     run = ("train", str(TINY), *data, "--iterations", "2", "--crop", "16", "--batch-size", "2")
     run += ("--out", str(tmp_path / "run"), "--tag", "t")
     given = ("--amp", "bf16", "--channels-last", "--loss", "ohem", "--warmup-iters", "1", "--workers", "1")
